@@ -1,0 +1,139 @@
+//! The configuration file exactly as written: plain serde structs, no checks.
+//!
+//! Every struct denies unknown fields, so a typo is an error and not a silently ignored
+//! key. `validate` turns this into the only [`super::Config`] the rest of the proxy sees.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) workers: Option<FileWorkers>,
+    pub(super) shutdown_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) io: FileIo,
+    #[serde(default)]
+    pub(super) limits: FileLimits,
+    #[serde(default)]
+    pub(super) timeouts: FileTimeouts,
+    #[serde(default)]
+    pub(super) listener: Vec<FileListener>,
+    #[serde(default)]
+    pub(super) cluster: BTreeMap<String, FileCluster>,
+}
+
+/// `workers = "all" | N | [core ids]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FileWorkers {
+    Keyword(String),
+    Count(i64),
+    Cores(Vec<i64>),
+}
+
+/// `[io]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileIo {
+    pub(super) driver: Option<String>,
+    pub(super) ring_entries: Option<u64>,
+    pub(super) buffer_bytes: Option<u64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLimits {
+    pub(super) header_bytes_max: Option<u64>,
+    pub(super) headers_count_max: Option<u64>,
+    pub(super) uri_bytes_max: Option<u64>,
+    pub(super) body_bytes_max: Option<u64>,
+    pub(super) chunk_extension_bytes_max: Option<u64>,
+    pub(super) trailer_bytes_max: Option<u64>,
+}
+
+/// `[timeouts]`: the client side. Upstream timeouts live on each cluster.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTimeouts {
+    pub(super) client_header_timeout_ms: Option<u64>,
+    pub(super) client_body_timeout_ms: Option<u64>,
+    pub(super) client_write_timeout_ms: Option<u64>,
+    pub(super) keep_alive_timeout_ms: Option<u64>,
+}
+
+/// `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileListener {
+    pub(super) name: Option<String>,
+    pub(super) addr: String,
+    pub(super) backlog: Option<u64>,
+    #[serde(default)]
+    pub(super) route: Vec<FileRoute>,
+}
+
+/// `[[listener.route]]`: match fields, then exactly one of `cluster` or `respond`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRoute {
+    pub(super) host: Option<String>,
+    pub(super) path_prefix: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) methods: Option<Vec<String>>,
+    pub(super) header: Option<FileNameValue>,
+    pub(super) cookie: Option<FileNameValue>,
+    pub(super) cluster: Option<String>,
+    pub(super) respond: Option<FileRespond>,
+}
+
+/// `{ name = "...", value = "..." }`; a missing value matches presence.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileNameValue {
+    pub(super) name: String,
+    pub(super) value: Option<String>,
+}
+
+/// `respond = { status, body, headers }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRespond {
+    pub(super) status: Option<i64>,
+    pub(super) body: Option<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
+}
+
+/// `[cluster.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCluster {
+    #[serde(default)]
+    pub(super) backends: Vec<FileBackend>,
+    pub(super) balance: Option<String>,
+    pub(super) connect_timeout_ms: Option<u64>,
+    pub(super) response_timeout_ms: Option<u64>,
+    pub(super) pool_idle_max: Option<u64>,
+    pub(super) pool_idle_timeout_ms: Option<u64>,
+    pub(super) pool_requests_max: Option<u64>,
+    pub(super) host_rewrite: Option<bool>,
+}
+
+/// A backend: `"host:port"` or `{ addr = "host:port", weight = N }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FileBackend {
+    Addr(String),
+    Table(FileBackendTable),
+}
+
+/// The table form of a backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileBackendTable {
+    pub(super) addr: String,
+    pub(super) weight: Option<i64>,
+}

@@ -1,0 +1,189 @@
+//! TOML in, a validated [`Config`] out, or every problem at once.
+//!
+//! [`Config`] holds domain types only (addresses, durations, ids), so nothing downstream
+//! meets an unchecked value. Workers share one `Arc<Config>` read-only.
+
+mod error;
+mod file;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use validate::from_toml;
+
+use crate::http::{ChunkedLimits, HeadLimits};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The configuration shipped in the binary: `config/ringway.toml`, run when no
+/// `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/ringway.toml");
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub workers: Workers,
+    pub io: IoConfig,
+    pub shutdown_timeout: Duration,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+/// Which cores get a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workers {
+    /// One worker on every core the process may run on.
+    All,
+    /// The first N cores.
+    Count(usize),
+    /// Exactly these core ids.
+    Cores(Vec<usize>),
+}
+
+/// The io driver a worker's runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring, falling back to epoll when the kernel or a sandbox forbids it.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+/// `[io]`.
+#[derive(Debug, Clone, Copy)]
+pub struct IoConfig {
+    pub driver: IoDriver,
+    pub ring_entries: u32,
+    /// Size of the pooled buffers a connection reads into.
+    pub buffer_bytes: usize,
+}
+
+/// Bounds on what a client may send.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub head: HeadLimits,
+    pub body_bytes_max: u64,
+    pub chunked: ChunkedLimits,
+}
+
+/// Client-side timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From a request's first byte to its complete head (408 after it).
+    pub client_header: Duration,
+    /// Longest wait for the next bytes of a request body (408 after it).
+    pub client_body: Duration,
+    /// Longest wait for a client to take response bytes.
+    pub client_write: Duration,
+    /// Idle time between requests on a keep-alive connection before it is closed.
+    pub keep_alive: Duration,
+}
+
+/// A socket we accept on, with its ordered routes.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub backlog: u32,
+    pub routes: Vec<Route>,
+}
+
+/// Index of a cluster in [`Config::clusters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClusterId(pub u32);
+
+/// Index of a backend within its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendId(pub u32);
+
+/// One routing rule: every present condition must hold.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub host: Option<HostMatch>,
+    pub path: Option<PathMatch>,
+    /// Empty means any method.
+    pub methods: Vec<Box<[u8]>>,
+    pub header: Option<NameValue>,
+    pub cookie: Option<NameValue>,
+    pub action: RouteAction,
+}
+
+/// How a route matches the Host header (lowercase, port stripped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Exact(Box<[u8]>),
+    /// `*.example.com` is stored as `.example.com` and matches any name ending in it.
+    Suffix(Box<[u8]>),
+}
+
+/// How a route matches the path (the target before `?`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Prefix(Box<[u8]>),
+    Exact(Box<[u8]>),
+}
+
+/// A header or cookie condition; `value: None` matches presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameValue {
+    pub name: Box<[u8]>,
+    pub value: Option<Box<[u8]>>,
+}
+
+/// What a matching route does.
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    Cluster(ClusterId),
+    Respond(FixedResponse),
+}
+
+/// A response the proxy answers itself, rendered once at load time.
+#[derive(Debug, Clone)]
+pub struct FixedResponse {
+    pub status: u16,
+    /// Status line and headers, `Content-Length` included, without the blank line.
+    pub head: Box<[u8]>,
+    pub body: Box<[u8]>,
+}
+
+/// Balancing policy of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    RoundRobin,
+}
+
+/// A named set of backends and how to talk to them.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub backends: Vec<Backend>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    /// Longest wait for response bytes from a backend (504 after it).
+    pub response_timeout: Duration,
+    /// Idle connections kept per backend, per worker.
+    pub pool_idle_max: usize,
+    pub pool_idle_timeout: Duration,
+    /// Requests sent on one upstream connection before it is closed.
+    pub pool_requests_max: u32,
+    /// Send the backend's `host:port` as Host instead of the client's Host.
+    pub host_rewrite: bool,
+}
+
+/// One address in a cluster.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// The address as written in the file; the Host sent when `host_rewrite` is on.
+    pub host: String,
+    pub weight: u32,
+}
+
+impl Config {
+    /// Parses and validates `text`. The same as [`from_toml`].
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        from_toml(text)
+    }
+}

@@ -1,0 +1,544 @@
+//! Checks a [`FileConfig`] and builds the [`Config`], collecting every problem.
+//!
+//! Each problem names its TOML key. Defaults and bounds are the named constants below;
+//! `config/example.toml` shows the same defaults.
+
+use super::file::{
+    FileBackend, FileCluster, FileConfig, FileListener, FileNameValue, FileRespond, FileRoute,
+    FileWorkers,
+};
+use super::{
+    Backend, Balance, Cluster, ClusterId, Config, ConfigError, ConfigErrors, FixedResponse,
+    HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route, RouteAction,
+    Timeouts, Workers,
+};
+use crate::http::{ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub(crate) const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const RING_ENTRIES: u64 = 1024;
+pub(crate) const BUFFER_BYTES: u64 = 16 * 1024;
+pub(crate) const HEADER_BYTES_MAX: u64 = 16 * 1024;
+pub(crate) const HEADERS_COUNT_MAX: u64 = 100;
+pub(crate) const URI_BYTES_MAX: u64 = 8 * 1024;
+pub(crate) const BODY_BYTES_MAX: u64 = 100 * 1024 * 1024;
+pub(crate) const CHUNK_EXTENSION_BYTES_MAX: u64 = 4096;
+pub(crate) const TRAILER_BYTES_MAX: u64 = 16 * 1024;
+pub(crate) const CLIENT_HEADER_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const CLIENT_BODY_TIMEOUT_MS: u64 = 60_000;
+pub(crate) const CLIENT_WRITE_TIMEOUT_MS: u64 = 60_000;
+pub(crate) const KEEP_ALIVE_TIMEOUT_MS: u64 = 75_000;
+pub(crate) const BACKLOG: u64 = 1024;
+pub(crate) const CONNECT_TIMEOUT_MS: u64 = 3_000;
+pub(crate) const RESPONSE_TIMEOUT_MS: u64 = 60_000;
+pub(crate) const POOL_IDLE_MAX: u64 = 32;
+pub(crate) const POOL_IDLE_TIMEOUT_MS: u64 = 60_000;
+pub(crate) const POOL_REQUESTS_MAX: u64 = 10_000;
+/// The longest timeout any key accepts: one day.
+pub(crate) const TIMEOUT_MS_MAX: u64 = 86_400_000;
+const WORKERS_MAX: u64 = 4096;
+const WEIGHT_MAX: u64 = 10_000;
+
+/// Parses `text` as TOML and validates it into a [`Config`], or reports every problem.
+pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+    let file: FileConfig = toml::from_str(text).map_err(|error| {
+        ConfigErrors(vec![ConfigError::Syntax(error.to_string().trim_end().to_owned())])
+    })?;
+    let mut errors = Vec::new();
+    let config = validate(&file, &mut errors);
+    if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+}
+
+/// Collects problems into `errors`; the returned value is meaningful only when none were found.
+fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
+    let clusters: Vec<Cluster> = file
+        .cluster
+        .iter()
+        .map(|(name, cluster)| validate_cluster(name, cluster, errors))
+        .collect();
+    let names: Vec<&str> = file.cluster.keys().map(String::as_str).collect();
+    if file.listener.is_empty() {
+        errors.push(ConfigError::invalid("listener", "no listener; add at least one [[listener]]"));
+    }
+    let listeners = file
+        .listener
+        .iter()
+        .enumerate()
+        .map(|(index, listener)| validate_listener(index, listener, &names, errors))
+        .collect();
+    Config {
+        workers: validate_workers(file.workers.as_ref(), errors),
+        io: validate_io(&file.io, errors),
+        shutdown_timeout: timeout_ms(
+            "shutdown_timeout_ms",
+            file.shutdown_timeout_ms,
+            SHUTDOWN_TIMEOUT_MS,
+            errors,
+        ),
+        limits: validate_limits(&file.limits, errors),
+        timeouts: validate_timeouts(&file.timeouts, errors),
+        listeners,
+        clusters,
+    }
+}
+
+fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoConfig {
+    let driver = match io.driver.as_deref() {
+        None | Some("auto") => IoDriver::Auto,
+        Some("io_uring") => IoDriver::IoUring,
+        Some("epoll") => IoDriver::Epoll,
+        Some(other) => {
+            let reason =
+                format!("unknown driver {other:?}; use \"auto\", \"io_uring\" or \"epoll\"");
+            errors.push(ConfigError::invalid("io.driver", reason));
+            IoDriver::Auto
+        }
+    };
+    IoConfig {
+        driver,
+        ring_entries: to_u32(ranged(
+            "io.ring_entries",
+            io.ring_entries,
+            Bounds { default: RING_ENTRIES, min: 8, max: 32768 },
+            errors,
+        )),
+        buffer_bytes: to_usize(ranged(
+            "io.buffer_bytes",
+            io.buffer_bytes,
+            Bounds { default: BUFFER_BYTES, min: 1024, max: 1 << 24 },
+            errors,
+        )),
+    }
+}
+
+/// A `*_timeout_ms` key as a duration.
+fn timeout_ms(
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    errors: &mut Vec<ConfigError>,
+) -> Duration {
+    Duration::from_millis(ranged(
+        key,
+        value,
+        Bounds { default, min: 1, max: TIMEOUT_MS_MAX },
+        errors,
+    ))
+}
+
+fn validate_timeouts(file: &super::file::FileTimeouts, errors: &mut Vec<ConfigError>) -> Timeouts {
+    Timeouts {
+        client_header: timeout_ms(
+            "timeouts.client_header_timeout_ms",
+            file.client_header_timeout_ms,
+            CLIENT_HEADER_TIMEOUT_MS,
+            errors,
+        ),
+        client_body: timeout_ms(
+            "timeouts.client_body_timeout_ms",
+            file.client_body_timeout_ms,
+            CLIENT_BODY_TIMEOUT_MS,
+            errors,
+        ),
+        client_write: timeout_ms(
+            "timeouts.client_write_timeout_ms",
+            file.client_write_timeout_ms,
+            CLIENT_WRITE_TIMEOUT_MS,
+            errors,
+        ),
+        keep_alive: timeout_ms(
+            "timeouts.keep_alive_timeout_ms",
+            file.keep_alive_timeout_ms,
+            KEEP_ALIVE_TIMEOUT_MS,
+            errors,
+        ),
+    }
+}
+
+fn validate_limits(file: &super::file::FileLimits, errors: &mut Vec<ConfigError>) -> Limits {
+    let header_bytes_max = ranged(
+        "limits.header_bytes_max",
+        file.header_bytes_max,
+        Bounds { default: HEADER_BYTES_MAX, min: 256, max: 1 << 20 },
+        errors,
+    );
+    let headers_count_max = ranged(
+        "limits.headers_count_max",
+        file.headers_count_max,
+        Bounds { default: HEADERS_COUNT_MAX, min: 1, max: u64::from(HEADERS_COUNT_CEILING) },
+        errors,
+    );
+    let uri_bytes_max = ranged(
+        "limits.uri_bytes_max",
+        file.uri_bytes_max,
+        Bounds { default: URI_BYTES_MAX, min: 16, max: 1 << 20 },
+        errors,
+    );
+    let body_bytes_max = ranged(
+        "limits.body_bytes_max",
+        file.body_bytes_max,
+        Bounds { default: BODY_BYTES_MAX, min: 0, max: u64::MAX >> 1 },
+        errors,
+    );
+    let extension = ranged(
+        "limits.chunk_extension_bytes_max",
+        file.chunk_extension_bytes_max,
+        Bounds { default: CHUNK_EXTENSION_BYTES_MAX, min: 0, max: 1 << 20 },
+        errors,
+    );
+    let trailer = ranged(
+        "limits.trailer_bytes_max",
+        file.trailer_bytes_max,
+        Bounds { default: TRAILER_BYTES_MAX, min: 0, max: 1 << 20 },
+        errors,
+    );
+    Limits {
+        head: HeadLimits {
+            header_bytes_max: to_u32(header_bytes_max),
+            headers_count_max: u16::try_from(headers_count_max).unwrap_or(HEADERS_COUNT_CEILING),
+            uri_bytes_max: to_u32(uri_bytes_max),
+        },
+        body_bytes_max,
+        chunked: ChunkedLimits {
+            extension_bytes_max: to_u32(extension),
+            trailer_bytes_max: to_u32(trailer),
+        },
+    }
+}
+
+fn validate_workers(workers: Option<&FileWorkers>, errors: &mut Vec<ConfigError>) -> Workers {
+    match workers {
+        None => Workers::All,
+        Some(FileWorkers::Keyword(word)) if word == "all" => Workers::All,
+        Some(FileWorkers::Keyword(word)) => {
+            let reason =
+                format!("unknown value {word:?}; use \"all\", a count or a list of core ids");
+            errors.push(ConfigError::invalid("workers", reason));
+            Workers::All
+        }
+        Some(FileWorkers::Count(count)) => {
+            Workers::Count(to_usize(ranged_signed("workers", *count, 1, WORKERS_MAX, errors)))
+        }
+        Some(FileWorkers::Cores(cores)) => {
+            if cores.is_empty() {
+                errors
+                    .push(ConfigError::invalid("workers", "empty list; name at least one core id"));
+            }
+            let mut ids: Vec<usize> = Vec::with_capacity(cores.len());
+            for (index, core) in cores.iter().enumerate() {
+                let id = to_usize(ranged_signed(
+                    &format!("workers[{index}]"),
+                    *core,
+                    0,
+                    WORKERS_MAX,
+                    errors,
+                ));
+                if ids.contains(&id) {
+                    let reason = format!("core {id} is listed twice");
+                    errors.push(ConfigError::invalid(format!("workers[{index}]"), reason));
+                }
+                ids.push(id);
+            }
+            Workers::Cores(ids)
+        }
+    }
+}
+
+fn validate_listener(
+    index: usize,
+    listener: &FileListener,
+    clusters: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Listener {
+    let at = format!("listener[{index}]");
+    let addr = listener.addr.parse::<SocketAddr>().unwrap_or_else(|_| {
+        let reason = format!("{:?} is not an IP:port address", listener.addr);
+        errors.push(ConfigError::invalid(format!("{at}.addr"), reason));
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    });
+    if listener.route.is_empty() {
+        errors.push(ConfigError::invalid(
+            format!("{at}.route"),
+            "no routes; add a [[listener.route]] with a cluster or a respond",
+        ));
+    }
+    let routes = listener
+        .route
+        .iter()
+        .enumerate()
+        .map(|(route_index, route)| {
+            validate_route(&format!("{at}.route[{route_index}]"), route, clusters, errors)
+        })
+        .collect();
+    Listener {
+        name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
+        addr,
+        backlog: to_u32(ranged(
+            &format!("{at}.backlog"),
+            listener.backlog,
+            Bounds { default: BACKLOG, min: 1, max: 65535 },
+            errors,
+        )),
+        routes,
+    }
+}
+
+fn validate_route(
+    at: &str,
+    route: &FileRoute,
+    clusters: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Route {
+    let action = match (&route.cluster, &route.respond) {
+        (Some(name), None) => match clusters.iter().position(|known| known == name) {
+            Some(position) => RouteAction::Cluster(ClusterId(to_u32(position as u64))),
+            None => {
+                errors.push(ConfigError::UnknownCluster {
+                    at: format!("{at}.cluster"),
+                    name: name.clone(),
+                    known: format!("{clusters:?}"),
+                });
+                RouteAction::Cluster(ClusterId(0))
+            }
+        },
+        (None, Some(respond)) => RouteAction::Respond(validate_respond(at, respond, errors)),
+        (Some(_), Some(_)) | (None, None) => {
+            errors.push(ConfigError::invalid(at, "set exactly one of `cluster` or `respond`"));
+            RouteAction::Cluster(ClusterId(0))
+        }
+    };
+    let path = match (&route.path, &route.path_prefix) {
+        (Some(path), None) => {
+            Some(PathMatch::Exact(checked_path(&format!("{at}.path"), path, errors)))
+        }
+        (None, Some(prefix)) => {
+            Some(PathMatch::Prefix(checked_path(&format!("{at}.path_prefix"), prefix, errors)))
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            errors.push(ConfigError::invalid(at, "set at most one of `path` or `path_prefix`"));
+            None
+        }
+    };
+    let methods = route.methods.as_deref().unwrap_or_default();
+    for (index, method) in methods.iter().enumerate() {
+        let is_token = !method.is_empty() && method.bytes().all(|byte| byte.is_ascii_uppercase());
+        if !is_token {
+            let reason = format!("{method:?} is not a method; write it in capitals, like \"GET\"");
+            errors.push(ConfigError::invalid(format!("{at}.methods[{index}]"), reason));
+        }
+    }
+    Route {
+        host: route.host.as_deref().map(|host| validate_host(&format!("{at}.host"), host, errors)),
+        path,
+        methods: methods.iter().map(|method| method.as_bytes().into()).collect(),
+        header: route
+            .header
+            .as_ref()
+            .map(|header| name_value(&format!("{at}.header"), header, errors)),
+        cookie: route
+            .cookie
+            .as_ref()
+            .map(|cookie| name_value(&format!("{at}.cookie"), cookie, errors)),
+        action,
+    }
+}
+
+fn validate_host(at: &str, host: &str, errors: &mut Vec<ConfigError>) -> HostMatch {
+    let lower = host.to_ascii_lowercase();
+    let name = lower.strip_prefix("*.").unwrap_or(&lower);
+    let valid = !name.is_empty()
+        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.');
+    if !valid {
+        let reason = format!("{host:?} is not a host name or a `*.suffix` pattern");
+        errors.push(ConfigError::invalid(at, reason));
+    }
+    match lower.strip_prefix('*') {
+        Some(suffix) => HostMatch::Suffix(suffix.as_bytes().into()),
+        None => HostMatch::Exact(lower.as_bytes().into()),
+    }
+}
+
+fn checked_path(at: &str, path: &str, errors: &mut Vec<ConfigError>) -> Box<[u8]> {
+    if !path.starts_with('/') {
+        errors.push(ConfigError::invalid(at, format!("{path:?} must start with '/'")));
+    }
+    path.as_bytes().into()
+}
+
+fn name_value(at: &str, pair: &FileNameValue, errors: &mut Vec<ConfigError>) -> NameValue {
+    let is_token = !pair.name.is_empty()
+        && pair
+            .name
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&byte));
+    if !is_token {
+        errors.push(ConfigError::invalid(
+            format!("{at}.name"),
+            format!("{:?} is not a valid name", pair.name),
+        ));
+    }
+    NameValue {
+        name: pair.name.as_bytes().into(),
+        value: pair.value.as_ref().map(|value| value.as_bytes().into()),
+    }
+}
+
+fn validate_respond(
+    at: &str,
+    respond: &FileRespond,
+    errors: &mut Vec<ConfigError>,
+) -> FixedResponse {
+    let status = to_u32(ranged_signed(
+        &format!("{at}.respond.status"),
+        respond.status.unwrap_or(200),
+        200,
+        599,
+        errors,
+    ));
+    let status = u16::try_from(status).unwrap_or(200);
+    let body = respond.body.clone().unwrap_or_default().into_bytes();
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", crate::response::reason(status));
+    for (name, value) in &respond.headers {
+        let key = format!("{at}.respond.headers.{name}");
+        let valid_name = !name.is_empty()
+            && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_".contains(&byte));
+        let framing = name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("connection");
+        if !valid_name || framing {
+            errors.push(ConfigError::invalid(&key, "not a header name the proxy lets you set"));
+        }
+        if value.bytes().any(|byte| byte == b'\r' || byte == b'\n' || byte == 0) {
+            errors.push(ConfigError::invalid(&key, "header values may not hold CR, LF or NUL"));
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    FixedResponse { status, head: head.into_bytes().into(), body: body.into() }
+}
+
+fn validate_cluster(name: &str, cluster: &FileCluster, errors: &mut Vec<ConfigError>) -> Cluster {
+    let at = format!("cluster.{name}");
+    if cluster.backends.is_empty() {
+        errors.push(ConfigError::EmptyCluster { at: format!("{at}.backends") });
+    }
+    let backends = cluster
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(index, backend)| {
+            validate_backend(&format!("{at}.backends[{index}]"), backend, errors)
+        })
+        .collect();
+    let balance = match cluster.balance.as_deref() {
+        None | Some("round_robin") => Balance::RoundRobin,
+        Some(other) => {
+            let reason = format!("unknown policy {other:?}; supported: \"round_robin\"");
+            errors.push(ConfigError::invalid(format!("{at}.balance"), reason));
+            Balance::RoundRobin
+        }
+    };
+    let mut ms = |key: &str, value: Option<u64>, default: u64| {
+        Duration::from_millis(ranged(
+            &format!("{at}.{key}"),
+            value,
+            Bounds { default, min: 1, max: TIMEOUT_MS_MAX },
+            errors,
+        ))
+    };
+    let connect_timeout = ms("connect_timeout_ms", cluster.connect_timeout_ms, CONNECT_TIMEOUT_MS);
+    let response_timeout =
+        ms("response_timeout_ms", cluster.response_timeout_ms, RESPONSE_TIMEOUT_MS);
+    let pool_idle_timeout =
+        ms("pool_idle_timeout_ms", cluster.pool_idle_timeout_ms, POOL_IDLE_TIMEOUT_MS);
+    Cluster {
+        name: name.to_owned(),
+        backends,
+        balance,
+        connect_timeout,
+        response_timeout,
+        pool_idle_max: to_usize(ranged(
+            &format!("{at}.pool_idle_max"),
+            cluster.pool_idle_max,
+            Bounds { default: POOL_IDLE_MAX, min: 0, max: 65536 },
+            errors,
+        )),
+        pool_idle_timeout,
+        pool_requests_max: to_u32(ranged(
+            &format!("{at}.pool_requests_max"),
+            cluster.pool_requests_max,
+            Bounds { default: POOL_REQUESTS_MAX, min: 1, max: u64::from(u32::MAX) },
+            errors,
+        )),
+        host_rewrite: cluster.host_rewrite.unwrap_or(false),
+    }
+}
+
+fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigError>) -> Backend {
+    let (addr, weight) = match backend {
+        FileBackend::Addr(addr) => (addr, 1),
+        FileBackend::Table(table) => (&table.addr, table.weight.unwrap_or(1)),
+    };
+    let weight = to_u32(ranged_signed(&format!("{at}.weight"), weight, 1, WEIGHT_MAX, errors));
+    let resolved = match addr.parse::<SocketAddr>() {
+        Ok(resolved) => Some(resolved),
+        Err(_) => addr.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()),
+    };
+    let resolved = resolved.unwrap_or_else(|| {
+        let reason = format!("{addr:?} is not an address; write host:port, like \"10.0.0.1:8080\"");
+        errors.push(ConfigError::invalid(at, reason));
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    });
+    Backend { addr: resolved, host: addr.clone(), weight }
+}
+
+/// `value` or `default`, checked against `min..=max`.
+/// The default and the accepted range of a numeric key.
+#[derive(Clone, Copy)]
+struct Bounds {
+    default: u64,
+    min: u64,
+    max: u64,
+}
+
+fn ranged(key: &str, value: Option<u64>, bounds: Bounds, errors: &mut Vec<ConfigError>) -> u64 {
+    let Bounds { default, min, max } = bounds;
+    let value = value.unwrap_or(default);
+    if (min..=max).contains(&value) {
+        value
+    } else {
+        errors.push(ConfigError::OutOfRange {
+            at: key.to_owned(),
+            value: i128::from(value),
+            min,
+            max,
+        });
+        default.clamp(min, max)
+    }
+}
+
+/// A signed value from the file (TOML integers are signed), checked against `min..=max`.
+fn ranged_signed(key: &str, value: i64, min: u64, max: u64, errors: &mut Vec<ConfigError>) -> u64 {
+    match u64::try_from(value) {
+        Ok(value) if (min..=max).contains(&value) => value,
+        _ => {
+            errors.push(ConfigError::OutOfRange {
+                at: key.to_owned(),
+                value: i128::from(value),
+                min,
+                max,
+            });
+            min
+        }
+    }
+}
+
+fn to_u32(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,225 @@
+//! The keep-alive loop of one HTTP/1.1 client connection: read a head, route it, answer
+//! it or hand it to `proxy`, and go again while both sides want to.
+//!
+//! Requests are answered in order; bytes of a pipelined request stay in the buffer.
+
+use crate::config::{FixedResponse, RouteAction};
+use crate::error::ProxyError;
+use crate::http::{BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head};
+use crate::proxy::http::{Exchange, ExchangeEnd, exchange};
+use crate::proxy::tunnel::tunnel;
+use crate::route::{self, RouteRequest};
+use crate::worker::Worker;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Counts the connection as open for as long as it lives.
+struct OpenGuard(Rc<Worker>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}
+
+/// The state of one client connection.
+struct Client {
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+    /// Header lines of the current request; capacity is kept across requests.
+    headers: Vec<HeaderLine>,
+}
+
+/// What the loop does after a request.
+enum Next {
+    Continue,
+    Close,
+    Tunnel { upstream: TcpStream, to_client: Vec<u8> },
+}
+
+/// Serves `stream` until the client or the proxy ends it.
+pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
+    worker.connections.set(worker.connections.get() + 1);
+    let _open = OpenGuard(worker.clone());
+    if let Err(error) = stream.set_nodelay(true) {
+        log::debug!("set TCP_NODELAY on {peer}: {error}");
+    }
+    let mut client = Client { worker: worker.clone(), stream, peer, listener, headers: Vec::new() };
+    let mut buf = worker.take_buffer();
+    let mut first = true;
+    loop {
+        let (result, back) = read_request(&mut client, buf, first).await;
+        buf = back;
+        let head = match result {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(error) => {
+                answer_error(&mut client, &error, false).await;
+                break;
+            }
+        };
+        first = false;
+        let (next, back) = handle(&mut client, &head, buf).await;
+        buf = back;
+        match next {
+            Next::Continue if !worker.shutting_down.get() => {}
+            Next::Continue | Next::Close => break,
+            Next::Tunnel { upstream, to_client } => {
+                let to_upstream = std::mem::take(&mut buf);
+                if let Err(error) = tunnel(client.stream, upstream, to_upstream, to_client).await {
+                    log::debug!("tunnel for {peer} ended: {error}");
+                }
+                return;
+            }
+        }
+    }
+    worker.give_buffer(buf);
+}
+
+/// Reads the next request head. `Ok(None)` means the connection ends quietly: the client
+/// closed it, or stayed idle past the keep-alive timeout, or the worker is shutting down.
+async fn read_request(
+    client: &mut Client,
+    mut buf: Vec<u8>,
+    first: bool,
+) -> (Result<Option<RequestHead>, ProxyError>, Vec<u8>) {
+    let config = &client.worker.config;
+    if buf.is_empty() {
+        let idle_timeout =
+            if first { config.timeouts.client_header } else { config.timeouts.keep_alive };
+        if client.worker.shutting_down.get() {
+            return (Ok(None), buf);
+        }
+        let cancel = client.worker.idle_canceller.borrow().handle();
+        let read = client.stream.cancelable_read(buf.slice_mut(0..), cancel);
+        match monoio::time::timeout(idle_timeout, read).await {
+            Ok((Ok(read), slice)) if read > 0 => buf = slice.into_inner(),
+            Ok((_, slice)) => return (Ok(None), slice.into_inner()),
+            Err(_) => return (Ok(None), Vec::new()),
+        }
+    }
+    let deadline = Instant::now() + config.timeouts.client_header;
+    let limits = config.limits.head;
+    loop {
+        match parse_request_head(&buf, &limits, &mut client.headers) {
+            Ok(Parsed::Complete(head)) => return (Ok(Some(head)), buf),
+            Ok(Parsed::Partial) => {}
+            Err(error) => return (Err(ProxyError::BadRequest(error)), buf),
+        }
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len().max(1024));
+        }
+        let filled = buf.len();
+        let read = client.stream.read(buf.slice_mut(filled..));
+        match monoio::time::timeout_at(deadline.into(), read).await {
+            Ok((Ok(0), slice)) => return (Err(ProxyError::ClientClosed), slice.into_inner()),
+            Ok((Ok(_), slice)) => buf = slice.into_inner(),
+            Ok((Err(_), slice)) => return (Err(ProxyError::ClientClosed), slice.into_inner()),
+            Err(_) => return (Err(ProxyError::ClientTimeout), Vec::new()),
+        }
+    }
+}
+
+/// Routes one request and answers it, itself or through a cluster.
+async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (Next, Vec<u8>) {
+    let worker = client.worker.clone();
+    let routes = &worker.config.listeners[client.listener].routes;
+    let chosen = route::select(routes, &RouteRequest::new(&buf, head, &client.headers));
+    let has_body = head.framing != BodyFraming::None;
+    let action = chosen.map(|index| &routes[index].action);
+    match action {
+        None => {
+            buf.drain(..head.head_len as usize);
+            // A body we did not read would be taken for the next request: close instead.
+            let keep_alive = head.keep_alive && !has_body;
+            let next = answer_error(client, &ProxyError::NoRoute, keep_alive).await;
+            (next, buf)
+        }
+        Some(RouteAction::Respond(fixed)) => {
+            buf.drain(..head.head_len as usize);
+            let keep_alive = head.keep_alive && !has_body && !worker.shutting_down.get();
+            let next = answer_fixed(client, fixed, head, keep_alive).await;
+            (next, buf)
+        }
+        Some(RouteAction::Cluster(cluster)) => {
+            let x = Exchange {
+                worker: &worker,
+                client: &mut client.stream,
+                peer: client.peer,
+                head,
+                headers: &client.headers,
+                cluster: *cluster,
+            };
+            let (result, buf) = exchange(x, buf).await;
+            let next = match result {
+                Ok(ExchangeEnd::Done { keep_alive: true }) => Next::Continue,
+                Ok(ExchangeEnd::Done { keep_alive: false }) => Next::Close,
+                Ok(ExchangeEnd::Upgrade { upstream, to_client }) => {
+                    Next::Tunnel { upstream, to_client }
+                }
+                Err(error) => {
+                    log_failure(&worker, &error);
+                    answer_error(client, &error, false).await
+                }
+            };
+            (next, buf)
+        }
+    }
+}
+
+fn log_failure(worker: &Worker, error: &ProxyError) {
+    match error.side() {
+        crate::error::Side::Upstream => log::warn!("worker {}: {error}", worker.id),
+        crate::error::Side::Client | crate::error::Side::Proxy => {
+            log::debug!("worker {}: {error}", worker.id);
+        }
+    }
+}
+
+/// Sends the response for `error` when the client can still hear it.
+async fn answer_error(client: &mut Client, error: &ProxyError, keep_alive: bool) -> Next {
+    if !error.is_answerable() {
+        return Next::Close;
+    }
+    let keep_alive = keep_alive && error.keeps_client() && !client.worker.shutting_down.get();
+    let mut out = Vec::new();
+    crate::response::write_error(error, keep_alive, &mut out);
+    let write = client.stream.write_all(out);
+    let timeout = client.worker.config.timeouts.client_write;
+    match monoio::time::timeout(timeout, write).await {
+        Ok((Ok(_), _)) if keep_alive => Next::Continue,
+        _ => Next::Close,
+    }
+}
+
+/// Sends a route's fixed response (its head only, for HEAD).
+async fn answer_fixed(
+    client: &mut Client,
+    fixed: &FixedResponse,
+    head: &RequestHead,
+    keep_alive: bool,
+) -> Next {
+    let mut out = crate::wire::OutVec::new(Vec::new());
+    out.push_extra(&fixed.head);
+    let connection: &[u8] = match (keep_alive, head.version) {
+        (false, _) => b"Connection: close\r\n\r\n",
+        (true, crate::http::Version::Http10) => b"Connection: keep-alive\r\n\r\n",
+        (true, crate::http::Version::Http11) => b"\r\n",
+    };
+    out.push_extra(connection);
+    let has_body = head.method != Method::Head && !matches!(fixed.status, 204 | 304);
+    if has_body {
+        out.push_extra(&fixed.body);
+    }
+    let timeout = client.worker.config.timeouts.client_write;
+    match monoio::time::timeout(timeout, out.write_all(&mut client.stream)).await {
+        Ok((Ok(()), _)) if keep_alive => Next::Continue,
+        _ => Next::Close,
+    }
+}

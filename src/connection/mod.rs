@@ -1,0 +1,6 @@
+//! One accepted client connection. HTTP/1.1 is the only protocol for now; TLS and
+//! protocol detection will pick here.
+
+mod http1;
+
+pub use http1::serve;

@@ -1,0 +1,132 @@
+//! Why an exchange failed, who caused it, and what the client is told.
+
+use crate::http::{ChunkedError, ParseError};
+
+/// The side of the proxy a failure came from. Picks the log level and the metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Proxy,
+}
+
+/// Why a request could not be proxied. Every variant maps to exactly one status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("malformed request head: {0}")]
+    BadRequest(ParseError),
+    #[error("malformed chunked request body: {0}")]
+    BadRequestBody(ChunkedError),
+    #[error("request body larger than limits.body_bytes_max")]
+    BodyTooLarge,
+    #[error("client too slow to send its request")]
+    ClientTimeout,
+    #[error("client closed the connection mid-request")]
+    ClientClosed,
+    #[error("client connection failed")]
+    ClientIo,
+    #[error("no route matches this request")]
+    NoRoute,
+    #[error("no backend to send the request to")]
+    NoBackend,
+    #[error("cannot connect to the backend")]
+    Connect,
+    #[error("backend did not answer in time")]
+    UpstreamTimeout,
+    #[error("malformed response head from the backend: {0}")]
+    BadResponse(ParseError),
+    #[error("malformed chunked response body from the backend: {0}")]
+    BadResponseBody(ChunkedError),
+    #[error("backend switched protocols without being asked to")]
+    UnexpectedUpgrade,
+    #[error("backend closed the connection before the response was complete")]
+    UpstreamClosed,
+    #[error("backend connection failed")]
+    UpstreamIo,
+}
+
+// Errors travel on the hot path inside `Result`; keep them small.
+const _: () = assert!(size_of::<ProxyError>() <= 16);
+
+impl ProxyError {
+    /// The status code the client receives. This is the only place that mapping lives.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(error) => parse_error_status(*error),
+            Self::BadRequestBody(_) => 400,
+            Self::BodyTooLarge => 413,
+            // The client is gone or silent; 408 is what nginx and HAProxy send to a slow one.
+            Self::ClientTimeout | Self::ClientClosed | Self::ClientIo => 408,
+            Self::NoRoute => 404,
+            Self::NoBackend => 503,
+            Self::Connect
+            | Self::BadResponse(_)
+            | Self::BadResponseBody(_)
+            | Self::UnexpectedUpgrade
+            | Self::UpstreamClosed
+            | Self::UpstreamIo => 502,
+            Self::UpstreamTimeout => 504,
+        }
+    }
+
+    /// Who failed.
+    pub fn side(&self) -> Side {
+        match self {
+            Self::BadRequest(_)
+            | Self::BadRequestBody(_)
+            | Self::BodyTooLarge
+            | Self::ClientTimeout
+            | Self::ClientClosed
+            | Self::ClientIo => Side::Client,
+            Self::NoRoute | Self::NoBackend => Side::Proxy,
+            Self::Connect
+            | Self::UpstreamTimeout
+            | Self::BadResponse(_)
+            | Self::BadResponseBody(_)
+            | Self::UnexpectedUpgrade
+            | Self::UpstreamClosed
+            | Self::UpstreamIo => Side::Upstream,
+        }
+    }
+
+    /// True when the client connection may serve another request after this error's
+    /// response: the request was read whole and its framing was understood.
+    pub fn keeps_client(&self) -> bool {
+        match self {
+            Self::NoRoute | Self::NoBackend => true,
+            Self::BadRequest(_)
+            | Self::BadRequestBody(_)
+            | Self::BodyTooLarge
+            | Self::ClientTimeout
+            | Self::ClientClosed
+            | Self::ClientIo
+            | Self::Connect
+            | Self::UpstreamTimeout
+            | Self::BadResponse(_)
+            | Self::BadResponseBody(_)
+            | Self::UnexpectedUpgrade
+            | Self::UpstreamClosed
+            | Self::UpstreamIo => false,
+        }
+    }
+
+    /// True when the client can still be told: it has not gone away.
+    pub fn is_answerable(&self) -> bool {
+        !matches!(self, Self::ClientClosed | Self::ClientIo)
+    }
+}
+
+/// The status for a rejected request head.
+fn parse_error_status(error: ParseError) -> u16 {
+    match error {
+        ParseError::HeadTooLarge { .. } | ParseError::TooManyHeaders { .. } => 431,
+        ParseError::UriTooLong { .. } => 414,
+        ParseError::UnsupportedVersion => 505,
+        ParseError::UnsupportedTransferCoding => 501,
+        ParseError::ContentLengthAndTransferEncoding
+        | ParseError::BadContentLength
+        | ParseError::MissingHost
+        | ParseError::DuplicateHost
+        | ParseError::Malformed(_) => 400,
+    }
+}

@@ -1,0 +1,27 @@
+//! ringway: a thread-per-core HTTP/1.1 reverse proxy and load balancer on monoio (io_uring).
+//!
+//! A request meets the modules below in the order they are declared:
+//!
+//! ```text
+//! accept -> connection -> http -> route -> balance -> upstream -> proxy -> response
+//! ```
+//!
+//! Each worker thread runs this whole path for the connections it accepted and shares
+//! nothing with other workers except the read-only [`config::Config`].
+
+// Keep declarations in data-flow order: rustfmt.toml sets `reorder_modules = false`.
+pub mod config;
+pub mod runtime;
+pub mod worker;
+
+pub mod accept;
+pub mod connection;
+pub mod http;
+pub mod route;
+pub mod balance;
+pub mod upstream;
+pub mod proxy;
+pub mod wire;
+pub mod response;
+
+pub mod error;

@@ -1,0 +1,207 @@
+//! Streams one message body from a source socket to a sink socket through one buffer:
+//! Content-Length, chunked (decoded and re-encoded, so the framing that leaves is always
+//! canonical) or until close. A whole body is never held.
+
+use crate::http::encode_chunk_size;
+use crate::http::{BodyFraming, ChunkedDecoder, ChunkedError, ChunkedLimits, LAST_CHUNK};
+use crate::wire::OutVec;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use std::time::Duration;
+
+/// How body bytes arrive.
+#[derive(Debug, Clone)]
+pub enum Decoder {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+impl Decoder {
+    /// The decoder for `framing`, or `None` when there is no body.
+    pub fn for_framing(framing: BodyFraming) -> Option<Self> {
+        match framing {
+            BodyFraming::None | BodyFraming::Length(0) => None,
+            BodyFraming::Length(remaining) => Some(Self::Length { remaining }),
+            BodyFraming::Chunked => Some(Self::Chunked(ChunkedDecoder::default())),
+            BodyFraming::CloseDelimited => Some(Self::UntilClose),
+        }
+    }
+}
+
+/// How body bytes leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoder {
+    /// As they are: Content-Length, or close-delimited.
+    Raw,
+    Chunked,
+}
+
+/// Why a relay stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayError {
+    SourceTimeout,
+    SourceClosed,
+    SourceIo,
+    SinkTimeout,
+    SinkIo,
+    /// More body bytes than `bytes_max`.
+    TooLarge,
+    BadChunk(ChunkedError),
+}
+
+/// One body to relay: where it starts in the buffer, and its framing in and out.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// Offset of the first body byte in the buffer (after a head still to be written).
+    pub start: usize,
+    pub decoder: Decoder,
+    pub encoder: Encoder,
+}
+
+/// The settings of one relay.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayOptions {
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Most body bytes accepted from the source.
+    pub bytes_max: u64,
+    pub chunked: ChunkedLimits,
+    /// Capacity to keep free in the buffer for each read.
+    pub buffer_bytes: usize,
+}
+
+/// One decoded step: `data_len` body bytes sit at the front of the slice that was
+/// decoded, `consumed` input bytes were used.
+struct Step {
+    data_len: usize,
+    consumed: usize,
+    done: bool,
+}
+
+fn decode(
+    decoder: &mut Decoder,
+    input: &mut [u8],
+    limits: &ChunkedLimits,
+) -> Result<Step, RelayError> {
+    match decoder {
+        Decoder::Length { remaining } => {
+            let take = input.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+            *remaining -= take as u64;
+            Ok(Step { data_len: take, consumed: take, done: *remaining == 0 })
+        }
+        Decoder::Chunked(chunked) => {
+            let decoded = chunked.decode_in_place(input, limits).map_err(RelayError::BadChunk)?;
+            Ok(Step { data_len: decoded.data_len, consumed: decoded.consumed, done: decoded.done })
+        }
+        Decoder::UntilClose => {
+            Ok(Step { data_len: input.len(), consumed: input.len(), done: false })
+        }
+    }
+}
+
+/// Queues `out.buf[start..start + len]` as body data in `encoder`'s framing.
+fn queue_data(out: &mut OutVec, encoder: Encoder, start: usize, len: usize) {
+    if len == 0 {
+        return;
+    }
+    if encoder == Encoder::Chunked {
+        let mut line = [0u8; 18];
+        let line_len = encode_chunk_size(len, &mut line);
+        out.push_extra(&line[..line_len]);
+    }
+    out.push_buf(start, start + len);
+    if encoder == Encoder::Chunked {
+        out.push_static(b"\r\n");
+    }
+}
+
+/// Relays a body from `source` to `sink`.
+///
+/// On entry `out` may already hold queued parts (a head), which go out in the same write
+/// as the first body bytes; `out.buf[body_start..]` holds body bytes already read. On
+/// success `out.buf` holds only the bytes that followed the body (a pipelined request),
+/// at its front. `received` counts the body bytes taken from the source.
+pub async fn relay(
+    source: &mut impl AsyncReadRent,
+    sink: &mut impl AsyncWriteRent,
+    mut out: OutVec,
+    body: Body,
+    options: &RelayOptions,
+) -> (Result<u64, RelayError>, OutVec) {
+    let Body { start: mut body_start, mut decoder, encoder } = body;
+    let decoder = &mut decoder;
+    let mut received = 0u64;
+    loop {
+        let buf_len = out.buf.len();
+        let step = match decode(decoder, &mut out.buf[body_start..buf_len], &options.chunked) {
+            Ok(step) => step,
+            Err(error) => return (Err(error), out),
+        };
+        received += step.data_len as u64;
+        if received > options.bytes_max {
+            return (Err(RelayError::TooLarge), out);
+        }
+        queue_data(&mut out, encoder, body_start, step.data_len);
+        if step.done && encoder == Encoder::Chunked {
+            out.push_static(LAST_CHUNK);
+        }
+        if !out.is_empty() {
+            match write(sink, out, options.write_timeout).await {
+                (Ok(()), written) => out = written,
+                (Err(error), written) => return (Err(error), written),
+            }
+        }
+        out.buf.drain(..body_start + step.consumed);
+        body_start = 0;
+        if step.done {
+            return (Ok(received), out);
+        }
+        let (result, buf) = read_more(source, std::mem::take(&mut out.buf), options).await;
+        out.buf = buf;
+        match result {
+            Ok(0) if matches!(decoder, Decoder::UntilClose) => {
+                if encoder == Encoder::Chunked {
+                    out.push_static(LAST_CHUNK);
+                    let (result, written) = write(sink, out, options.write_timeout).await;
+                    return (result.map(|()| received), written);
+                }
+                return (Ok(received), out);
+            }
+            Ok(0) => return (Err(RelayError::SourceClosed), out),
+            Ok(_) => {}
+            Err(error) => return (Err(error), out),
+        }
+    }
+}
+
+/// Writes the queued parts within `timeout`.
+pub async fn write(
+    sink: &mut impl AsyncWriteRent,
+    out: OutVec,
+    timeout: Duration,
+) -> (Result<(), RelayError>, OutVec) {
+    match monoio::time::timeout(timeout, out.write_all(sink)).await {
+        Ok((Ok(()), out)) => (Ok(()), out),
+        Ok((Err(_), out)) => (Err(RelayError::SinkIo), out),
+        // The buffers went with the cancelled write; the connection is closed anyway.
+        Err(_) => (Err(RelayError::SinkTimeout), OutVec::default()),
+    }
+}
+
+/// Reads more bytes onto the end of `buf` within the read timeout. `Ok(0)` is end of file.
+pub async fn read_more(
+    source: &mut impl AsyncReadRent,
+    mut buf: Vec<u8>,
+    options: &RelayOptions,
+) -> (Result<usize, RelayError>, Vec<u8>) {
+    if buf.capacity() - buf.len() < options.buffer_bytes / 2 {
+        buf.reserve(options.buffer_bytes);
+    }
+    let filled = buf.len();
+    match monoio::time::timeout(options.read_timeout, source.read(buf.slice_mut(filled..))).await {
+        Ok((Ok(read), slice)) => (Ok(read), slice.into_inner()),
+        Ok((Err(_), slice)) => (Err(RelayError::SourceIo), slice.into_inner()),
+        Err(_) => (Err(RelayError::SourceTimeout), Vec::new()),
+    }
+}

@@ -1,0 +1,114 @@
+//! Picks the route for a request: the first rule of the listener whose every condition
+//! holds (host, path, method, header, cookie).
+//!
+//! Pure: takes the parsed head and the buffer it points into, returns a route index.
+
+use crate::config::{HostMatch, NameValue, PathMatch, Route};
+use crate::http::{HeaderKind, HeaderLine, RequestHead};
+
+/// The parts of a request that routes look at.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'a> {
+    pub method: &'a [u8],
+    /// The Host header value as sent (it may carry a port).
+    pub host: Option<&'a [u8]>,
+    pub path: &'a [u8],
+    pub headers: &'a [HeaderLine],
+    pub buf: &'a [u8],
+}
+
+impl<'a> RouteRequest<'a> {
+    /// The routing view of a parsed request in `buf`.
+    pub fn new(buf: &'a [u8], head: &RequestHead, headers: &'a [HeaderLine]) -> Self {
+        Self {
+            method: head.method_span.of(buf),
+            host: head.host.map(|host| host.of(buf)),
+            path: head.path.of(buf),
+            headers,
+            buf,
+        }
+    }
+}
+
+/// Index of the first route in `routes` that matches, or `None` (the client gets 404).
+pub fn select(routes: &[Route], request: &RouteRequest<'_>) -> Option<usize> {
+    routes.iter().position(|route| matches(route, request))
+}
+
+fn matches(route: &Route, request: &RouteRequest<'_>) -> bool {
+    if !route.methods.is_empty() && !route.methods.iter().any(|method| **method == *request.method)
+    {
+        return false;
+    }
+    if let Some(path) = &route.path {
+        let is_match = match path {
+            PathMatch::Exact(exact) => request.path == &**exact,
+            PathMatch::Prefix(prefix) => request.path.starts_with(prefix),
+        };
+        if !is_match {
+            return false;
+        }
+    }
+    if let Some(host) = &route.host {
+        let Some(name) = request.host.map(host_name) else { return false };
+        let is_match = match host {
+            HostMatch::Exact(exact) => name.eq_ignore_ascii_case(exact),
+            HostMatch::Suffix(suffix) => {
+                name.len() > suffix.len()
+                    && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        };
+        if !is_match {
+            return false;
+        }
+    }
+    if let Some(header) = &route.header {
+        if !header_matches(header, request) {
+            return false;
+        }
+    }
+    if let Some(cookie) = &route.cookie {
+        if !cookie_matches(cookie, request) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The host name of a Host value: the port and a trailing dot removed. IPv6 literals
+/// keep their brackets.
+pub fn host_name(host: &[u8]) -> &[u8] {
+    let name = if host.first() == Some(&b'[') {
+        match host.iter().position(|&byte| byte == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.iter().rposition(|&byte| byte == b':') {
+            Some(colon) => &host[..colon],
+            None => host,
+        }
+    };
+    name.strip_suffix(b".").unwrap_or(name)
+}
+
+fn header_matches(condition: &NameValue, request: &RouteRequest<'_>) -> bool {
+    request.headers.iter().any(|header| {
+        header.name.of(request.buf).eq_ignore_ascii_case(&condition.name)
+            && condition.value.as_ref().is_none_or(|value| header.value.of(request.buf) == &**value)
+    })
+}
+
+fn cookie_matches(condition: &NameValue, request: &RouteRequest<'_>) -> bool {
+    let cookies = request.headers.iter().filter(|header| header.kind == HeaderKind::Cookie);
+    cookies.flat_map(|header| header.value.of(request.buf).split(|&byte| byte == b';')).any(
+        |pair| {
+            let pair = pair.trim_ascii();
+            let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
+                Some(equals) => (&pair[..equals], &pair[equals + 1..]),
+                None => (pair, &b""[..]),
+            };
+            name == &*condition.name && condition.value.as_ref().is_none_or(|want| value == &**want)
+        },
+    )
+}

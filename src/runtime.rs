@@ -91,6 +91,9 @@ fn resolve_cores(workers: &Workers) -> io::Result<Vec<Option<core_affinity::Core
 /// Binds every listener for every worker and starts the workers.
 pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
     let cores = resolve_cores(&config.workers)?;
+    for cluster in config.clusters.iter().filter(|cluster| cluster.backends.is_empty()) {
+        log::warn!("cluster {} has no backends: its routes answer 503", cluster.name);
+    }
     let driver = resolve_driver(config.io.driver);
     // Per worker, one socket per listener. Port 0 is resolved by the first bind so that
     // every worker shares the same port.

@@ -12,8 +12,6 @@ pub enum ConfigError {
     OutOfRange { at: String, value: i128, min: u64, max: u64 },
     #[error("{at}: unknown cluster {name:?}; defined clusters are {known}")]
     UnknownCluster { at: String, name: String, known: String },
-    #[error("{at}: cluster has no backends; list at least one address")]
-    EmptyCluster { at: String },
     #[error("{at}: {reason}")]
     Invalid { at: String, reason: String },
 }

@@ -187,3 +187,6 @@ impl Config {
         from_toml(text)
     }
 }
+
+#[cfg(test)]
+mod tests;

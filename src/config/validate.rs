@@ -421,9 +421,8 @@ fn validate_respond(
 
 fn validate_cluster(name: &str, cluster: &FileCluster, errors: &mut Vec<ConfigError>) -> Cluster {
     let at = format!("cluster.{name}");
-    if cluster.backends.is_empty() {
-        errors.push(ConfigError::EmptyCluster { at: format!("{at}.backends") });
-    }
+    // A cluster without backends is allowed, as in HAProxy: its routes answer 503 until
+    // it gets some. `runtime` warns about it at startup.
     let backends = cluster
         .backends
         .iter()

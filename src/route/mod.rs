@@ -112,3 +112,93 @@ fn cookie_matches(condition: &NameValue, request: &RouteRequest<'_>) -> bool {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, RouteAction};
+    use crate::http::{HeadLimits, Parsed, parse_request_head};
+
+    const ROUTES: &str = r#"
+        [[listener]]
+        addr = "127.0.0.1:8080"
+        [[listener.route]]
+        host = "api.example.com"
+        path_prefix = "/v1/"
+        respond = { status = 200, body = "0" }
+        [[listener.route]]
+        host = "*.example.com"
+        path = "/exact"
+        respond = { status = 200, body = "1" }
+        [[listener.route]]
+        methods = ["POST", "PUT"]
+        respond = { status = 200, body = "2" }
+        [[listener.route]]
+        header = { name = "X-Canary" }
+        respond = { status = 200, body = "3" }
+        [[listener.route]]
+        header = { name = "x-env", value = "staging" }
+        respond = { status = 200, body = "4" }
+        [[listener.route]]
+        cookie = { name = "beta", value = "1" }
+        respond = { status = 200, body = "5" }
+        [[listener.route]]
+        path_prefix = "/static/"
+        respond = { status = 200, body = "6" }
+    "#;
+
+    fn route_of(request: &str) -> Option<usize> {
+        let config = Config::parse(ROUTES).unwrap();
+        let routes = &config.listeners[0].routes;
+        for route in routes {
+            assert!(matches!(route.action, RouteAction::Respond(_)));
+        }
+        let mut headers = Vec::new();
+        let buf = request.as_bytes();
+        let Ok(Parsed::Complete(head)) =
+            parse_request_head(buf, &HeadLimits::DEFAULT, &mut headers)
+        else {
+            panic!("test request must parse: {request}");
+        };
+        select(routes, &RouteRequest::new(buf, &head, &headers))
+    }
+
+    #[test]
+    fn first_match_wins_on_every_condition() {
+        let cases: [(&str, Option<usize>); 16] = [
+            ("GET /v1/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", Some(0)),
+            ("GET /v1/users HTTP/1.1\r\nHost: API.Example.com:8080\r\n\r\n", Some(0)),
+            ("GET /v1/users HTTP/1.1\r\nHost: api.example.com.\r\n\r\n", Some(0)),
+            ("GET /v2/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", None),
+            ("GET /exact HTTP/1.1\r\nHost: www.example.com\r\n\r\n", Some(1)),
+            ("GET /exact?q=1 HTTP/1.1\r\nHost: a.b.example.com\r\n\r\n", Some(1)),
+            ("GET /exact HTTP/1.1\r\nHost: example.com\r\n\r\n", None),
+            ("GET /exact/more HTTP/1.1\r\nHost: www.example.com\r\n\r\n", None),
+            ("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", Some(2)),
+            ("GET /x HTTP/1.1\r\nHost: h\r\nX-Canary: \r\n\r\n", Some(3)),
+            ("GET /x HTTP/1.1\r\nHost: h\r\nX-ENV: staging\r\n\r\n", Some(4)),
+            ("GET /x HTTP/1.1\r\nHost: h\r\nX-Env: production\r\n\r\n", None),
+            ("GET /x HTTP/1.1\r\nHost: h\r\nCookie: a=2; beta=1\r\n\r\n", Some(5)),
+            ("GET /x HTTP/1.1\r\nHost: h\r\nCookie: beta=10\r\n\r\n", None),
+            ("GET /static/app.js HTTP/1.1\r\nHost: h\r\nCookie: beta=1\r\n\r\n", Some(5)),
+            ("GET /static/app.js HTTP/1.1\r\nHost: h\r\n\r\n", Some(6)),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(route_of(request), expected, "request: {}", request.escape_debug());
+        }
+    }
+
+    #[test]
+    fn host_name_strips_port_and_trailing_dot() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"example.com", b"example.com"),
+            (b"example.com:8080", b"example.com"),
+            (b"example.com.", b"example.com"),
+            (b"[::1]:8080", b"[::1]"),
+            (b"[::1]", b"[::1]"),
+        ];
+        for (host, name) in cases {
+            assert_eq!(host_name(host), name, "host: {}", host.escape_ascii());
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Config validation: every problem reported at once, each with its key and exact text.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+    [[listener]]
+    addr = "127.0.0.1:8080"
+    [[listener.route]]
+    cluster = "api"
+    [cluster.api]
+    backends = ["127.0.0.1:9000"]
+"#;
+
+fn report(text: &str) -> String {
+    from_toml(text).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let config = from_toml(MINIMAL).unwrap();
+    assert_eq!(config.workers, Workers::All);
+    assert_eq!(config.io.driver, IoDriver::Auto);
+    assert_eq!(config.io.ring_entries, 1024);
+    assert_eq!(config.limits.head.header_bytes_max, 16384);
+    assert_eq!(config.limits.body_bytes_max, 100 * 1024 * 1024);
+    assert_eq!(config.timeouts.client_header, Duration::from_secs(10));
+    assert_eq!(config.listeners[0].backlog, 1024);
+    assert_eq!(config.listeners[0].name, "listener0");
+    let cluster = &config.clusters[0];
+    assert_eq!(cluster.connect_timeout, Duration::from_secs(3));
+    assert_eq!(cluster.backends[0].weight, 1);
+    assert!(matches!(config.listeners[0].routes[0].action, RouteAction::Cluster(ClusterId(0))));
+}
+
+#[test]
+fn reports_every_problem_with_its_key() {
+    let text = r#"
+        workers = 0
+        [io]
+        driver = "kqueue"
+        [[listener]]
+        addr = "nowhere"
+        [[listener.route]]
+        cluster = "apii"
+        [cluster.api]
+        backends = ["127.0.0.1:1", "nowhere"]
+        connect_timeout_ms = 0
+    "#;
+    // Clusters are checked first, then listeners, then the top-level keys.
+    assert_eq!(
+        report(text),
+        "invalid configuration, 6 problems:\n\
+         \x20 cluster.api.backends[1]: \"nowhere\" is not an address; write host:port, like \
+         \"10.0.0.1:8080\"\n\
+         \x20 cluster.api.connect_timeout_ms: 0 is outside 1..=86400000\n\
+         \x20 listener[0].addr: \"nowhere\" is not an IP:port address\n\
+         \x20 listener[0].route[0].cluster: unknown cluster \"apii\"; defined clusters are \
+         [\"api\"]\n\
+         \x20 workers: 0 is outside 1..=4096\n\
+         \x20 io.driver: unknown driver \"kqueue\"; use \"auto\", \"io_uring\" or \"epoll\""
+    );
+}
+
+#[test]
+fn unknown_keys_are_syntax_errors_with_the_line() {
+    let text = "[[listener]]\naddr = \"127.0.0.1:1\"\ntimeout = 5\n";
+    let report = report(text);
+    assert!(report.starts_with("invalid configuration, 1 problem:\n  TOML parse error at line 3"));
+    assert!(report.contains("unknown field `timeout`"), "{report}");
+}
+
+#[test]
+fn route_needs_exactly_one_action() {
+    let text = r#"
+        [[listener]]
+        addr = "127.0.0.1:8080"
+        [[listener.route]]
+        path = "/x"
+        [[listener.route]]
+        cluster = "api"
+        respond = { status = 200 }
+        [cluster.api]
+        backends = ["127.0.0.1:9000"]
+    "#;
+    assert_eq!(
+        report(text),
+        "invalid configuration, 2 problems:\n\
+         \x20 listener[0].route[0]: set exactly one of `cluster` or `respond`\n\
+         \x20 listener[0].route[1]: set exactly one of `cluster` or `respond`"
+    );
+}
+
+#[test]
+fn rejects_bad_route_conditions() {
+    let text = r#"
+        [[listener]]
+        addr = "127.0.0.1:8080"
+        [[listener.route]]
+        host = "bad host"
+        path_prefix = "api"
+        methods = ["get"]
+        header = { name = "X Bad" }
+        respond = { status = 700, headers = { "Content-Length" = "3" } }
+    "#;
+    assert_eq!(
+        report(text),
+        "invalid configuration, 6 problems:\n\
+         \x20 listener[0].route[0].respond.status: 700 is outside 200..=599\n\
+         \x20 listener[0].route[0].respond.headers.Content-Length: not a header name the proxy \
+         lets you set\n\
+         \x20 listener[0].route[0].path_prefix: \"api\" must start with '/'\n\
+         \x20 listener[0].route[0].methods[0]: \"get\" is not a method; write it in capitals, \
+         like \"GET\"\n\
+         \x20 listener[0].route[0].host: \"bad host\" is not a host name or a `*.suffix` pattern\n\
+         \x20 listener[0].route[0].header.name: \"X Bad\" is not a valid name"
+    );
+}
+
+#[test]
+fn parses_workers_forms_and_backend_forms() {
+    let text = MINIMAL.replace("[[listener]]", "workers = [0, 1]\n[[listener]]").replace(
+        r#"backends = ["127.0.0.1:9000"]"#,
+        r#"backends = ["127.0.0.1:9000", { addr = "localhost:9001", weight = 3 }]
+           host_rewrite = true"#,
+    );
+    let config = from_toml(&text).unwrap();
+    assert_eq!(config.workers, Workers::Cores(vec![0, 1]));
+    let backends = &config.clusters[0].backends;
+    assert_eq!(backends[1].weight, 3);
+    assert_eq!(backends[1].host, "localhost:9001");
+    assert_eq!(backends[1].addr.port(), 9001);
+    assert!(config.clusters[0].host_rewrite);
+    let all = from_toml(&MINIMAL.replace("[[listener]]", "workers = \"all\"\n[[listener]]"));
+    assert_eq!(all.unwrap().workers, Workers::All);
+    assert_eq!(
+        report(&MINIMAL.replace("[[listener]]", "workers = [1, 1]\n[[listener]]")),
+        "invalid configuration, 1 problem:\n  workers[1]: core 1 is listed twice"
+    );
+}
+
+#[test]
+fn fixed_response_is_rendered_once() {
+    let text = r#"
+        [[listener]]
+        addr = "127.0.0.1:8080"
+        [[listener.route]]
+        respond = { status = 404, body = "gone\n", headers = { "Content-Type" = "text/plain" } }
+    "#;
+    let config = from_toml(text).unwrap();
+    let RouteAction::Respond(fixed) = &config.listeners[0].routes[0].action else {
+        panic!("a respond route");
+    };
+    assert_eq!(fixed.status, 404);
+    assert_eq!(
+        &*fixed.head,
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+    );
+    assert_eq!(&*fixed.body, b"gone\n");
+}
+
+#[test]
+fn a_cluster_may_have_no_backends_yet() {
+    let config = from_toml(&MINIMAL.replace(r#"["127.0.0.1:9000"]"#, "[]")).unwrap();
+    assert!(config.clusters[0].backends.is_empty());
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let config = from_toml(EMBEDDED_DEFAULT).unwrap();
+    assert_eq!(config.listeners.len(), 3);
+    assert_eq!(config.clusters[0].backends.len(), 2);
+}

@@ -131,7 +131,8 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
     let worker = client.worker.clone();
     let routes = &worker.config.listeners[client.listener].routes;
     let chosen = route::select(routes, &RouteRequest::new(&buf, head, &client.headers));
-    let has_body = head.framing != BodyFraming::None;
+    // `Content-Length: 0` is no body: answering it without reading keeps the stream in step.
+    let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0));
     let action = chosen.map(|index| &routes[index].action);
     match action {
         None => {
@@ -156,7 +157,7 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
                 headers: &client.headers,
                 cluster: *cluster,
             };
-            let (result, buf) = exchange(x, buf).await;
+            let (result, mut buf) = exchange(x, buf).await;
             let next = match result {
                 Ok(ExchangeEnd::Done { keep_alive: true }) => Next::Continue,
                 Ok(ExchangeEnd::Done { keep_alive: false }) => Next::Close,
@@ -165,7 +166,13 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
                 }
                 Err(error) => {
                     log_failure(&worker, &error);
-                    answer_error(client, &error, false).await
+                    // No backend means nothing was sent or read past the head, which is
+                    // still at the front of `buf`: without a body the request is whole.
+                    let keep_alive = error == ProxyError::NoBackend && head.keep_alive && !has_body;
+                    if keep_alive {
+                        buf.drain(..head.head_len as usize);
+                    }
+                    answer_error(client, &error, keep_alive).await
                 }
             };
             (next, buf)

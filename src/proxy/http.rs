@@ -115,7 +115,10 @@ async fn send_request(
     mut out: OutVec,
 ) -> (Result<(UpstreamConnection, Vec<u8>), ProxyError>, OutVec) {
     let backend = &cluster.backends[backend_id.0 as usize];
-    let replayable = x.head.framing == BodyFraming::None && x.head.method.is_idempotent();
+    // A request without body bytes keeps its head in `out.buf` until it is answered;
+    // whether or not it may be replayed, the head must go before the next request is read.
+    let bodyless = Decoder::for_framing(x.head.framing).is_none();
+    let replayable = bodyless && x.head.method.is_idempotent();
     let mut fresh_only = false;
     loop {
         let now = Instant::now();
@@ -156,7 +159,7 @@ async fn send_request(
         };
         match sent {
             Ok(response_buf) => {
-                if replayable {
+                if bodyless {
                     out.buf.drain(..x.head.head_len as usize);
                 }
                 return (Ok((upstream, response_buf)), out);

@@ -1,0 +1,211 @@
+//! The proxy's life: graceful shutdown with an exchange in flight and with idle
+//! connections, the binary's exit on SIGTERM, and a 64 MiB body streamed both ways
+//! through the real binary while its resident memory stays flat.
+
+use crate::support::client::{Client, Framing};
+use crate::support::origin::{self, Conn, Origin};
+use crate::support::process::Running;
+use crate::support::{Driver, WAIT, eventually, on_both_drivers, start_proxy, to_origin};
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+on_both_drivers!(
+    in_flight_request_completes_during_shutdown,
+    idle_connections_close_at_shutdown,
+    binary_exits_0_on_sigterm,
+    large_body_streams_both_ways_in_bounded_memory,
+);
+
+fn in_flight_request_completes_during_shutdown(driver: Driver) {
+    let (release, gate) = flume::bounded::<()>(1);
+    let origin = Origin::start(move |_| {
+        // Holds the response until the test has seen the proxy stop accepting.
+        let _ = gate.recv_timeout(WAIT);
+        origin::ok("finished after shutdown began")
+    });
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
+    let addr = proxy.addr();
+    let mut client = Client::connect(addr);
+    client.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(origin.next_request().target(), "/slow");
+    let started = Instant::now();
+    proxy.shutdown();
+    eventually("the proxy refuses new connections", || TcpStream::connect(addr).is_err());
+    release.send(()).expect("release the origin");
+    let response = client.response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "finished after shutdown began");
+    assert!(response.closes(), "a draining proxy ends the connection");
+    client.expect_closed();
+    proxy.wait();
+    assert!(started.elapsed() < Duration::from_secs(2), "the drain waited for its timeout");
+}
+
+fn idle_connections_close_at_shutdown(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("ok"));
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
+    let mut idle = Client::connect(proxy.addr());
+    assert_eq!(idle.get("/").status, 200);
+    let started = Instant::now();
+    proxy.wait();
+    assert!(started.elapsed() < Duration::from_secs(2), "the drain waited for its timeout");
+    idle.expect_closed();
+}
+
+fn binary_exits_0_on_sigterm(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("from the binary"));
+    let mut running = Running::start(&to_origin(driver, origin.addr(), ""));
+    let mut client = Client::connect(running.addr);
+    assert_eq!(client.get("/").text(), "from the binary");
+    let status = running.terminate();
+    assert_eq!(status.code(), Some(0), "{status}");
+    client.expect_closed();
+}
+
+const BODY_BYTES: u64 = 64 * 1024 * 1024;
+const RSS_GROWTH_MAX: u64 = 8 * 1024 * 1024;
+
+/// The period of the test body's pattern: a prime, so a shifted or dropped byte breaks it.
+const PERIOD: usize = 251;
+/// The longest slice [`pattern`] gives.
+const PATTERN_SLICE_MAX: usize = 1024 * 1024;
+
+/// The `len` bytes of the test body's pattern from `offset`. Slices of one table, so that
+/// filling and checking are memcpy and memcmp even in an unoptimized build.
+fn pattern(offset: u64, len: usize) -> &'static [u8] {
+    static TABLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (0..PERIOD + PATTERN_SLICE_MAX).map(|index| (index % PERIOD).to_le_bytes()[0]).collect()
+    });
+    let start = usize::try_from(offset % PERIOD as u64).expect("below the period");
+    &table[start..start + len]
+}
+
+/// True when `chunk` is the pattern at `offset`.
+fn intact(chunk: &[u8], offset: u64) -> bool {
+    chunk.chunks(PATTERN_SLICE_MAX).enumerate().all(|(index, part)| {
+        part == pattern(offset + (index * PATTERN_SLICE_MAX) as u64, part.len())
+    })
+}
+
+/// Reads each request body, checking the pattern as it arrives, then sends back a body of
+/// the same length. The proxy relays a request body whole before it reads the response,
+/// so an origin that echoes while it reads would stall once the socket buffers fill.
+fn pattern_echo(conn: &mut Conn) {
+    while let Some(head) = conn.head() {
+        let length = head.content_length().unwrap_or(0) as u64;
+        let mut received = 0u64;
+        let mut intact = true;
+        while received < length {
+            let Ok(bytes) = conn.reader.some(usize::MAX) else { return };
+            if bytes.is_empty() {
+                return;
+            }
+            let bytes =
+                &bytes[..bytes.len().min(usize::try_from(length - received).unwrap_or(usize::MAX))];
+            intact &= self::intact(bytes, received);
+            received += bytes.len() as u64;
+        }
+        let head =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nX-Intact: {intact}\r\n\r\n");
+        if conn.write(head.as_bytes()).is_err() {
+            return;
+        }
+        let mut sent = 0u64;
+        while sent < length {
+            let len = PATTERN_SLICE_MAX.min(usize::try_from(length - sent).unwrap_or(usize::MAX));
+            if conn.write(pattern(sent, len)).is_err() {
+                return;
+            }
+            sent += len as u64;
+        }
+    }
+}
+
+/// Samples a process's resident memory until stopped; the largest value seen.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    max: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max = Arc::new(AtomicU64::new(0));
+        let (stop_flag, max_seen) = (stop.clone(), max.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop_flag.load(Ordering::SeqCst) {
+                max_seen.fetch_max(crate::support::process::rss_of(pid), Ordering::SeqCst);
+                std::thread::park_timeout(Duration::from_millis(5));
+            }
+        });
+        Self { stop, max, thread }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("the sampler panicked");
+        self.max.load(Ordering::SeqCst)
+    }
+}
+
+fn large_body_streams_both_ways_in_bounded_memory(driver: Driver) {
+    let origin = Origin::start_raw(pattern_echo);
+    let limits = "\n[limits]\nbody_bytes_max = 134217728\n";
+    let running = Running::start(&to_origin(driver, origin.addr(), limits));
+    let mut client = Client::connect(running.addr);
+    // Warm up: the worker's buffers and the upstream connection exist before measuring.
+    client.send(b"POST /warm HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n");
+    client.send(pattern(0, 100_000));
+    assert_eq!(client.response().header("x-intact"), Some("true"));
+    client.set_read_timeout(Duration::from_secs(60));
+    let before = running.rss_bytes();
+    assert!(before > 0, "no VmRSS for the proxy");
+    let started = Instant::now();
+    let sampler = RssSampler::start(running.pid());
+    let mut writer = client.writer();
+    let upload = std::thread::spawn(move || {
+        let head =
+            format!("POST /big HTTP/1.1\r\nHost: test\r\nContent-Length: {BODY_BYTES}\r\n\r\n");
+        writer.write_all(head.as_bytes())?;
+        let mut sent = 0u64;
+        while sent < BODY_BYTES {
+            writer.write_all(pattern(sent, PATTERN_SLICE_MAX))?;
+            sent += PATTERN_SLICE_MAX as u64;
+        }
+        std::io::Result::Ok(())
+    });
+    let response = client.response_head_only();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-intact"), Some("true"), "the origin got a damaged body");
+    assert_eq!(response.framing, Framing::Length);
+    let mut received = 0u64;
+    while received < BODY_BYTES {
+        let bytes = client.read_some(1024 * 1024);
+        assert!(!bytes.is_empty(), "the body ended at {received} of {BODY_BYTES}");
+        assert!(intact(&bytes, received), "the echoed body is damaged after byte {received}");
+        received += bytes.len() as u64;
+    }
+    upload.join().expect("the upload thread panicked").expect("upload the body");
+    let elapsed = started.elapsed();
+    assert_eq!(client.get("/after").status, 200, "the connection stays usable");
+    let peak = sampler.finish().max(running.rss_bytes());
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "64 MiB both ways in {elapsed:?}; RSS {} KiB, then at most {} KiB",
+        before >> 10,
+        peak >> 10
+    );
+    assert!(
+        growth < RSS_GROWTH_MAX,
+        "RSS grew by {} KiB (from {} KiB to {} KiB) for a {} MiB body",
+        growth / 1024,
+        before / 1024,
+        peak / 1024,
+        BODY_BYTES >> 20
+    );
+}

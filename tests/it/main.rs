@@ -1,0 +1,31 @@
+//! Integration tests: the whole proxy over loopback sockets, against scripted origins,
+//! on both io drivers. One binary (`cargo test --test it`); shared pieces live in
+//! `support`.
+
+// A failed check panics with its evidence and a test may say what it measured: that is
+// how a test reports, so the lints that keep both out of the proxy do not apply here.
+#![allow(clippy::panic, clippy::print_stderr, reason = "test code reports by panicking")]
+
+mod support;
+
+// Keep-alive, pipelining, chunked and close-delimited bodies, 100-continue, bodiless
+// responses, upgrades, several workers.
+mod http1;
+// Each limit and failure with its exact status; unmatched and fixed-response routes.
+mod limits;
+// X-Forwarded-*, Via, hop-by-hop removal both ways, Host and host_rewrite.
+mod headers;
+// Routing rules end to end; the first match wins.
+mod routing;
+// A backend down and back, retries on stale pooled connections, balancing.
+mod upstream;
+// Graceful shutdown in process and of the binary; a 64 MiB body in bounded memory.
+mod lifecycle;
+// The real curl as the client.
+mod curl;
+// The binary's command line: check, --version, --help.
+mod cli;
+// Every file in config/ parses.
+mod config_examples;
+// House rules: module docs, line and file length, layering.
+mod tidy;

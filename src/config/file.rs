@@ -120,6 +120,56 @@ pub(super) struct FileCluster {
     pub(super) pool_idle_timeout_ms: Option<u64>,
     pub(super) pool_requests_max: Option<u64>,
     pub(super) host_rewrite: Option<bool>,
+    pub(super) hash_key: Option<String>,
+    pub(super) bounded_load: Option<f64>,
+    pub(super) slow_start_ms: Option<u64>,
+    pub(super) load_sync_interval_ms: Option<u64>,
+    pub(super) latency_decay_ms: Option<u64>,
+    pub(super) retries: Option<u64>,
+    pub(super) retry_budget: Option<f64>,
+    pub(super) fail_open: Option<bool>,
+    pub(super) health_check: Option<FileHealthCheck>,
+    #[serde(default)]
+    pub(super) outlier: FileOutlier,
+    pub(super) sticky: Option<FileSticky>,
+}
+
+/// `[cluster.NAME.health_check]`: active checks, run once per process.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileHealthCheck {
+    pub(super) kind: Option<String>,
+    pub(super) method: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) host: Option<String>,
+    pub(super) expect_status: Option<Vec<i64>>,
+    pub(super) interval_ms: Option<u64>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) rise: Option<u64>,
+    pub(super) fall: Option<u64>,
+}
+
+/// `[cluster.NAME.outlier]`: passive checks, per worker.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileOutlier {
+    pub(super) consecutive_failures: Option<u64>,
+    pub(super) on_5xx: Option<bool>,
+    pub(super) eject_ms: Option<u64>,
+    pub(super) eject_max_ms: Option<u64>,
+}
+
+/// `[cluster.NAME.sticky]`: cookie-based session persistence.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSticky {
+    pub(super) cookie: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) domain: Option<String>,
+    pub(super) max_age_s: Option<u64>,
+    pub(super) http_only: Option<bool>,
+    pub(super) secure: Option<bool>,
+    pub(super) key: Option<String>,
 }
 
 /// A backend: `"host:port"` or `{ addr = "host:port", weight = N }`.
@@ -136,4 +186,5 @@ pub(super) enum FileBackend {
 pub(super) struct FileBackendTable {
     pub(super) addr: String,
     pub(super) weight: Option<i64>,
+    pub(super) state: Option<String>,
 }

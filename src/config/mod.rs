@@ -3,6 +3,7 @@
 //! [`Config`] holds domain types only (addresses, durations, ids), so nothing downstream
 //! meets an unchecked value. Workers share one `Arc<Config>` read-only.
 
+mod cluster;
 mod error;
 mod file;
 mod validate;
@@ -152,6 +153,87 @@ pub struct FixedResponse {
 pub enum Balance {
     /// Smooth weighted round robin.
     RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Power of two random choices, the less loaded of two.
+    P2c,
+    /// Consistent hashing on the client address.
+    IpHash,
+    /// Consistent hashing on [`Cluster::hash_key`].
+    Hash,
+    /// Fewest in-flight exchanges per unit of weight.
+    LeastConnections,
+    /// P2C on peak-EWMA response latency times in-flight exchanges.
+    LeastResponseTime,
+}
+
+/// What `balance = "hash"` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    /// The value of this request header (case-insensitive name).
+    Header(Box<[u8]>),
+    /// The value of this cookie.
+    Cookie(Box<[u8]>),
+    /// The request path, without the query.
+    Path,
+}
+
+/// The administrative state of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    /// Takes new requests.
+    Active,
+    /// Takes no new requests or sessions; in-flight exchanges finish and its idle pooled
+    /// connections close.
+    Draining,
+    /// Takes nothing, like draining, and reads as down.
+    Disabled,
+}
+
+/// An active health check, run once per process by the control thread.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// `None` is a TCP connect check; `Some` is an HTTP request.
+    pub http: Option<HttpCheck>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down backend up.
+    pub rise: u32,
+    /// Consecutive failures that take an up backend down.
+    pub fall: u32,
+}
+
+/// The request of an HTTP health check and the statuses that pass.
+#[derive(Debug, Clone)]
+pub struct HttpCheck {
+    pub method: String,
+    pub path: String,
+    /// The Host header; the backend's address when not set.
+    pub host: Option<String>,
+    pub expect_status: std::ops::RangeInclusive<u16>,
+}
+
+/// Passive checks: ejection after consecutive failures, per worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Outlier {
+    /// Consecutive failures that eject a backend; 0 turns ejection off.
+    pub consecutive_failures: u32,
+    /// Count 5xx responses as failures.
+    pub on_5xx: bool,
+    /// First ejection time; each further ejection doubles it, up to `eject_max`.
+    pub eject: Duration,
+    pub eject_max: Duration,
+}
+
+/// Cookie-based session persistence.
+#[derive(Debug, Clone)]
+pub struct Sticky {
+    pub cookie: String,
+    /// The attributes after `NAME=VALUE`, rendered once: `; Path=/; HttpOnly`.
+    pub attributes: String,
+    /// Keys the hash that names a backend in the cookie, so the value reveals nothing.
+    pub key: u64,
 }
 
 /// A named set of backends and how to talk to them.
@@ -170,6 +252,24 @@ pub struct Cluster {
     pub pool_requests_max: u32,
     /// Send the backend's `host:port` as Host instead of the client's Host.
     pub host_rewrite: bool,
+    pub hash_key: HashKey,
+    /// `Some(epsilon)`: consistent hashing caps a backend at (1 + epsilon) x average load.
+    pub bounded_load: Option<f64>,
+    /// A new or recovered backend's weight ramps from 1 to its own over this time.
+    pub slow_start: Duration,
+    /// How often workers share their in-flight counts (least_connections, p2c, hash).
+    pub load_sync_interval: Duration,
+    /// Time constant of the latency peak-EWMA (least_response_time).
+    pub latency_decay: Duration,
+    /// Extra attempts on other backends after a failure that allows one.
+    pub retries: u32,
+    /// Retries may add at most this fraction to the requests sent.
+    pub retry_budget: f64,
+    /// With every backend down, send to all of them anyway instead of answering 503.
+    pub fail_open: bool,
+    pub health_check: Option<HealthCheck>,
+    pub outlier: Outlier,
+    pub sticky: Option<Sticky>,
 }
 
 /// One address in a cluster.
@@ -179,6 +279,7 @@ pub struct Backend {
     /// The address as written in the file; the Host sent when `host_rewrite` is on.
     pub host: String,
     pub weight: u32,
+    pub state: BackendState,
 }
 
 impl Config {

@@ -3,17 +3,13 @@
 //! Each problem names its TOML key. Defaults and bounds are the named constants below;
 //! `config/example.toml` shows the same defaults.
 
-use super::file::{
-    FileBackend, FileCluster, FileConfig, FileListener, FileNameValue, FileRespond, FileRoute,
-    FileWorkers,
-};
+use super::file::{FileConfig, FileListener, FileNameValue, FileRespond, FileRoute, FileWorkers};
 use super::{
-    Backend, Balance, Cluster, ClusterId, Config, ConfigError, ConfigErrors, FixedResponse,
-    HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route, RouteAction,
-    Timeouts, Workers,
+    Cluster, ClusterId, Config, ConfigError, ConfigErrors, FixedResponse, HostMatch, IoConfig,
+    IoDriver, Limits, Listener, NameValue, PathMatch, Route, RouteAction, Timeouts, Workers,
 };
 use crate::http::{ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub(crate) const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
@@ -38,7 +34,6 @@ pub(crate) const POOL_REQUESTS_MAX: u64 = 10_000;
 /// The longest timeout any key accepts: one day.
 pub(crate) const TIMEOUT_MS_MAX: u64 = 86_400_000;
 const WORKERS_MAX: u64 = 4096;
-const WEIGHT_MAX: u64 = 10_000;
 
 /// Parses `text` as TOML and validates it into a [`Config`], or reports every problem.
 pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
@@ -55,7 +50,7 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
     let clusters: Vec<Cluster> = file
         .cluster
         .iter()
-        .map(|(name, cluster)| validate_cluster(name, cluster, errors))
+        .map(|(name, cluster)| super::cluster::validate_cluster(name, cluster, errors))
         .collect();
     let names: Vec<&str> = file.cluster.keys().map(String::as_str).collect();
     if file.listener.is_empty() {
@@ -113,7 +108,7 @@ fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoCon
 }
 
 /// A `*_timeout_ms` key as a duration.
-fn timeout_ms(
+pub(super) fn timeout_ms(
     key: &str,
     value: Option<u64>,
     default: u64,
@@ -419,90 +414,21 @@ fn validate_respond(
     FixedResponse { status, head: head.into_bytes().into(), body: body.into() }
 }
 
-fn validate_cluster(name: &str, cluster: &FileCluster, errors: &mut Vec<ConfigError>) -> Cluster {
-    let at = format!("cluster.{name}");
-    // A cluster without backends is allowed, as in HAProxy: its routes answer 503 until
-    // it gets some. `runtime` warns about it at startup.
-    let backends = cluster
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(index, backend)| {
-            validate_backend(&format!("{at}.backends[{index}]"), backend, errors)
-        })
-        .collect();
-    let balance = match cluster.balance.as_deref() {
-        None | Some("round_robin") => Balance::RoundRobin,
-        Some(other) => {
-            let reason = format!("unknown policy {other:?}; supported: \"round_robin\"");
-            errors.push(ConfigError::invalid(format!("{at}.balance"), reason));
-            Balance::RoundRobin
-        }
-    };
-    let mut ms = |key: &str, value: Option<u64>, default: u64| {
-        Duration::from_millis(ranged(
-            &format!("{at}.{key}"),
-            value,
-            Bounds { default, min: 1, max: TIMEOUT_MS_MAX },
-            errors,
-        ))
-    };
-    let connect_timeout = ms("connect_timeout_ms", cluster.connect_timeout_ms, CONNECT_TIMEOUT_MS);
-    let response_timeout =
-        ms("response_timeout_ms", cluster.response_timeout_ms, RESPONSE_TIMEOUT_MS);
-    let pool_idle_timeout =
-        ms("pool_idle_timeout_ms", cluster.pool_idle_timeout_ms, POOL_IDLE_TIMEOUT_MS);
-    Cluster {
-        name: name.to_owned(),
-        backends,
-        balance,
-        connect_timeout,
-        response_timeout,
-        pool_idle_max: to_usize(ranged(
-            &format!("{at}.pool_idle_max"),
-            cluster.pool_idle_max,
-            Bounds { default: POOL_IDLE_MAX, min: 0, max: 65536 },
-            errors,
-        )),
-        pool_idle_timeout,
-        pool_requests_max: to_u32(ranged(
-            &format!("{at}.pool_requests_max"),
-            cluster.pool_requests_max,
-            Bounds { default: POOL_REQUESTS_MAX, min: 1, max: u64::from(u32::MAX) },
-            errors,
-        )),
-        host_rewrite: cluster.host_rewrite.unwrap_or(false),
-    }
-}
-
-fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigError>) -> Backend {
-    let (addr, weight) = match backend {
-        FileBackend::Addr(addr) => (addr, 1),
-        FileBackend::Table(table) => (&table.addr, table.weight.unwrap_or(1)),
-    };
-    let weight = to_u32(ranged_signed(&format!("{at}.weight"), weight, 1, WEIGHT_MAX, errors));
-    let resolved = match addr.parse::<SocketAddr>() {
-        Ok(resolved) => Some(resolved),
-        Err(_) => addr.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()),
-    };
-    let resolved = resolved.unwrap_or_else(|| {
-        let reason = format!("{addr:?} is not an address; write host:port, like \"10.0.0.1:8080\"");
-        errors.push(ConfigError::invalid(at, reason));
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    });
-    Backend { addr: resolved, host: addr.clone(), weight }
-}
-
 /// `value` or `default`, checked against `min..=max`.
 /// The default and the accepted range of a numeric key.
 #[derive(Clone, Copy)]
-struct Bounds {
-    default: u64,
-    min: u64,
-    max: u64,
+pub(super) struct Bounds {
+    pub(super) default: u64,
+    pub(super) min: u64,
+    pub(super) max: u64,
 }
 
-fn ranged(key: &str, value: Option<u64>, bounds: Bounds, errors: &mut Vec<ConfigError>) -> u64 {
+pub(super) fn ranged(
+    key: &str,
+    value: Option<u64>,
+    bounds: Bounds,
+    errors: &mut Vec<ConfigError>,
+) -> u64 {
     let Bounds { default, min, max } = bounds;
     let value = value.unwrap_or(default);
     if (min..=max).contains(&value) {
@@ -519,7 +445,13 @@ fn ranged(key: &str, value: Option<u64>, bounds: Bounds, errors: &mut Vec<Config
 }
 
 /// A signed value from the file (TOML integers are signed), checked against `min..=max`.
-fn ranged_signed(key: &str, value: i64, min: u64, max: u64, errors: &mut Vec<ConfigError>) -> u64 {
+pub(super) fn ranged_signed(
+    key: &str,
+    value: i64,
+    min: u64,
+    max: u64,
+    errors: &mut Vec<ConfigError>,
+) -> u64 {
     match u64::try_from(value) {
         Ok(value) if (min..=max).contains(&value) => value,
         _ => {
@@ -534,10 +466,10 @@ fn ranged_signed(key: &str, value: i64, min: u64, max: u64, errors: &mut Vec<Con
     }
 }
 
-fn to_u32(value: u64) -> u32 {
+pub(super) fn to_u32(value: u64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
-fn to_usize(value: u64) -> usize {
+pub(super) fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }

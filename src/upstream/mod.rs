@@ -1,8 +1,11 @@
 //! Connections to backends: connect with a timeout, and keep idle ones per worker
 //! for reuse.
 
+mod backend;
 mod connect;
+pub mod health;
 mod pool;
 
+pub use backend::{BackendStatus, ClusterStatus, LoadBoard, Outcome, Pick};
 pub use connect::connect;
 pub use pool::{Pool, UpstreamConnection};

@@ -1,0 +1,473 @@
+//! A worker's view of the backends of each cluster: administrative state, health from
+//! active checks, passive ejection, slow start, in-flight counts and latency, and the
+//! pick that feeds them to the cluster's balancer.
+//!
+//! All of it is worker-owned and plain. Other workers' in-flight counts arrive through
+//! [`LoadBoard`] every `load_sync_interval`, never per request.
+
+use crate::balance::{Balancer, Candidate, PeakEwma, Policy, hash_key, slow_start_weight};
+use crate::config::{Backend, BackendId, BackendState, Balance, Cluster, Config};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Retries a cluster may spend before its budget has to earn more.
+const RETRY_TOKENS_MAX: f64 = 100.0;
+/// Clusters larger than this build their candidate list on the heap.
+const STACK_CANDIDATES: usize = 64;
+
+/// One backend as this worker sees it.
+#[derive(Debug, Clone)]
+pub struct BackendStatus {
+    pub admin: BackendState,
+    /// The verdict of the active checks (up when there are none).
+    pub is_healthy: bool,
+    /// Passive ejection: not picked before this instant.
+    pub ejected_until: Option<Instant>,
+    /// Ejections in a row; each doubles the next ejection time.
+    pub ejections: u32,
+    /// Consecutive failed exchanges.
+    pub failures: u32,
+    /// When it last became eligible; slow start ramps from here.
+    pub eligible_since: Instant,
+    pub in_flight: u32,
+    /// The other workers' in-flight count, from the last load sync.
+    pub in_flight_others: u32,
+    pub latency: PeakEwma,
+}
+
+/// How an exchange with a backend went, for passive checks and latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response head arrived after `latency`; `failed` when the status counts as a failure.
+    Response { latency: Duration, failed: bool },
+    /// Connect failure, timeout, or a reset before the response.
+    Failure,
+}
+
+/// What one pick needs besides the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Pick<'a> {
+    /// The hash key (hash and ip_hash policies).
+    pub key: u64,
+    /// Backends already tried for this request; never picked again.
+    pub tried: &'a [BackendId],
+    pub now: Instant,
+}
+
+/// One cluster's backends and balancer, for one worker.
+#[derive(Debug)]
+pub struct ClusterStatus {
+    pub backends: Vec<BackendStatus>,
+    balancer: Balancer,
+    retry_tokens: f64,
+    /// The sticky-cookie value that names each backend.
+    sticky_values: Vec<[u8; 16]>,
+}
+
+impl ClusterStatus {
+    /// Fresh state for `cluster` on worker `worker`.
+    pub fn new(cluster: &Cluster, worker: usize, now: Instant) -> Self {
+        let names: Vec<&str> =
+            cluster.backends.iter().map(|backend| backend.host.as_str()).collect();
+        let weights: Vec<u32> = cluster.backends.iter().map(|backend| backend.weight).collect();
+        let policy = match cluster.balance {
+            Balance::RoundRobin => Policy::RoundRobin,
+            Balance::Random => Policy::Random,
+            Balance::P2c => Policy::P2c,
+            Balance::IpHash => Policy::IpHash,
+            Balance::Hash => Policy::Hash { bounded_load: cluster.bounded_load },
+            Balance::LeastConnections => Policy::LeastConnections,
+            Balance::LeastResponseTime => Policy::LeastResponseTime,
+        };
+        let seed =
+            hash_key(cluster.name.as_bytes()) ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let key = cluster.sticky.as_ref().map_or(0, |sticky| sticky.key);
+        Self {
+            backends: cluster.backends.iter().map(|backend| fresh_status(backend, now)).collect(),
+            balancer: Balancer::new(policy, &names, &weights, seed),
+            retry_tokens: RETRY_TOKENS_MAX,
+            sticky_values: cluster
+                .backends
+                .iter()
+                .map(|backend| sticky_value(key, backend))
+                .collect(),
+        }
+    }
+
+    /// True when `backend` may take a new request now (ignoring health when `fail_open`).
+    fn is_eligible(&self, index: usize, now: Instant, ignore_health: bool) -> bool {
+        let status = &self.backends[index];
+        status.admin == BackendState::Active
+            && (ignore_health
+                || (status.is_healthy && status.ejected_until.is_none_or(|until| until <= now)))
+    }
+
+    /// Picks a backend that is not in `tried`, or `None` when none is eligible (and
+    /// the cluster does not fail open).
+    pub fn select(&mut self, cluster: &Cluster, pick: &Pick<'_>) -> Option<BackendId> {
+        let picked = self.select_among(cluster, pick, false);
+        if picked.is_none() && cluster.fail_open {
+            return self.select_among(cluster, pick, true);
+        }
+        picked
+    }
+
+    fn select_among(
+        &mut self,
+        cluster: &Cluster,
+        pick: &Pick<'_>,
+        ignore_health: bool,
+    ) -> Option<BackendId> {
+        let Pick { key, tried, now } = *pick;
+        let count = self.backends.len();
+        let candidate = |this: &Self, index: usize| {
+            let status = &this.backends[index];
+            let excluded = tried.iter().any(|id| id.0 as usize == index);
+            let weight = if excluded || !this.is_eligible(index, now, ignore_health) {
+                0
+            } else {
+                let weight = cluster.backends[index].weight;
+                slow_start_weight(weight, status.eligible_since, now, cluster.slow_start)
+            };
+            Candidate {
+                weight,
+                in_flight: status.in_flight,
+                in_flight_others: status.in_flight_others,
+                latency_ewma_ns: status.latency.decayed_ns(now, cluster.latency_decay),
+            }
+        };
+        if count <= STACK_CANDIDATES {
+            let empty =
+                Candidate { weight: 0, in_flight: 0, in_flight_others: 0, latency_ewma_ns: 0.0 };
+            let mut stack = [empty; STACK_CANDIDATES];
+            for (index, slot) in stack.iter_mut().enumerate().take(count) {
+                *slot = candidate(self, index);
+            }
+            self.balancer.select(&stack[..count], key)
+        } else {
+            let candidates: Vec<Candidate> =
+                (0..count).map(|index| candidate(self, index)).collect();
+            self.balancer.select(&candidates, key)
+        }
+    }
+
+    /// The backend a sticky cookie value names, when it may take the request.
+    pub fn sticky_backend(&self, value: &[u8], now: Instant) -> Option<BackendId> {
+        let index = self.sticky_values.iter().position(|known| known.as_slice() == value)?;
+        let id = BackendId(u32::try_from(index).ok()?);
+        self.is_eligible(index, now, false).then_some(id)
+    }
+
+    /// The sticky-cookie value that names `backend`.
+    pub fn sticky_value(&self, backend: BackendId) -> &[u8; 16] {
+        &self.sticky_values[backend.0 as usize]
+    }
+
+    /// Records how an exchange went: latency for least_response_time, and passive checks.
+    pub fn record(
+        &mut self,
+        cluster: &Cluster,
+        backend: BackendId,
+        outcome: Outcome,
+        now: Instant,
+    ) {
+        let status = &mut self.backends[backend.0 as usize];
+        let failed = match outcome {
+            Outcome::Response { latency, failed } => {
+                status.latency.observe(latency.as_nanos() as f64, now, cluster.latency_decay);
+                failed
+            }
+            Outcome::Failure => true,
+        };
+        if !failed {
+            status.failures = 0;
+            // A backend that has served well for one base ejection time is forgiven.
+            if status.ejected_until.is_some_and(|until| now >= until + cluster.outlier.eject) {
+                status.ejections = 0;
+                status.ejected_until = None;
+            }
+            return;
+        }
+        status.failures += 1;
+        let threshold = cluster.outlier.consecutive_failures;
+        if threshold > 0 && status.failures >= threshold {
+            let factor = 1u32 << status.ejections.min(16);
+            let eject = (cluster.outlier.eject * factor).min(cluster.outlier.eject_max);
+            let until = now + eject;
+            status.ejected_until = Some(until);
+            status.eligible_since = until;
+            status.ejections += 1;
+            status.failures = 0;
+            let host = &cluster.backends[backend.0 as usize].host;
+            log::warn!("cluster {} backend {host}: ejected for {eject:?}", cluster.name);
+        }
+    }
+
+    /// Applies an active-check verdict.
+    pub fn set_health(&mut self, backend: BackendId, is_up: bool, now: Instant) {
+        let Some(status) = self.backends.get_mut(backend.0 as usize) else { return };
+        if is_up && !status.is_healthy {
+            status.eligible_since = now;
+        }
+        status.is_healthy = is_up;
+    }
+
+    /// Applies an administrative state (active, draining, disabled).
+    pub fn set_admin(&mut self, backend: BackendId, state: BackendState, now: Instant) {
+        let Some(status) = self.backends.get_mut(backend.0 as usize) else { return };
+        if state == BackendState::Active && status.admin != BackendState::Active {
+            status.eligible_since = now;
+        }
+        status.admin = state;
+    }
+
+    /// Earns retry budget: each request adds `ratio` of a retry.
+    pub fn deposit_retry(&mut self, ratio: f64) {
+        self.retry_tokens = (self.retry_tokens + ratio).min(RETRY_TOKENS_MAX);
+    }
+
+    /// Spends one retry if the budget allows.
+    pub fn take_retry(&mut self) -> bool {
+        let allowed = self.retry_tokens >= 1.0;
+        if allowed {
+            self.retry_tokens -= 1.0;
+        }
+        allowed
+    }
+}
+
+fn fresh_status(backend: &Backend, now: Instant) -> BackendStatus {
+    BackendStatus {
+        admin: backend.state,
+        is_healthy: true,
+        ejected_until: None,
+        ejections: 0,
+        failures: 0,
+        eligible_since: now,
+        in_flight: 0,
+        in_flight_others: 0,
+        latency: PeakEwma::default(),
+    }
+}
+
+/// The cookie value naming `backend`: a keyed hash of its configured address, in hex, so
+/// the cookie does not reveal the address.
+fn sticky_value(key: u64, backend: &Backend) -> [u8; 16] {
+    let mut input = key.to_le_bytes().to_vec();
+    input.extend_from_slice(backend.host.as_bytes());
+    let hash = hash_key(&input);
+    let mut value = [0u8; 16];
+    for (index, slot) in value.iter_mut().enumerate() {
+        let nibble = (hash >> (60 - 4 * index)) & 0xf;
+        *slot = b"0123456789abcdef"[nibble as usize];
+    }
+    value
+}
+
+/// In-flight counts of every worker for every backend, shared through relaxed atomics
+/// that each worker writes and reads only on its load-sync tick.
+#[derive(Debug)]
+pub struct LoadBoard {
+    workers: usize,
+    /// Index of each cluster's first backend in a worker's row.
+    offsets: Vec<usize>,
+    row_len: usize,
+    slots: Vec<AtomicU32>,
+}
+
+impl LoadBoard {
+    /// A board for `workers` workers and every backend in `config`.
+    pub fn new(config: &Config, workers: usize) -> Self {
+        let mut offsets = Vec::with_capacity(config.clusters.len());
+        let mut row_len = 0;
+        for cluster in &config.clusters {
+            offsets.push(row_len);
+            row_len += cluster.backends.len();
+        }
+        let slots = (0..workers * row_len).map(|_| AtomicU32::new(0)).collect();
+        Self { workers, offsets, row_len, slots }
+    }
+
+    /// Publishes `worker`'s counts and reads everyone else's into `clusters`.
+    pub fn sync(&self, worker: usize, clusters: &mut [ClusterStatus]) {
+        for (cluster_index, cluster) in clusters.iter_mut().enumerate() {
+            let offset = self.offsets[cluster_index];
+            for (backend_index, status) in cluster.backends.iter_mut().enumerate() {
+                let column = offset + backend_index;
+                self.slots[worker * self.row_len + column]
+                    .store(status.in_flight, Ordering::Relaxed);
+                status.in_flight_others = (0..self.workers)
+                    .filter(|&other| other != worker)
+                    .map(|other| self.slots[other * self.row_len + column].load(Ordering::Relaxed))
+                    .sum();
+            }
+        }
+    }
+
+    /// The in-flight count of one backend summed over all workers, as last published.
+    pub fn in_flight(&self, cluster: usize, backend: usize) -> u32 {
+        let column = self.offsets[cluster] + backend;
+        (0..self.workers)
+            .map(|worker| self.slots[worker * self.row_len + column].load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(extra: &str) -> Cluster {
+        let text = format!(
+            r#"
+            [[listener]]
+            addr = "127.0.0.1:8080"
+            [[listener.route]]
+            cluster = "api"
+            [cluster.api]
+            backends = ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"]
+            {extra}
+            "#
+        );
+        Config::parse(&text).unwrap().clusters.remove(0)
+    }
+
+    fn pick(
+        status: &mut ClusterStatus,
+        cluster: &Cluster,
+        tried: &[BackendId],
+        now: Instant,
+    ) -> Option<u32> {
+        status.select(cluster, &Pick { key: 7, tried, now }).map(|id| id.0)
+    }
+
+    #[test]
+    fn consecutive_failures_eject_with_exponential_backoff() {
+        let cluster = cluster(
+            "[cluster.api.outlier]\nconsecutive_failures = 2\neject_ms = 1000\neject_max_ms = 3000",
+        );
+        let now = Instant::now();
+        let mut status = ClusterStatus::new(&cluster, 0, now);
+        let backend = BackendId(1);
+        status.record(&cluster, backend, Outcome::Failure, now);
+        assert_eq!(status.backends[1].ejected_until, None, "one failure is not enough");
+        status.record(&cluster, backend, Outcome::Failure, now);
+        assert_eq!(status.backends[1].ejected_until, Some(now + Duration::from_secs(1)));
+        for _ in 0..100 {
+            assert_ne!(pick(&mut status, &cluster, &[], now), Some(1), "ejected backend picked");
+        }
+        let later = now + Duration::from_millis(1500);
+        status.record(&cluster, backend, Outcome::Failure, later);
+        status.record(&cluster, backend, Outcome::Failure, later);
+        assert_eq!(status.backends[1].ejected_until, Some(later + Duration::from_secs(2)));
+        let much_later = later + Duration::from_secs(10);
+        status.record(&cluster, backend, Outcome::Failure, much_later);
+        status.record(&cluster, backend, Outcome::Failure, much_later);
+        assert_eq!(
+            status.backends[1].ejected_until,
+            Some(much_later + Duration::from_secs(3)),
+            "capped at eject_max"
+        );
+    }
+
+    #[test]
+    fn a_response_resets_the_failure_count() {
+        let cluster = cluster("[cluster.api.outlier]\nconsecutive_failures = 2");
+        let now = Instant::now();
+        let mut status = ClusterStatus::new(&cluster, 0, now);
+        let ok = Outcome::Response { latency: Duration::from_millis(1), failed: false };
+        for _ in 0..10 {
+            status.record(&cluster, BackendId(0), Outcome::Failure, now);
+            status.record(&cluster, BackendId(0), ok, now);
+        }
+        assert_eq!(status.backends[0].ejected_until, None);
+    }
+
+    #[test]
+    fn draining_unhealthy_and_tried_backends_are_not_picked() {
+        let cluster = cluster("");
+        let now = Instant::now();
+        let mut status = ClusterStatus::new(&cluster, 0, now);
+        status.set_admin(BackendId(0), BackendState::Draining, now);
+        status.set_health(BackendId(1), false, now);
+        for _ in 0..10 {
+            assert_eq!(pick(&mut status, &cluster, &[], now), Some(2));
+        }
+        assert_eq!(pick(&mut status, &cluster, &[BackendId(2)], now), None);
+        status.set_admin(BackendId(0), BackendState::Active, now);
+        assert_eq!(pick(&mut status, &cluster, &[BackendId(2)], now), Some(0));
+    }
+
+    #[test]
+    fn fail_open_sends_to_unhealthy_backends_but_never_to_drained_ones() {
+        let cluster = cluster("fail_open = true");
+        let now = Instant::now();
+        let mut status = ClusterStatus::new(&cluster, 0, now);
+        for index in 0..3 {
+            status.set_health(BackendId(index), false, now);
+        }
+        status.set_admin(BackendId(0), BackendState::Disabled, now);
+        let picks: Vec<_> = (0..4).map(|_| pick(&mut status, &cluster, &[], now)).collect();
+        assert!(picks.iter().all(|picked| matches!(picked, Some(1 | 2))), "{picks:?}");
+    }
+
+    #[test]
+    fn sticky_values_name_backends_opaquely() {
+        let cluster = cluster("[cluster.api.sticky]\nkey = \"secret\"");
+        let now = Instant::now();
+        let mut status = ClusterStatus::new(&cluster, 0, now);
+        let value = *status.sticky_value(BackendId(2));
+        assert!(!String::from_utf8_lossy(&value).contains("9003"));
+        assert_eq!(status.sticky_backend(&value, now), Some(BackendId(2)));
+        assert_eq!(status.sticky_backend(b"0000000000000000", now), None);
+        status.set_health(BackendId(2), false, now);
+        assert_eq!(
+            status.sticky_backend(&value, now),
+            None,
+            "an unhealthy backend loses its sessions"
+        );
+        let other_worker = ClusterStatus::new(&cluster, 5, now);
+        assert_eq!(other_worker.sticky_value(BackendId(2)), &value, "same on every worker");
+    }
+
+    #[test]
+    fn retry_budget_is_spent_and_earned() {
+        let cluster = cluster("");
+        let mut status = ClusterStatus::new(&cluster, 0, Instant::now());
+        let mut spent = 0;
+        while status.take_retry() {
+            spent += 1;
+        }
+        assert_eq!(spent, 100);
+        for _ in 0..10 {
+            status.deposit_retry(0.2);
+        }
+        assert!(status.take_retry());
+        assert!(!status.take_retry());
+    }
+
+    #[test]
+    fn load_board_shares_in_flight_counts() {
+        let text = r#"
+            [[listener]]
+            addr = "127.0.0.1:8080"
+            [[listener.route]]
+            cluster = "api"
+            [cluster.api]
+            backends = ["127.0.0.1:9001", "127.0.0.1:9002"]
+        "#;
+        let config = Config::parse(text).unwrap();
+        let board = LoadBoard::new(&config, 2);
+        let now = Instant::now();
+        let mut worker0 = vec![ClusterStatus::new(&config.clusters[0], 0, now)];
+        let mut worker1 = vec![ClusterStatus::new(&config.clusters[0], 1, now)];
+        worker0[0].backends[1].in_flight = 3;
+        worker1[0].backends[1].in_flight = 4;
+        board.sync(0, &mut worker0);
+        board.sync(1, &mut worker1);
+        board.sync(0, &mut worker0);
+        assert_eq!(worker0[0].backends[1].in_flight_others, 4);
+        assert_eq!(worker1[0].backends[1].in_flight_others, 3);
+        assert_eq!(board.in_flight(0, 1), 7);
+    }
+}

@@ -40,7 +40,7 @@ pub async fn accept_loop(worker: Rc<Worker>, socket: std::net::TcpListener, list
         if worker.shutting_down.get() {
             return;
         }
-        let cancel = worker.idle_canceller.borrow().handle();
+        let cancel = worker.accept_canceller.borrow().handle();
         match socket.cancelable_accept(cancel).await {
             Ok((stream, peer)) => {
                 monoio::spawn(crate::connection::serve(worker.clone(), stream, peer, listener));

@@ -17,7 +17,7 @@ const WEIGHT_MAX: u64 = 10_000;
 const LOAD_SYNC_INTERVAL_MS: u64 = 100;
 const LATENCY_DECAY_MS: u64 = 10_000;
 const RETRIES: u64 = 2;
-const RETRIES_MAX: u64 = 16;
+
 const RETRY_BUDGET: f64 = 0.2;
 const HEALTH_INTERVAL_MS: u64 = 2_000;
 const HEALTH_TIMEOUT_MS: u64 = 1_000;
@@ -106,7 +106,7 @@ pub(super) fn validate_cluster(
         retries: to_u32(ranged(
             &format!("{at}.retries"),
             cluster.retries,
-            Bounds { default: RETRIES, min: 0, max: RETRIES_MAX },
+            Bounds { default: RETRIES, min: 0, max: super::RETRIES_MAX as u64 },
             errors,
         )),
         retry_budget: fraction(

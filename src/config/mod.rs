@@ -148,6 +148,9 @@ pub struct FixedResponse {
     pub body: Box<[u8]>,
 }
 
+/// The most retries a cluster may configure.
+pub const RETRIES_MAX: usize = 16;
+
 /// Balancing policy of a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balance {

@@ -3,6 +3,7 @@
 //!
 //! Requests are answered in order; bytes of a pipelined request stay in the buffer.
 
+use super::idle::IdleGuard;
 use crate::config::{FixedResponse, RouteAction};
 use crate::error::ProxyError;
 use crate::http::{BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head};
@@ -11,9 +12,11 @@ use crate::proxy::tunnel::tunnel;
 use crate::route::{self, RouteRequest};
 use crate::worker::Worker;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -26,14 +29,60 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Counts the connection as busy, from a request's first byte to the end of its
+/// exchange. Graceful shutdown waits for busy connections and closes idle ones.
+struct Busy {
+    worker: Rc<Worker>,
+    is_busy: bool,
+}
+
+impl Busy {
+    fn set(&mut self, is_busy: bool) {
+        if is_busy != self.is_busy {
+            let busy = self.worker.busy.get();
+            self.worker.busy.set(if is_busy { busy + 1 } else { busy - 1 });
+            self.is_busy = is_busy;
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+/// The client address as text, formatted once per connection for X-Forwarded-For.
+struct PeerText {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl PeerText {
+    fn new(peer: SocketAddr) -> Self {
+        let mut bytes = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut bytes[..]);
+        // An IPv6 address is at most 45 characters, so this always fits.
+        let _ = write!(cursor, "{}", peer.ip());
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        Self { bytes, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// The state of one client connection.
 struct Client {
     worker: Rc<Worker>,
     stream: TcpStream,
     peer: SocketAddr,
+    peer_text: PeerText,
     listener: usize,
     /// Header lines of the current request; capacity is kept across requests.
     headers: Vec<HeaderLine>,
+    busy: Busy,
 }
 
 /// What the loop does after a request.
@@ -50,7 +99,15 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
     if let Err(error) = stream.set_nodelay(true) {
         log::debug!("set TCP_NODELAY on {peer}: {error}");
     }
-    let mut client = Client { worker: worker.clone(), stream, peer, listener, headers: Vec::new() };
+    let mut client = Client {
+        worker: worker.clone(),
+        stream,
+        peer,
+        peer_text: PeerText::new(peer),
+        listener,
+        headers: Vec::new(),
+        busy: Busy { worker: worker.clone(), is_busy: false },
+    };
     let mut buf = worker.take_buffer();
     let mut first = true;
     loop {
@@ -67,6 +124,7 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
         first = false;
         let (next, back) = handle(&mut client, &head, buf).await;
         buf = back;
+        client.busy.set(!buf.is_empty());
         match next {
             Next::Continue if !worker.shutting_down.get() => {}
             Next::Continue | Next::Close => break,
@@ -96,14 +154,16 @@ async fn read_request(
         if client.worker.shutting_down.get() {
             return (Ok(None), buf);
         }
-        let cancel = client.worker.idle_canceller.borrow().handle();
-        let read = client.stream.cancelable_read(buf.slice_mut(0..), cancel);
+        let worker = client.worker.clone();
+        let _idle = IdleGuard::new(&worker.idle, client.stream.as_raw_fd());
+        let read = client.stream.read(buf.slice_mut(0..));
         match monoio::time::timeout(idle_timeout, read).await {
             Ok((Ok(read), slice)) if read > 0 => buf = slice.into_inner(),
             Ok((_, slice)) => return (Ok(None), slice.into_inner()),
             Err(_) => return (Ok(None), Vec::new()),
         }
     }
+    client.busy.set(true);
     let deadline = Instant::now() + config.timeouts.client_header;
     let limits = config.limits.head;
     loop {
@@ -153,6 +213,7 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
                 worker: &worker,
                 client: &mut client.stream,
                 peer: client.peer,
+                peer_text: client.peer_text.as_bytes(),
                 head,
                 headers: &client.headers,
                 cluster: *cluster,

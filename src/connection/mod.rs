@@ -2,5 +2,8 @@
 //! protocol detection will pick here.
 
 mod http1;
+mod idle;
+
+pub use idle::IdleConnections;
 
 pub use http1::serve;

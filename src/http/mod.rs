@@ -6,8 +6,10 @@
 
 pub mod head;
 pub mod body;
+pub mod fields;
 
 pub use body::*;
+pub use fields::{cookies, find_cookie, find_header};
 pub use head::*;
 
 #[cfg(test)]

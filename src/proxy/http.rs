@@ -3,19 +3,21 @@
 //! response head, and stream the response back.
 
 use super::body::{self, Body, Decoder, Encoder, RelayError, RelayOptions};
-use crate::config::{Backend, BackendId, Cluster, ClusterId};
-use crate::error::ProxyError;
+use crate::balance::hash_key;
+use crate::config::{
+    Backend, BackendId, BackendState, Balance, Cluster, ClusterId, HashKey, RETRIES_MAX, Sticky,
+};
+use crate::error::{ProxyError, Side};
 use crate::http::{
     BodyFraming, HeaderKind, HeaderLine, Method, Parsed, RequestHead, ResponseHead, Version,
-    parse_response_head, response_framing,
+    find_cookie, find_header, parse_response_head, response_framing,
 };
-use crate::upstream::{self, UpstreamConnection};
+use crate::upstream::{self, Outcome, Pick, UpstreamConnection};
 use crate::wire::OutVec;
-use crate::worker::Worker;
+use crate::worker::{InFlight, Worker};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// How an exchange ended, when the client got a response.
@@ -35,6 +37,8 @@ pub struct Exchange<'a> {
     pub worker: &'a Worker,
     pub client: &'a mut TcpStream,
     pub peer: SocketAddr,
+    /// `peer`'s address as text, for X-Forwarded-For.
+    pub peer_text: &'a [u8],
     pub head: &'a RequestHead,
     pub headers: &'a [HeaderLine],
     pub cluster: ClusterId,
@@ -49,57 +53,196 @@ pub async fn exchange(
     mut x: Exchange<'_>,
     buf: Vec<u8>,
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
-    let config = &x.worker.config;
+    let worker = x.worker;
+    let config = &worker.config;
     if let BodyFraming::Length(length) = x.head.framing {
         if length > config.limits.body_bytes_max {
             return (Err(ProxyError::BodyTooLarge), buf);
         }
     }
     let cluster = &config.clusters[x.cluster.0 as usize];
-    let Some(backend_id) = select_backend(x.worker, x.cluster, cluster) else {
-        return (Err(ProxyError::NoBackend), buf);
+    let (attempt, out) = attempt_backends(&mut x, cluster, worker.out_vec(buf)).await;
+    let mut attempt = match attempt {
+        Ok(attempt) => attempt,
+        Err(error) => return (Err(error), worker.into_buf(out)),
     };
-    let (sent, out) = send_request(&mut x, cluster, backend_id, OutVec::new(buf)).await;
-    let (mut upstream, mut response_buf) = match sent {
-        Ok(sent) => sent,
-        Err(error) => return (Err(error), out.buf),
-    };
-    let client_buf = out.buf;
-    let (result, response_buf_back) = respond(&mut x, cluster, &mut upstream, response_buf).await;
-    response_buf = response_buf_back;
+    let client_buf = worker.into_buf(out);
+    let sticky = cluster.sticky.as_ref().filter(|_| !attempt.sticky_held).map(|sticky| {
+        let clusters = worker.clusters.borrow();
+        (sticky, *clusters[x.cluster.0 as usize].sticky_value(attempt.backend))
+    });
+    let upstream = &mut attempt.upstream;
+    let (result, response_buf) =
+        respond(&mut x, cluster, upstream, (attempt.response, attempt.response_buf), sticky).await;
+    let backend_active =
+        worker.clusters.borrow()[x.cluster.0 as usize].backends[attempt.backend.0 as usize].admin
+            == BackendState::Active;
     let end = match result {
         Ok(Responded::Done { keep_alive, reusable }) => {
-            if reusable {
-                upstream.requests += 1;
-                x.worker.pool.borrow_mut().checkin(cluster, upstream, Instant::now());
+            if reusable && backend_active {
+                attempt.upstream.requests += 1;
+                worker.pool.borrow_mut().checkin(cluster, attempt.upstream, Instant::now());
             }
             Ok(ExchangeEnd::Done { keep_alive })
         }
         Ok(Responded::Upgrade) => {
-            let to_client = std::mem::take(&mut response_buf);
-            Ok(ExchangeEnd::Upgrade { upstream: upstream.stream, to_client })
+            let upstream = attempt.upstream.stream;
+            return (Ok(ExchangeEnd::Upgrade { upstream, to_client: response_buf }), client_buf);
         }
         Err(error) => Err(error),
     };
-    x.worker.give_buffer(response_buf);
+    worker.give_buffer(response_buf);
     (end, client_buf)
 }
 
-fn select_backend(worker: &Worker, id: ClusterId, cluster: &Cluster) -> Option<BackendId> {
-    let mut balancers = worker.balancers.borrow_mut();
-    let balancer = balancers.get_mut(id.0 as usize)?;
-    let weights = cluster.backends.iter().map(|backend| backend.weight);
-    // Weights are copied into a small stack array: clusters rarely have more than a few
-    // dozen backends, and the balancer reads them once per pick.
-    let mut stack = [0u32; 64];
-    if cluster.backends.len() <= stack.len() {
-        for (slot, weight) in stack.iter_mut().zip(weights) {
-            *slot = weight;
+/// A backend that answered: its connection, its response head and the buffer holding it.
+struct Attempt<'a> {
+    backend: BackendId,
+    upstream: UpstreamConnection,
+    response: ResponseHead,
+    response_buf: Vec<u8>,
+    /// True when the request's sticky cookie named this backend (no Set-Cookie needed).
+    sticky_held: bool,
+    /// Keeps the exchange counted as in flight to `backend` until it ends.
+    _in_flight: InFlight<'a>,
+}
+
+/// Sends the request to backends until one answers with a response head. A failure
+/// moves on to another backend when nothing of the request can have been acted on: a
+/// connect failure, or any failure before the response for an idempotent request
+/// without a body. Retries are bounded by `retries` and the cluster's retry budget.
+async fn attempt_backends<'a>(
+    x: &mut Exchange<'a>,
+    cluster: &Cluster,
+    mut out: OutVec,
+) -> (Result<Attempt<'a>, ProxyError>, OutVec) {
+    let worker = x.worker;
+    let cluster_index = x.cluster.0 as usize;
+    let replayable =
+        x.head.method.is_idempotent() && Decoder::for_framing(x.head.framing).is_none();
+    let (key, sticky) = {
+        let buf = &out.buf;
+        let mut clusters = worker.clusters.borrow_mut();
+        let status = &mut clusters[cluster_index];
+        status.deposit_retry(cluster.retry_budget);
+        let sticky = cluster.sticky.as_ref().and_then(|sticky| {
+            let value = find_cookie(buf, x.headers, sticky.cookie.as_bytes())?;
+            status.sticky_backend(value, Instant::now())
+        });
+        (hash_key_of(x, cluster, buf), sticky)
+    };
+    // Attempts are bounded by `retries` (at most RETRIES_MAX), so they fit on the stack.
+    let mut tried = [BackendId(0); RETRIES_MAX + 1];
+    let mut attempts = 0;
+    let mut last_error = None;
+    loop {
+        let now = Instant::now();
+        let picked = match (attempts, sticky) {
+            (0, Some(backend)) => Some(backend),
+            _ => worker.clusters.borrow_mut()[cluster_index]
+                .select(cluster, &Pick { key, tried: &tried[..attempts], now }),
+        };
+        let Some(backend) = picked else {
+            // After a failure, the client hears about that failure, not about the lack of
+            // another backend to try.
+            return (Err(last_error.unwrap_or(ProxyError::NoBackend)), out);
+        };
+        tried[attempts] = backend;
+        attempts += 1;
+        let in_flight = InFlight::new(worker, x.cluster, backend);
+        let (result, back) = try_backend(x, cluster, backend, out).await;
+        out = back;
+        let error = match result {
+            Ok((upstream, response, response_buf)) => {
+                let attempt = Attempt {
+                    backend,
+                    upstream,
+                    response,
+                    response_buf,
+                    sticky_held: sticky == Some(backend),
+                    _in_flight: in_flight,
+                };
+                return (Ok(attempt), out);
+            }
+            Err(error) => error,
+        };
+        if error.side() == Side::Upstream {
+            let mut clusters = worker.clusters.borrow_mut();
+            clusters[cluster_index].record(cluster, backend, Outcome::Failure, Instant::now());
         }
-        balancer.select(&stack[..cluster.backends.len()])
-    } else {
-        balancer.select(&weights.collect::<Vec<_>>())
+        let may_retry = match error {
+            ProxyError::Connect => true,
+            ProxyError::UpstreamIo | ProxyError::UpstreamClosed | ProxyError::UpstreamTimeout => {
+                replayable
+            }
+            _ => false,
+        };
+        let budget_allows = may_retry
+            && attempts <= cluster.retries as usize
+            && attempts < tried.len()
+            && worker.clusters.borrow_mut()[cluster_index].take_retry();
+        if !budget_allows {
+            return (Err(error), out);
+        }
+        log::debug!("cluster {}: retrying after {error}", cluster.name);
+        last_error = Some(error);
     }
+}
+
+/// One backend: send the request, read the response head, record how it went.
+async fn try_backend(
+    x: &mut Exchange<'_>,
+    cluster: &Cluster,
+    backend: BackendId,
+    out: OutVec,
+) -> (Result<(UpstreamConnection, ResponseHead, Vec<u8>), ProxyError>, OutVec) {
+    let started = Instant::now();
+    let (sent, mut out) = send_request(x, cluster, backend, out).await;
+    let (mut upstream, response_buf) = match sent {
+        Ok(sent) => sent,
+        Err(error) => return (Err(error), out),
+    };
+    let options = upstream_read_options(x.worker, cluster);
+    let (result, response_buf) =
+        read_final_head(x, &mut upstream.stream, response_buf, &options).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            x.worker.give_buffer(response_buf);
+            return (Err(error), out);
+        }
+    };
+    // The head stayed in the buffer so the request could go to another backend; it is
+    // answered now.
+    if Decoder::for_framing(x.head.framing).is_none() {
+        out.buf.drain(..x.head.head_len as usize);
+    }
+    let failed = response.status >= 500 && cluster.outlier.on_5xx;
+    let outcome = Outcome::Response { latency: started.elapsed(), failed };
+    x.worker.clusters.borrow_mut()[x.cluster.0 as usize].record(
+        cluster,
+        backend,
+        outcome,
+        Instant::now(),
+    );
+    (Ok((upstream, response, response_buf)), out)
+}
+
+/// The hash key of this request for the cluster's policy (0 when the policy has none).
+fn hash_key_of(x: &Exchange<'_>, cluster: &Cluster, buf: &[u8]) -> u64 {
+    let ip_key = || match x.peer.ip() {
+        IpAddr::V4(ip) => hash_key(&ip.octets()),
+        IpAddr::V6(ip) => hash_key(&ip.octets()),
+    };
+    let found = match (cluster.balance, &cluster.hash_key) {
+        (Balance::IpHash, _) | (Balance::Hash, HashKey::ClientIp) => return ip_key(),
+        (Balance::Hash, HashKey::Header(name)) => find_header(buf, x.headers, name),
+        (Balance::Hash, HashKey::Cookie(name)) => find_cookie(buf, x.headers, name),
+        (Balance::Hash, HashKey::Path) => Some(x.head.path.of(buf)),
+        _ => return 0,
+    };
+    // A request without the key is hashed by its client address, as HAProxy does.
+    found.map_or_else(ip_key, hash_key)
 }
 
 /// Sends the request head and body to a backend; on success returns the connection and a
@@ -115,10 +258,10 @@ async fn send_request(
     mut out: OutVec,
 ) -> (Result<(UpstreamConnection, Vec<u8>), ProxyError>, OutVec) {
     let backend = &cluster.backends[backend_id.0 as usize];
-    // A request without body bytes keeps its head in `out.buf` until it is answered;
-    // whether or not it may be replayed, the head must go before the next request is read.
-    let bodyless = Decoder::for_framing(x.head.framing).is_none();
-    let replayable = bodyless && x.head.method.is_idempotent();
+    // A request without body bytes keeps its head in `out.buf` until it is answered, so
+    // it can be sent again; `try_backend` drops it then.
+    let replayable =
+        x.head.method.is_idempotent() && Decoder::for_framing(x.head.framing).is_none();
     let mut fresh_only = false;
     loop {
         let now = Instant::now();
@@ -158,12 +301,7 @@ async fn send_request(
             Err(error) => Err(error),
         };
         match sent {
-            Ok(response_buf) => {
-                if bodyless {
-                    out.buf.drain(..x.head.head_len as usize);
-                }
-                return (Ok((upstream, response_buf)), out);
-            }
+            Ok(response_buf) => return (Ok((upstream, response_buf)), out),
             Err(error) if retry(&error) => fresh_only = true,
             Err(error) => return (Err(error), out),
         }
@@ -304,8 +442,8 @@ fn write_forwarded_headers(
         extra.extend_from_slice(header.value.of(buf));
         extra.extend_from_slice(b", ");
     }
-    // Writing into a Vec cannot fail.
-    let _ = write!(extra, "{}\r\nX-Forwarded-Proto: http\r\n", x.peer.ip());
+    extra.extend_from_slice(x.peer_text);
+    extra.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
     if let Some(host) = head.host {
         extra.extend_from_slice(b"X-Forwarded-Host: ");
         extra.extend_from_slice(host.of(buf));
@@ -329,28 +467,24 @@ enum Responded {
     Upgrade,
 }
 
-/// Reads the response head (relaying any 1xx), writes it to the client with the first
-/// body bytes in one write, then streams the rest of the body.
+/// Writes the response head to the client with the first body bytes in one write, then
+/// streams the rest of the body. `buf` holds the head at its front.
 async fn respond(
     x: &mut Exchange<'_>,
     cluster: &Cluster,
     upstream: &mut UpstreamConnection,
-    buf: Vec<u8>,
+    (response, buf): (ResponseHead, Vec<u8>),
+    set_cookie: Option<(&Sticky, [u8; 16])>,
 ) -> (Result<Responded, ProxyError>, Vec<u8>) {
     let options = upstream_read_options(x.worker, cluster);
-    let (result, buf) = read_final_head(x, &mut upstream.stream, buf, &options).await;
-    let response = match result {
-        Ok(response) => response,
-        Err(error) => return (Err(error), buf),
-    };
-    let mut out = OutVec::new(buf);
+    let mut out = x.worker.out_vec(buf);
     let plan = {
         let headers = x.worker.response_headers.borrow();
-        plan_response(x, &response, &headers, &mut out)
+        plan_response(x, &response, &headers, &mut out, set_cookie)
     };
     if plan.upgrade {
         let (result, out) = body::write(x.client, out, options.write_timeout).await;
-        let mut buf = out.buf;
+        let mut buf = x.worker.into_buf(out);
         buf.drain(..buf.len().min(response.head_len as usize));
         return (result.map(|()| Responded::Upgrade).map_err(|_| ProxyError::ClientIo), buf);
     }
@@ -367,18 +501,19 @@ async fn respond(
         }
     };
     let (result, out) = relayed;
-    let leftover = !out.buf.is_empty();
+    let out = x.worker.into_buf(out);
+    let leftover = !out.is_empty();
     match result {
         Ok(_) => {
             let reusable = response.keep_alive
                 && plan.framing != BodyFraming::CloseDelimited
                 && !leftover
                 && !x.worker.shutting_down.get();
-            (Ok(Responded::Done { keep_alive: plan.client_keep_alive, reusable }), out.buf)
+            (Ok(Responded::Done { keep_alive: plan.client_keep_alive, reusable }), out)
         }
         Err(error) => {
             log::debug!("response relay from cluster {} ended early: {error:?}", cluster.name);
-            (Ok(Responded::Done { keep_alive: false, reusable: false }), out.buf)
+            (Ok(Responded::Done { keep_alive: false, reusable: false }), out)
         }
     }
 }
@@ -447,6 +582,7 @@ fn plan_response(
     response: &ResponseHead,
     headers: &[HeaderLine],
     out: &mut OutVec,
+    set_cookie: Option<(&Sticky, [u8; 16])>,
 ) -> ResponsePlan {
     let head = x.head;
     let upgrade = response.status == 101;
@@ -487,6 +623,16 @@ fn plan_response(
     }
     if encoder == Encoder::Chunked {
         out.push_static(b"Transfer-Encoding: chunked\r\n");
+    }
+    if let Some((sticky, value)) = set_cookie {
+        let start = out.extra.len();
+        out.extra.extend_from_slice(b"Set-Cookie: ");
+        out.extra.extend_from_slice(sticky.cookie.as_bytes());
+        out.extra.push(b'=');
+        out.extra.extend_from_slice(&value);
+        out.extra.extend_from_slice(sticky.attributes.as_bytes());
+        out.extra.extend_from_slice(b"\r\n");
+        out.extend_extra(start);
     }
     out.push_static(b"\r\n");
     ResponsePlan { framing, encoder, client_keep_alive, upgrade }

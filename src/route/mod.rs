@@ -4,7 +4,7 @@
 //! Pure: takes the parsed head and the buffer it points into, returns a route index.
 
 use crate::config::{HostMatch, NameValue, PathMatch, Route};
-use crate::http::{HeaderKind, HeaderLine, RequestHead};
+use crate::http::{HeaderLine, RequestHead, cookies};
 
 /// The parts of a request that routes look at.
 #[derive(Debug, Clone, Copy)]
@@ -100,17 +100,9 @@ fn header_matches(condition: &NameValue, request: &RouteRequest<'_>) -> bool {
 }
 
 fn cookie_matches(condition: &NameValue, request: &RouteRequest<'_>) -> bool {
-    let cookies = request.headers.iter().filter(|header| header.kind == HeaderKind::Cookie);
-    cookies.flat_map(|header| header.value.of(request.buf).split(|&byte| byte == b';')).any(
-        |pair| {
-            let pair = pair.trim_ascii();
-            let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
-                Some(equals) => (&pair[..equals], &pair[equals + 1..]),
-                None => (pair, &b""[..]),
-            };
-            name == &*condition.name && condition.value.as_ref().is_none_or(|want| value == &**want)
-        },
-    )
+    cookies(request.buf, request.headers).any(|(name, value)| {
+        name == &*condition.name && condition.value.as_ref().is_none_or(|want| value == &**want)
+    })
 }
 
 #[cfg(test)]

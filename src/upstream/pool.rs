@@ -90,6 +90,13 @@ impl Pool {
         }
     }
 
+    /// Closes the idle connections to one backend (it was drained or disabled).
+    pub fn clear_backend(&mut self, cluster: ClusterId, backend: BackendId) {
+        if let Some(queue) = self.queue(cluster, backend) {
+            queue.clear();
+        }
+    }
+
     /// Idle connections held, over all backends.
     pub fn idle_count(&self) -> usize {
         self.idle.iter().flatten().map(VecDeque::len).sum()

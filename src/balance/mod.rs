@@ -21,6 +21,11 @@ pub use slow_start::slow_start_weight;
 use consistent_hash::Ring;
 use random::Rng;
 
+/// The factor between configured weights and candidate weights: slow start can then ramp
+/// a backend of weight 1 through 100 steps instead of jumping from 1 to 1. Every policy
+/// compares weights only as ratios, so the factor changes no pick.
+pub const WEIGHT_SCALE: u32 = 100;
+
 /// What the balancer knows about one backend at pick time, built by the caller per pick from
 /// worker-owned state.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,7 +101,9 @@ impl Balancer {
             Policy::IpHash | Policy::Hash { .. } => Ring::new(names, weights),
             _ => Ring::default(),
         };
-        let weight_max = weights.iter().copied().max().unwrap_or(1);
+        // Callers pass candidate weights scaled by WEIGHT_SCALE; a bound that is too high
+        // only costs rejected draws, one that is too low would bias them.
+        let weight_max = weights.iter().copied().max().unwrap_or(1).saturating_mul(WEIGHT_SCALE);
         Self {
             policy,
             round_robin: RoundRobin::new(names.len()),

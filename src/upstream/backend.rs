@@ -5,7 +5,9 @@
 //! All of it is worker-owned and plain. Other workers' in-flight counts arrive through
 //! [`LoadBoard`] every `load_sync_interval`, never per request.
 
-use crate::balance::{Balancer, Candidate, PeakEwma, Policy, hash_key, slow_start_weight};
+use crate::balance::{
+    Balancer, Candidate, PeakEwma, Policy, WEIGHT_SCALE, hash_key, slow_start_weight,
+};
 use crate::config::{Backend, BackendId, BackendState, Balance, Cluster, Config};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -83,7 +85,11 @@ impl ClusterStatus {
             hash_key(cluster.name.as_bytes()) ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let key = cluster.sticky.as_ref().map_or(0, |sticky| sticky.key);
         Self {
-            backends: cluster.backends.iter().map(|backend| fresh_status(backend, now)).collect(),
+            backends: cluster
+                .backends
+                .iter()
+                .map(|backend| fresh_status(backend, cluster.slow_start, now))
+                .collect(),
             balancer: Balancer::new(policy, &names, &weights, seed),
             retry_tokens: RETRY_TOKENS_MAX,
             sticky_values: cluster
@@ -126,7 +132,7 @@ impl ClusterStatus {
             let weight = if excluded || !this.is_eligible(index, now, ignore_health) {
                 0
             } else {
-                let weight = cluster.backends[index].weight;
+                let weight = cluster.backends[index].weight.saturating_mul(WEIGHT_SCALE);
                 slow_start_weight(weight, status.eligible_since, now, cluster.slow_start)
             };
             Candidate {
@@ -236,14 +242,18 @@ impl ClusterStatus {
     }
 }
 
-fn fresh_status(backend: &Backend, now: Instant) -> BackendStatus {
+/// The status of a backend at startup. Slow start protects a backend that joins a cluster
+/// already serving; at startup every backend starts together, most often warm from the
+/// previous process, and ramping them all at once would only flatten their weights to 1.
+/// So a backend begins past its ramp (or at `now` when the clock is younger than the ramp).
+fn fresh_status(backend: &Backend, slow_start: Duration, now: Instant) -> BackendStatus {
     BackendStatus {
         admin: backend.state,
         is_healthy: true,
         ejected_until: None,
         ejections: 0,
         failures: 0,
-        eligible_since: now,
+        eligible_since: now.checked_sub(slow_start).unwrap_or(now),
         in_flight: 0,
         in_flight_others: 0,
         latency: PeakEwma::default(),
@@ -428,6 +438,33 @@ mod tests {
         );
         let other_worker = ClusterStatus::new(&cluster, 5, now);
         assert_eq!(other_worker.sticky_value(BackendId(2)), &value, "same on every worker");
+    }
+
+    #[test]
+    fn slow_start_ramps_a_backend_made_active_but_not_the_ones_at_startup() {
+        let mut cluster = cluster("slow_start_ms = 1000");
+        for backend in &mut cluster.backends {
+            backend.weight = 10;
+        }
+        let now = Instant::now();
+        let mut status = ClusterStatus::new(&cluster, 0, now);
+        let picks = |status: &mut ClusterStatus, now: Instant| -> [usize; 3] {
+            let mut counts = [0; 3];
+            for _ in 0..210 {
+                counts[pick(status, &cluster, &[], now).expect("a pick") as usize] += 1;
+            }
+            counts
+        };
+        assert_eq!(picks(&mut status, now), [70; 3], "full weights from the start");
+        status.set_admin(BackendId(2), BackendState::Disabled, now);
+        let later = now + Duration::from_secs(5);
+        status.set_admin(BackendId(2), BackendState::Active, later);
+        // Effective weights 1000, 1000 and 1 (weights are scaled by WEIGHT_SCALE): backend 2
+        // gets 1 pick in 2001, none of these 210.
+        assert_eq!(picks(&mut status, later), [105, 105, 0]);
+        let half = later + Duration::from_millis(500);
+        assert_eq!(picks(&mut status, half), [84, 84, 42], "weights 10, 10, 5");
+        assert_eq!(picks(&mut status, later + Duration::from_secs(1)), [70; 3]);
     }
 
     #[test]

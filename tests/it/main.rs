@@ -19,6 +19,8 @@ mod headers;
 mod routing;
 // A backend down and back, retries on stale pooled connections, balancing.
 mod upstream;
+// Policies, hashing, slow start, failover, health checks, stickiness, draining, retries.
+mod balance;
 // Graceful shutdown in process and of the binary; a 64 MiB body in bounded memory.
 mod lifecycle;
 // The real curl as the client.

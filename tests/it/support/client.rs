@@ -65,6 +65,11 @@ impl Client {
         self.reader.stream.write_all(bytes).expect("send to the proxy");
     }
 
+    /// Sends `bytes` as they are, with the error for the caller.
+    pub(crate) fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.reader.stream.write_all(bytes)
+    }
+
     /// A second handle on the socket, for a writer thread.
     pub(crate) fn writer(&self) -> TcpStream {
         self.reader.stream.try_clone().expect("clone the client socket")

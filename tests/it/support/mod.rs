@@ -3,12 +3,13 @@
 //! and waits that end on a condition or a deadline.
 
 pub(crate) mod client;
+pub(crate) mod load;
 pub(crate) mod origin;
 pub(crate) mod process;
 pub(crate) mod reader;
 
-use ringway::config::Config;
-use ringway::runtime::{self, Proxy};
+use ringway::config::{BackendState, Config};
+use ringway::runtime::{self, BackendReport, Proxy};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,6 +94,23 @@ impl ProxyHandle {
     /// The bound address of listener `index`.
     pub(crate) fn addr_of(&self, index: usize) -> SocketAddr {
         self.addrs[index]
+    }
+
+    /// Sets a backend `active`, `draining` or `disabled` on every worker, as the admin API
+    /// does. `backend` is its address as written in the config. Workers apply it when they
+    /// next read their control channel, so a test waits for its effect.
+    pub(crate) fn set_backend_state(&mut self, cluster: &str, backend: &str, state: BackendState) {
+        let proxy = self.proxy.as_mut().expect("the proxy is running");
+        proxy.set_backend_state(cluster, backend, state).unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    /// The report of the backend written as `backend` in cluster `cluster`.
+    pub(crate) fn backend(&self, cluster: &str, backend: &str) -> BackendReport {
+        let proxy = self.proxy.as_ref().expect("the proxy is running");
+        let reports = proxy.backends();
+        let found =
+            reports.iter().find(|report| report.cluster == cluster && report.backend == backend);
+        found.cloned().unwrap_or_else(|| panic!("no backend {cluster}/{backend} in {reports:?}"))
     }
 
     /// Starts a graceful shutdown and returns at once.

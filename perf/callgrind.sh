@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: the same binary
+# and input give the same count on a busy machine, so two commits can be compared
+# without wall-clock noise.
+#
+#   perf/callgrind.sh [RINGWAY_BIN]        (default: target/release/ringway)
+#
+# It runs ringway (1 worker) under callgrind in front of the perf origin twice, with
+# N1 and N2 keep-alive requests from curl, and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
+# startup and shutdown cancel out. Needs valgrind, nginx and curl (apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/ringway}
+N1=${N1:-500}
+N2=${N2:-2500}
+WORK=perf/work/callgrind
+mkdir -p "$WORK/origin/tmp"
+for tool in valgrind nginx curl; do
+    command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind nginx-light curl; break; }
+done
+[ -x "$BIN" ] || cargo build --release
+nginx -p "$PWD/$WORK/origin/" -c "$PWD/perf/origin/nginx.conf" &
+origin=$!
+trap 'kill $origin 2>/dev/null || true' EXIT
+cat > "$WORK/ringway.toml" <<TOML
+workers = 1
+[[listener]]
+addr = "127.0.0.1:18091"
+[[listener.route]]
+cluster = "origin"
+[cluster.origin]
+backends = ["127.0.0.1:18080"]
+TOML
+
+count() {  # count N: total instructions of a run serving N requests
+    local n=$1 out="$WORK/callgrind.out.$1"
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" --config "$WORK/ringway.toml" \
+        > "$WORK/valgrind.$n.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 200); do
+        curl -s -o /dev/null http://127.0.0.1:18091/ 2>/dev/null && break
+        sleep 0.1
+    done
+    curl -s -o /dev/null "http://127.0.0.1:18091/?[2-$n]"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}'
+}
+ir1=$(count "$N1")
+ir2=$(count "$N2")
+python3 - "$ir1" "$ir2" "$N1" "$N2" <<'PY'
+import sys
+ir1, ir2, n1, n2 = map(int, sys.argv[1:])
+print(f"instructions: {ir1} for {n1} requests, {ir2} for {n2} requests")
+print(f"instructions per request: {(ir2 - ir1) / (n2 - n1):.0f}")
+PY

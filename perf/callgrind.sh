@@ -5,7 +5,7 @@
 #
 #   perf/callgrind.sh [RINGWAY_BIN]        (default: target/release/ringway)
 #
-# It runs ringway (1 worker) under callgrind in front of the perf origin twice, with
+# It runs ringway (1 worker, epoll driver) under callgrind in front of the perf origin twice, with
 # N1 and N2 keep-alive requests from curl, and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
 # startup and shutdown cancel out. Needs valgrind, nginx and curl (apt).
 set -euo pipefail
@@ -22,8 +22,12 @@ done
 nginx -p "$PWD/$WORK/origin/" -c "$PWD/perf/origin/nginx.conf" &
 origin=$!
 trap 'kill $origin 2>/dev/null || true' EXIT
+# valgrind does not model io_uring completions (the proxy hangs under it), so the count
+# is of the epoll driver; the code above the driver is the same.
 cat > "$WORK/ringway.toml" <<TOML
 workers = 1
+[io]
+driver = "epoll"
 [[listener]]
 addr = "127.0.0.1:18091"
 [[listener.route]]

@@ -31,3 +31,5 @@ mod cli;
 mod config_examples;
 // House rules: module docs, line and file length, layering.
 mod tidy;
+// How far per-worker least connections strays from a global choice (a simulation).
+mod sim_least_connections;

@@ -4,6 +4,7 @@
 # without wall-clock noise.
 #
 #   perf/callgrind.sh [RINGWAY_BIN]        (default: target/release/ringway)
+#   BALANCE=least_response_time perf/callgrind.sh   (the cluster's policy)
 #
 # It runs ringway (1 worker, epoll driver) under callgrind in front of the perf origin twice, with
 # N1 and N2 keep-alive requests from curl, and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
@@ -34,6 +35,7 @@ addr = "127.0.0.1:18091"
 cluster = "origin"
 [cluster.origin]
 backends = ["127.0.0.1:18080"]
+balance = "${BALANCE:-round_robin}"
 TOML
 
 count() {  # count N: total instructions of a run serving N requests

@@ -5,6 +5,7 @@
 #
 #   perf/callgrind.sh [RINGWAY_BIN]        (default: target/release/ringway)
 #   BALANCE=least_response_time perf/callgrind.sh   (the cluster's policy)
+#   ACCESS_LOG=json perf/callgrind.sh      (the listener's access log: off, combined, json)
 #
 # It runs ringway (1 worker, epoll driver) under callgrind in front of the perf origin twice, with
 # N1 and N2 keep-alive requests from curl, and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
@@ -29,8 +30,13 @@ cat > "$WORK/ringway.toml" <<TOML
 workers = 1
 [io]
 driver = "epoll"
+[admin]
+enabled = false
+[access_log]
+path = "$PWD/$WORK/access.log"
 [[listener]]
 addr = "127.0.0.1:18091"
+access_log = "${ACCESS_LOG:-off}"
 [[listener.route]]
 cluster = "origin"
 [cluster.origin]

@@ -1,6 +1,7 @@
 //! Why an exchange failed, who caused it, and what the client is told.
 
 use crate::http::{ChunkedError, ParseError};
+use crate::stats::RejectReason;
 
 /// The side of the proxy a failure came from. Picks the log level and the metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,8 +20,10 @@ pub enum ProxyError {
     BadRequestBody(ChunkedError),
     #[error("request body larger than limits.body_bytes_max")]
     BodyTooLarge,
-    #[error("client too slow to send its request")]
+    #[error("client too slow to send its request head")]
     ClientTimeout,
+    #[error("client too slow to send its request body")]
+    ClientBodyTimeout,
     #[error("client closed the connection mid-request")]
     ClientClosed,
     #[error("client connection failed")]
@@ -56,7 +59,9 @@ impl ProxyError {
             Self::BadRequestBody(_) => 400,
             Self::BodyTooLarge => 413,
             // The client is gone or silent; 408 is what nginx and HAProxy send to a slow one.
-            Self::ClientTimeout | Self::ClientClosed | Self::ClientIo => 408,
+            Self::ClientTimeout | Self::ClientBodyTimeout | Self::ClientClosed | Self::ClientIo => {
+                408
+            }
             Self::NoRoute => 404,
             Self::NoBackend => 503,
             Self::Connect
@@ -76,6 +81,7 @@ impl ProxyError {
             | Self::BadRequestBody(_)
             | Self::BodyTooLarge
             | Self::ClientTimeout
+            | Self::ClientBodyTimeout
             | Self::ClientClosed
             | Self::ClientIo => Side::Client,
             Self::NoRoute | Self::NoBackend => Side::Proxy,
@@ -98,6 +104,7 @@ impl ProxyError {
             | Self::BadRequestBody(_)
             | Self::BodyTooLarge
             | Self::ClientTimeout
+            | Self::ClientBodyTimeout
             | Self::ClientClosed
             | Self::ClientIo
             | Self::Connect
@@ -128,5 +135,42 @@ fn parse_error_status(error: ParseError) -> u16 {
         | ParseError::MissingHost
         | ParseError::DuplicateHost
         | ParseError::Malformed(_) => 400,
+    }
+}
+
+impl ProxyError {
+    /// The rejection a client-side error counts as in the stats, if it is one.
+    pub fn reject_reason(&self) -> Option<RejectReason> {
+        Some(match self {
+            Self::BadRequest(ParseError::HeadTooLarge { .. }) => RejectReason::HeadTooLarge,
+            Self::BadRequest(ParseError::TooManyHeaders { .. }) => RejectReason::TooManyHeaders,
+            Self::BadRequest(ParseError::UriTooLong { .. }) => RejectReason::UriTooLong,
+            Self::BadRequest(ParseError::UnsupportedVersion) => RejectReason::UnsupportedVersion,
+            Self::BadRequest(ParseError::UnsupportedTransferCoding) => {
+                RejectReason::UnsupportedTransferCoding
+            }
+            Self::BadRequest(
+                ParseError::ContentLengthAndTransferEncoding
+                | ParseError::BadContentLength
+                | ParseError::MissingHost
+                | ParseError::DuplicateHost
+                | ParseError::Malformed(_),
+            )
+            | Self::BadRequestBody(_) => RejectReason::Malformed,
+            Self::BodyTooLarge => RejectReason::BodyTooLarge,
+            Self::ClientTimeout => RejectReason::HeaderTimeout,
+            Self::ClientBodyTimeout => RejectReason::BodyTimeout,
+            Self::NoRoute => RejectReason::NoRoute,
+            Self::ClientClosed
+            | Self::ClientIo
+            | Self::NoBackend
+            | Self::Connect
+            | Self::UpstreamTimeout
+            | Self::BadResponse(_)
+            | Self::BadResponseBody(_)
+            | Self::UnexpectedUpgrade
+            | Self::UpstreamClosed
+            | Self::UpstreamIo => return None,
+        })
     }
 }

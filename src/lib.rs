@@ -24,4 +24,9 @@ pub mod proxy;
 pub mod wire;
 pub mod response;
 
+pub mod control;
+pub mod admin;
+
 pub mod error;
+pub mod stats;
+pub mod access_log;

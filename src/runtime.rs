@@ -1,13 +1,16 @@
 //! Starts one pinned worker thread per configured core, each with its own monoio runtime
 //! (io_uring, or epoll where io_uring is unavailable), and stops them gracefully.
 //!
-//! The thread that calls [`start`] is the control thread: it binds every socket first, so
-//! a bad address fails startup instead of one worker, and later tells workers to drain.
+//! [`start`] binds every socket first, so a bad address fails startup instead of one
+//! worker, then starts the workers and the control thread (`control`).
 
 use crate::accept;
-use crate::config::{BackendId, BackendState, ClusterId, Config, IoDriver, Workers};
+use crate::access_log::{AccessLog, LogTarget, WorkerLog};
+use crate::config::{AccessLogFormat, BackendState, Config, IoDriver, Workers};
+pub use crate::control::BackendReport;
+use crate::control::{self, Control, ControlStart, Request};
+use crate::stats::WorkerStats;
 use crate::upstream::LoadBoard;
-use crate::upstream::health::{self, HealthEvent};
 use crate::worker::Worker;
 use std::io;
 use std::net::SocketAddr;
@@ -18,118 +21,82 @@ use std::time::{Duration, Instant};
 
 /// How often a worker closes upstream connections idle past their timeout.
 const POOL_REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a worker hands buffered access-log lines to the writer thread.
+const ACCESS_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often a draining worker looks at its open connection count.
 const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Messages from the control plane to a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Control {
-    Shutdown,
-    Health(HealthEvent),
-    BackendState { cluster: ClusterId, backend: BackendId, state: BackendState },
-}
-
-/// A running proxy: its workers and the addresses it listens on.
+/// A running proxy: its workers, its control thread and the addresses it listens on.
 #[derive(Debug)]
 pub struct Proxy {
     /// The bound address of each listener, in config order (useful with port 0).
     pub listen_addrs: Vec<SocketAddr>,
-    config: Arc<Config>,
+    /// The admin listener's bound address, when it is enabled.
+    pub admin_addr: Option<SocketAddr>,
     controls: Vec<flume::Sender<Control>>,
+    requests: flume::Sender<Request>,
     threads: Vec<JoinHandle<()>>,
-    load_board: Arc<LoadBoard>,
-    /// The administrative state of every backend, as last set: `states[cluster][backend]`.
-    states: Vec<Vec<BackendState>>,
-    /// Dropping it stops the health-check thread.
-    health_stop: Option<flume::Sender<()>>,
-    health_thread: Option<JoinHandle<()>>,
-}
-
-/// A backend as the control plane sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendReport {
-    pub cluster: String,
-    pub backend: String,
-    pub state: BackendState,
-    /// Exchanges in flight over all workers, as of the last load sync.
-    pub in_flight: u32,
+    control_thread: Option<JoinHandle<()>>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl Proxy {
     /// Tells every worker to stop accepting and finish in-flight exchanges.
     pub fn shutdown(&self) {
+        let _ = self.requests.send(Request::ShuttingDown);
         for control in &self.controls {
             let _ = control.send(Control::Shutdown);
         }
     }
 
-    /// Waits for every worker thread to end, then stops the health checks.
+    /// Waits for every worker thread to end, then stops the control thread and flushes
+    /// the access log.
     pub fn wait(mut self) {
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 log::error!("a worker thread panicked");
             }
         }
-        self.health_stop = None;
-        if let Some(thread) = self.health_thread.take() {
+        let _ = self.requests.send(Request::Stop);
+        if let Some(thread) = self.control_thread.take() {
             if thread.join().is_err() {
-                log::error!("the health-check thread panicked");
+                log::error!("the control thread panicked");
             }
+        }
+        // The control thread held the only other reference; it has ended.
+        if let Some(access_log) = self.access_log.take().and_then(|log| Arc::try_unwrap(log).ok()) {
+            access_log.shutdown();
         }
     }
 
-    /// Sets a backend `active`, `draining` or `disabled` on every worker. `backend` is its
-    /// address as written in the config. A draining backend takes no new requests or
-    /// sessions; its in-flight exchanges finish and its idle connections close.
+    /// Sets a backend `active`, `draining` or `disabled` on every worker, as the admin API
+    /// does. `backend` is its address as written in the config. A draining backend takes no
+    /// new requests or sessions; its in-flight exchanges finish and its idle connections
+    /// close.
     pub fn set_backend_state(
-        &mut self,
+        &self,
         cluster: &str,
         backend: &str,
         state: BackendState,
     ) -> Result<(), String> {
-        let (cluster_index, backend_index) = self.find_backend(cluster, backend)?;
-        self.states[cluster_index][backend_index] = state;
-        let message = Control::BackendState {
-            cluster: ClusterId(u32::try_from(cluster_index).map_err(|error| error.to_string())?),
-            backend: BackendId(u32::try_from(backend_index).map_err(|error| error.to_string())?),
+        let (reply, answer) = flume::bounded(1);
+        let request = Request::SetBackendState {
+            cluster: cluster.to_owned(),
+            backend: backend.to_owned(),
             state,
+            reply,
         };
-        for control in &self.controls {
-            let _ = control.send(message);
-        }
-        log::info!("cluster {cluster} backend {backend}: now {state:?}");
-        Ok(())
+        self.requests.send(request).map_err(|_| "the control thread has stopped".to_owned())?;
+        answer.recv().map_err(|_| "the control thread has stopped".to_owned())?
     }
 
-    /// Every backend's state and in-flight count.
+    /// Every backend's state, health and in-flight count.
     pub fn backends(&self) -> Vec<BackendReport> {
-        let mut reports = Vec::new();
-        for (cluster_index, cluster) in self.config.clusters.iter().enumerate() {
-            for (backend_index, backend) in cluster.backends.iter().enumerate() {
-                reports.push(BackendReport {
-                    cluster: cluster.name.clone(),
-                    backend: backend.host.clone(),
-                    state: self.states[cluster_index][backend_index],
-                    in_flight: self.load_board.in_flight(cluster_index, backend_index),
-                });
-            }
+        let (reply, answer) = flume::bounded(1);
+        if self.requests.send(Request::Backends { reply }).is_err() {
+            return Vec::new();
         }
-        reports
-    }
-
-    fn find_backend(&self, cluster: &str, backend: &str) -> Result<(usize, usize), String> {
-        let cluster_index = self
-            .config
-            .clusters
-            .iter()
-            .position(|known| known.name == cluster)
-            .ok_or_else(|| format!("no cluster named {cluster:?}"))?;
-        let backend_index = self.config.clusters[cluster_index]
-            .backends
-            .iter()
-            .position(|known| known.host == backend)
-            .ok_or_else(|| format!("cluster {cluster:?} has no backend {backend:?}"))?;
-        Ok((cluster_index, backend_index))
+        answer.recv().unwrap_or_default()
     }
 }
 
@@ -204,7 +171,11 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
     }
     let driver = resolve_driver(config.io.driver);
     let (sockets, listen_addrs) = bind_all(&config, cores.len())?;
+    let admin_socket = bind_admin(&config)?;
+    let admin_addr = admin_socket.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
+    let access_log = start_access_log(&config)?;
     let load_board = Arc::new(LoadBoard::new(&config, cores.len()));
+    let (stats_sender, stats_receiver) = flume::unbounded();
     let mut controls = Vec::with_capacity(cores.len());
     let mut threads = Vec::with_capacity(cores.len());
     for (id, (core, sockets)) in cores.iter().copied().zip(sockets).enumerate() {
@@ -218,22 +189,26 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
             load_board: load_board.clone(),
             sockets,
             control: receiver,
+            stats: stats_sender.clone(),
+            access_log: access_log.as_deref().map(AccessLog::worker),
         };
         let thread = std::thread::Builder::new()
             .name(format!("ringway-worker-{id}"))
             .spawn(move || run_worker(start))?;
         threads.push(thread);
     }
-    let (health_stop, stop) = flume::bounded(1);
-    let senders = controls.clone();
-    let publish = move |event: HealthEvent| {
-        for sender in &senders {
-            let _ = sender.send(Control::Health(event));
-        }
-    };
-    let health_thread = health::spawn(config.clone(), publish, stop)?;
+    let (requests, request_receiver) = flume::unbounded();
+    let control_thread = control::spawn(ControlStart {
+        config: config.clone(),
+        workers: controls.clone(),
+        load_board,
+        stats: stats_receiver,
+        requests: request_receiver,
+        admin: admin_socket,
+        reopen: access_log.clone().map(|log| -> control::Reopen { Arc::new(move || log.reopen()) }),
+    })?;
     log::info!(
-        "ringway {} started: {} workers on cores {:?}, driver {:?}, listeners {:?}",
+        "ringway {} started: {} workers on cores {:?}, driver {:?}, listeners {:?}, admin {:?}",
         env!("CARGO_PKG_VERSION"),
         cores.len(),
         cores.iter().map(|core| core.map(|core| core.id)).collect::<Vec<_>>(),
@@ -244,22 +219,41 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
             .zip(&listen_addrs)
             .map(|(l, a)| format!("{}={a}", l.name))
             .collect::<Vec<_>>(),
+        admin_addr,
     );
-    let states = config
-        .clusters
-        .iter()
-        .map(|cluster| cluster.backends.iter().map(|backend| backend.state).collect())
-        .collect();
     Ok(Proxy {
         listen_addrs,
-        config,
+        admin_addr,
         controls,
+        requests,
         threads,
-        load_board,
-        states,
-        health_stop: Some(health_stop),
-        health_thread,
+        control_thread: Some(control_thread),
+        access_log,
     })
+}
+
+/// Binds the admin listener, when enabled.
+fn bind_admin(config: &Config) -> io::Result<Option<std::net::TcpListener>> {
+    let Some(addr) = config.admin.addr else { return Ok(None) };
+    let socket = std::net::TcpListener::bind(addr).map_err(|error| {
+        io::Error::new(error.kind(), format!("admin listener at {addr}: {error}"))
+    })?;
+    socket.set_nonblocking(true)?;
+    Ok(Some(socket))
+}
+
+/// Starts the access-log writer when any listener logs.
+fn start_access_log(config: &Config) -> io::Result<Option<Arc<AccessLog>>> {
+    if config.listeners.iter().all(|listener| listener.access_log == AccessLogFormat::Off) {
+        return Ok(None);
+    }
+    let target = match &config.access_log.path {
+        Some(path) => LogTarget::File(path.clone()),
+        None => LogTarget::Stdout,
+    };
+    AccessLog::start(target)
+        .map(|log| Some(Arc::new(log)))
+        .map_err(|error| io::Error::new(error.kind(), format!("access_log.path: {error}")))
 }
 
 /// What a worker thread starts with.
@@ -271,6 +265,8 @@ struct WorkerStart {
     load_board: Arc<LoadBoard>,
     sockets: Vec<std::net::TcpListener>,
     control: flume::Receiver<Control>,
+    stats: flume::Sender<(usize, WorkerStats)>,
+    access_log: Option<WorkerLog>,
 }
 
 /// The body of one worker thread.
@@ -302,14 +298,15 @@ fn run_worker(start: WorkerStart) {
 }
 
 async fn worker_main(start: WorkerStart) {
-    let WorkerStart { id, config, load_board, sockets, control, .. } = start;
+    let WorkerStart { id, config, load_board, sockets, control, stats, access_log, .. } = start;
     let shutdown_timeout = config.shutdown_timeout;
-    let worker = Rc::new(Worker::new(id, config, load_board));
+    let worker = Rc::new(Worker::new(id, config, load_board, access_log));
     for (listener, socket) in sockets.into_iter().enumerate() {
         monoio::spawn(accept::accept_loop(worker.clone(), socket, listener));
     }
     monoio::spawn(reap_pool(worker.clone()));
     monoio::spawn(sync_loads(worker.clone()));
+    monoio::spawn(publish_stats(worker.clone(), stats.clone()));
     // A closed channel (the control side is gone) also means shut down.
     while let Ok(message) = control.recv_async().await {
         match message {
@@ -334,6 +331,24 @@ async fn worker_main(start: WorkerStart) {
     }
     if worker.busy.get() > 0 {
         log::warn!("worker {id}: shutdown timeout, closing {} busy connections", worker.busy.get());
+    }
+    // The last snapshot and log lines, so nothing counted is lost.
+    let _ = stats.send((id, worker.stats_snapshot()));
+    worker.flush_access_log();
+}
+
+/// Sends this worker's counters to the control thread every `stats.interval_ms`, and
+/// hands buffered access-log lines to the writer.
+async fn publish_stats(worker: Rc<Worker>, stats: flume::Sender<(usize, WorkerStats)>) {
+    let interval = worker.config.stats_interval;
+    let mut next_publish = Instant::now() + interval;
+    while !worker.shutting_down.get() {
+        monoio::time::sleep(ACCESS_LOG_FLUSH_INTERVAL.min(interval)).await;
+        worker.flush_access_log();
+        if Instant::now() >= next_publish {
+            next_publish += interval;
+            let _ = stats.send((worker.id, worker.stats_snapshot()));
+        }
     }
 }
 

@@ -2,9 +2,11 @@
 //! balancers, and buffers. Reached through `Rc`; nothing here is shared with another
 //! worker except the [`LoadBoard`] it writes on its load-sync tick.
 
+use crate::access_log::{RequestIdGenerator, WorkerLog, process_seed};
 use crate::config::{BackendId, BackendState, ClusterId, Config};
 use crate::connection::IdleConnections;
 use crate::http::HeaderLine;
+use crate::stats::{BackendGauge, StatsLayout, WorkerStats};
 use crate::upstream::{ClusterStatus, LoadBoard, Pool};
 use crate::wire::OutVec;
 use monoio::io::Canceller;
@@ -66,6 +68,13 @@ pub struct Worker {
     pub idle: RefCell<IdleConnections>,
     /// Cancels the accept loops at shutdown.
     pub accept_canceller: RefCell<Canceller>,
+    /// Where every counter and histogram of this worker lives; snapshots go to the
+    /// control thread every `stats.interval_ms`.
+    pub stats: RefCell<WorkerStats>,
+    pub stats_layout: StatsLayout,
+    /// This worker's access-log buffer, when any listener logs.
+    pub access_log: RefCell<Option<WorkerLog>>,
+    pub request_ids: RefCell<RequestIdGenerator>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -80,8 +89,14 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     /// Fresh state for worker `id`.
-    pub fn new(id: usize, config: Arc<Config>, load_board: Arc<LoadBoard>) -> Self {
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        load_board: Arc<LoadBoard>,
+        access_log: Option<WorkerLog>,
+    ) -> Self {
         let now = Instant::now();
+        let stats_layout = StatsLayout::new(&config);
         let clusters =
             config.clusters.iter().map(|cluster| ClusterStatus::new(cluster, id, now)).collect();
         Self {
@@ -97,6 +112,10 @@ impl Worker {
             shutting_down: Cell::new(false),
             idle: RefCell::new(IdleConnections::default()),
             accept_canceller: RefCell::new(Canceller::new()),
+            stats: RefCell::new(WorkerStats::new(&stats_layout)),
+            stats_layout,
+            access_log: RefCell::new(access_log),
+            request_ids: RefCell::new(RequestIdGenerator::new(id, process_seed())),
             config,
         }
     }
@@ -115,6 +134,7 @@ impl Worker {
     pub fn out_vec(&self, buf: Vec<u8>) -> OutVec {
         let mut out = self.out_vecs.borrow_mut().pop().unwrap_or_default();
         out.buf = buf;
+        out.take_written();
         out
     }
 
@@ -147,6 +167,33 @@ impl Worker {
         }
         if state != BackendState::Active {
             self.pool.borrow_mut().clear_backend(cluster, backend);
+        }
+    }
+
+    /// A copy of this worker's counters for the control thread, with the backend gauges
+    /// (in flight, health, ejection) filled in first.
+    pub fn stats_snapshot(&self) -> WorkerStats {
+        let now = Instant::now();
+        let clusters = self.clusters.borrow();
+        let mut stats = self.stats.borrow_mut();
+        for (cluster_index, cluster) in clusters.iter().enumerate() {
+            for (backend_index, status) in cluster.backends.iter().enumerate() {
+                let index = self.stats_layout.backend_index(cluster_index, backend_index);
+                let gauge = BackendGauge {
+                    in_flight: status.in_flight,
+                    is_healthy: status.is_healthy,
+                    is_ejected: status.ejected_until.is_some_and(|until| until > now),
+                };
+                stats.set_backend_gauge(index, gauge);
+            }
+        }
+        stats.clone()
+    }
+
+    /// Hands buffered access-log lines to the writer thread.
+    pub fn flush_access_log(&self) {
+        if let Some(log) = self.access_log.borrow_mut().as_mut() {
+            log.flush();
         }
     }
 

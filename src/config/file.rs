@@ -19,6 +19,12 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) timeouts: FileTimeouts,
     #[serde(default)]
+    pub(super) admin: FileAdmin,
+    #[serde(default)]
+    pub(super) stats: FileStats,
+    #[serde(default)]
+    pub(super) access_log: FileAccessLog,
+    #[serde(default)]
     pub(super) listener: Vec<FileListener>,
     #[serde(default)]
     pub(super) cluster: BTreeMap<String, FileCluster>,
@@ -64,6 +70,30 @@ pub(super) struct FileTimeouts {
     pub(super) keep_alive_timeout_ms: Option<u64>,
 }
 
+/// `[admin]`: the admin listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAdmin {
+    pub(super) enabled: Option<bool>,
+    pub(super) addr: Option<String>,
+    pub(super) token: Option<String>,
+}
+
+/// `[stats]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileStats {
+    pub(super) interval_ms: Option<u64>,
+}
+
+/// `[access_log]`: where the listeners' access logs go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAccessLog {
+    pub(super) path: Option<String>,
+    pub(super) request_id_header: Option<String>,
+}
+
 /// `[[listener]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +101,7 @@ pub(super) struct FileListener {
     pub(super) name: Option<String>,
     pub(super) addr: String,
     pub(super) backlog: Option<u64>,
+    pub(super) access_log: Option<String>,
     #[serde(default)]
     pub(super) route: Vec<FileRoute>,
 }

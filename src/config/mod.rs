@@ -29,6 +29,38 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+    pub admin: Admin,
+    /// How often workers publish their counters to the control thread.
+    pub stats_interval: Duration,
+    pub access_log: AccessLogConfig,
+}
+
+/// The admin listener: metrics, stats, health, config and backend states.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// `None` when `enabled = false`.
+    pub addr: Option<SocketAddr>,
+    /// When set, every admin request needs `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+}
+
+/// Where access logs go, and the request-id header.
+#[derive(Debug, Clone)]
+pub struct AccessLogConfig {
+    /// `None` writes to standard output.
+    pub path: Option<std::path::PathBuf>,
+    /// Taken from the request when present, generated otherwise, sent upstream and logged.
+    pub request_id_header: Box<[u8]>,
+}
+
+/// A listener's access-log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Off,
+    /// nginx's `combined`, with request time, upstream time and request id appended.
+    Combined,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Which cores get a worker.
@@ -88,6 +120,7 @@ pub struct Listener {
     pub addr: SocketAddr,
     pub backlog: u32,
     pub routes: Vec<Route>,
+    pub access_log: AccessLogFormat,
 }
 
 /// Index of a cluster in [`Config::clusters`].

@@ -5,14 +5,17 @@
 
 use super::file::{FileConfig, FileListener, FileNameValue, FileRespond, FileRoute, FileWorkers};
 use super::{
-    Cluster, ClusterId, Config, ConfigError, ConfigErrors, FixedResponse, HostMatch, IoConfig,
-    IoDriver, Limits, Listener, NameValue, PathMatch, Route, RouteAction, Timeouts, Workers,
+    AccessLogConfig, AccessLogFormat, Admin, Cluster, ClusterId, Config, ConfigError, ConfigErrors,
+    FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route,
+    RouteAction, Timeouts, Workers,
 };
 use crate::http::{ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub(crate) const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const STATS_INTERVAL_MS: u64 = 1_000;
+pub(crate) const ADMIN_ADDR: &str = "127.0.0.1:9901";
 pub(crate) const RING_ENTRIES: u64 = 1024;
 pub(crate) const BUFFER_BYTES: u64 = 16 * 1024;
 pub(crate) const HEADER_BYTES_MAX: u64 = 16 * 1024;
@@ -75,7 +78,54 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
         timeouts: validate_timeouts(&file.timeouts, errors),
         listeners,
         clusters,
+        admin: validate_admin(&file.admin, errors),
+        stats_interval: Duration::from_millis(ranged(
+            "stats.interval_ms",
+            file.stats.interval_ms,
+            Bounds { default: STATS_INTERVAL_MS, min: 10, max: 60_000 },
+            errors,
+        )),
+        access_log: validate_access_log(&file.access_log, errors),
     }
+}
+
+fn validate_admin(admin: &super::file::FileAdmin, errors: &mut Vec<ConfigError>) -> Admin {
+    let text = admin.addr.as_deref().unwrap_or(ADMIN_ADDR);
+    let addr = text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        let reason = format!("{text:?} is not an IP:port address");
+        errors.push(ConfigError::invalid("admin.addr", reason));
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    });
+    if let Some(token) = &admin.token {
+        let printable = !token.is_empty() && token.bytes().all(|byte| byte.is_ascii_graphic());
+        if !printable {
+            let reason = "must be non-empty printable ASCII with no spaces";
+            errors.push(ConfigError::invalid("admin.token", reason));
+        }
+    }
+    Admin { addr: admin.enabled.unwrap_or(true).then_some(addr), token: admin.token.clone() }
+}
+
+fn validate_access_log(
+    file: &super::file::FileAccessLog,
+    errors: &mut Vec<ConfigError>,
+) -> AccessLogConfig {
+    let path = match file.path.as_deref() {
+        None | Some("stdout") => None,
+        Some("") => {
+            errors.push(ConfigError::invalid("access_log.path", "empty; use \"stdout\" or a file"));
+            None
+        }
+        Some(path) => Some(std::path::PathBuf::from(path)),
+    };
+    let header = file.request_id_header.as_deref().unwrap_or("X-Request-Id");
+    let is_token = !header.is_empty()
+        && header.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_".contains(&byte));
+    if !is_token {
+        let reason = format!("{header:?} is not a header name");
+        errors.push(ConfigError::invalid("access_log.request_id_header", reason));
+    }
+    AccessLogConfig { path, request_id_header: header.as_bytes().into() }
 }
 
 fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoConfig {
@@ -266,7 +316,18 @@ fn validate_listener(
             validate_route(&format!("{at}.route[{route_index}]"), route, clusters, errors)
         })
         .collect();
+    let access_log = match listener.access_log.as_deref() {
+        None | Some("off") => AccessLogFormat::Off,
+        Some("combined") => AccessLogFormat::Combined,
+        Some("json") => AccessLogFormat::Json,
+        Some(other) => {
+            let reason = format!("unknown format {other:?}; use \"off\", \"combined\" or \"json\"");
+            errors.push(ConfigError::invalid(format!("{at}.access_log"), reason));
+            AccessLogFormat::Off
+        }
+    };
     Listener {
+        access_log,
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(

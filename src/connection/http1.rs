@@ -4,10 +4,12 @@
 //! Requests are answered in order; bytes of a pipelined request stay in the buffer.
 
 use super::idle::IdleGuard;
+use super::report::{Finished, LogFields, finish};
+use crate::config::AccessLogFormat;
 use crate::config::{FixedResponse, RouteAction};
 use crate::error::ProxyError;
 use crate::http::{BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head};
-use crate::proxy::http::{Exchange, ExchangeEnd, exchange};
+use crate::proxy::http::{Exchange, ExchangeEnd, ExchangeReport, exchange};
 use crate::proxy::tunnel::tunnel;
 use crate::route::{self, RouteRequest};
 use crate::worker::Worker;
@@ -21,11 +23,20 @@ use std::rc::Rc;
 use std::time::Instant;
 
 /// Counts the connection as open for as long as it lives.
-struct OpenGuard(Rc<Worker>);
+struct OpenGuard(Rc<Worker>, usize);
+
+impl OpenGuard {
+    fn new(worker: Rc<Worker>, listener: usize) -> Self {
+        worker.connections.set(worker.connections.get() + 1);
+        worker.stats.borrow_mut().connection_opened(listener);
+        Self(worker, listener)
+    }
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.connections.set(self.0.connections.get() - 1);
+        self.0.stats.borrow_mut().connection_closed(self.1);
     }
 }
 
@@ -83,6 +94,22 @@ struct Client {
     /// Header lines of the current request; capacity is kept across requests.
     headers: Vec<HeaderLine>,
     busy: Busy,
+    /// When the current request's first byte arrived.
+    started: Instant,
+    /// What the current request did, for stats and the access log.
+    outcome: Outcome,
+    /// The current request's fields for the access log, when the listener logs.
+    log: LogFields,
+}
+
+/// How the current request went, as the connection saw it.
+#[derive(Debug, Default)]
+struct Outcome {
+    route: Option<usize>,
+    cluster: Option<usize>,
+    /// The status the client got.
+    status: u16,
+    report: ExchangeReport,
 }
 
 /// What the loop does after a request.
@@ -94,8 +121,8 @@ enum Next {
 
 /// Serves `stream` until the client or the proxy ends it.
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
-    worker.connections.set(worker.connections.get() + 1);
-    let _open = OpenGuard(worker.clone());
+    let _open = OpenGuard::new(worker.clone(), listener);
+    let logs = worker.config.listeners[listener].access_log != AccessLogFormat::Off;
     if let Err(error) = stream.set_nodelay(true) {
         log::debug!("set TCP_NODELAY on {peer}: {error}");
     }
@@ -107,6 +134,9 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
         listener,
         headers: Vec::new(),
         busy: Busy { worker: worker.clone(), is_busy: false },
+        started: Instant::now(),
+        outcome: Outcome::default(),
+        log: LogFields::default(),
     };
     let mut buf = worker.take_buffer();
     let mut first = true;
@@ -117,13 +147,23 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
             Ok(Some(head)) => head,
             Ok(None) => break,
             Err(error) => {
+                client.outcome = Outcome::default();
+                client.log.clear();
                 answer_error(&mut client, &error, false).await;
+                if error.is_answerable() {
+                    finish_request(&client);
+                }
                 break;
             }
         };
         first = false;
+        client.outcome = Outcome::default();
+        if logs {
+            client.log.capture(&worker, &buf, &head, &client.headers);
+        }
         let (next, back) = handle(&mut client, &head, buf).await;
         buf = back;
+        finish_request(&client);
         client.busy.set(!buf.is_empty());
         match next {
             Next::Continue if !worker.shutting_down.get() => {}
@@ -164,6 +204,7 @@ async fn read_request(
         }
     }
     client.busy.set(true);
+    client.started = Instant::now();
     let deadline = Instant::now() + config.timeouts.client_header;
     let limits = config.limits.head;
     loop {
@@ -194,6 +235,7 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
     // `Content-Length: 0` is no body: answering it without reading keeps the stream in step.
     let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0));
     let action = chosen.map(|index| &routes[index].action);
+    client.outcome.route = chosen;
     match action {
         None => {
             buf.drain(..head.head_len as usize);
@@ -209,6 +251,8 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             (next, buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
+            client.outcome.cluster = Some(cluster.0 as usize);
+            let request_id = client.log.generated.then(|| client.log.request_id());
             let x = Exchange {
                 worker: &worker,
                 client: &mut client.stream,
@@ -217,8 +261,11 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
                 head,
                 headers: &client.headers,
                 cluster: *cluster,
+                request_id,
+                report: &mut client.outcome.report,
             };
             let (result, mut buf) = exchange(x, buf).await;
+            client.outcome.status = client.outcome.report.status;
             let next = match result {
                 Ok(ExchangeEnd::Done { keep_alive: true }) => Next::Continue,
                 Ok(ExchangeEnd::Done { keep_alive: false }) => Next::Close,
@@ -258,6 +305,11 @@ async fn answer_error(client: &mut Client, error: &ProxyError, keep_alive: bool)
     let keep_alive = keep_alive && error.keeps_client() && !client.worker.shutting_down.get();
     let mut out = Vec::new();
     crate::response::write_error(error, keep_alive, &mut out);
+    client.outcome.status = error.status();
+    client.outcome.report.bytes_out = out.len() as u64;
+    if let Some(reason) = error.reject_reason() {
+        client.worker.stats.borrow_mut().rejected(client.listener, reason);
+    }
     let write = client.stream.write_all(out);
     let timeout = client.worker.config.timeouts.client_write;
     match monoio::time::timeout(timeout, write).await {
@@ -285,9 +337,26 @@ async fn answer_fixed(
     if has_body {
         out.push_extra(&fixed.body);
     }
+    client.outcome.status = fixed.status;
+    client.outcome.report.bytes_out = out.len() as u64;
+    client.outcome.report.bytes_in = u64::from(head.head_len);
     let timeout = client.worker.config.timeouts.client_write;
     match monoio::time::timeout(timeout, out.write_all(&mut client.stream)).await {
         Ok((Ok(()), _)) if keep_alive => Next::Continue,
         _ => Next::Close,
     }
+}
+
+/// Counts the request just answered and logs it.
+fn finish_request(client: &Client) {
+    let finished = Finished {
+        listener: client.listener,
+        peer: client.peer,
+        route: client.outcome.route,
+        cluster: client.outcome.cluster,
+        status: client.outcome.status,
+        started: client.started,
+        report: &client.outcome.report,
+    };
+    finish(&client.worker, &finished, &client.log);
 }

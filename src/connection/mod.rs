@@ -3,6 +3,7 @@
 
 mod http1;
 mod idle;
+mod report;
 
 pub use idle::IdleConnections;
 

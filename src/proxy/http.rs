@@ -18,7 +18,7 @@ use crate::worker::{InFlight, Worker};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How an exchange ended, when the client got a response.
 #[derive(Debug)]
@@ -42,6 +42,26 @@ pub struct Exchange<'a> {
     pub head: &'a RequestHead,
     pub headers: &'a [HeaderLine],
     pub cluster: ClusterId,
+    /// A request id the proxy generated, sent upstream in `request_id_header`.
+    pub request_id: Option<&'a [u8]>,
+    /// Filled in as the exchange goes, for stats and the access log.
+    pub report: &'a mut ExchangeReport,
+}
+
+/// What happened in one exchange, for the stats and the access log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExchangeReport {
+    /// The backend that answered, or the last one tried.
+    pub backend: Option<BackendId>,
+    pub upstream_addr: Option<SocketAddr>,
+    /// Time to the response head's first byte from the backend that answered.
+    pub upstream_time: Option<Duration>,
+    /// The backend's status; the caller uses its own status for errors.
+    pub status: u16,
+    /// Request bytes taken from the client: head and body.
+    pub bytes_in: u64,
+    /// Response bytes written to the client.
+    pub bytes_out: u64,
 }
 
 /// Runs one exchange. `buf` holds the request head at its front and whatever followed it;
@@ -61,6 +81,7 @@ pub async fn exchange(
         }
     }
     let cluster = &config.clusters[x.cluster.0 as usize];
+    x.report.bytes_in = u64::from(x.head.head_len);
     let (attempt, out) = attempt_backends(&mut x, cluster, worker.out_vec(buf)).await;
     let mut attempt = match attempt {
         Ok(attempt) => attempt,
@@ -166,10 +187,7 @@ async fn attempt_backends<'a>(
             }
             Err(error) => error,
         };
-        if error.side() == Side::Upstream {
-            let mut clusters = worker.clusters.borrow_mut();
-            clusters[cluster_index].record(cluster, backend, Outcome::Failure, Instant::now());
-        }
+        note_failure(worker, cluster, (cluster_index, backend), error);
         let may_retry = match error {
             ProxyError::Connect => true,
             ProxyError::UpstreamIo | ProxyError::UpstreamClosed | ProxyError::UpstreamTimeout => {
@@ -185,7 +203,28 @@ async fn attempt_backends<'a>(
             return (Err(error), out);
         }
         log::debug!("cluster {}: retrying after {error}", cluster.name);
+        worker.stats.borrow_mut().retry(cluster_index);
         last_error = Some(error);
+    }
+}
+
+/// Counts a failed attempt against its backend: passive checks and stats.
+fn note_failure(
+    worker: &Worker,
+    cluster: &Cluster,
+    (cluster_index, backend): (usize, BackendId),
+    error: ProxyError,
+) {
+    if error.side() != Side::Upstream {
+        return;
+    }
+    let mut clusters = worker.clusters.borrow_mut();
+    clusters[cluster_index].record(cluster, backend, Outcome::Failure, Instant::now());
+    let index = worker.stats_layout.backend_index(cluster_index, backend.0 as usize);
+    match error {
+        ProxyError::Connect => worker.stats.borrow_mut().upstream_connect_error(index),
+        ProxyError::UpstreamTimeout => worker.stats.borrow_mut().upstream_timeout(index),
+        _ => {}
     }
 }
 
@@ -197,6 +236,8 @@ async fn try_backend(
     out: OutVec,
 ) -> (Result<(UpstreamConnection, ResponseHead, Vec<u8>), ProxyError>, OutVec) {
     let started = Instant::now();
+    x.report.backend = Some(backend);
+    x.report.upstream_addr = Some(cluster.backends[backend.0 as usize].addr);
     let (sent, mut out) = send_request(x, cluster, backend, out).await;
     let (mut upstream, response_buf) = match sent {
         Ok(sent) => sent,
@@ -218,7 +259,10 @@ async fn try_backend(
         out.buf.drain(..x.head.head_len as usize);
     }
     let failed = response.status >= 500 && cluster.outlier.on_5xx;
-    let outcome = Outcome::Response { latency: started.elapsed(), failed };
+    let latency = started.elapsed();
+    x.report.upstream_time = Some(latency);
+    x.report.status = response.status;
+    let outcome = Outcome::Response { latency, failed };
     x.worker.clusters.borrow_mut()[x.cluster.0 as usize].record(
         cluster,
         backend,
@@ -270,16 +314,24 @@ async fn send_request(
         } else {
             x.worker.pool.borrow_mut().checkout(cluster, x.cluster, backend_id, now)
         };
+        let stats_index =
+            x.worker.stats_layout.backend_index(x.cluster.0 as usize, backend_id.0 as usize);
+        if pooled.is_some() {
+            x.worker.stats.borrow_mut().upstream_connected(stats_index, true);
+        }
         let mut upstream = match pooled {
             Some(upstream) => upstream,
             None => match upstream::connect(backend.addr, cluster.connect_timeout).await {
-                Ok(stream) => UpstreamConnection {
-                    stream,
-                    cluster: x.cluster,
-                    backend: backend_id,
-                    requests: 0,
-                    reused: false,
-                },
+                Ok(stream) => {
+                    x.worker.stats.borrow_mut().upstream_connected(stats_index, false);
+                    UpstreamConnection {
+                        stream,
+                        cluster: x.cluster,
+                        backend: backend_id,
+                        requests: 0,
+                        reused: false,
+                    }
+                }
                 Err(error) => {
                     log::warn!(
                         "cluster {}: connect to {} failed: {error}",
@@ -342,8 +394,11 @@ async fn send_head_and_body(
     };
     let body = Body { start: head_len, decoder, encoder };
     let (result, out) = body::relay(x.client, &mut upstream.stream, out, body, &options).await;
+    if let Ok(received) = result {
+        x.report.bytes_in += received;
+    }
     let result = result.map(drop).map_err(|error| match error {
-        RelayError::SourceTimeout => ProxyError::ClientTimeout,
+        RelayError::SourceTimeout => ProxyError::ClientBodyTimeout,
         RelayError::SourceClosed | RelayError::SourceIo => ProxyError::ClientClosed,
         RelayError::SinkTimeout | RelayError::SinkIo => ProxyError::UpstreamIo,
         RelayError::TooLarge => ProxyError::BodyTooLarge,
@@ -454,6 +509,12 @@ fn write_forwarded_headers(
         Version::Http11 => b"Via: 1.1 ringway\r\n",
     };
     extra.extend_from_slice(via);
+    if let Some(id) = x.request_id {
+        extra.extend_from_slice(&x.worker.config.access_log.request_id_header);
+        extra.extend_from_slice(b": ");
+        extra.extend_from_slice(id);
+        extra.extend_from_slice(b"\r\n");
+    }
     if let Some(upgrade) = head.upgrade {
         extra.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
         extra.extend_from_slice(upgrade.of(buf));
@@ -483,7 +544,8 @@ async fn respond(
         plan_response(x, &response, &headers, &mut out, set_cookie)
     };
     if plan.upgrade {
-        let (result, out) = body::write(x.client, out, options.write_timeout).await;
+        let (result, mut out) = body::write(x.client, out, options.write_timeout).await;
+        x.report.bytes_out = out.take_written();
         let mut buf = x.worker.into_buf(out);
         buf.drain(..buf.len().min(response.head_len as usize));
         return (result.map(|()| Responded::Upgrade).map_err(|_| ProxyError::ClientIo), buf);
@@ -500,7 +562,8 @@ async fn respond(
             body::relay(&mut upstream.stream, x.client, out, body, &options).await
         }
     };
-    let (result, out) = relayed;
+    let (result, mut out) = relayed;
+    x.report.bytes_out = out.take_written();
     let out = x.worker.into_buf(out);
     let leftover = !out.is_empty();
     match result {

@@ -1,4 +1,4 @@
-//! Active health checks: one control thread probes every backend of every cluster that
+//! Active health checks: the control thread probes every backend of every cluster that
 //! has a `health_check`, once per process, and reports state changes to the workers.
 //!
 //! A backend starts up; `fall` consecutive failed probes take it down and `rise`
@@ -12,7 +12,6 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 /// A backend changed state according to its active checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,33 +24,9 @@ pub struct HealthEvent {
 /// The largest health-check response head read.
 const CHECK_HEAD_BYTES_MAX: usize = 16 * 1024;
 
-/// Starts the health-check thread when any cluster has checks. It calls `publish` on
-/// every state change and ends when `stop` receives a message or is closed.
-pub fn spawn(
-    config: Arc<Config>,
-    publish: impl Fn(HealthEvent) + Send + 'static,
-    stop: flume::Receiver<()>,
-) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
-    if config.clusters.iter().all(|cluster| cluster.health_check.is_none()) {
-        return Ok(None);
-    }
-    let thread =
-        std::thread::Builder::new().name("ringway-health".to_owned()).spawn(move || {
-            let runtime =
-                monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build();
-            let mut runtime = match runtime {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    log::error!("health checks: cannot build a runtime: {error}");
-                    return;
-                }
-            };
-            runtime.block_on(run(config, Rc::new(publish), stop));
-        })?;
-    Ok(Some(thread))
-}
-
-async fn run(config: Arc<Config>, publish: Rc<dyn Fn(HealthEvent)>, stop: flume::Receiver<()>) {
+/// Starts one probing task per checked backend on the current (control) runtime. Each
+/// calls `publish` on every state change.
+pub fn start(config: &Config, publish: Rc<dyn Fn(HealthEvent)>) {
     for (cluster_index, cluster) in config.clusters.iter().enumerate() {
         let Some(check) = &cluster.health_check else { continue };
         for (backend_index, backend) in cluster.backends.iter().enumerate() {
@@ -66,7 +41,6 @@ async fn run(config: Arc<Config>, publish: Rc<dyn Fn(HealthEvent)>, stop: flume:
             monoio::spawn(check_loop(target, publish.clone()));
         }
     }
-    let _ = stop.recv_async().await;
 }
 
 /// One backend to probe.

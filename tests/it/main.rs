@@ -23,6 +23,8 @@ mod upstream;
 mod balance;
 // Graceful shutdown in process and of the binary; a 64 MiB body in bounded memory.
 mod lifecycle;
+// Stats, metrics, access logs, auth and backend states over the admin listener.
+mod admin;
 // The real curl as the client.
 mod curl;
 // The binary's command line: check, --version, --help.

@@ -2,6 +2,7 @@
 //! two io drivers, scripted origins, a raw client, the real binary as a child process,
 //! and waits that end on a condition or a deadline.
 
+pub(crate) mod admin;
 pub(crate) mod client;
 pub(crate) mod load;
 pub(crate) mod origin;
@@ -62,7 +63,8 @@ impl Driver {
 /// Tables follow it.
 pub(crate) fn preamble(driver: Driver, workers: usize) -> String {
     format!(
-        "workers = {workers}\nshutdown_timeout_ms = 3000\n\n[io]\ndriver = \"{}\"\n\n",
+        "workers = {workers}\nshutdown_timeout_ms = 3000\n\n[io]\ndriver = \"{}\"\n\n\
+         [admin]\naddr = \"127.0.0.1:0\"\n\n",
         driver.name()
     )
 }
@@ -94,6 +96,12 @@ impl ProxyHandle {
     /// The bound address of listener `index`.
     pub(crate) fn addr_of(&self, index: usize) -> SocketAddr {
         self.addrs[index]
+    }
+
+    /// The bound address of the admin listener.
+    pub(crate) fn admin_addr(&self) -> SocketAddr {
+        let proxy = self.proxy.as_ref().expect("the proxy is running");
+        proxy.admin_addr.expect("the admin listener is enabled")
     }
 
     /// Sets a backend `active`, `draining` or `disabled` on every worker, as the admin API

@@ -21,15 +21,17 @@ pub(crate) fn run(args: &[&str]) -> Output {
 #[derive(Debug)]
 pub(crate) struct TempFile(PathBuf);
 
+/// A path in the temp directory that no other call in this process gets: `ringway-it-`,
+/// the pid, a counter and `suffix`.
+fn unique_temp_path(suffix: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let next = NEXT.fetch_add(1, Ordering::SeqCst);
+    std::env::temp_dir().join(format!("ringway-it-{}-{next}{suffix}", std::process::id()))
+}
+
 impl TempFile {
     pub(crate) fn new(contents: impl AsRef<[u8]>) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "ringway-it-{}-{}.toml",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let path = std::env::temp_dir().join(name);
+        let path = unique_temp_path(".toml");
         std::fs::write(&path, contents).expect("write a temp file");
         Self(path)
     }
@@ -42,6 +44,29 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// An empty folder in the temp directory, removed with its contents on drop.
+#[derive(Debug)]
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new() -> Self {
+        let path = unique_temp_path("-dir");
+        std::fs::create_dir(&path).expect("create a temp folder");
+        Self(path)
+    }
+
+    /// The path of `name` inside the folder.
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -1,0 +1,95 @@
+//! The names of everything counted, built once from the config.
+//!
+//! Every thread builds the same [`StatsLayout`] from the same config, so an index a worker
+//! counts under means the same label on the control thread. Label values come only from the
+//! config, never from requests, which keeps metric cardinality bounded.
+
+use crate::config::Config;
+
+/// Label names for everything counted, built once from the config, identical on every thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsLayout {
+    /// Listener names.
+    pub listeners: Vec<String>,
+    /// All routes of all listeners, flattened in config order.
+    pub routes: Vec<RouteLabel>,
+    /// Cluster names.
+    pub clusters: Vec<String>,
+    /// All backends of all clusters, flattened in config order.
+    pub backends: Vec<BackendLabel>,
+    /// INVARIANT: `route_starts[l]` is the index in `routes` of listener `l`'s first route.
+    route_starts: Vec<usize>,
+    /// INVARIANT: `backend_starts[c]` is the index in `backends` of cluster `c`'s first one.
+    backend_starts: Vec<usize>,
+}
+
+/// A route: its listener (index into [`StatsLayout::listeners`]) and its label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLabel {
+    pub listener: usize,
+    /// `"{listener_name}/{route_index}"`: routes have no names of their own.
+    pub name: String,
+}
+
+/// A backend: its cluster (index into [`StatsLayout::clusters`]) and its label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendLabel {
+    pub cluster: usize,
+    /// The backend address as written in the config ([`crate::config::Backend::host`]).
+    pub name: String,
+}
+
+impl StatsLayout {
+    /// Collects the labels of `config`'s listeners, routes, clusters and backends.
+    pub fn new(config: &Config) -> Self {
+        let mut routes = Vec::new();
+        let mut route_starts = Vec::with_capacity(config.listeners.len());
+        for (listener_index, listener) in config.listeners.iter().enumerate() {
+            route_starts.push(routes.len());
+            routes.extend((0..listener.routes.len()).map(|route| RouteLabel {
+                listener: listener_index,
+                name: format!("{}/{route}", listener.name),
+            }));
+        }
+        let mut backends = Vec::new();
+        let mut backend_starts = Vec::with_capacity(config.clusters.len());
+        for (cluster_index, cluster) in config.clusters.iter().enumerate() {
+            backend_starts.push(backends.len());
+            backends.extend(cluster.backends.iter().map(|backend| BackendLabel {
+                cluster: cluster_index,
+                name: backend.host.clone(),
+            }));
+        }
+        Self {
+            listeners: config.listeners.iter().map(|listener| listener.name.clone()).collect(),
+            routes,
+            clusters: config.clusters.iter().map(|cluster| cluster.name.clone()).collect(),
+            backends,
+            route_starts,
+            backend_starts,
+        }
+    }
+
+    /// Index of route `route` of listener `listener` in `routes`.
+    ///
+    /// # Panics
+    ///
+    /// When `listener` is not a listener of the config this layout was built from: both
+    /// indexes come from that same config, so that is a bug, not an input.
+    pub fn route_index(&self, listener: usize, route: usize) -> usize {
+        let index = self.route_starts[listener] + route;
+        debug_assert!(self.routes.get(index).is_some_and(|label| label.listener == listener));
+        index
+    }
+
+    /// Index of backend `backend` of cluster `cluster` in `backends`.
+    ///
+    /// # Panics
+    ///
+    /// When `cluster` is not a cluster of the config this layout was built from.
+    pub fn backend_index(&self, cluster: usize, backend: usize) -> usize {
+        let index = self.backend_starts[cluster] + backend;
+        debug_assert!(self.backends.get(index).is_some_and(|label| label.cluster == cluster));
+        index
+    }
+}

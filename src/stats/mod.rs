@@ -1,0 +1,166 @@
+//! Statistics: per-worker counters and latency histograms, merged on the control thread.
+//!
+//! Each worker counts into its own [`WorkerStats`] (plain integers, no atomics, no locks) and
+//! every `stats.interval_ms` sends a clone of it to the control thread. The [`Aggregate`] there
+//! keeps each worker's latest snapshot and merges them only when `/metrics` or `/stats` asks,
+//! so a request never touches shared state.
+
+mod aggregate;
+mod json;
+mod latency;
+mod layout;
+mod prometheus;
+mod worker;
+
+pub use aggregate::Aggregate;
+pub use layout::{BackendLabel, RouteLabel, StatsLayout};
+pub use worker::WorkerStats;
+
+use crate::config::BackendState;
+use std::time::Duration;
+
+/// Why the proxy refused a request before it reached a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    HeadTooLarge,
+    TooManyHeaders,
+    UriTooLong,
+    BodyTooLarge,
+    HeaderTimeout,
+    BodyTimeout,
+    Malformed,
+    UnsupportedVersion,
+    UnsupportedTransferCoding,
+    NoRoute,
+}
+
+impl RejectReason {
+    /// Every reason, in the order of their counters.
+    pub const ALL: [Self; 10] = [
+        Self::HeadTooLarge,
+        Self::TooManyHeaders,
+        Self::UriTooLong,
+        Self::BodyTooLarge,
+        Self::HeaderTimeout,
+        Self::BodyTimeout,
+        Self::Malformed,
+        Self::UnsupportedVersion,
+        Self::UnsupportedTransferCoding,
+        Self::NoRoute,
+    ];
+
+    /// The snake_case label used in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HeadTooLarge => "head_too_large",
+            Self::TooManyHeaders => "too_many_headers",
+            Self::UriTooLong => "uri_too_long",
+            Self::BodyTooLarge => "body_too_large",
+            Self::HeaderTimeout => "header_timeout",
+            Self::BodyTimeout => "body_timeout",
+            Self::Malformed => "malformed",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::UnsupportedTransferCoding => "unsupported_transfer_coding",
+            Self::NoRoute => "no_route",
+        }
+    }
+
+    /// Position of this reason in [`RejectReason::ALL`].
+    fn index(self) -> usize {
+        match self {
+            Self::HeadTooLarge => 0,
+            Self::TooManyHeaders => 1,
+            Self::UriTooLong => 2,
+            Self::BodyTooLarge => 3,
+            Self::HeaderTimeout => 4,
+            Self::BodyTimeout => 5,
+            Self::Malformed => 6,
+            Self::UnsupportedVersion => 7,
+            Self::UnsupportedTransferCoding => 8,
+            Self::NoRoute => 9,
+        }
+    }
+}
+
+/// One finished exchange, as the proxy reports it (once per request).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRecord {
+    pub listener: usize,
+    /// Index into [`StatsLayout::routes`]; `None` when no route matched.
+    pub route: Option<usize>,
+    /// Index into [`StatsLayout::clusters`]; `None` for a fixed response.
+    pub cluster: Option<usize>,
+    /// Index into [`StatsLayout::backends`]; `None` when no backend answered.
+    pub backend: Option<usize>,
+    pub status: u16,
+    /// Request bytes read from the client (head and body).
+    pub bytes_in: u64,
+    /// Response bytes written to the client.
+    pub bytes_out: u64,
+    /// From the request's first byte to the response's last byte.
+    pub total: Duration,
+    /// Time to the first response byte from the backend.
+    pub upstream: Option<Duration>,
+}
+
+/// A backend's live state on one worker, set just before each snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BackendGauge {
+    pub in_flight: u32,
+    /// Healthy per the active checks, as this worker last heard.
+    pub is_healthy: bool,
+    /// Ejected by this worker's passive checks.
+    pub is_ejected: bool,
+}
+
+/// What only the control thread knows, passed in at render time.
+#[derive(Debug, Clone)]
+pub struct ControlView {
+    /// Admin state per [`StatsLayout::backends`] index.
+    pub backend_states: Vec<BackendState>,
+    pub uptime: Duration,
+    pub workers: usize,
+}
+
+/// Status classes counted: `1xx` to `5xx`.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Requests counted by status class; index 0 is `1xx`.
+///
+/// A status outside 100..=599 (which the proxy never sends) counts in the nearest class, so
+/// the per-class counts always sum to the requests seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassCounts(pub [u64; 5]);
+
+impl ClassCounts {
+    /// Counts one response with `status`.
+    fn count(&mut self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.0[class] += 1;
+    }
+
+    /// All requests, whatever their class.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    fn add(&mut self, other: &Self) {
+        for (into, from) in self.0.iter_mut().zip(other.0) {
+            *into += from;
+        }
+    }
+}
+
+/// The label value of a backend's admin state.
+fn state_str(state: BackendState) -> &'static str {
+    match state {
+        BackendState::Active => "active",
+        BackendState::Draining => "draining",
+        BackendState::Disabled => "disabled",
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_render;

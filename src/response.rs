@@ -40,13 +40,19 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// The body length of the response for `error`: "502 Bad Gateway" and a newline.
+pub fn error_body_len(error: &ProxyError) -> u64 {
+    let status = error.status();
+    (3 + 1 + reason(status).len() + 1) as u64
+}
+
 /// Appends the complete response for `error` to `out`. It ends the connection unless
 /// `keep_alive` is set.
 pub fn write_error(error: &ProxyError, keep_alive: bool, out: &mut Vec<u8>) {
     let status = error.status();
     let reason = reason(status);
     let connection = if keep_alive { "" } else { "Connection: close\r\n" };
-    let body_len = 3 + 1 + reason.len() + 1;
+    let body_len = error_body_len(error);
     // Error responses are cold; a format is fine here.
     let text = format!(
         "HTTP/1.1 {status} {reason}\r\nServer: ringway\r\nContent-Type: text/plain\r\n\

@@ -74,8 +74,10 @@ pub async fn serve(socket: std::net::TcpListener, state: Rc<RefCell<ControlState
 }
 
 async fn handle(mut stream: TcpStream, state: Rc<RefCell<ControlState>>) {
+    let mut is_head = false;
     let reply = match monoio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
         Ok(Ok((buf, head, headers))) => {
+            is_head = head.method == Method::Head;
             let body = &buf[head.head_len as usize..];
             respond_to(&state, &buf, &head, &headers, body)
         }
@@ -92,7 +94,10 @@ async fn handle(mut stream: TcpStream, state: Rc<RefCell<ControlState>>) {
         reply.headers
     )
     .into_bytes();
-    out.extend_from_slice(&reply.body);
+    // A response to HEAD has the headers of the GET response and no body (RFC 9110 9.3.2).
+    if !is_head {
+        out.extend_from_slice(&reply.body);
+    }
     let _ = monoio::time::timeout(REQUEST_TIMEOUT, stream.write_all(out)).await;
 }
 

@@ -307,6 +307,7 @@ async fn answer_error(client: &mut Client, error: &ProxyError, keep_alive: bool)
     crate::response::write_error(error, keep_alive, &mut out);
     client.outcome.status = error.status();
     client.outcome.report.bytes_out = out.len() as u64;
+    client.outcome.report.body_bytes_out = crate::response::error_body_len(error);
     if let Some(reason) = error.reject_reason() {
         client.worker.stats.borrow_mut().rejected(client.listener, reason);
     }
@@ -339,6 +340,7 @@ async fn answer_fixed(
     }
     client.outcome.status = fixed.status;
     client.outcome.report.bytes_out = out.len() as u64;
+    client.outcome.report.body_bytes_out = if has_body { fixed.body.len() as u64 } else { 0 };
     client.outcome.report.bytes_in = u64::from(head.head_len);
     let timeout = client.worker.config.timeouts.client_write;
     match monoio::time::timeout(timeout, out.write_all(&mut client.stream)).await {

@@ -127,7 +127,7 @@ pub(super) fn finish(worker: &Worker, finished: &Finished<'_>, fields: &LogField
         target: field(&fields.target),
         version: field(&fields.version),
         status: finished.status,
-        bytes_sent: report.bytes_out,
+        bytes_sent: report.body_bytes_out,
         duration: total,
         upstream: report.upstream_addr,
         upstream_time: report.upstream_time,

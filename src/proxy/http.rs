@@ -62,6 +62,8 @@ pub struct ExchangeReport {
     pub bytes_in: u64,
     /// Response bytes written to the client.
     pub bytes_out: u64,
+    /// Of those, body bytes (nginx's `$body_bytes_sent`, for the access log).
+    pub body_bytes_out: u64,
 }
 
 /// Runs one exchange. `buf` holds the request head at its front and whatever followed it;
@@ -168,6 +170,14 @@ async fn attempt_backends<'a>(
             // another backend to try.
             return (Err(last_error.unwrap_or(ProxyError::NoBackend)), out);
         };
+        if let Some(error) = last_error {
+            // A retry spends budget only once there is a backend to retry on.
+            if !worker.clusters.borrow_mut()[cluster_index].take_retry() {
+                return (Err(error), out);
+            }
+            log::debug!("cluster {}: retrying after {error}", cluster.name);
+            worker.stats.borrow_mut().retry(cluster_index);
+        }
         tried[attempts] = backend;
         attempts += 1;
         let in_flight = InFlight::new(worker, x.cluster, backend);
@@ -195,15 +205,9 @@ async fn attempt_backends<'a>(
             }
             _ => false,
         };
-        let budget_allows = may_retry
-            && attempts <= cluster.retries as usize
-            && attempts < tried.len()
-            && worker.clusters.borrow_mut()[cluster_index].take_retry();
-        if !budget_allows {
+        if !may_retry || attempts > cluster.retries as usize || attempts >= tried.len() {
             return (Err(error), out);
         }
-        log::debug!("cluster {}: retrying after {error}", cluster.name);
-        worker.stats.borrow_mut().retry(cluster_index);
         last_error = Some(error);
     }
 }
@@ -564,6 +568,9 @@ async fn respond(
     };
     let (result, mut out) = relayed;
     x.report.bytes_out = out.take_written();
+    if let Ok(body_bytes) = result {
+        x.report.body_bytes_out = body_bytes;
+    }
     let out = x.worker.into_buf(out);
     let leftover = !out.is_empty();
     match result {

@@ -129,7 +129,7 @@ fn render_requests(layout: &StatsLayout, total: &WorkerStats, out: &mut String) 
     class_family(
         out,
         "ringway_backend_requests_total",
-        "Requests answered per backend, by status class.",
+        "Requests per backend (the one that answered, else the last tried), by status class.",
         backends(layout, total).map(|(labels, stats)| (labels.to_vec(), &stats.requests)),
     );
     let name = "ringway_cluster_retries_total";

@@ -102,7 +102,8 @@ fn mix_config(driver: Driver, app: SocketAddr, dead: SocketAddr) -> String {
 /// 5 × 200 from `app`, 2 × 404 (no route), 1 × 431, 3 × 403 (fixed), 1 × 502 (dead).
 fn send_mix(addr: SocketAddr) {
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-    let mut requests: Vec<(String, u16)> = (0..5).map(|i| (get(&format!("/app/{i}")), 200)).collect();
+    let mut requests: Vec<(String, u16)> =
+        (0..5).map(|i| (get(&format!("/app/{i}")), 200)).collect();
     requests.extend([(get("/nowhere"), 404), (get("/elsewhere"), 404)]);
     let big = format!("GET /app HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n", "b".repeat(1100));
     requests.push((big, 431));
@@ -133,7 +134,8 @@ fn assert_mix_stats(stats: &Value, app: SocketAddr, dead: SocketAddr) {
     let workers = stats["workers"].as_array().expect("a workers array");
     assert_eq!(workers.len(), 2, "{stats}");
     assert!(workers.iter().all(|worker| worker["reported"] == true), "{stats}");
-    let per_worker: u64 = workers.iter().map(|worker| worker["requests"].as_u64().unwrap_or(0)).sum();
+    let per_worker: u64 =
+        workers.iter().map(|worker| worker["requests"].as_u64().unwrap_or(0)).sum();
     assert_eq!(per_worker, 12, "the per-worker breakdown sums to the total: {stats}");
     let listener = &stats["listeners"][0];
     assert_eq!(listener["name"], "public");
@@ -175,9 +177,16 @@ fn assert_mix_stats(stats: &Value, app: SocketAddr, dead: SocketAddr) {
     assert_eq!(dead_cluster["name"], "dead");
     assert_eq!(dead_cluster["requests_per_class"], classes([0, 0, 0, 0, 1]));
     assert_eq!(dead_cluster["upstream_latency_ms"]["count"], 0, "no backend answered");
+    // One backend only: the failed connect had nowhere to go, so no retry was spent.
+    assert_eq!(dead_cluster["retries"], 0, "a retry counted without a backend to retry on");
     let dead_backend = &dead_cluster["backends"][0];
     assert_eq!(dead_backend["name"], dead.to_string());
-    assert_eq!((&dead_backend["connects"], &dead_backend["connect_errors"]), (&json!(0), &json!(1)));
+    assert_eq!(
+        (&dead_backend["connects"], &dead_backend["connect_errors"]),
+        (&json!(0), &json!(1))
+    );
+    // The last backend tried carries the request, though it never answered.
+    assert_eq!(dead_backend["requests_per_class"], classes([0, 0, 0, 0, 1]));
 }
 
 fn assert_mix_metrics(text: &str, app: SocketAddr, dead: SocketAddr) {
@@ -205,13 +214,18 @@ fn assert_mix_metrics(text: &str, app: SocketAddr, dead: SocketAddr) {
     .map(str::to_owned)
     .into_iter()
     .chain([
-        format!("ringway_backend_requests_total{{cluster=\"app\",backend=\"{app}\",class=\"2xx\"}} 5"),
+        format!(
+            "ringway_backend_requests_total{{cluster=\"app\",backend=\"{app}\",class=\"2xx\"}} 5"
+        ),
         format!("ringway_backend_up{{cluster=\"app\",backend=\"{app}\"}} 1"),
         format!("ringway_backend_state{{cluster=\"app\",backend=\"{app}\",state=\"active\"}} 1"),
         format!("ringway_backend_state{{cluster=\"app\",backend=\"{app}\",state=\"draining\"}} 0"),
         format!("ringway_backend_in_flight{{cluster=\"app\",backend=\"{app}\"}} 0"),
         format!("ringway_upstream_connect_errors_total{{cluster=\"dead\",backend=\"{dead}\"}} 1"),
         format!("ringway_upstream_connects_total{{cluster=\"dead\",backend=\"{dead}\"}} 0"),
+        format!(
+            "ringway_backend_requests_total{{cluster=\"dead\",backend=\"{dead}\",class=\"5xx\"}} 1"
+        ),
     ])
     .collect();
     assert_lines(text, &expected);
@@ -273,7 +287,8 @@ impl Raw {
     }
 
     /// Sends `request`, reads one response framed by Content-Length, and returns its
-    /// status and every byte of it that came on the wire.
+    /// status and its body length (what the log's `bytes` counts, like nginx's
+    /// `$body_bytes_sent`).
     fn exchange(&mut self, request: &str) -> (u16, usize) {
         self.0.write_all(request.as_bytes()).expect("send to the proxy");
         let mut buf = Vec::new();
@@ -293,7 +308,7 @@ impl Raw {
             if buf.len() >= end + 4 + length {
                 assert_eq!(buf.len(), end + 4 + length, "bytes after the response");
                 let status = head.get(9..12).and_then(|status| status.parse().ok());
-                return (status.expect("a status"), buf.len());
+                return (status.expect("a status"), length);
             }
         }
     }
@@ -366,7 +381,9 @@ fn access_log_writes_json_and_combined_lines(driver: Driver) {
     assert!(is_generated_id(&generated), "generated id {generated:?}");
     let mut combined_client = Raw::connect(proxy.addr_of(1));
     let combined_requests = [
-        format!("GET /c?q=2 HTTP/1.1\r\nHost: test\r\n{AGENT_AND_REFERER}X-Request-Id: rid-2\r\n\r\n"),
+        format!(
+            "GET /c?q=2 HTTP/1.1\r\nHost: test\r\n{AGENT_AND_REFERER}X-Request-Id: rid-2\r\n\r\n"
+        ),
         "GET /d HTTP/1.1\r\nHost: test\r\n\r\n".to_owned(),
     ];
     let combined_sent = combined_requests.map(|request| combined_client.exchange(&request));
@@ -606,9 +623,16 @@ fn endpoints_answer_as_documented(driver: Driver) {
     let page = dashboard.text();
     assert!(page.contains("<html") && page.contains("stats"), "not the dashboard: {page}");
     assert!(!page.contains("http://") && !page.contains("https://"), "fetches from outside");
+    let mut head = Client::connect(admin_addr);
+    head.send(b"HEAD / HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\n\r\n");
+    let response = head.response_to("HEAD");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-length"), dashboard.header("content-length"));
+    head.expect_closed();
     let missing = call("GET", "/nope");
     assert_eq!(missing.status, 404);
-    for (method, path) in [("DELETE", "/metrics"), ("POST", "/stats"), ("GET", "/access_log/reopen")]
+    for (method, path) in
+        [("DELETE", "/metrics"), ("POST", "/stats"), ("GET", "/access_log/reopen")]
     {
         let response = call(method, path);
         assert_eq!(response.status, 405, "{method} {path}");
@@ -653,7 +677,8 @@ fn listed_state(admin_addr: SocketAddr, backend: SocketAddr) -> Value {
     let response = get(admin_addr, "/backends");
     assert_eq!(response.status, 200);
     let list: Value = serde_json::from_slice(&response.body).expect("/backends is JSON");
-    let entry = list.as_array().expect("a list").iter().find(|b| b["backend"] == backend.to_string());
+    let entry =
+        list.as_array().expect("a list").iter().find(|b| b["backend"] == backend.to_string());
     entry.unwrap_or_else(|| panic!("{backend} not in {list}"))["state"].clone()
 }
 
@@ -716,9 +741,7 @@ fn connection_gauges_follow_open_connections(driver: Driver) {
     for client in &mut clients {
         assert_eq!(client.get("/").status, 200);
     }
-    eventually("3 connections are active", || {
-        gauge("ringway_listener_connections_active") == 3.0
-    });
+    eventually("3 connections are active", || gauge("ringway_listener_connections_active") == 3.0);
     let stats = admin::stats(admin_addr);
     let per_worker: u64 = stats["workers"]
         .as_array()

@@ -220,8 +220,10 @@ fn least_response_time_moves_traffic_off_a_backend_that_turns_slow(driver: Drive
     let after = tally(proxy.addr(), 300, "/");
     eprintln!("least_response_time, b at 1 ms: {before:?}; b at 20 ms: {after:?}");
     // Equal speeds: which one is lower is noise, and a faded peak brings the other back;
-    // each keeps a real share (10 % is a loose floor; the expectation is 50 %).
-    assert!(share(&before, "a") > 0.1 && share(&before, "b") > 0.1, "{before:?}");
+    // each keeps a share. The expectation is 50 %, but one scheduling hiccup on a loaded
+    // CI machine is a peak that keeps its backend out for a few decay times (~300 ms, the
+    // whole run), so the floor is loose: 2 %.
+    assert!(share(&before, "a") > 0.02 && share(&before, "b") > 0.02, "{before:?}");
     // 20 ms against 1 ms: b is tried again only when its decayed peak falls under a's,
     // about 300 ms (3 decay times) after each of its answers. Expected a few %.
     assert!(share(&after, "b") < 0.25, "{after:?}");

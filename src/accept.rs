@@ -3,6 +3,7 @@
 //! leave the worker that accepted them.
 
 use crate::config::Listener;
+use crate::stats::RejectReason;
 use crate::worker::Worker;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -43,6 +44,12 @@ pub async fn accept_loop(worker: Rc<Worker>, socket: std::net::TcpListener, list
         let cancel = worker.accept_canceller.borrow().handle();
         match socket.cancelable_accept(cancel).await {
             Ok((stream, peer)) => {
+                if !worker.admit(peer.ip()) {
+                    // Refused early and cheaply: closed before a byte is read.
+                    worker.stats.borrow_mut().rejected(listener, RejectReason::ConnectionLimit);
+                    drop(stream);
+                    continue;
+                }
                 monoio::spawn(crate::connection::serve(worker.clone(), stream, peer, listener));
             }
             Err(_) if worker.shutting_down.get() => return,

@@ -30,6 +30,14 @@ pub enum ProxyError {
     ClientIo,
     #[error("no route matches this request")]
     NoRoute,
+    #[error("the client address is not allowed")]
+    Forbidden,
+    #[error("a route rule denies this request")]
+    Denied,
+    #[error("the route does not allow this method")]
+    MethodNotAllowed,
+    #[error("rate limit reached; retry in {retry_after_s} s")]
+    TooManyRequests { retry_after_s: u32 },
     #[error("no backend to send the request to")]
     NoBackend,
     #[error("cannot connect to the backend")]
@@ -63,6 +71,9 @@ impl ProxyError {
                 408
             }
             Self::NoRoute => 404,
+            Self::Forbidden | Self::Denied => 403,
+            Self::MethodNotAllowed => 405,
+            Self::TooManyRequests { .. } => 429,
             Self::NoBackend => 503,
             Self::Connect
             | Self::BadResponse(_)
@@ -84,7 +95,12 @@ impl ProxyError {
             | Self::ClientBodyTimeout
             | Self::ClientClosed
             | Self::ClientIo => Side::Client,
-            Self::NoRoute | Self::NoBackend => Side::Proxy,
+            Self::NoRoute
+            | Self::NoBackend
+            | Self::Forbidden
+            | Self::Denied
+            | Self::MethodNotAllowed
+            | Self::TooManyRequests { .. } => Side::Proxy,
             Self::Connect
             | Self::UpstreamTimeout
             | Self::BadResponse(_)
@@ -99,7 +115,12 @@ impl ProxyError {
     /// response: the request was read whole and its framing was understood.
     pub fn keeps_client(&self) -> bool {
         match self {
-            Self::NoRoute | Self::NoBackend => true,
+            Self::NoRoute
+            | Self::NoBackend
+            | Self::Forbidden
+            | Self::Denied
+            | Self::MethodNotAllowed
+            | Self::TooManyRequests { .. } => true,
             Self::BadRequest(_)
             | Self::BadRequestBody(_)
             | Self::BodyTooLarge
@@ -161,6 +182,9 @@ impl ProxyError {
             Self::ClientTimeout => RejectReason::HeaderTimeout,
             Self::ClientBodyTimeout => RejectReason::BodyTimeout,
             Self::NoRoute => RejectReason::NoRoute,
+            Self::Forbidden => RejectReason::Forbidden,
+            Self::Denied | Self::MethodNotAllowed => RejectReason::Filtered,
+            Self::TooManyRequests { .. } => RejectReason::RateLimited,
             Self::ClientClosed
             | Self::ClientIo
             | Self::NoBackend

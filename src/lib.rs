@@ -18,6 +18,7 @@ pub mod accept;
 pub mod connection;
 pub mod http;
 pub mod route;
+pub mod limit;
 pub mod balance;
 pub mod upstream;
 pub mod proxy;
@@ -30,3 +31,6 @@ pub mod admin;
 pub mod error;
 pub mod stats;
 pub mod access_log;
+
+#[doc(hidden)]
+pub mod fuzz;

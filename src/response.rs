@@ -49,14 +49,25 @@ pub fn error_body_len(error: &ProxyError) -> u64 {
 /// Appends the complete response for `error` to `out`. It ends the connection unless
 /// `keep_alive` is set.
 pub fn write_error(error: &ProxyError, keep_alive: bool, out: &mut Vec<u8>) {
+    write_error_with(error, keep_alive, "", out);
+}
+
+/// [`write_error`] with `extra` header lines (each ending in CRLF), such as `Allow`.
+pub fn write_error_with(error: &ProxyError, keep_alive: bool, extra: &str, out: &mut Vec<u8>) {
     let status = error.status();
     let reason = reason(status);
     let connection = if keep_alive { "" } else { "Connection: close\r\n" };
+    let retry_after = match error {
+        ProxyError::TooManyRequests { retry_after_s } => {
+            format!("Retry-After: {retry_after_s}\r\n")
+        }
+        _ => String::new(),
+    };
     let body_len = error_body_len(error);
     // Error responses are cold; a format is fine here.
     let text = format!(
         "HTTP/1.1 {status} {reason}\r\nServer: ringway\r\nContent-Type: text/plain\r\n\
-         Content-Length: {body_len}\r\n{connection}\r\n{status} {reason}\n"
+         Content-Length: {body_len}\r\n{retry_after}{extra}{connection}\r\n{status} {reason}\n"
     );
     out.extend_from_slice(text.as_bytes());
 }

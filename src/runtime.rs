@@ -9,9 +9,10 @@ use crate::access_log::{AccessLog, LogTarget, WorkerLog};
 use crate::config::{AccessLogFormat, BackendState, Config, IoDriver, Workers};
 pub use crate::control::BackendReport;
 use crate::control::{self, Control, ControlStart, Request};
+use crate::limit::RateExchange;
 use crate::stats::WorkerStats;
 use crate::upstream::LoadBoard;
-use crate::worker::Worker;
+use crate::worker::{Shared, Worker, rate_limits};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -21,6 +22,9 @@ use std::time::{Duration, Instant};
 
 /// How often a worker closes upstream connections idle past their timeout.
 const POOL_REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often workers swap rate-limit usage: the global rate holds within about one
+/// interval's worth of requests per worker (see `limit::rate`).
+const RATE_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// How often a worker hands buffered access-log lines to the writer thread.
 const ACCESS_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often a draining worker looks at its open connection count.
@@ -175,6 +179,8 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
     let admin_addr = admin_socket.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
     let access_log = start_access_log(&config)?;
     let load_board = Arc::new(LoadBoard::new(&config, cores.len()));
+    let rate_exchanges: Vec<_> =
+        rate_limits(&config).map(|_| RateExchange::new(cores.len())).collect();
     let (stats_sender, stats_receiver) = flume::unbounded();
     let mut controls = Vec::with_capacity(cores.len());
     let mut threads = Vec::with_capacity(cores.len());
@@ -186,7 +192,10 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
             core,
             driver,
             config: config.clone(),
-            load_board: load_board.clone(),
+            shared: Shared {
+                load_board: load_board.clone(),
+                rate_exchanges: rate_exchanges.clone(),
+            },
             sockets,
             control: receiver,
             stats: stats_sender.clone(),
@@ -262,7 +271,7 @@ struct WorkerStart {
     core: Option<core_affinity::CoreId>,
     driver: IoDriver,
     config: Arc<Config>,
-    load_board: Arc<LoadBoard>,
+    shared: Shared,
     sockets: Vec<std::net::TcpListener>,
     control: flume::Receiver<Control>,
     stats: flume::Sender<(usize, WorkerStats)>,
@@ -298,14 +307,15 @@ fn run_worker(start: WorkerStart) {
 }
 
 async fn worker_main(start: WorkerStart) {
-    let WorkerStart { id, config, load_board, sockets, control, stats, access_log, .. } = start;
+    let WorkerStart { id, config, shared, sockets, control, stats, access_log, .. } = start;
     let shutdown_timeout = config.shutdown_timeout;
-    let worker = Rc::new(Worker::new(id, config, load_board, access_log));
+    let worker = Rc::new(Worker::new(id, config, shared, access_log));
     for (listener, socket) in sockets.into_iter().enumerate() {
         monoio::spawn(accept::accept_loop(worker.clone(), socket, listener));
     }
     monoio::spawn(reap_pool(worker.clone()));
     monoio::spawn(sync_loads(worker.clone()));
+    monoio::spawn(sync_rates(worker.clone()));
     monoio::spawn(publish_stats(worker.clone(), stats.clone()));
     // A closed channel (the control side is gone) also means shut down.
     while let Ok(message) = control.recv_async().await {
@@ -362,6 +372,17 @@ async fn sync_loads(worker: Rc<Worker>) {
     while !worker.shutting_down.get() {
         monoio::time::sleep(interval).await;
         worker.sync_loads();
+    }
+}
+
+/// Swaps rate-limit usage with the other workers every [`RATE_SYNC_INTERVAL`].
+async fn sync_rates(worker: Rc<Worker>) {
+    if worker.rate_limiters.borrow().iter().all(Option::is_none) {
+        return;
+    }
+    while !worker.shutting_down.get() {
+        monoio::time::sleep(RATE_SYNC_INTERVAL).await;
+        worker.sync_rates(Instant::now());
     }
 }
 

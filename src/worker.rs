@@ -3,14 +3,18 @@
 //! worker except the [`LoadBoard`] it writes on its load-sync tick.
 
 use crate::access_log::{RequestIdGenerator, WorkerLog, process_seed};
+use crate::config::RateLimitConfig;
 use crate::config::{BackendId, BackendState, ClusterId, Config};
 use crate::connection::IdleConnections;
 use crate::http::HeaderLine;
+use crate::limit::{RateExchange, RateLimiter};
 use crate::stats::{BackendGauge, StatsLayout, WorkerStats};
 use crate::upstream::{ClusterStatus, LoadBoard, Pool};
 use crate::wire::OutVec;
 use monoio::io::Canceller;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -75,6 +79,15 @@ pub struct Worker {
     /// This worker's access-log buffer, when any listener logs.
     pub access_log: RefCell<Option<WorkerLog>>,
     pub request_ids: RefCell<RequestIdGenerator>,
+    /// Other workers' open connections, as of the last load sync.
+    pub others_connections: Cell<u32>,
+    /// Open connections per client address, for `connections_per_ip_max`.
+    pub ip_connections: RefCell<HashMap<IpAddr, u32>>,
+    /// Rate limiters: one per listener with a limit, then one per route with a limit,
+    /// each `None` where there is none. Indexed as [`Worker::rate_slot`] says.
+    pub rate_limiters: RefCell<Vec<Option<RateLimiter>>>,
+    /// The exchange each limiter swaps usage through, same order.
+    pub rate_exchanges: Vec<Arc<RateExchange>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -92,9 +105,14 @@ impl Worker {
     pub fn new(
         id: usize,
         config: Arc<Config>,
-        load_board: Arc<LoadBoard>,
+        shared: Shared,
         access_log: Option<WorkerLog>,
     ) -> Self {
+        let Shared { load_board, rate_exchanges } = shared;
+        let workers = load_board.workers();
+        let rate_limiters = rate_limits(&config)
+            .map(|limit| limit.map(|limit| RateLimiter::new(limit.limit, limit.keys_max, workers)))
+            .collect();
         let now = Instant::now();
         let stats_layout = StatsLayout::new(&config);
         let clusters =
@@ -116,6 +134,10 @@ impl Worker {
             stats_layout,
             access_log: RefCell::new(access_log),
             request_ids: RefCell::new(RequestIdGenerator::new(id, process_seed())),
+            others_connections: Cell::new(0),
+            ip_connections: RefCell::new(HashMap::new()),
+            rate_limiters: RefCell::new(rate_limiters),
+            rate_exchanges,
             config,
         }
     }
@@ -197,9 +219,79 @@ impl Worker {
         }
     }
 
-    /// Publishes this worker's in-flight counts and reads the others'.
+    /// Publishes this worker's in-flight and connection counts and reads the others'.
     pub fn sync_loads(&self) {
         self.load_board.sync(self.id, &mut self.clusters.borrow_mut());
+        let open = u32::try_from(self.connections.get()).unwrap_or(u32::MAX);
+        self.others_connections.set(self.load_board.sync_connections(self.id, open));
+    }
+
+    /// Swaps rate-limit usage with the other workers (the rate-sync tick).
+    pub fn sync_rates(&self, now: Instant) {
+        let mut usage = Vec::new();
+        let mut limiters = self.rate_limiters.borrow_mut();
+        for (limiter, exchange) in limiters.iter_mut().zip(&self.rate_exchanges) {
+            let Some(limiter) = limiter else { continue };
+            usage.clear();
+            limiter.take_usage(&mut usage);
+            exchange.publish(self.id, &usage);
+            usage.clear();
+            exchange.collect(self.id, &mut usage);
+            limiter.absorb(&usage, now);
+        }
+    }
+
+    /// The slot of a listener's rate limiter in [`Worker::rate_limiters`].
+    pub fn listener_rate_slot(&self, listener: usize) -> usize {
+        listener
+    }
+
+    /// The slot of a route's rate limiter (`route` indexes the stats layout's routes).
+    pub fn route_rate_slot(&self, route: usize) -> usize {
+        self.config.listeners.len() + route
+    }
+
+    /// Admits a new connection from `ip` under the connection caps, counting it; `false`
+    /// means refuse it. A worker knows its own count exactly and the others' from the last
+    /// load sync.
+    pub fn admit(&self, ip: IpAddr) -> bool {
+        let limits = &self.config.limits;
+        let open = u32::try_from(self.connections.get()).unwrap_or(u32::MAX);
+        let worker_full =
+            limits.connections_per_worker_max > 0 && open >= limits.connections_per_worker_max;
+        let process_full = limits.connections_max > 0
+            && open.saturating_add(self.others_connections.get()) >= limits.connections_max;
+        if worker_full || process_full {
+            return false;
+        }
+        if limits.connections_per_ip_max == 0 {
+            return true;
+        }
+        // SO_REUSEPORT spreads one client's connections across workers by port, so each
+        // worker holds its share of the cap.
+        let workers = u32::try_from(self.load_board.workers()).unwrap_or(1).max(1);
+        let share = limits.connections_per_ip_max.div_ceil(workers);
+        let mut counts = self.ip_connections.borrow_mut();
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= share {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Forgets a connection counted by [`Worker::admit`].
+    pub fn release(&self, ip: IpAddr) {
+        if self.config.limits.connections_per_ip_max == 0 {
+            return;
+        }
+        let mut counts = self.ip_connections.borrow_mut();
+        if let Some(count) = counts.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&ip);
+            }
+        }
     }
 }
 
@@ -226,4 +318,23 @@ impl Drop for InFlight<'_> {
         let status = &mut clusters[self.cluster].backends[self.backend];
         status.in_flight = status.in_flight.saturating_sub(1);
     }
+}
+
+/// What a worker shares with the others, built once by the runtime.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub load_board: Arc<LoadBoard>,
+    /// One per rate limit, in [`rate_limits`] order.
+    pub rate_exchanges: Vec<Arc<RateExchange>>,
+}
+
+/// Every rate-limit slot of `config`: one per listener, then one per route of every
+/// listener, in order; `None` where there is no limit.
+pub fn rate_limits(config: &Config) -> impl Iterator<Item = Option<&RateLimitConfig>> {
+    let listeners = config.listeners.iter().map(|listener| listener.rate_limit.as_ref());
+    let routes = config
+        .listeners
+        .iter()
+        .flat_map(|listener| listener.routes.iter().map(|route| route.rate_limit.as_ref()));
+    listeners.chain(routes)
 }

@@ -58,6 +58,10 @@ pub(super) struct FileLimits {
     pub(super) body_bytes_max: Option<u64>,
     pub(super) chunk_extension_bytes_max: Option<u64>,
     pub(super) trailer_bytes_max: Option<u64>,
+    pub(super) connections_max: Option<u64>,
+    pub(super) connections_per_worker_max: Option<u64>,
+    pub(super) connections_per_ip_max: Option<u64>,
+    pub(super) body_rate_min_bytes: Option<u64>,
 }
 
 /// `[timeouts]`: the client side. Upstream timeouts live on each cluster.
@@ -102,6 +106,10 @@ pub(super) struct FileListener {
     pub(super) addr: String,
     pub(super) backlog: Option<u64>,
     pub(super) access_log: Option<String>,
+    pub(super) allow: Option<Vec<String>>,
+    pub(super) deny: Option<Vec<String>>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
+    pub(super) rate_limit: Option<FileRateLimit>,
     #[serde(default)]
     pub(super) route: Vec<FileRoute>,
 }
@@ -118,6 +126,30 @@ pub(super) struct FileRoute {
     pub(super) cookie: Option<FileNameValue>,
     pub(super) cluster: Option<String>,
     pub(super) respond: Option<FileRespond>,
+    pub(super) allow: Option<Vec<String>>,
+    pub(super) deny: Option<Vec<String>>,
+    pub(super) methods_allowed: Option<Vec<String>>,
+    pub(super) deny_path: Option<Vec<String>>,
+    pub(super) deny_header: Option<Vec<FileHeaderPattern>>,
+    pub(super) rate_limit: Option<FileRateLimit>,
+}
+
+/// `{ name = "User-Agent", pattern = "sqlmap" }`: a header regex that denies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileHeaderPattern {
+    pub(super) name: String,
+    pub(super) pattern: String,
+}
+
+/// `rate_limit = { rate = 100, burst = 50, key = "ip", keys_max = 100000 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRateLimit {
+    pub(super) rate: f64,
+    pub(super) burst: Option<u64>,
+    pub(super) key: Option<String>,
+    pub(super) keys_max: Option<u64>,
 }
 
 /// `{ name = "...", value = "..." }`; a missing value matches presence.

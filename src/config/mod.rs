@@ -5,6 +5,7 @@
 
 mod cluster;
 mod error;
+mod guard;
 mod file;
 mod validate;
 
@@ -12,6 +13,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use validate::from_toml;
 
 use crate::http::{ChunkedLimits, HeadLimits};
+use crate::limit::{Acl, IpList, RateLimit, RequestFilter};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -98,6 +100,17 @@ pub struct Limits {
     pub head: HeadLimits,
     pub body_bytes_max: u64,
     pub chunked: ChunkedLimits,
+    /// Open client connections in the whole process; 0 is no cap. Workers see each
+    /// other's counts on the load-sync tick, so the cap holds within one tick's accepts.
+    pub connections_max: u32,
+    /// Open client connections per worker; 0 is no cap.
+    pub connections_per_worker_max: u32,
+    /// Open client connections per client address; 0 is no cap. Enforced per worker at
+    /// ceil(max / workers): SO_REUSEPORT spreads one client's connections across workers.
+    pub connections_per_ip_max: u32,
+    /// A request body slower than this many bytes a second (after a one-second grace) is a
+    /// slow POST: 408. 0 is no minimum.
+    pub body_rate_min_bytes: u64,
 }
 
 /// Client-side timeouts.
@@ -121,6 +134,30 @@ pub struct Listener {
     pub backlog: u32,
     pub routes: Vec<Route>,
     pub access_log: AccessLogFormat,
+    /// Who may connect: 403 otherwise, checked on the client address of each request.
+    pub acl: Option<Acl>,
+    /// Peers whose X-Forwarded-For / Forwarded name the real client.
+    pub trusted_proxies: IpList,
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// A token bucket and what it is keyed by.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub limit: RateLimit,
+    pub key: RateKey,
+    /// Most keys remembered per worker; the least recently used is forgotten.
+    pub keys_max: usize,
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateKey {
+    ClientIp,
+    /// The value of this header (an API key); requests without it share one bucket.
+    Header(Box<[u8]>),
+    /// The route itself: one bucket for everyone.
+    Route,
 }
 
 /// Index of a cluster in [`Config::clusters`].
@@ -141,6 +178,11 @@ pub struct Route {
     pub header: Option<NameValue>,
     pub cookie: Option<NameValue>,
     pub action: RouteAction,
+    /// Who may use this route: 403 otherwise.
+    pub acl: Option<Acl>,
+    /// Methods allowed (405 otherwise) and deny rules (403).
+    pub filter: Option<RequestFilter>,
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 /// How a route matches the Host header (lowercase, port stripped).

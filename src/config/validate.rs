@@ -249,7 +249,29 @@ fn validate_limits(file: &super::file::FileLimits, errors: &mut Vec<ConfigError>
             extension_bytes_max: to_u32(extension),
             trailer_bytes_max: to_u32(trailer),
         },
+        connections_max: connection_cap("limits.connections_max", file.connections_max, errors),
+        connections_per_worker_max: connection_cap(
+            "limits.connections_per_worker_max",
+            file.connections_per_worker_max,
+            errors,
+        ),
+        connections_per_ip_max: connection_cap(
+            "limits.connections_per_ip_max",
+            file.connections_per_ip_max,
+            errors,
+        ),
+        body_rate_min_bytes: ranged(
+            "limits.body_rate_min_bytes",
+            file.body_rate_min_bytes,
+            Bounds { default: 0, min: 0, max: 1 << 30 },
+            errors,
+        ),
     }
+}
+
+/// A connection cap: 0 (none) up to ten million.
+fn connection_cap(key: &str, value: Option<u64>, errors: &mut Vec<ConfigError>) -> u32 {
+    to_u32(ranged(key, value, Bounds { default: 0, min: 0, max: 10_000_000 }, errors))
 }
 
 fn validate_workers(workers: Option<&FileWorkers>, errors: &mut Vec<ConfigError>) -> Workers {
@@ -328,6 +350,17 @@ fn validate_listener(
     };
     Listener {
         access_log,
+        acl: super::guard::acl(&at, listener.allow.as_ref(), listener.deny.as_ref(), errors),
+        trusted_proxies: super::guard::ip_list(
+            &format!("{at}.trusted_proxies"),
+            listener.trusted_proxies.as_ref(),
+            errors,
+        ),
+        rate_limit: super::guard::rate_limit(
+            &format!("{at}.rate_limit"),
+            listener.rate_limit.as_ref(),
+            errors,
+        ),
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(
@@ -386,6 +419,19 @@ fn validate_route(
         }
     }
     Route {
+        acl: super::guard::acl(at, route.allow.as_ref(), route.deny.as_ref(), errors),
+        filter: super::guard::filter(
+            at,
+            route.methods_allowed.as_ref(),
+            route.deny_path.as_ref(),
+            route.deny_header.as_ref(),
+            errors,
+        ),
+        rate_limit: super::guard::rate_limit(
+            &format!("{at}.rate_limit"),
+            route.rate_limit.as_ref(),
+            errors,
+        ),
         host: route.host.as_deref().map(|host| validate_host(&format!("{at}.host"), host, errors)),
         path,
         methods: methods.iter().map(|method| method.as_bytes().into()).collect(),

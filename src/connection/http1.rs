@@ -3,6 +3,7 @@
 //!
 //! Requests are answered in order; bytes of a pipelined request stay in the buffer.
 
+use super::guard::{self, Checked};
 use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, finish};
 use crate::config::AccessLogFormat;
@@ -22,14 +23,15 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Counts the connection as open for as long as it lives.
-struct OpenGuard(Rc<Worker>, usize);
+/// Counts the connection as open for as long as it lives; `accept` admitted it under the
+/// connection caps, and dropping the guard releases it.
+struct OpenGuard(Rc<Worker>, usize, std::net::IpAddr);
 
 impl OpenGuard {
-    fn new(worker: Rc<Worker>, listener: usize) -> Self {
+    fn new(worker: Rc<Worker>, listener: usize, ip: std::net::IpAddr) -> Self {
         worker.connections.set(worker.connections.get() + 1);
         worker.stats.borrow_mut().connection_opened(listener);
-        Self(worker, listener)
+        Self(worker, listener, ip)
     }
 }
 
@@ -37,6 +39,7 @@ impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.connections.set(self.0.connections.get() - 1);
         self.0.stats.borrow_mut().connection_closed(self.1);
+        self.0.release(self.2);
     }
 }
 
@@ -121,7 +124,7 @@ enum Next {
 
 /// Serves `stream` until the client or the proxy ends it.
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
-    let _open = OpenGuard::new(worker.clone(), listener);
+    let _open = OpenGuard::new(worker.clone(), listener, peer.ip());
     let logs = worker.config.listeners[listener].access_log != AccessLogFormat::Off;
     if let Err(error) = stream.set_nodelay(true) {
         log::debug!("set TCP_NODELAY on {peer}: {error}");
@@ -236,6 +239,21 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
     let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0));
     let action = chosen.map(|index| &routes[index].action);
     client.outcome.route = chosen;
+    let checked = Checked {
+        listener: client.listener,
+        route: chosen,
+        peer: client.peer,
+        buf: &buf,
+        head,
+        headers: &client.headers,
+    };
+    if let Err(refusal) = guard::check(&worker, &checked) {
+        buf.drain(..head.head_len as usize);
+        // A body we did not read would be taken for the next request: close instead.
+        let keep_alive = head.keep_alive && !has_body;
+        let next = answer_error_with(client, &refusal.error, keep_alive, &refusal.headers).await;
+        return (next, buf);
+    }
     match action {
         None => {
             buf.drain(..head.head_len as usize);
@@ -299,12 +317,22 @@ fn log_failure(worker: &Worker, error: &ProxyError) {
 
 /// Sends the response for `error` when the client can still hear it.
 async fn answer_error(client: &mut Client, error: &ProxyError, keep_alive: bool) -> Next {
+    answer_error_with(client, error, keep_alive, "").await
+}
+
+/// [`answer_error`] with extra header lines (`Allow` for a 405).
+async fn answer_error_with(
+    client: &mut Client,
+    error: &ProxyError,
+    keep_alive: bool,
+    headers: &str,
+) -> Next {
     if !error.is_answerable() {
         return Next::Close;
     }
     let keep_alive = keep_alive && error.keeps_client() && !client.worker.shutting_down.get();
     let mut out = Vec::new();
-    crate::response::write_error(error, keep_alive, &mut out);
+    crate::response::write_error_with(error, keep_alive, headers, &mut out);
     client.outcome.status = error.status();
     client.outcome.report.bytes_out = out.len() as u64;
     client.outcome.report.body_bytes_out = crate::response::error_body_len(error);

@@ -2,9 +2,13 @@
 //!
 //! Takes the bytes at the start of a connection's buffer; hands on a [`RequestHead`] or
 //! [`ResponseHead`] of [`Span`]s and one [`HeaderLine`] per header in the caller's `Vec`.
-//! Lines may end in a bare LF as well as CRLF: httparse accepts both (RFC 9112 §2.2 lets a
-//! recipient), and every span, `line` included, is right either way. Framing follows RFC 9112
-//! §6 and rejects each ambiguity that could let a client smuggle a request past the proxy.
+//! Bare LF: a request head whose lines do not all end in CRLF is rejected (400). RFC 9112 §2.2
+//! lets a recipient accept a bare LF, but the proxy forwards header lines as they came, and a
+//! backend that does not split on a bare LF would read `X: a\nTransfer-Encoding: chunked` as
+//! one header: the two would disagree on the framing, which is request smuggling. Response
+//! heads from backends may use bare LF (httparse accepts it) and spans are right either way.
+//! Framing follows RFC 9112 §6 and rejects each ambiguity that could let a client smuggle a
+//! request past the proxy.
 
 use std::mem::MaybeUninit;
 
@@ -35,10 +39,6 @@ impl Default for HeadLimits {
 /// The most header lines a head may have, whatever the config says: the parser's scratch
 /// array lives on the stack (512 x 32 bytes), so no parse allocates.
 pub const HEADERS_COUNT_CEILING: u16 = 512;
-
-/// How far past `uri_bytes_max` an unfinished request line may run before it is answered with
-/// 414: room for the method and the version, so a 1 MB URI is 414 and not 431.
-const REQUEST_LINE_SLACK_BYTES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
@@ -290,6 +290,12 @@ pub enum MalformedKind {
     /// RFC 9112 §6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty.
     #[error("Transfer-Encoding in an HTTP/1.0 request")]
     TransferEncodingInHttp10,
+    /// RFC 9112 §6.3: a request whose final transfer coding is not chunked has no length.
+    #[error("Transfer-Encoding whose final coding is not chunked")]
+    TransferEncodingNotChunked,
+    /// A line of a request head ended in LF without CR; see the module doc.
+    #[error("bare LF line ending in a request head")]
+    BareLineFeed,
 }
 
 impl ParseError {
@@ -325,10 +331,12 @@ pub fn parse_request_head(
     let mut request = httparse::Request::new(&mut []);
     let head_len = match request.parse_with_uninit_headers(window, &mut slots[..count_max.into()]) {
         Ok(httparse::Status::Complete(head_len)) => head_len,
-        Ok(httparse::Status::Partial) => return request_partial(&request, buf.len(), limits),
+        Ok(httparse::Status::Partial) => {
+            return request_partial(&request, window, buf.len(), limits);
+        }
         Err(httparse::Error::Version) => {
             check_request_version(window, &request)?;
-            return request_partial(&request, buf.len(), limits);
+            return request_partial(&request, window, buf.len(), limits);
         }
         Err(error) => return Err(ParseError::from_httparse(error, count_max)),
     };
@@ -338,6 +346,9 @@ pub fn parse_request_head(
     };
     if target.len() > limits.uri_bytes_max as usize {
         return Err(ParseError::UriTooLong { bytes_max: limits.uri_bytes_max });
+    }
+    if has_bare_line_feed(&window[..head_len]) {
+        return Err(ParseError::Malformed(MalformedKind::BareLineFeed));
     }
     let lines = HeadLines::collect(window, head_len, request.headers, headers);
     let version = version_of(minor);
@@ -462,17 +473,26 @@ fn head_partial<T>(buf_len: usize, limits: &HeadLimits) -> Result<Parsed<T>, Par
     Ok(Parsed::Partial)
 }
 
-/// As [`head_partial`], but a target that is already too long, or an unfinished one that
-/// has run past `uri_bytes_max` plus slack, is 414 rather than 431.
+/// As [`head_partial`], but a target that is already longer than `uri_bytes_max`, finished
+/// or not, is 414 rather than 431: so a 1 MB URI is 414.
+///
+/// An unfinished target is measured from where it starts, not by the buffer's length: a long
+/// method or many leading empty lines must not make a read that ends mid-target 414 when the
+/// same bytes in one read are a valid head (found by fuzzing, seed `crash-split-after-method`).
 fn request_partial<T>(
     request: &httparse::Request<'_, '_>,
+    window: &[u8],
     buf_len: usize,
     limits: &HeadLimits,
 ) -> Result<Parsed<T>, ParseError> {
     let uri_bytes_max = limits.uri_bytes_max as usize;
     let too_long = match (request.method, request.path) {
         (_, Some(target)) => target.len() > uri_bytes_max,
-        (Some(_), None) => buf_len > uri_bytes_max.saturating_add(REQUEST_LINE_SLACK_BYTES),
+        (Some(method), None) => {
+            // One SP after the method: httparse's strict request line.
+            let target_start = offset_of(window, method.as_bytes()) + method.len() + 1;
+            window.len().saturating_sub(target_start) > uri_bytes_max
+        }
         (None, None) => false,
     };
     if too_long {
@@ -685,9 +705,13 @@ impl Fields {
             if version == Version::Http10 {
                 return Err(ParseError::Malformed(MalformedKind::TransferEncodingInHttp10));
             }
-            if self.transfer_codings_count == 1 && self.final_coding_chunked {
+            if !self.final_coding_chunked {
+                return Err(ParseError::Malformed(MalformedKind::TransferEncodingNotChunked));
+            }
+            if self.transfer_codings_count == 1 {
                 return Ok(BodyFraming::Chunked);
             }
+            // Chunked last, after codings we do not decode (gzip, chunked): 501.
             return Err(ParseError::UnsupportedTransferCoding);
         }
         if self.content_length_bad {
@@ -768,4 +792,11 @@ fn span_of(window: &[u8], part: &[u8]) -> Span {
 fn span(start: usize, end: usize) -> Span {
     debug_assert!(start <= end && end <= u32::MAX as usize, "span inside a head window");
     Span { start: start as u32, end: end as u32 }
+}
+
+/// True when a line of `head` ends in LF without a CR before it.
+fn has_bare_line_feed(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(index, &byte)| byte == b'\n' && (index == 0 || head[index - 1] != b'\r'))
 }

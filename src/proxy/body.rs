@@ -69,6 +69,20 @@ pub struct RelayOptions {
     pub chunked: ChunkedLimits,
     /// Capacity to keep free in the buffer for each read.
     pub buffer_bytes: usize,
+    /// Slowest acceptable body, in bytes a second after a one-second grace (0: none).
+    pub rate_min_bytes: u64,
+}
+
+/// The time a slow body gets before its rate counts.
+const RATE_GRACE: Duration = Duration::from_secs(1);
+
+/// True when `received` bytes since `started` fall below `rate_min_bytes` a second.
+fn too_slow(received: u64, started: std::time::Instant, rate_min_bytes: u64) -> bool {
+    if rate_min_bytes == 0 {
+        return false;
+    }
+    let Some(counted) = started.elapsed().checked_sub(RATE_GRACE) else { return false };
+    (received as f64) < rate_min_bytes as f64 * counted.as_secs_f64()
 }
 
 /// One decoded step: `data_len` body bytes sit at the front of the slice that was
@@ -132,6 +146,7 @@ pub async fn relay(
     let Body { start: mut body_start, mut decoder, encoder } = body;
     let decoder = &mut decoder;
     let mut received = 0u64;
+    let started = std::time::Instant::now();
     loop {
         let buf_len = out.buf.len();
         let step = match decode(decoder, &mut out.buf[body_start..buf_len], &options.chunked) {
@@ -156,6 +171,9 @@ pub async fn relay(
         body_start = 0;
         if step.done {
             return (Ok(received), out);
+        }
+        if too_slow(received, started, options.rate_min_bytes) {
+            return (Err(RelayError::SourceTimeout), out);
         }
         let (result, buf) = read_more(source, std::mem::take(&mut out.buf), options).await;
         out.buf = buf;

@@ -132,7 +132,7 @@ impl From<&Latency> for LatencyJson {
 }
 
 /// Rejections per reason, written as a map in [`RejectReason::ALL`] order.
-struct Rejected([u64; 10]);
+struct Rejected([u64; RejectReason::ALL.len()]);
 
 impl Serialize for Rejected {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -159,7 +159,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
     let layout = aggregate.layout();
     let merged = aggregate.merged();
     let total = &merged.total;
-    let mut rejected = [0_u64; 10];
+    let mut rejected = [0_u64; RejectReason::ALL.len()];
     for listener in &total.listeners {
         for (sum, count) in rejected.iter_mut().zip(listener.rejected) {
             *sum += count;

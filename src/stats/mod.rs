@@ -32,11 +32,19 @@ pub enum RejectReason {
     UnsupportedVersion,
     UnsupportedTransferCoding,
     NoRoute,
+    /// An IP allow or deny list (403).
+    Forbidden,
+    /// A route's method list or deny rules (405, 403).
+    Filtered,
+    /// A rate limit (429).
+    RateLimited,
+    /// A connection cap: the connection was closed at accept.
+    ConnectionLimit,
 }
 
 impl RejectReason {
     /// Every reason, in the order of their counters.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 14] = [
         Self::HeadTooLarge,
         Self::TooManyHeaders,
         Self::UriTooLong,
@@ -47,6 +55,10 @@ impl RejectReason {
         Self::UnsupportedVersion,
         Self::UnsupportedTransferCoding,
         Self::NoRoute,
+        Self::Forbidden,
+        Self::Filtered,
+        Self::RateLimited,
+        Self::ConnectionLimit,
     ];
 
     /// The snake_case label used in metrics and JSON.
@@ -62,6 +74,10 @@ impl RejectReason {
             Self::UnsupportedVersion => "unsupported_version",
             Self::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Self::NoRoute => "no_route",
+            Self::Forbidden => "forbidden",
+            Self::Filtered => "filtered",
+            Self::RateLimited => "rate_limited",
+            Self::ConnectionLimit => "connection_limit",
         }
     }
 
@@ -78,6 +94,10 @@ impl RejectReason {
             Self::UnsupportedVersion => 7,
             Self::UnsupportedTransferCoding => 8,
             Self::NoRoute => 9,
+            Self::Forbidden => 10,
+            Self::Filtered => 11,
+            Self::RateLimited => 12,
+            Self::ConnectionLimit => 13,
         }
     }
 }

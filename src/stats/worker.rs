@@ -40,7 +40,7 @@ pub(super) struct ListenerStats {
     pub(super) connections_active: u64,
     pub(super) connections_total: u64,
     /// Per [`RejectReason::ALL`] index.
-    pub(super) rejected: [u64; 10],
+    pub(super) rejected: [u64; RejectReason::ALL.len()],
 }
 
 /// Counters of one route.

@@ -297,6 +297,8 @@ pub struct LoadBoard {
     offsets: Vec<usize>,
     row_len: usize,
     slots: Vec<AtomicU32>,
+    /// Open client connections of each worker, for the process-wide connection cap.
+    connections: Vec<AtomicU32>,
 }
 
 impl LoadBoard {
@@ -309,7 +311,8 @@ impl LoadBoard {
             row_len += cluster.backends.len();
         }
         let slots = (0..workers * row_len).map(|_| AtomicU32::new(0)).collect();
-        Self { workers, offsets, row_len, slots }
+        let connections = (0..workers).map(|_| AtomicU32::new(0)).collect();
+        Self { workers, offsets, row_len, slots, connections }
     }
 
     /// Publishes `worker`'s counts and reads everyone else's into `clusters`.
@@ -331,6 +334,20 @@ impl LoadBoard {
                 );
             }
         }
+    }
+
+    /// Publishes `worker`'s open connections; returns the other workers' sum.
+    pub fn sync_connections(&self, worker: usize, open: u32) -> u32 {
+        self.connections[worker].store(open, Ordering::Relaxed);
+        (0..self.workers)
+            .filter(|&other| other != worker)
+            .map(|other| self.connections[other].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// How many workers share the board.
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// The in-flight count of one backend summed over all workers, as last published.

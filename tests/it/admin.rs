@@ -33,7 +33,7 @@ on_both_drivers!(
 const FAST_STATS: &str = "[stats]\ninterval_ms = 50\n\n";
 
 /// Every rejection reason, in the documented order.
-const REJECT_REASONS: [&str; 10] = [
+const REJECT_REASONS: [&str; 14] = [
     "head_too_large",
     "too_many_headers",
     "uri_too_long",
@@ -44,6 +44,10 @@ const REJECT_REASONS: [&str; 10] = [
     "unsupported_version",
     "unsupported_transfer_coding",
     "no_route",
+    "forbidden",
+    "filtered",
+    "rate_limited",
+    "connection_limit",
 ];
 
 /// `{"1xx": n, ..., "5xx": n}` as `/stats` writes it.

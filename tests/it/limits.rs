@@ -44,7 +44,7 @@ fn bad_requests_get_their_status_and_a_close(driver: Driver) {
     let chunked_too_large = format!(
         "POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n"
     );
-    let cases: [(&str, u16); 11] = [
+    let cases: [(&str, u16); 12] = [
         (&big_header, 431),
         (&many_headers, 431),
         (&long_uri, 414),
@@ -58,7 +58,9 @@ fn bad_requests_get_their_status_and_a_close(driver: Driver) {
         ),
         ("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: x\r\n\r\n", 400),
         ("GET / HTTP/2.0\r\nHost: test\r\n\r\n", 505),
-        ("POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        ("POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        // A final coding other than chunked leaves no length: 400 (RFC 9112 §6.3).
+        ("POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
     ];
     for (request, status) in cases {
         let input = request.escape_default();

@@ -31,7 +31,11 @@ mod curl;
 mod cli;
 // Every file in config/ parses.
 mod config_examples;
+// Every committed fuzz seed through its target's property check.
+mod fuzz_seeds;
 // House rules: module docs, line and file length, layering.
 mod tidy;
 // How far per-worker least connections strays from a global choice (a simulation).
 mod sim_least_connections;
+// RFC 9112 strictness: ambiguous requests get 400 and a close, bad responses 502.
+mod strict;

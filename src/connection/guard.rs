@@ -1,0 +1,129 @@
+//! The per-request checks between routing and answering: the client address (through
+//! trusted proxies), IP allow and deny lists, the route's filters, and rate limits.
+//!
+//! All state is the worker's own; rate limiters swap usage with other workers on a tick.
+
+use crate::balance::hash_key;
+use crate::config::{RateKey, RateLimitConfig};
+use crate::error::ProxyError;
+use crate::http::{HeaderKind, HeaderLine, RequestHead, find_header};
+use crate::limit::{FilterVerdict, client_ip};
+use crate::worker::Worker;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+/// Why a request is refused, and the extra header lines its response carries.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) error: ProxyError,
+    /// `Allow: ...` for a 405, empty otherwise.
+    pub(super) headers: String,
+}
+
+impl From<ProxyError> for Refusal {
+    fn from(error: ProxyError) -> Self {
+        Self { error, headers: String::new() }
+    }
+}
+
+/// The request being checked.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Checked<'a> {
+    pub(super) listener: usize,
+    /// The matched route's index within the listener.
+    pub(super) route: Option<usize>,
+    pub(super) peer: SocketAddr,
+    pub(super) buf: &'a [u8],
+    pub(super) head: &'a RequestHead,
+    pub(super) headers: &'a [HeaderLine],
+}
+
+/// Runs every check in order; the first that refuses decides the answer.
+pub(super) fn check(worker: &Worker, request: &Checked<'_>) -> Result<(), Refusal> {
+    let listener = &worker.config.listeners[request.listener];
+    let ip = client_address(worker, request);
+    if listener.acl.as_ref().is_some_and(|acl| !acl.permits(ip)) {
+        return Err(ProxyError::Forbidden.into());
+    }
+    let slot = worker.listener_rate_slot(request.listener);
+    take_token(worker, slot, listener.rate_limit.as_ref(), ip, request)?;
+    let Some(route_index) = request.route else { return Ok(()) };
+    let route = &listener.routes[route_index];
+    if route.acl.as_ref().is_some_and(|acl| !acl.permits(ip)) {
+        return Err(ProxyError::Forbidden.into());
+    }
+    if let Some(filter) = &route.filter {
+        let (buf, headers) = (request.buf, request.headers);
+        let verdict =
+            filter.check(request.head.method_span.of(buf), request.head.path.of(buf), |name| {
+                find_header(buf, headers, name)
+            });
+        match verdict {
+            FilterVerdict::Allow => {}
+            FilterVerdict::Denied => return Err(ProxyError::Denied.into()),
+            FilterVerdict::MethodNotAllowed => {
+                let methods: Vec<String> = filter
+                    .allowed_methods()
+                    .iter()
+                    .map(|method| String::from_utf8_lossy(method).into_owned())
+                    .collect();
+                let headers = format!("Allow: {}\r\n", methods.join(", "));
+                return Err(Refusal { error: ProxyError::MethodNotAllowed, headers });
+            }
+        }
+    }
+    let global_route = worker.stats_layout.route_index(request.listener, route_index);
+    let slot = worker.route_rate_slot(global_route);
+    take_token(worker, slot, route.rate_limit.as_ref(), ip, request)
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the address it
+/// names in X-Forwarded-For or Forwarded.
+fn client_address(worker: &Worker, request: &Checked<'_>) -> IpAddr {
+    let trusted = &worker.config.listeners[request.listener].trusted_proxies;
+    if trusted.is_empty() {
+        return request.peer.ip();
+    }
+    let (buf, headers) = (request.buf, request.headers);
+    let forwarded_for = headers
+        .iter()
+        .filter(|header| header.kind == HeaderKind::XForwardedFor)
+        .map(|header| header.value.of(buf));
+    let forwarded = headers
+        .iter()
+        .filter(|header| header.name.of(buf).eq_ignore_ascii_case(b"forwarded"))
+        .map(|header| header.value.of(buf));
+    client_ip(request.peer.ip(), trusted, forwarded_for, forwarded)
+}
+
+/// Takes a token from the limiter in `slot`, or refuses with 429 and `Retry-After`.
+fn take_token(
+    worker: &Worker,
+    slot: usize,
+    limit: Option<&RateLimitConfig>,
+    ip: IpAddr,
+    request: &Checked<'_>,
+) -> Result<(), Refusal> {
+    let Some(limit) = limit else { return Ok(()) };
+    let key = match &limit.key {
+        RateKey::ClientIp => match ip {
+            IpAddr::V4(ip) => hash_key(&ip.octets()),
+            IpAddr::V6(ip) => hash_key(&ip.octets()),
+        },
+        // Requests without the header share one bucket.
+        RateKey::Header(name) => {
+            find_header(request.buf, request.headers, name).map_or(0, hash_key)
+        }
+        RateKey::Route => 0,
+    };
+    let mut limiters = worker.rate_limiters.borrow_mut();
+    let Some(Some(limiter)) = limiters.get_mut(slot) else { return Ok(()) };
+    match limiter.check(key, Instant::now()) {
+        Ok(()) => Ok(()),
+        Err(wait) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let retry_after_s = u32::try_from(seconds.max(1)).unwrap_or(u32::MAX);
+            Err(ProxyError::TooManyRequests { retry_after_s }.into())
+        }
+    }
+}

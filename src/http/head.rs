@@ -478,7 +478,7 @@ fn head_partial<T>(buf_len: usize, limits: &HeadLimits) -> Result<Parsed<T>, Par
 ///
 /// An unfinished target is measured from where it starts, not by the buffer's length: a long
 /// method or many leading empty lines must not make a read that ends mid-target 414 when the
-/// same bytes in one read are a valid head (found by fuzzing, seed `crash-split-after-method`).
+/// same bytes in one read are a valid head (found by fuzzing: seeds `crash-split-after-*`).
 fn request_partial<T>(
     request: &httparse::Request<'_, '_>,
     window: &[u8],

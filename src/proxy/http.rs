@@ -17,6 +17,7 @@ use crate::wire::OutVec;
 use crate::worker::{InFlight, Worker};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -462,6 +463,7 @@ fn build_request_head(x: &Exchange<'_>, cluster: &Cluster, backend: &Backend, ou
         out.push_static(b"HTTP/1.1");
         out.push_buf(head.version_span.end as usize, line.end as usize);
     }
+    let length_normalized = content_length_needs_normalizing(x, &out.buf);
     for header in x.headers {
         let replaced = matches!(
             header.kind,
@@ -469,15 +471,29 @@ fn build_request_head(x: &Exchange<'_>, cluster: &Cluster, backend: &Backend, ou
                 | HeaderKind::XForwardedProto
                 | HeaderKind::XForwardedHost
                 | HeaderKind::Expect
-        ) || (header.kind == HeaderKind::Host && cluster.host_rewrite);
+        ) || (header.kind == HeaderKind::Host && cluster.host_rewrite)
+            || (header.kind == HeaderKind::ContentLength && length_normalized);
         if !header.hop_by_hop && !replaced {
             out.push_buf(header.line.start as usize, header.line.end as usize);
         }
     }
     let start = out.extra.len();
+    if let (true, BodyFraming::Length(length)) = (length_normalized, x.head.framing) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(out.extra, "Content-Length: {length}\r\n");
+    }
     write_forwarded_headers(x, cluster, backend, out);
     out.extend_extra(start);
     out.push_static(b"\r\n");
+}
+
+/// True when the request's length is allowed but ambiguous on the wire: several
+/// Content-Length lines or a list of equal values (`5, 5`). The proxy then sends one plain
+/// `Content-Length` of its own, so the backend cannot read the length another way.
+fn content_length_needs_normalizing(x: &Exchange<'_>, buf: &[u8]) -> bool {
+    let mut lines = x.headers.iter().filter(|header| header.kind == HeaderKind::ContentLength);
+    let Some(first) = lines.next() else { return false };
+    lines.next().is_some() || !first.value.of(buf).iter().all(u8::is_ascii_digit)
 }
 
 /// The headers the proxy adds to a request, written into `out.extra`.

@@ -39,3 +39,5 @@ mod tidy;
 mod sim_least_connections;
 // RFC 9112 strictness: ambiguous requests get 400 and a close, bad responses 502.
 mod strict;
+// Edge protection: IP lists, trusted proxies, filters, rate limits, caps, slow clients.
+mod protect;

@@ -389,3 +389,44 @@ fn without_the_exchange_the_rate_would_multiply() {
         .count();
     assert!(admitted > 23_000, "{admitted}");
 }
+
+#[test]
+fn zz_trace() {
+    let interval = ms(100);
+    let start = Instant::now();
+    let w = 4usize;
+    let mut limiters: Vec<RateLimiter> =
+        (0..w).map(|_| RateLimiter::new(limit(100.0, 1), 1024, w)).collect();
+    let exchange = RateExchange::new(w);
+    let mut next_tick: Vec<Duration> = (0..4u32).map(|k| interval + interval * k / 4).collect();
+    let mut usage = Vec::new();
+    for request in 0..200u32 {
+        let at = ms(20) * request;
+        while let Some((worker, &due)) =
+            next_tick.iter().enumerate().min_by_key(|&(_, due)| *due).filter(|t| *t.1 <= at)
+        {
+            usage.clear();
+            limiters[worker].take_usage(&mut usage);
+            exchange.publish(worker, &usage);
+            usage.clear();
+            exchange.collect(worker, &mut usage);
+            limiters[worker].absorb(&usage, start + due);
+            if worker == 0 && request > 100 {
+                let slot = limiters[0].buckets.find(KEY).unwrap();
+                let b = *limiters[0].buckets.value_mut(slot);
+                eprintln!(
+                    "{:?} tick0 charged {:?} tokens {:.2} pending {}",
+                    due, usage, b.tokens, b.pending
+                );
+            }
+            next_tick[worker] = due + interval;
+        }
+        let worker = usize::try_from(request % 4).unwrap();
+        let r = limiters[worker].check(KEY, start + at);
+        if worker == 0 && request > 100 {
+            let slot = limiters[0].buckets.find(KEY).unwrap();
+            let b = *limiters[0].buckets.value_mut(slot);
+            eprintln!("{at:?} w0 {r:?} tokens {:.2}", b.tokens);
+        }
+    }
+}

@@ -84,7 +84,8 @@ pub struct Worker {
     /// Open connections per client address, for `connections_per_ip_max`.
     pub ip_connections: RefCell<HashMap<IpAddr, u32>>,
     /// Rate limiters: one per listener with a limit, then one per route with a limit,
-    /// each `None` where there is none. Indexed as [`Worker::rate_slot`] says.
+    /// each `None` where there is none. Indexed by [`Worker::listener_rate_slot`] and
+    /// [`Worker::route_rate_slot`].
     pub rate_limiters: RefCell<Vec<Option<RateLimiter>>>,
     /// The exchange each limiter swaps usage through, same order.
     pub rate_exchanges: Vec<Arc<RateExchange>>,

@@ -68,6 +68,25 @@ fn absorbed_takes_create_debt_and_the_wait_grows() {
 }
 
 #[test]
+fn bucket_refills_above_burst_by_the_others_recent_takes() {
+    let start = Instant::now();
+    let mut limiter = RateLimiter::new(limit(10.0, 2), 16, 2);
+    let takes = |limiter: &mut RateLimiter, at: Duration| {
+        (0..20).take_while(|_| limiter.check(KEY, start + at).is_ok()).count()
+    };
+    // The others took 3: charged now (2 - 3 = -1), and expected again before the next absorb,
+    // so the bucket may hold burst + 3.
+    limiter.absorb(&[(KEY, 3)], start);
+    assert_eq!(takes(&mut limiter, Duration::from_secs(1)), 5);
+    // One absorb without their takes: the estimate is the larger of the last two intervals.
+    limiter.absorb(&[], start + Duration::from_secs(1));
+    assert_eq!(takes(&mut limiter, Duration::from_secs(2)), 5);
+    // Two without: back to the plain burst.
+    limiter.absorb(&[], start + Duration::from_secs(2));
+    assert_eq!(takes(&mut limiter, Duration::from_secs(3)), 2);
+}
+
+#[test]
 fn wait_is_capped_and_survives_bad_rates() {
     assert_eq!(wait_for(2.0, 1e-9), RETRY_AFTER_MAX);
     assert_eq!(wait_for(1.0, 0.0), RETRY_AFTER_MAX);
@@ -206,6 +225,9 @@ enum Split {
     NinetyTen,
     /// A pseudo-random worker per request, as many connections hashed by SO_REUSEPORT.
     Random,
+    /// All requests on one worker for this many milliseconds, then on the next: a client that
+    /// moves to whichever connection is not refused yet.
+    Rotating(u64),
     OneWorker,
 }
 
@@ -233,7 +255,7 @@ struct Measured {
 }
 
 impl Scenario {
-    fn worker_for(&self, request: u32, random: &mut u64) -> usize {
+    fn worker_for(&self, request: u32, at: Duration, random: &mut u64) -> usize {
         let workers = u32::try_from(self.workers).unwrap();
         let worker = match self.split {
             Split::Even => request % workers,
@@ -245,6 +267,10 @@ impl Scenario {
                 *random ^= *random >> 7;
                 *random ^= *random << 17;
                 u32::try_from(*random % u64::from(workers)).unwrap()
+            }
+            Split::Rotating(phase_ms) => {
+                let phase = u64::try_from(at.as_millis()).unwrap() / phase_ms;
+                u32::try_from(phase % u64::from(workers)).unwrap()
             }
             Split::OneWorker => 0,
         };
@@ -277,7 +303,7 @@ impl Scenario {
                 limiters[worker].absorb(&usage, start + due);
                 next_tick[worker] = due + interval;
             }
-            let worker = self.worker_for(request, &mut random);
+            let worker = self.worker_for(request, at, &mut random);
             if limiters[worker].check(KEY, start + at).is_ok() {
                 per_second[usize::try_from(at.as_secs()).unwrap()] += 1;
             }
@@ -295,9 +321,8 @@ impl Scenario {
     }
 }
 
-/// Runs `scenario` and checks the global rate is within ±10% of the limit, over the whole run
-/// and over every 10 s after the first second.
-fn assert_global_rate(scenario: Scenario) -> Measured {
+/// Runs `scenario` and prints what it measured (`cargo test -- --nocapture` shows the table).
+fn measure(scenario: Scenario) -> Measured {
     let measured = scenario.run();
     let rate = scenario.limit.rate_per_second;
     eprintln!(
@@ -312,6 +337,14 @@ fn assert_global_rate(scenario: Scenario) -> Measured {
         measured.ten_seconds_min,
         measured.ten_seconds_max,
     );
+    measured
+}
+
+/// Runs `scenario` and checks the global rate is within ±10% of the limit, over the whole run
+/// and over every 10 s after the first second.
+fn assert_global_rate(scenario: Scenario) -> Measured {
+    let measured = measure(scenario);
+    let rate = scenario.limit.rate_per_second;
     assert!((measured.rate - rate).abs() <= rate * 0.10, "{scenario:?}: {measured:?}");
     let ten_seconds = [measured.ten_seconds_min, measured.ten_seconds_max].map(f64::from);
     for admitted in ten_seconds {
@@ -324,9 +357,16 @@ fn assert_global_rate(scenario: Scenario) -> Measured {
 fn global_rate_holds_across_two_and_four_workers() {
     for workers in [2, 4] {
         for split in [Split::Even, Split::NinetyTen, Split::Random] {
-            let cases = [(100, 10, 1000), (100, 100, 1000), (1000, 100, 10_000), (10, 5, 100)];
-            // Also a client only a little over the limit.
-            for (rate, burst, offered_per_second) in cases.into_iter().chain([(100, 10, 150)]) {
+            // Rate, burst, offered: 10× the limit, and also only a little over it.
+            let cases = [
+                (100, 10, 1000),
+                (100, 100, 1000),
+                (1000, 100, 10_000),
+                (10, 5, 100),
+                (100, 1, 1000),
+                (100, 10, 150),
+            ];
+            for (rate, burst, offered_per_second) in cases {
                 let limit = limit(f64::from(rate), burst);
                 let scenario = Scenario { workers, limit, offered_per_second, seconds: 60, split };
                 assert_global_rate(scenario);
@@ -336,26 +376,43 @@ fn global_rate_holds_across_two_and_four_workers() {
 }
 
 #[test]
-fn a_client_under_the_limit_is_never_refused() {
-    for (workers, split) in [
-        (2, Split::Even),
-        (2, Split::Random),
-        (4, Split::Even),
-        (4, Split::Random),
-        (8, Split::Random),
-    ] {
-        for burst in [1, 5, 10, 20, 50] {
-            for offered_per_second in [50, 90, 99] {
-                let limit = limit(100.0, burst);
+fn a_client_moving_between_workers_never_gets_more() {
+    // Each phase sends everything to one worker, then moves on: the worst case for the lag.
+    // It may get less (measured: down to -20% at 100 ms phases with 4 workers and burst 10,
+    // -42% with burst 1) but never more than the limit plus the initial bursts.
+    for workers in [2, 4] {
+        for phase_ms in [10, 30, 100, 250, 1000] {
+            for (rate, burst) in [(100, 10), (100, 100), (1000, 100), (10, 5), (100, 1)] {
+                let limit = limit(f64::from(rate), burst);
+                let split = Split::Rotating(phase_ms);
+                let offered_per_second = rate * 10;
                 let scenario = Scenario { workers, limit, offered_per_second, seconds: 60, split };
-                let measured = scenario.run();
-                eprintln!(
-                    "UNDER w{workers} {split:?} burst {burst} offered {offered_per_second}: {:.2}",
-                    measured.rate
-                );
+                let measured = measure(scenario);
+                assert!(measured.rate <= f64::from(rate) * 1.03, "{scenario:?}: {measured:?}");
+                assert!(measured.rate >= f64::from(rate) * 0.5, "{scenario:?}: {measured:?}");
             }
         }
     }
+}
+
+#[test]
+fn a_client_under_the_limit_is_never_refused() {
+    // 90% of the limit, with a burst of one sync interval's tokens (100/s × 100 ms).
+    for workers in [2, 4, 8] {
+        for split in [Split::Even, Split::Random] {
+            let limit = limit(100.0, 10);
+            let scenario = Scenario { workers, limit, offered_per_second: 90, seconds: 60, split };
+            let measured = measure(scenario);
+            assert!(measured.rate >= 89.9, "{scenario:?}: {measured:?}");
+        }
+    }
+    // A burst far below one interval's tokens costs some requests (measured with 4 workers,
+    // random: 96% get through at half the limit, 93% at 90%), but far fewer than without the
+    // pending estimate in `Bucket::pending_at` (83% and 71%).
+    let limit = limit(100.0, 1);
+    let tight =
+        Scenario { workers: 4, limit, offered_per_second: 50, seconds: 60, split: Split::Random };
+    assert!(measure(tight).rate >= 47.0);
 }
 
 #[test]
@@ -388,45 +445,4 @@ fn without_the_exchange_the_rate_would_multiply() {
         })
         .count();
     assert!(admitted > 23_000, "{admitted}");
-}
-
-#[test]
-fn zz_trace() {
-    let interval = ms(100);
-    let start = Instant::now();
-    let w = 4usize;
-    let mut limiters: Vec<RateLimiter> =
-        (0..w).map(|_| RateLimiter::new(limit(100.0, 1), 1024, w)).collect();
-    let exchange = RateExchange::new(w);
-    let mut next_tick: Vec<Duration> = (0..4u32).map(|k| interval + interval * k / 4).collect();
-    let mut usage = Vec::new();
-    for request in 0..200u32 {
-        let at = ms(20) * request;
-        while let Some((worker, &due)) =
-            next_tick.iter().enumerate().min_by_key(|&(_, due)| *due).filter(|t| *t.1 <= at)
-        {
-            usage.clear();
-            limiters[worker].take_usage(&mut usage);
-            exchange.publish(worker, &usage);
-            usage.clear();
-            exchange.collect(worker, &mut usage);
-            limiters[worker].absorb(&usage, start + due);
-            if worker == 0 && request > 100 {
-                let slot = limiters[0].buckets.find(KEY).unwrap();
-                let b = *limiters[0].buckets.value_mut(slot);
-                eprintln!(
-                    "{:?} tick0 charged {:?} tokens {:.2} pending {}",
-                    due, usage, b.tokens, b.pending
-                );
-            }
-            next_tick[worker] = due + interval;
-        }
-        let worker = usize::try_from(request % 4).unwrap();
-        let r = limiters[worker].check(KEY, start + at);
-        if worker == 0 && request > 100 {
-            let slot = limiters[0].buckets.find(KEY).unwrap();
-            let b = *limiters[0].buckets.value_mut(slot);
-            eprintln!("{at:?} w0 {r:?} tokens {:.2}", b.tokens);
-        }
-    }
 }

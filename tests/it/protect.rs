@@ -116,6 +116,12 @@ fn connection_caps_refuse_at_accept(driver: Driver) {
     let refused = matches!(third.read_to_end(&mut reply), Ok(0) | Err(_)) && reply.is_empty();
     assert!(refused, "over the cap, got {}", reply.escape_ascii());
     drop(first);
+    assert_refused_after(&config(driver, origin.addr(), "", ""), "connections_max = 1", 1);
+    assert_refused_after(
+        &config(driver, origin.addr(), "", ""),
+        "connections_per_worker_max = 1",
+        1,
+    );
     // A slot frees when a connection closes.
     eventually("a new connection is admitted", || {
         let mut client = Client::connect(proxy.addr());
@@ -174,4 +180,24 @@ fn ambiguous_content_length_is_normalized(driver: Driver) {
     let seen = origin.next_request();
     assert_eq!(seen.head.header_all("content-length"), ["5"], "one plain length upstream");
     assert_eq!(seen.body, b"hello");
+}
+
+/// Starts a proxy with `key` under `[limits]` and checks that connection `open + 1` is
+/// closed unread while `open` are held.
+fn assert_refused_after(toml: &str, key: &str, open: usize) {
+    let proxy = start_proxy(&toml.replace("[io]", &format!("[limits]\n{key}\n\n[io]")));
+    let held: Vec<Client> = (0..open)
+        .map(|_| {
+            let mut client = Client::connect(proxy.addr());
+            assert_eq!(client.get("/").status, 200, "{key}: under the cap");
+            client
+        })
+        .collect();
+    let mut extra = TcpStream::connect(proxy.addr()).expect("the kernel accepts it");
+    extra.set_read_timeout(Some(Duration::from_secs(2))).expect("a read timeout");
+    let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let mut reply = Vec::new();
+    let refused = matches!(extra.read_to_end(&mut reply), Ok(0) | Err(_)) && reply.is_empty();
+    assert!(refused, "{key}: over the cap, got {}", reply.escape_ascii());
+    drop(held);
 }

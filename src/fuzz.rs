@@ -22,12 +22,12 @@ const HEAD_LIMITS: HeadLimits =
 const CHUNKED_LIMITS: ChunkedLimits =
     ChunkedLimits { extension_bytes_max: 64, trailer_bytes_max: 256 };
 
-/// A request head: see [`check_head`].
+/// A request head: see `check_head`.
 pub fn check_parse_request_head(data: &[u8]) {
     check_head(data, parse_request_head);
 }
 
-/// A response head: see [`check_head`]. Also, a complete head has a status in 100..=599, and
+/// A response head: see `check_head`. Also, a complete head has a status in 100..=599, and
 /// its framing can be asked for after any request method.
 pub fn check_parse_response_head(data: &[u8]) {
     check_head(data, parse_response_head);

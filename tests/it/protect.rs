@@ -64,7 +64,8 @@ fn trusted_proxies_name_the_client(driver: Driver) {
 
 fn route_filters_answer_405_and_403(driver: Driver) {
     let origin = Origin::start(|_| origin::ok("ok"));
-    let route = "[[listener.route]]\npath_prefix = \"/api\"\nmethods_allowed = [\"GET\", \"HEAD\"]\n\
+    let route = "[[listener.route]]\npath_prefix = \"/api\"\n\
+                 methods_allowed = [\"GET\", \"HEAD\"]\n\
                  deny_path = [\"^/api/admin\"]\n\
                  deny_header = [{ name = \"User-Agent\", pattern = \"(?i)sqlmap\" }]\n\
                  cluster = \"app\"\n";

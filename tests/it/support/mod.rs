@@ -164,10 +164,18 @@ pub(crate) fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// An address on which nothing listens: a port bound once and released.
+/// An address on which nothing listens and nothing will.
 pub(crate) fn unused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("its address")
+    // A privileged port that refuses connections: the kernel never hands one out for port
+    // 0, so no other test's listener can take it between this call and its use (a freed
+    // ephemeral port could be, and was, reused by a parallel test).
+    (1..1024)
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        .find(|addr| {
+            std::net::TcpStream::connect(addr)
+                .is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
+        .expect("a privileged port with nothing listening")
 }
 
 /// Proxy logs on stderr when `RINGWAY_LOG` is set (`RINGWAY_LOG=debug cargo test ...`).

@@ -346,7 +346,7 @@ fn validate_sticky(
     // Without a configured key the cookie still names no address, but it can be guessed
     // from the config; set `key` to make it unguessable.
     let key_text = sticky.key.clone().unwrap_or_else(|| format!("ringway-sticky:{cluster}"));
-    let key = fnv1a(key_text.as_bytes());
+    let key = crate::balance::hash_key(key_text.as_bytes());
     Sticky { cookie, attributes, key }
 }
 
@@ -379,11 +379,4 @@ fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigErro
         SocketAddr::from(([0, 0, 0, 0], 0))
     });
     Backend { addr: resolved, host: addr.clone(), weight, state }
-}
-
-/// FNV-1a, 64 bits: turns the sticky key text into the number that keys the cookie hash.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -112,7 +112,10 @@ pub(super) fn rate_limit(
     if !(file.rate.is_finite() && file.rate > 0.0 && file.rate <= 1e9) {
         errors.push(ConfigError::invalid(
             format!("{at}.rate"),
-            format!("{} is not a rate in 0..=1e9 requests per second", file.rate),
+            format!(
+                "{} is not a rate; use more than 0 and at most 1e9 requests a second",
+                file.rate
+            ),
         ));
     }
     let burst = file.burst.unwrap_or_else(|| default_burst(file.rate));

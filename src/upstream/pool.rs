@@ -97,11 +97,6 @@ impl Pool {
         }
     }
 
-    /// Idle connections held, over all backends.
-    pub fn idle_count(&self) -> usize {
-        self.idle.iter().flatten().map(VecDeque::len).sum()
-    }
-
     /// Closes every idle connection (shutdown).
     pub fn clear(&mut self) {
         self.idle.iter_mut().flatten().for_each(VecDeque::clear);

@@ -6,6 +6,7 @@
 
 use crate::config::{BackendId, BackendState, ClusterId, Config};
 use crate::stats::{Aggregate, ControlView, StatsLayout, WorkerStats};
+use crate::tls::server::ServerTls;
 use crate::upstream::LoadBoard;
 use crate::upstream::health::{self, HealthEvent};
 use std::cell::RefCell;
@@ -15,11 +16,20 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// Messages from the control plane to a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Control {
     Shutdown,
     Health(HealthEvent),
-    BackendState { cluster: ClusterId, backend: BackendId, state: BackendState },
+    BackendState {
+        cluster: ClusterId,
+        backend: BackendId,
+        state: BackendState,
+    },
+    /// New certificates for a TLS listener: new handshakes use them.
+    TlsReload {
+        listener: usize,
+        server: Arc<ServerTls>,
+    },
 }
 
 /// Requests from the [`crate::runtime::Proxy`] handle to the control thread.
@@ -33,6 +43,10 @@ pub enum Request {
     },
     Backends {
         reply: flume::Sender<Vec<BackendReport>>,
+    },
+    /// Reads every TLS listener's certificate files again.
+    ReloadTls {
+        reply: flume::Sender<Result<usize, String>>,
     },
     /// Shutdown has begun: `/ready` answers 503 from now on.
     ShuttingDown,
@@ -128,10 +142,41 @@ impl ControlState {
             state,
         };
         for worker in &self.workers {
-            let _ = worker.send(message);
+            let _ = worker.send(message.clone());
         }
         log::info!("cluster {cluster} backend {backend}: now {}", crate::admin::state_name(state));
         Ok(())
+    }
+
+    /// Reads the certificate files of every TLS listener again and hands the new ones to
+    /// the workers; existing connections keep theirs. All or nothing: on any problem the
+    /// old certificates stay everywhere. Returns how many listeners were reloaded.
+    pub fn reload_tls(&self) -> Result<usize, String> {
+        let mut reloaded = Vec::new();
+        let mut problems = Vec::new();
+        for (index, listener) in self.config.listeners.iter().enumerate() {
+            if let Some(tls) = &listener.tls {
+                match tls.server.reload() {
+                    Ok(server) => reloaded.push((index, Arc::new(server))),
+                    Err(found) => problems.extend(found),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            let lines: Vec<String> =
+                problems.iter().map(|(at, reason)| format!("{at}: {reason}")).collect();
+            let message = format!("certificates not reloaded: {}", lines.join("; "));
+            log::error!("{message}");
+            return Err(message);
+        }
+        for (listener, server) in &reloaded {
+            for worker in &self.workers {
+                let message = Control::TlsReload { listener: *listener, server: server.clone() };
+                let _ = worker.send(message);
+            }
+        }
+        log::info!("reloaded the certificates of {} TLS listeners", reloaded.len());
+        Ok(reloaded.len())
     }
 
     /// Reopens the access log, if there is one.
@@ -215,6 +260,9 @@ async fn run(start: ControlStart) {
             }
             Request::Backends { reply } => {
                 let _ = reply.send(state.borrow().backend_reports());
+            }
+            Request::ReloadTls { reply } => {
+                let _ = reply.send(state.borrow().reload_tls());
             }
             Request::ShuttingDown => state.borrow_mut().shutting_down = true,
             Request::Stop => break,

@@ -23,6 +23,7 @@ pub mod balance;
 pub mod upstream;
 pub mod proxy;
 pub mod wire;
+pub mod tls;
 pub mod response;
 
 pub mod control;

@@ -94,6 +94,15 @@ impl Proxy {
         answer.recv().map_err(|_| "the control thread has stopped".to_owned())?
     }
 
+    /// Reads every TLS listener's certificate files again, as SIGHUP and
+    /// `POST /tls/reload` do. On any problem nothing changes and the error says why.
+    pub fn reload_tls(&self) -> Result<usize, String> {
+        let (reply, answer) = flume::bounded(1);
+        let stopped = || "the control thread has stopped".to_owned();
+        self.requests.send(Request::ReloadTls { reply }).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
     /// Every backend's state, health and in-flight count.
     pub fn backends(&self) -> Vec<BackendReport> {
         let (reply, answer) = flume::bounded(1);
@@ -330,6 +339,11 @@ async fn worker_main(start: WorkerStart) {
             Control::BackendState { cluster, backend, state } => {
                 worker.set_backend_state(cluster, backend, state);
             }
+            Control::TlsReload { listener, server } => {
+                if let Some(slot) = worker.tls.borrow_mut().get_mut(listener) {
+                    *slot = Some(server.for_worker());
+                }
+            }
         }
     }
     worker.begin_shutdown();
@@ -395,11 +409,18 @@ async fn reap_pool(worker: Rc<Worker>) {
 
 /// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
 pub fn run(config: Arc<Config>) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let proxy = start(config)?;
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            // Certificates only; the rest of the config needs a restart.
+            log::info!("SIGHUP: reloading TLS certificates");
+            let _ = proxy.reload_tls();
+            continue;
+        }
         log::info!("signal {signal}: shutting down gracefully");
+        break;
     }
     proxy.shutdown();
     proxy.wait();

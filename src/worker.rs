@@ -40,9 +40,14 @@ impl BufferPool {
     }
 
     /// Returns `buf` for reuse. A buffer grown past twice the size is dropped, so one
-    /// large head does not pin memory forever.
+    /// large head does not pin memory forever; one smaller than the size is dropped too.
     pub fn give(&mut self, mut buf: Vec<u8>) {
-        if self.free.len() < FREE_BUFFERS_MAX && buf.capacity() <= 2 * self.buffer_bytes {
+        let capacity = buf.capacity();
+        // An empty placeholder (capacity 0) or a shrunken buffer is not worth keeping.
+        if self.free.len() < FREE_BUFFERS_MAX
+            && capacity >= self.buffer_bytes
+            && capacity <= 2 * self.buffer_bytes
+        {
             buf.clear();
             self.free.push(buf);
         }
@@ -89,6 +94,9 @@ pub struct Worker {
     pub rate_limiters: RefCell<Vec<Option<RateLimiter>>>,
     /// The exchange each limiter swaps usage through, same order.
     pub rate_exchanges: Vec<Arc<RateExchange>>,
+    /// Per listener: this worker's TLS config (its own session cache), replaced when the
+    /// certificates are reloaded.
+    pub tls: RefCell<Vec<Option<Arc<rustls::ServerConfig>>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -118,8 +126,14 @@ impl Worker {
         let stats_layout = StatsLayout::new(&config);
         let clusters =
             config.clusters.iter().map(|cluster| ClusterStatus::new(cluster, id, now)).collect();
+        let tls = config
+            .listeners
+            .iter()
+            .map(|listener| listener.tls.as_ref().map(|tls| tls.server.for_worker()))
+            .collect();
         Self {
             id,
+            tls: RefCell::new(tls),
             pool: RefCell::new(Pool::new(&config.clusters)),
             clusters: RefCell::new(clusters),
             load_board,

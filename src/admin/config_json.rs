@@ -96,6 +96,9 @@ fn route_json(config: &Config, route: &Route) -> Value {
     let action = match &route.action {
         RouteAction::Cluster(id) => json!({ "cluster": config.clusters[id.0 as usize].name }),
         RouteAction::Respond(fixed) => json!({ "respond": { "status": fixed.status } }),
+        RouteAction::RedirectHttps { status, port } => {
+            json!({ "redirect_https": { "status": status, "port": port } })
+        }
     };
     json!({
         "host": host,

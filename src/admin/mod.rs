@@ -204,8 +204,12 @@ fn respond_to(
             state.borrow().reopen_access_log();
             Reply::json(200, &serde_json::json!({ "reopened": true }))
         }
+        (Method::Post, ["tls", "reload"]) => match state.borrow().reload_tls() {
+            Ok(listeners) => Reply::json(200, &serde_json::json!({ "reloaded": listeners })),
+            Err(error) => Reply::json(422, &serde_json::json!({ "error": error })),
+        },
         (_, ["" | "metrics" | "stats" | "health" | "ready" | "config" | "backends"])
-        | (_, ["backends", _, _] | ["access_log", "reopen"]) => {
+        | (_, ["backends", _, _] | ["access_log", "reopen"] | ["tls", "reload"]) => {
             let mut reply = Reply::error(405, "method not allowed");
             reply.headers = "Allow: GET, PUT, POST\r\n";
             reply

@@ -125,6 +125,7 @@ pub(super) fn validate_cluster(
             .sticky
             .as_ref()
             .map(|sticky| validate_sticky(&format!("{at}.sticky"), name, sticky, errors)),
+        tls: cluster.tls.as_ref().and_then(|tls| super::tls::cluster_tls(&at, tls, errors)),
     }
 }
 

@@ -110,11 +110,50 @@ pub(super) struct FileListener {
     pub(super) deny: Option<Vec<String>>,
     pub(super) trusted_proxies: Option<Vec<String>>,
     pub(super) rate_limit: Option<FileRateLimit>,
+    pub(super) tls: Option<FileListenerTls>,
     #[serde(default)]
     pub(super) route: Vec<FileRoute>,
 }
 
-/// `[[listener.route]]`: match fields, then exactly one of `cluster` or `respond`.
+/// `[listener.tls]`: terminate TLS on this listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileListenerTls {
+    #[serde(default)]
+    pub(super) certificates: Vec<FileCertificate>,
+    pub(super) versions: Option<Vec<String>>,
+    pub(super) cipher_suites: Option<Vec<String>>,
+    pub(super) provider: Option<String>,
+    pub(super) client_auth: Option<String>,
+    pub(super) client_ca: Option<String>,
+    pub(super) session_cache_entries: Option<u64>,
+    pub(super) session_tickets: Option<bool>,
+    pub(super) hsts: Option<String>,
+}
+
+/// One entry of `certificates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCertificate {
+    pub(super) cert: String,
+    pub(super) key: String,
+    pub(super) names: Option<Vec<String>>,
+    pub(super) ocsp: Option<String>,
+}
+
+/// `[cluster.NAME.tls]`: speak TLS to the backends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileClusterTls {
+    pub(super) ca: Option<String>,
+    pub(super) sni: Option<String>,
+    pub(super) client_cert: Option<String>,
+    pub(super) client_key: Option<String>,
+    pub(super) insecure_skip_verify: Option<bool>,
+    pub(super) provider: Option<String>,
+}
+
+/// `[[listener.route]]`: match fields, then one of `cluster`, `respond` or `redirect_https`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileRoute {
@@ -126,12 +165,22 @@ pub(super) struct FileRoute {
     pub(super) cookie: Option<FileNameValue>,
     pub(super) cluster: Option<String>,
     pub(super) respond: Option<FileRespond>,
+    pub(super) redirect_https: Option<FileRedirect>,
     pub(super) allow: Option<Vec<String>>,
     pub(super) deny: Option<Vec<String>>,
     pub(super) methods_allowed: Option<Vec<String>>,
     pub(super) deny_path: Option<Vec<String>>,
     pub(super) deny_header: Option<Vec<FileHeaderPattern>>,
     pub(super) rate_limit: Option<FileRateLimit>,
+}
+
+/// `redirect_https = { port = 443, status = 301 }`: send the client to the same URL
+/// over https.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRedirect {
+    pub(super) port: Option<u64>,
+    pub(super) status: Option<u64>,
 }
 
 /// `{ name = "User-Agent", pattern = "sqlmap" }`: a header regex that denies.
@@ -195,6 +244,7 @@ pub(super) struct FileCluster {
     #[serde(default)]
     pub(super) outlier: FileOutlier,
     pub(super) sticky: Option<FileSticky>,
+    pub(super) tls: Option<FileClusterTls>,
 }
 
 /// `[cluster.NAME.health_check]`: active checks, run once per process.

@@ -7,6 +7,7 @@ mod cluster;
 mod error;
 mod guard;
 mod file;
+mod tls;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -15,6 +16,7 @@ pub use validate::from_toml;
 use crate::http::{ChunkedLimits, HeadLimits};
 use crate::limit::{Acl, IpList, RateLimit, RequestFilter};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The configuration shipped in the binary: `config/ringway.toml`, run when no
@@ -139,6 +141,16 @@ pub struct Listener {
     /// Peers whose X-Forwarded-For / Forwarded name the real client.
     pub trusted_proxies: IpList,
     pub rate_limit: Option<RateLimitConfig>,
+    /// TLS termination, when the listener has a `tls` section.
+    pub tls: Option<Arc<ListenerTls>>,
+}
+
+/// A listener's TLS: the certificates and settings, and the HSTS header it adds.
+#[derive(Debug)]
+pub struct ListenerTls {
+    pub server: crate::tls::server::ServerTls,
+    /// `Strict-Transport-Security: VALUE\r\n`, added to every response.
+    pub hsts: Option<Box<[u8]>>,
 }
 
 /// A token bucket and what it is keyed by.
@@ -212,6 +224,11 @@ pub struct NameValue {
 pub enum RouteAction {
     Cluster(ClusterId),
     Respond(FixedResponse),
+    /// Send the client to the same host and target over https.
+    RedirectHttps {
+        status: u16,
+        port: u16,
+    },
 }
 
 /// A response the proxy answers itself, rendered once at load time.
@@ -348,6 +365,8 @@ pub struct Cluster {
     pub health_check: Option<HealthCheck>,
     pub outlier: Outlier,
     pub sticky: Option<Sticky>,
+    /// TLS to the backends, when the cluster has a `tls` section.
+    pub tls: Option<crate::tls::client::ClientTls>,
 }
 
 /// One address in a cluster.

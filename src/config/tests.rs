@@ -85,8 +85,8 @@ fn route_needs_exactly_one_action() {
     assert_eq!(
         report(text),
         "invalid configuration, 2 problems:\n\
-         \x20 listener[0].route[0]: set exactly one of `cluster` or `respond`\n\
-         \x20 listener[0].route[1]: set exactly one of `cluster` or `respond`"
+         \x20 listener[0].route[0]: set exactly one of `cluster`, `respond` or `redirect_https`\n\
+         \x20 listener[0].route[1]: set exactly one of `cluster`, `respond` or `redirect_https`"
     );
 }
 

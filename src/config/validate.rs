@@ -361,6 +361,7 @@ fn validate_listener(
             listener.rate_limit.as_ref(),
             errors,
         ),
+        tls: listener.tls.as_ref().and_then(|tls| super::tls::listener_tls(&at, tls, errors)),
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(
@@ -379,8 +380,9 @@ fn validate_route(
     clusters: &[&str],
     errors: &mut Vec<ConfigError>,
 ) -> Route {
-    let action = match (&route.cluster, &route.respond) {
-        (Some(name), None) => match clusters.iter().position(|known| known == name) {
+    let action = match (&route.cluster, &route.respond, &route.redirect_https) {
+        (None, None, Some(redirect)) => super::tls::redirect(at, redirect, errors),
+        (Some(name), None, None) => match clusters.iter().position(|known| known == name) {
             Some(position) => RouteAction::Cluster(ClusterId(to_u32(position as u64))),
             None => {
                 errors.push(ConfigError::UnknownCluster {
@@ -391,9 +393,10 @@ fn validate_route(
                 RouteAction::Cluster(ClusterId(0))
             }
         },
-        (None, Some(respond)) => RouteAction::Respond(validate_respond(at, respond, errors)),
-        (Some(_), Some(_)) | (None, None) => {
-            errors.push(ConfigError::invalid(at, "set exactly one of `cluster` or `respond`"));
+        (None, Some(respond), None) => RouteAction::Respond(validate_respond(at, respond, errors)),
+        _ => {
+            let reason = "set exactly one of `cluster`, `respond` or `redirect_https`";
+            errors.push(ConfigError::invalid(at, reason));
             RouteAction::Cluster(ClusterId(0))
         }
     };

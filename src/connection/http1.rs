@@ -13,6 +13,8 @@ use crate::http::{BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_re
 use crate::proxy::http::{Exchange, ExchangeEnd, ExchangeReport, exchange};
 use crate::proxy::tunnel::tunnel;
 use crate::route::{self, RouteRequest};
+use crate::tls::stream::TlsStream;
+use crate::tls::{ClientStream, UpstreamStream};
 use crate::worker::Worker;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -90,7 +92,7 @@ impl PeerText {
 /// The state of one client connection.
 struct Client {
     worker: Rc<Worker>,
-    stream: TcpStream,
+    stream: ClientStream,
     peer: SocketAddr,
     peer_text: PeerText,
     listener: usize,
@@ -119,7 +121,7 @@ struct Outcome {
 enum Next {
     Continue,
     Close,
-    Tunnel { upstream: TcpStream, to_client: Vec<u8> },
+    Tunnel { upstream: UpstreamStream, to_client: Vec<u8> },
 }
 
 /// Serves `stream` until the client or the proxy ends it.
@@ -129,6 +131,9 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
     if let Err(error) = stream.set_nodelay(true) {
         log::debug!("set TCP_NODELAY on {peer}: {error}");
     }
+    let Some(stream) = handshake(&worker, stream, peer, listener).await else {
+        return;
+    };
     let mut client = Client {
         worker: worker.clone(),
         stream,
@@ -141,7 +146,8 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
         outcome: Outcome::default(),
         log: LogFields::default(),
     };
-    let mut buf = worker.take_buffer();
+    // An idle connection holds no buffer: one is taken when bytes arrive.
+    let mut buf = Vec::new();
     let mut first = true;
     loop {
         let (result, back) = read_request(&mut client, buf, first).await;
@@ -198,7 +204,16 @@ async fn read_request(
             return (Ok(None), buf);
         }
         let worker = client.worker.clone();
-        let _idle = IdleGuard::new(&worker.idle, client.stream.as_raw_fd());
+        // Wait with no buffer: an idle keep-alive connection costs only its socket.
+        client.worker.give_buffer(std::mem::take(&mut buf));
+        {
+            let _idle = IdleGuard::new(&worker.idle, client.stream.tcp().as_raw_fd());
+            match monoio::time::timeout(idle_timeout, client.stream.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return (Ok(None), buf),
+            }
+        }
+        buf = client.worker.take_buffer();
         let read = client.stream.read(buf.slice_mut(0..));
         match monoio::time::timeout(idle_timeout, read).await {
             Ok((Ok(read), slice)) if read > 0 => buf = slice.into_inner(),
@@ -262,6 +277,23 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             let next = answer_error(client, &ProxyError::NoRoute, keep_alive).await;
             (next, buf)
         }
+        Some(RouteAction::RedirectHttps { status, port }) => {
+            let location = https_location(&buf, head, *port);
+            buf.drain(..head.head_len as usize);
+            let keep_alive = head.keep_alive && !has_body && !worker.shutting_down.get();
+            let next = match location {
+                Some(location) => answer_redirect(client, *status, &location, keep_alive).await,
+                None => {
+                    answer_error(
+                        client,
+                        &ProxyError::BadRequest(crate::http::ParseError::MissingHost),
+                        keep_alive,
+                    )
+                    .await
+                }
+            };
+            (next, buf)
+        }
         Some(RouteAction::Respond(fixed)) => {
             buf.drain(..head.head_len as usize);
             let keep_alive = head.keep_alive && !has_body && !worker.shutting_down.get();
@@ -269,41 +301,54 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             (next, buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
-            client.outcome.cluster = Some(cluster.0 as usize);
-            let request_id = client.log.generated.then(|| client.log.request_id());
-            let x = Exchange {
-                worker: &worker,
-                client: &mut client.stream,
-                peer: client.peer,
-                peer_text: client.peer_text.as_bytes(),
-                head,
-                headers: &client.headers,
-                cluster: *cluster,
-                request_id,
-                report: &mut client.outcome.report,
-            };
-            let (result, mut buf) = exchange(x, buf).await;
-            client.outcome.status = client.outcome.report.status;
-            let next = match result {
-                Ok(ExchangeEnd::Done { keep_alive: true }) => Next::Continue,
-                Ok(ExchangeEnd::Done { keep_alive: false }) => Next::Close,
-                Ok(ExchangeEnd::Upgrade { upstream, to_client }) => {
-                    Next::Tunnel { upstream, to_client }
-                }
-                Err(error) => {
-                    log_failure(&worker, &error);
-                    // No backend means nothing was sent or read past the head, which is
-                    // still at the front of `buf`: without a body the request is whole.
-                    let keep_alive = error == ProxyError::NoBackend && head.keep_alive && !has_body;
-                    if keep_alive {
-                        buf.drain(..head.head_len as usize);
-                    }
-                    answer_error(client, &error, keep_alive).await
-                }
-            };
-            (next, buf)
+            proxy_to_cluster(client, head, buf, *cluster, has_body).await
         }
     }
+}
+
+/// Hands the request to `cluster` and turns the outcome into what the loop does next.
+async fn proxy_to_cluster(
+    client: &mut Client,
+    head: &RequestHead,
+    buf: Vec<u8>,
+    cluster: crate::config::ClusterId,
+    has_body: bool,
+) -> (Next, Vec<u8>) {
+    let worker = client.worker.clone();
+    client.outcome.cluster = Some(cluster.0 as usize);
+    let request_id = client.log.generated.then(|| client.log.request_id());
+    let tls = worker.config.listeners[client.listener].tls.as_deref();
+    let x = Exchange {
+        worker: &worker,
+        https: tls.is_some(),
+        response_headers: tls.and_then(|tls| tls.hsts.as_deref()).unwrap_or_default(),
+        client: &mut client.stream,
+        peer: client.peer,
+        peer_text: client.peer_text.as_bytes(),
+        head,
+        headers: &client.headers,
+        cluster,
+        request_id,
+        report: &mut client.outcome.report,
+    };
+    let (result, mut buf) = exchange(x, buf).await;
+    client.outcome.status = client.outcome.report.status;
+    let next = match result {
+        Ok(ExchangeEnd::Done { keep_alive: true }) => Next::Continue,
+        Ok(ExchangeEnd::Done { keep_alive: false }) => Next::Close,
+        Ok(ExchangeEnd::Upgrade { upstream, to_client }) => Next::Tunnel { upstream, to_client },
+        Err(error) => {
+            log_failure(&worker, &error);
+            // No backend means nothing was sent or read past the head, which is
+            // still at the front of `buf`: without a body the request is whole.
+            let keep_alive = error == ProxyError::NoBackend && head.keep_alive && !has_body;
+            if keep_alive {
+                buf.drain(..head.head_len as usize);
+            }
+            answer_error(client, &error, keep_alive).await
+        }
+    };
+    (next, buf)
 }
 
 fn log_failure(worker: &Worker, error: &ProxyError) {
@@ -344,6 +389,93 @@ async fn answer_error_with(
     match monoio::time::timeout(timeout, write).await {
         Ok((Ok(_), _)) if keep_alive => Next::Continue,
         _ => Next::Close,
+    }
+}
+
+/// `https://HOST[:PORT]TARGET` for a request, or `None` when it names no host.
+fn https_location(buf: &[u8], head: &RequestHead, port: u16) -> Option<Vec<u8>> {
+    let host = head.host?.of(buf);
+    // Drop a port the client used for plain http; keep an IPv6 literal whole.
+    let name = match host.iter().rposition(|&byte| byte == b':') {
+        Some(colon) if !host[colon..].contains(&b']') => &host[..colon],
+        _ => host,
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let target = head.target.of(buf);
+    let mut location = Vec::with_capacity(name.len() + target.len() + 16);
+    location.extend_from_slice(b"https://");
+    location.extend_from_slice(name);
+    if port != 443 {
+        location.extend_from_slice(format!(":{port}").as_bytes());
+    }
+    // An absolute-form target keeps only its path and query.
+    if target.first() == Some(&b'/') {
+        location.extend_from_slice(target);
+    } else {
+        location.extend_from_slice(head.path.of(buf));
+    }
+    Some(location)
+}
+
+/// Sends a redirect to `location`.
+async fn answer_redirect(
+    client: &mut Client,
+    status: u16,
+    location: &[u8],
+    keep_alive: bool,
+) -> Next {
+    let reason = crate::response::reason(status);
+    let connection: &[u8] = if keep_alive { b"" } else { b"Connection: close\r\n" };
+    let mut out = Vec::with_capacity(160 + location.len());
+    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\nServer: ringway\r\n").as_bytes());
+    out.extend_from_slice(b"Location: ");
+    out.extend_from_slice(location);
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\n");
+    out.extend_from_slice(connection);
+    out.extend_from_slice(b"\r\n");
+    client.outcome.status = status;
+    client.outcome.report.bytes_out = out.len() as u64;
+    let timeout = client.worker.config.timeouts.client_write;
+    match monoio::time::timeout(timeout, client.stream.write_all(out)).await {
+        Ok((Ok(_), _)) if keep_alive => Next::Continue,
+        _ => Next::Close,
+    }
+}
+
+/// Runs the TLS handshake on a listener with TLS, within the client header timeout. A
+/// failed handshake closes only this connection.
+async fn handshake(
+    worker: &Worker,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+) -> Option<ClientStream> {
+    let Some(config) = worker.tls.borrow()[listener].clone() else {
+        return Some(ClientStream::Plain(stream));
+    };
+    let conn = match rustls::ServerConnection::new(config) {
+        Ok(conn) => conn,
+        Err(error) => {
+            log::warn!("worker {}: TLS session for {peer}: {error}", worker.id);
+            return None;
+        }
+    };
+    let mut tls = Box::new(TlsStream::new(stream, conn));
+    let timeout = worker.config.timeouts.client_header;
+    match monoio::time::timeout(timeout, tls.handshake()).await {
+        Ok(Ok(())) => Some(ClientStream::Tls(tls)),
+        Ok(Err(error)) => {
+            log::debug!("worker {}: TLS handshake with {peer} failed: {error}", worker.id);
+            worker.stats.borrow_mut().rejected(listener, crate::stats::RejectReason::TlsHandshake);
+            None
+        }
+        Err(_) => {
+            log::debug!("worker {}: TLS handshake with {peer} timed out", worker.id);
+            worker.stats.borrow_mut().rejected(listener, crate::stats::RejectReason::TlsHandshake);
+            None
+        }
     }
 }
 

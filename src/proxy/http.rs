@@ -12,11 +12,11 @@ use crate::http::{
     BodyFraming, HeaderKind, HeaderLine, Method, Parsed, RequestHead, ResponseHead, Version,
     find_cookie, find_header, parse_response_head, response_framing,
 };
+use crate::tls::{ClientStream, UpstreamStream};
 use crate::upstream::{self, Outcome, Pick, UpstreamConnection};
 use crate::wire::OutVec;
 use crate::worker::{InFlight, Worker};
 use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -29,14 +29,18 @@ pub enum ExchangeEnd {
     Done { keep_alive: bool },
     /// The backend switched protocols: the caller tunnels between the client and
     /// `upstream`, sending `to_client` first.
-    Upgrade { upstream: TcpStream, to_client: Vec<u8> },
+    Upgrade { upstream: UpstreamStream, to_client: Vec<u8> },
 }
 
 /// What one exchange needs from its connection.
 #[derive(Debug)]
 pub struct Exchange<'a> {
     pub worker: &'a Worker,
-    pub client: &'a mut TcpStream,
+    pub client: &'a mut ClientStream,
+    /// The client came over TLS: `X-Forwarded-Proto: https`.
+    pub https: bool,
+    /// Header lines added to every response on this listener (HSTS), or empty.
+    pub response_headers: &'a [u8],
     pub peer: SocketAddr,
     /// `peer`'s address as text, for X-Forwarded-For.
     pub peer_text: &'a [u8],
@@ -326,7 +330,14 @@ async fn send_request(
         }
         let mut upstream = match pooled {
             Some(upstream) => upstream,
-            None => match upstream::connect(backend.addr, cluster.connect_timeout).await {
+            None => match upstream::connect(
+                backend.addr,
+                &backend.host,
+                cluster.tls.as_ref(),
+                cluster.connect_timeout,
+            )
+            .await
+            {
                 Ok(stream) => {
                     x.worker.stats.borrow_mut().upstream_connected(stats_index, false);
                     UpstreamConnection {
@@ -416,7 +427,7 @@ async fn send_head_and_body(
 /// Reads until the first response bytes arrive, within the cluster's response timeout.
 async fn first_response_bytes(
     worker: &Worker,
-    stream: &mut TcpStream,
+    stream: &mut UpstreamStream,
     cluster: &Cluster,
 ) -> Result<Vec<u8>, ProxyError> {
     let options = upstream_read_options(worker, cluster);
@@ -520,7 +531,11 @@ fn write_forwarded_headers(
         extra.extend_from_slice(b", ");
     }
     extra.extend_from_slice(x.peer_text);
-    extra.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    extra.extend_from_slice(if x.https {
+        b"\r\nX-Forwarded-Proto: https\r\n"
+    } else {
+        b"\r\nX-Forwarded-Proto: http\r\n"
+    });
     if let Some(host) = head.host {
         extra.extend_from_slice(b"X-Forwarded-Host: ");
         extra.extend_from_slice(host.of(buf));
@@ -611,7 +626,7 @@ async fn respond(
 /// `worker.response_headers`.
 async fn read_final_head(
     x: &mut Exchange<'_>,
-    stream: &mut TcpStream,
+    stream: &mut UpstreamStream,
     mut buf: Vec<u8>,
     options: &RelayOptions,
 ) -> (Result<ResponseHead, ProxyError>, Vec<u8>) {
@@ -711,6 +726,9 @@ fn plan_response(
     }
     if encoder == Encoder::Chunked {
         out.push_static(b"Transfer-Encoding: chunked\r\n");
+    }
+    if !x.response_headers.is_empty() {
+        out.push_extra(x.response_headers);
     }
     if let Some((sticky, value)) = set_cookie {
         let start = out.extra.len();

@@ -1,16 +1,16 @@
 //! After a 101 Switching Protocols: a bidirectional byte tunnel between the client and the
 //! backend until both directions have ended.
 
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use crate::tls::{ClientStream, UpstreamStream};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use std::io;
 
 /// Copies bytes both ways. `to_upstream` and `to_client` are bytes already read that
 /// belong to the tunnel (sent right after the 101). Each direction ends at end of file and
 /// then shuts down the write side of the other socket.
 pub async fn tunnel(
-    client: TcpStream,
-    upstream: TcpStream,
+    client: ClientStream,
+    upstream: UpstreamStream,
     to_upstream: Vec<u8>,
     to_client: Vec<u8>,
 ) -> io::Result<(u64, u64)> {

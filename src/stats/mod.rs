@@ -40,11 +40,13 @@ pub enum RejectReason {
     RateLimited,
     /// A connection cap: the connection was closed at accept.
     ConnectionLimit,
+    /// A TLS handshake failed or timed out: the connection was closed.
+    TlsHandshake,
 }
 
 impl RejectReason {
     /// Every reason, in the order of their counters.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::HeadTooLarge,
         Self::TooManyHeaders,
         Self::UriTooLong,
@@ -59,6 +61,7 @@ impl RejectReason {
         Self::Filtered,
         Self::RateLimited,
         Self::ConnectionLimit,
+        Self::TlsHandshake,
     ];
 
     /// The snake_case label used in metrics and JSON.
@@ -78,6 +81,7 @@ impl RejectReason {
             Self::Filtered => "filtered",
             Self::RateLimited => "rate_limited",
             Self::ConnectionLimit => "connection_limit",
+            Self::TlsHandshake => "tls_handshake",
         }
     }
 
@@ -98,6 +102,7 @@ impl RejectReason {
             Self::Filtered => 11,
             Self::RateLimited => 12,
             Self::ConnectionLimit => 13,
+            Self::TlsHandshake => 14,
         }
     }
 }

@@ -9,7 +9,6 @@ use crate::config::{BackendId, ClusterId, Config, HealthCheck};
 use crate::http::{HeadLimits, Parsed, parse_response_head};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -34,6 +33,8 @@ pub fn start(config: &Config, publish: Rc<dyn Fn(HealthEvent)>) {
                 cluster: ClusterId(u32::try_from(cluster_index).unwrap_or(u32::MAX)),
                 backend: BackendId(u32::try_from(backend_index).unwrap_or(u32::MAX)),
                 addr: backend.addr,
+                host: backend.host.clone(),
+                tls: cluster.tls.clone(),
                 request: check_request(check, &backend.host),
                 check: check.clone(),
                 label: format!("cluster {} backend {}", cluster.name, backend.host),
@@ -48,6 +49,9 @@ struct Target {
     cluster: ClusterId,
     backend: BackendId,
     addr: SocketAddr,
+    host: String,
+    /// The cluster's TLS: a TCP check then also completes a handshake.
+    tls: Option<crate::tls::client::ClientTls>,
     /// The HTTP request bytes, or empty for a TCP check.
     request: Vec<u8>,
     check: HealthCheck,
@@ -92,7 +96,9 @@ async fn check_loop(target: Target, publish: Rc<dyn Fn(HealthEvent)>) {
 
 /// One probe: connect, and for HTTP checks send the request and check the status.
 async fn probe(target: &Target) -> std::io::Result<bool> {
-    let mut stream = TcpStream::connect_addr(target.addr).await?;
+    let timeout = target.check.timeout;
+    let mut stream =
+        super::connect::connect(target.addr, &target.host, target.tls.as_ref(), timeout).await?;
     let Some(http) = &target.check.http else { return Ok(true) };
     let (result, _) = stream.write_all(target.request.clone()).await;
     result?;

@@ -4,14 +4,14 @@
 //! drops expired ones on the way; a reaper task calls [`Pool::reap`] once a second.
 
 use crate::config::{BackendId, Cluster, ClusterId};
-use monoio::net::TcpStream;
+use crate::tls::UpstreamStream;
 use std::collections::VecDeque;
 use std::time::Instant;
 
 /// A connection to one backend, with how many requests it has carried.
 #[derive(Debug)]
 pub struct UpstreamConnection {
-    pub stream: TcpStream,
+    pub stream: UpstreamStream,
     pub cluster: ClusterId,
     pub backend: BackendId,
     pub requests: u32,

@@ -33,7 +33,7 @@ on_both_drivers!(
 const FAST_STATS: &str = "[stats]\ninterval_ms = 50\n\n";
 
 /// Every rejection reason, in the documented order.
-const REJECT_REASONS: [&str; 14] = [
+const REJECT_REASONS: [&str; 15] = [
     "head_too_large",
     "too_many_headers",
     "uri_too_long",
@@ -48,6 +48,7 @@ const REJECT_REASONS: [&str; 14] = [
     "filtered",
     "rate_limited",
     "connection_limit",
+    "tls_handshake",
 ];
 
 /// `{"1xx": n, ..., "5xx": n}` as `/stats` writes it.

@@ -41,3 +41,6 @@ mod sim_least_connections;
 mod strict;
 // Edge protection: IP lists, trusted proxies, filters, rate limits, caps, slow clients.
 mod protect;
+
+// TLS termination: SNI, versions, resumption, mTLS, redirect, reload.
+mod tls;

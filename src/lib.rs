@@ -33,5 +33,7 @@ pub mod error;
 pub mod stats;
 pub mod access_log;
 
+pub mod tune;
+
 #[doc(hidden)]
 pub mod fuzz;

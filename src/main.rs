@@ -1,5 +1,6 @@
 //! The `ringway` command: `ringway --config FILE` runs the proxy, `ringway check FILE`
-//! validates a file and exits. With no `--config`, the embedded default config runs.
+//! validates a file and exits, `ringway tune` inspects the host and recommends settings.
+//! With no `--config`, the embedded default config runs.
 
 use clap::{Parser, Subcommand};
 use ringway::config::{Config, EMBEDDED_DEFAULT};
@@ -29,6 +30,16 @@ enum Command {
     Check {
         /// The TOML configuration to check.
         file: PathBuf,
+    },
+    /// Inspects the host (cores, NUMA, limits, sysctls, io_uring) against the config and
+    /// prints recommended settings with the reason for each.
+    Tune {
+        /// The TOML configuration to relate to the host; the embedded default without it.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the host facts and findings as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -69,11 +80,31 @@ fn read_config(path: Option<&PathBuf>) -> Result<String, String> {
     }
 }
 
+/// `ringway tune`: reads the host, prints the findings. Exits 0 whatever it finds.
+fn tune(path: Option<&PathBuf>, config: &Config, json: bool) -> ExitCode {
+    let name = path.map_or("embedded default config".to_owned(), |path| path.display().to_string());
+    let report = ringway::tune::Report::inspect(&name, config);
+    let text = if json {
+        match report.to_json() {
+            Ok(text) => text + "\n",
+            Err(error) => {
+                log::error!("cannot render the report as JSON: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        report.to_text()
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let (path, checking) = match &cli.command {
         Some(Command::Check { file }) => (Some(file), true),
+        Some(Command::Tune { config, .. }) => (config.as_ref().or(cli.config.as_ref()), false),
         None => (cli.config.as_ref(), false),
     };
     let text = match read_config(path) {
@@ -91,6 +122,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Tune { json, .. }) = cli.command {
+        return tune(path, &config, json);
+    }
     if checking {
         let _ = writeln!(
             std::io::stdout(),

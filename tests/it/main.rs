@@ -29,6 +29,8 @@ mod admin;
 mod curl;
 // The binary's command line: check, --version, --help.
 mod cli;
+// `ringway tune`: host inspection and recommendations, as text and JSON.
+mod tune;
 // Every file in config/ parses.
 mod config_examples;
 // Every committed fuzz seed through its target's property check.

@@ -46,3 +46,6 @@ mod protect;
 
 // TLS termination: SNI, versions, resumption, mTLS, redirect, reload.
 mod tls;
+
+// TLS origination to backends, a tunnel and large bodies over TLS.
+mod tls_upstream;

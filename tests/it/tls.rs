@@ -24,6 +24,7 @@ on_both_drivers!(
     proxied_requests_see_https_and_get_hsts,
     broken_handshakes_do_not_disturb_others,
     certificates_reload_under_load_without_failures,
+    ocsp_response_is_stapled,
 );
 
 /// `[listener.tls]` lines for `leaves`, the first being the default.
@@ -425,4 +426,56 @@ fn config_errors_name_the_key() {
     let errors = ringway::config::Config::parse(none).expect_err("no certificates").to_string();
     assert!(errors.contains("listener[0].tls.certificates: no certificates"), "{errors}");
     assert!(errors.contains("listener[0].tls.client_auth: unknown mode \"maybe\""), "{errors}");
+}
+
+/// Runs openssl with `args` in `dir`; fails the test unless it exits 0.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "openssl {args:?}: {stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn ocsp_response_is_stapled(driver: Driver) {
+    let pki = Pki::new("ocsp CA");
+    let a = pki.leaf("a", "a.test", &["a.test"]);
+    let dir = pki.path("");
+    // A real OCSP response for the leaf, signed by the CA, made by `openssl ocsp`.
+    let serial = openssl(&dir, &["x509", "-in", "a.pem", "-noout", "-serial"]);
+    let serial = serial.trim().trim_start_matches("serial=");
+    let index = format!("V\t300101000000Z\t\t{serial}\tunknown\t/CN=a.test\n");
+    std::fs::write(pki.path("index.txt"), index).expect("write the OCSP index");
+    openssl(
+        &dir,
+        &[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            "ca.pem",
+            "-rkey",
+            "ca.key",
+            "-CA",
+            "ca.pem",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "a.pem",
+            "-respout",
+            "a.ocsp",
+            "-ndays",
+            "1",
+        ],
+    );
+    let tls = format!(
+        "[listener.tls]\ncertificates = [{{ cert = {}, key = {}, ocsp = {} }}]\n",
+        toml_path(&a.cert),
+        toml_path(&a.key),
+        toml_path(&pki.path("a.ocsp"))
+    );
+    let proxy = start_proxy(&respond_config(driver, &tls));
+    let text = s_client(proxy.addr(), &["-status", "-servername", "a.test"], GET_CLOSE);
+    assert!(text.contains("OCSP Response Status: successful"), "{text}");
+    assert!(text.contains("Cert Status: good"), "{text}");
+    assert!(text.contains("hello"), "{text}");
 }

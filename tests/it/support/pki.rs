@@ -35,6 +35,7 @@ impl Pki {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, cn);
         let key = KeyPair::generate().expect("CA key");
+        std::fs::write(dir.join("ca.key"), key.serialize_pem()).expect("write ca.key");
         let ca = CertifiedIssuer::self_signed(params, key).expect("self-signed CA");
         std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
         Self { dir, ca }

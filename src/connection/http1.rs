@@ -131,7 +131,7 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
     if let Err(error) = stream.set_nodelay(true) {
         log::debug!("set TCP_NODELAY on {peer}: {error}");
     }
-    let Some(stream) = handshake(&worker, stream, peer, listener).await else {
+    let Some(stream) = Box::pin(handshake(&worker, stream, peer, listener)).await else {
         return;
     };
     let mut client = Client {
@@ -170,7 +170,9 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
         if logs {
             client.log.capture(&worker, &buf, &head, &client.headers);
         }
-        let (next, back) = handle(&mut client, &head, buf).await;
+        // Boxed: the exchange state is large, and a connection waiting for its next request
+        // should not carry it (issue 7: an idle connection costs little more than its socket).
+        let (next, back) = Box::pin(handle(&mut client, &head, buf)).await;
         buf = back;
         finish_request(&client);
         client.busy.set(!buf.is_empty());
@@ -179,7 +181,8 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
             Next::Continue | Next::Close => break,
             Next::Tunnel { upstream, to_client } => {
                 let to_upstream = std::mem::take(&mut buf);
-                if let Err(error) = tunnel(client.stream, upstream, to_upstream, to_client).await {
+                let tunnel = tunnel(client.stream, upstream, to_upstream, to_client);
+                if let Err(error) = Box::pin(tunnel).await {
                     log::debug!("tunnel for {peer} ended: {error}");
                 }
                 return;

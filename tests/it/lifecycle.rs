@@ -1,6 +1,7 @@
 //! The proxy's life: graceful shutdown with an exchange in flight and with idle
 //! connections, the binary's exit on SIGTERM, and a 64 MiB body streamed both ways
-//! through the real binary while its resident memory stays flat.
+//! through the real binary while its resident memory stays flat, and idle keep-alive
+//! connections that hold no read buffer.
 
 use crate::support::client::{Client, Framing};
 use crate::support::origin::{self, Conn, Origin};
@@ -17,6 +18,7 @@ on_both_drivers!(
     idle_connections_close_at_shutdown,
     binary_exits_0_on_sigterm,
     large_body_streams_both_ways_in_bounded_memory,
+    idle_keep_alive_connections_hold_no_buffer,
 );
 
 fn in_flight_request_completes_during_shutdown(driver: Driver) {
@@ -208,4 +210,46 @@ fn large_body_streams_both_ways_in_bounded_memory(driver: Driver) {
         peak / 1024,
         BODY_BYTES >> 20
     );
+}
+
+/// Idle keep-alive connections opened by [`idle_keep_alive_connections_hold_no_buffer`].
+const IDLE_CONNECTIONS: usize = 4000;
+/// Most resident memory one idle connection may add: a held 16 KiB read buffer would
+/// not fit; the connection's task and socket bookkeeping do.
+const IDLE_BYTES_MAX: u64 = 6 * 1024;
+
+fn idle_keep_alive_connections_hold_no_buffer(driver: Driver) {
+    let config = format!(
+        "{}[[listener]]\naddr = \"127.0.0.1:0\"\n[[listener.route]]\n\
+         respond = {{ status = 200, body = \"ok\" }}\n",
+        crate::support::preamble(driver, 1)
+    );
+    let running = Running::start(&config);
+    let open = |count: usize| -> Vec<Client> {
+        (0..count)
+            .map(|_| {
+                let mut client = Client::connect(running.addr);
+                assert_eq!(client.get("/").status, 200);
+                client
+            })
+            .collect()
+    };
+    // Warm up: pools, stats and the allocator's first pages exist before measuring.
+    let warm = open(100);
+    let before = running.rss_bytes();
+    let idle = open(IDLE_CONNECTIONS);
+    // Let the last connections reach their idle wait.
+    std::thread::park_timeout(Duration::from_millis(200));
+    let after = running.rss_bytes();
+    let per_connection = after.saturating_sub(before) / IDLE_CONNECTIONS as u64;
+    eprintln!(
+        "{IDLE_CONNECTIONS} idle connections: RSS {} KiB -> {} KiB, {per_connection} bytes each",
+        before >> 10,
+        after >> 10
+    );
+    assert!(
+        per_connection < IDLE_BYTES_MAX,
+        "an idle connection costs {per_connection} bytes of RSS (at most {IDLE_BYTES_MAX})"
+    );
+    drop((warm, idle));
 }

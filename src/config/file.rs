@@ -46,6 +46,7 @@ pub(super) struct FileIo {
     pub(super) driver: Option<String>,
     pub(super) ring_entries: Option<u64>,
     pub(super) buffer_bytes: Option<u64>,
+    pub(super) idle_buffers_max: Option<u64>,
 }
 
 /// `[limits]`.

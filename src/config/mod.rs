@@ -94,6 +94,10 @@ pub struct IoConfig {
     pub ring_entries: u32,
     /// Size of the pooled buffers a connection reads into.
     pub buffer_bytes: usize,
+    /// While a worker has at most this many connections, an idle keep-alive connection
+    /// keeps its read buffer and waits with a read posted (one operation per request);
+    /// above it, idle connections wait for readability holding no buffer.
+    pub idle_buffers_max: usize,
 }
 
 /// Bounds on what a client may send.

@@ -170,9 +170,7 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
         if logs {
             client.log.capture(&worker, &buf, &head, &client.headers);
         }
-        // Boxed: the exchange state is large, and a connection waiting for its next request
-        // should not carry it (issue 7: an idle connection costs little more than its socket).
-        let (next, back) = Box::pin(handle(&mut client, &head, buf)).await;
+        let (next, back) = handle(&mut client, &head, buf).await;
         buf = back;
         finish_request(&client);
         client.busy.set(!buf.is_empty());
@@ -207,16 +205,19 @@ async fn read_request(
             return (Ok(None), buf);
         }
         let worker = client.worker.clone();
-        // Wait with no buffer: an idle keep-alive connection costs only its socket.
-        client.worker.give_buffer(std::mem::take(&mut buf));
-        {
-            let _idle = IdleGuard::new(&worker.idle, client.stream.tcp().as_raw_fd());
+        let _idle = IdleGuard::new(&worker.idle, client.stream.tcp().as_raw_fd());
+        if worker.connections.get() > worker.config.io.idle_buffers_max {
+            // Many connections: wait holding no buffer, so an idle keep-alive connection
+            // costs little more than its socket. Readiness costs one more operation.
+            client.worker.give_buffer(std::mem::take(&mut buf));
             match monoio::time::timeout(idle_timeout, client.stream.readable()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return (Ok(None), buf),
             }
         }
-        buf = client.worker.take_buffer();
+        if buf.capacity() == 0 {
+            buf = client.worker.take_buffer();
+        }
         let read = client.stream.read(buf.slice_mut(0..));
         match monoio::time::timeout(idle_timeout, read).await {
             Ok((Ok(read), slice)) if read > 0 => buf = slice.into_inner(),

@@ -20,6 +20,10 @@ use std::ops::DerefMut;
 use stream::TlsStream;
 
 /// A TCP stream, or a TLS session on one.
+///
+/// The TLS arms box their futures: an enum's future is as large as its largest arm, and
+/// a plain connection should not move a TLS-sized future around on every read and write
+/// (measured: +600 instructions per proxied request before).
 #[derive(Debug)]
 pub enum MaybeTls<C> {
     Plain(TcpStream),
@@ -76,14 +80,14 @@ where
     async fn read<T: IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         match self {
             Self::Plain(stream) => stream.read(buf).await,
-            Self::Tls(stream) => stream.read(buf).await,
+            Self::Tls(stream) => Box::pin(stream.read(buf)).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         match self {
             Self::Plain(stream) => stream.readv(buf).await,
-            Self::Tls(stream) => stream.readv(buf).await,
+            Self::Tls(stream) => Box::pin(stream.readv(buf)).await,
         }
     }
 }
@@ -96,28 +100,28 @@ where
     async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         match self {
             Self::Plain(stream) => stream.write(buf).await,
-            Self::Tls(stream) => stream.write(buf).await,
+            Self::Tls(stream) => Box::pin(stream.write(buf)).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         match self {
             Self::Plain(stream) => stream.writev(buf).await,
-            Self::Tls(stream) => stream.writev(buf).await,
+            Self::Tls(stream) => Box::pin(stream.writev(buf)).await,
         }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Plain(stream) => stream.flush().await,
-            Self::Tls(stream) => stream.flush().await,
+            Self::Tls(stream) => Box::pin(stream.flush()).await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Self::Plain(stream) => stream.shutdown().await,
-            Self::Tls(stream) => stream.shutdown().await,
+            Self::Tls(stream) => Box::pin(stream.shutdown()).await,
         }
     }
 }
@@ -144,14 +148,14 @@ where
     async fn read<T: IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         match self {
             Self::Plain(half) => half.read(buf).await,
-            Self::Tls(half) => half.read(buf).await,
+            Self::Tls(half) => Box::pin(half.read(buf)).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         match self {
             Self::Plain(half) => half.readv(buf).await,
-            Self::Tls(half) => half.readv(buf).await,
+            Self::Tls(half) => Box::pin(half.readv(buf)).await,
         }
     }
 }
@@ -164,28 +168,28 @@ where
     async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         match self {
             Self::Plain(half) => half.write(buf).await,
-            Self::Tls(half) => half.write(buf).await,
+            Self::Tls(half) => Box::pin(half.write(buf)).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         match self {
             Self::Plain(half) => half.writev(buf).await,
-            Self::Tls(half) => half.writev(buf).await,
+            Self::Tls(half) => Box::pin(half.writev(buf)).await,
         }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Plain(half) => half.flush().await,
-            Self::Tls(half) => half.flush().await,
+            Self::Tls(half) => Box::pin(half.flush()).await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Self::Plain(half) => half.shutdown().await,
-            Self::Tls(half) => half.shutdown().await,
+            Self::Tls(half) => Box::pin(half.shutdown()).await,
         }
     }
 }

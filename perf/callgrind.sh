@@ -20,8 +20,11 @@ mkdir -p "$WORK/origin/tmp"
 for tool in valgrind nginx curl; do
     command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind nginx-light curl; break; }
 done
+[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ] || apt-get install -y -qq libnginx-mod-http-echo
 [ -x "$BIN" ] || cargo build --release
-nginx -p "$PWD/$WORK/origin/" -c "$PWD/perf/origin/nginx.conf" &
+# The perf origin (perf/origin/nginx.conf); only GET / is used, so html/ stays empty.
+sed -e "s|@ORIGIN_PORT@|18080|g" perf/origin/nginx.conf > "$WORK/origin/nginx.conf"
+nginx -p "$PWD/$WORK/origin/" -c "$PWD/$WORK/origin/nginx.conf" -e "$PWD/$WORK/origin/error.log" &
 origin=$!
 trap 'kill $origin 2>/dev/null || true' EXIT
 # valgrind does not model io_uring completions (the proxy hangs under it), so the count

@@ -1,48 +1,116 @@
 #!/usr/bin/env bash
-# End-to-end load: small GETs over keep-alive through ringway and through nginx, with the
-# origin hit directly as the ceiling. See perf/README.md.
+# End-to-end load through ringway, nginx and HAProxy, with the origin hit directly as the
+# ceiling: every scenario of perf/README.md, interleaved rounds, one results file pair.
 #
-#   perf/run.sh                               # 3 rounds x 10 s, 16 connections
-#   ROUNDS=5 DURATION=20 CONNECTIONS=64 perf/run.sh
-#   RINGWAY_BIN=/path/to/ringway perf/run.sh  # skip the cargo build
-#   SKIP_RINGWAY=1 perf/run.sh                # only direct and nginx
+#   perf/run.sh                                   # everything: 3 rounds x 10 s (~25 min)
+#   QUICK=1 perf/run.sh                           # 1 round x 3 s: checks the harness (~3 min)
+#   SCENARIOS=small_c16,resp_1m ROUNDS=5 perf/run.sh
+#   CONTENDERS=direct,ringway,nginx perf/run.sh   # leave HAProxy out
+#   RINGWAY_BIN=target/release/ringway perf/run.sh   # use this binary, skip the build
 #
-# Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and wrk.
+# Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [[ -n ${RINGWAY_BIN:-} && ${RINGWAY_BIN} != /* ]]; then
     RINGWAY_BIN=$PWD/$RINGWAY_BIN
 fi
+if [[ -n ${RINGWAY_CONF:-} && ${RINGWAY_CONF} != /* ]]; then
+    RINGWAY_CONF=$PWD/$RINGWAY_CONF
+fi
 cd "$ROOT"
 
+ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+    ROUNDS=${ROUNDS:-1}
+    DURATION=${DURATION:-3}
+    WARMUP=${WARMUP:-1}
+    CALLGRIND=${CALLGRIND:-0}
+fi
+CALLGRIND=${CALLGRIND:-1}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
-CONNECTIONS=${CONNECTIONS:-16}
 WARMUP=${WARMUP:-2}
-SKIP_RINGWAY=${SKIP_RINGWAY:-0}
+SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
+CONTENDERS=${CONTENDERS:-direct,ringway,nginx,haproxy}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+RATE=${RATE:-5000}
+RATE_CONNECTIONS=${RATE_CONNECTIONS:-64}
 RESULTS_DIR=${RESULTS_DIR:-perf/results}
-SCENARIO=${SCENARIO:-small_get_keepalive}
+RINGWAY_CONF=${RINGWAY_CONF:-$ROOT/perf/contenders/ringway.toml}
 
 PROXY_CPU=0
 LOAD_CPU=1
 ORIGIN_PORT=18080
-RINGWAY_PORT=18081
-NGINX_PORT=18082
+# contender -> plain port, TLS port; the idle_10k scenario starts a fresh instance of
+# each proxy on port + 10.
+declare -A PORT=([direct]=18080 [ringway]=18081 [nginx]=18082 [haproxy]=18083)
+declare -A TLS_PORT=([ringway]=18441 [nginx]=18442 [haproxy]=18443)
+IDLE_OFFSET=10
 
 WORK=$ROOT/perf/work
-ORIGIN_CONF=$ROOT/perf/origin/nginx.conf
-NGINX_CONF=$ROOT/perf/origin/nginx-proxy.conf
-RINGWAY_SCENARIO=$ROOT/perf/scenarios/$SCENARIO.toml
-RINGWAY_CONF=$WORK/ringway.toml
-
 log() { echo "perf: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for var in ROUNDS DURATION CONNECTIONS WARMUP; do
+for var in ROUNDS DURATION WARMUP CALLGRIND IDLE_CONNS RATE RATE_CONNECTIONS; do
     [[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number, got '${!var}'"
 done
-((ROUNDS >= 1 && DURATION >= 1 && CONNECTIONS >= 1)) || die "ROUNDS, DURATION, CONNECTIONS must be >= 1"
+((ROUNDS >= 1 && DURATION >= 1 && IDLE_CONNS >= 1)) || die "ROUNDS, DURATION, IDLE_CONNS must be >= 1"
+IFS=, read -r -a SCENARIO_LIST <<<"$SCENARIOS"
+IFS=, read -r -a CONTENDER_LIST <<<"$CONTENDERS"
+for s in "${SCENARIO_LIST[@]}"; do
+    [[ ,$ALL_SCENARIOS, == *,$s,* ]] || die "unknown scenario '$s' (known: $ALL_SCENARIOS)"
+done
+for c in "${CONTENDER_LIST[@]}"; do
+    [[ -n ${PORT[$c]:-} ]] || die "unknown contender '$c' (known: direct,ringway,nginx,haproxy)"
+done
+has_contender() { [[ ,$CONTENDERS, == *,$1,* ]]; }
+has_scenario() { [[ ,$SCENARIOS, == *,$1,* ]]; }
+
+# ---------------------------------------------------------------------------- scenarios
+# What each scenario runs. LOAD is the tool; the rest are its arguments. The load always
+# runs on CPU 1 for DURATION seconds, except idle_10k (see perf/idle_conns.py).
+scenario_tool() {
+    case $1 in
+        fixed_rate) echo oha ;;
+        idle_10k) echo idle ;;
+        tls_handshake) echo tls_handshakes ;;
+        *) echo wrk ;;
+    esac
+}
+
+# The contenders that take part: direct has no TLS and nothing to hold connections for.
+scenario_contenders() {
+    local c
+    for c in "${CONTENDER_LIST[@]}"; do
+        case $1:$c in
+            idle_10k:direct | tls_*:direct) continue ;;
+            tls_*:ringway) ((RINGWAY_TLS)) || continue ;;
+        esac
+        echo "$c"
+    done
+}
+
+# The load command for one run, as words, printed one per line (so that quoting survives).
+load_command() { # scenario contender
+    local s=$1 c=$2 url=http://127.0.0.1:${PORT[$2]}
+    case $s in
+        small_c16) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency "$url/" ;;
+        small_c256) printf '%s\n' wrk -t1 -c256 -d"${DURATION}"s --latency "$url/" ;;
+        resp_16k) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency "$url/16k" ;;
+        resp_1m) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency "$url/1m" ;;
+        upload_1m) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency -s perf/upload.lua "$url/upload" ;;
+        conn_close) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency -H "Connection: close" "$url/" ;;
+        fixed_rate) printf '%s\n' oha -z "${DURATION}"s -q "$RATE" -c "$RATE_CONNECTIONS" \
+            --latency-correction --no-tui --output-format json "$url/" ;;
+        tls_keepalive) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency "https://127.0.0.1:${TLS_PORT[$c]}/" ;;
+        tls_handshake) printf '%s\n' perf/tls-client/target/release/tls-handshakes \
+            --port "${TLS_PORT[$c]}" --connections 16 --duration "$DURATION" ;;
+        idle_10k) printf '%s\n' python3 perf/idle_conns.py --port $((${PORT[$c]} + IDLE_OFFSET)) \
+            --connections "$IDLE_CONNS" --ready READY --go GO --result RESULT ;;
+    esac
+}
 
 # ---------------------------------------------------------------------------- processes
 # Every process we start is listed here; cleanup stops them on any exit, Ctrl-C included.
@@ -55,22 +123,34 @@ alive() {
     [[ ${stat:0:1} != Z ]]
 }
 
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+stop_pids() { # pid...: SIGTERM, then SIGKILL after 5 s; forgets them
+    local pid i left
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
     for ((i = 0; i < 50; i++)); do
-        local left=0
-        for pid in "${STARTED[@]}"; do alive "$pid" && left=1; done
+        left=0
+        for pid in "$@"; do alive "$pid" && left=1; done
         ((left)) || break
         sleep 0.1
     done
-    for pid in "${STARTED[@]}"; do
+    for pid in "$@"; do
         if alive "$pid"; then
             log "pid $pid did not stop on SIGTERM; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
     done
+    for pid in "$@"; do forget "$pid"; done
+}
+
+forget() { # pid: no longer ours to stop
+    local keep=() p
+    for p in "${STARTED[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    STARTED=("${keep[@]}")
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    ((${#STARTED[@]})) && stop_pids "${STARTED[@]}"
     wait 2>/dev/null || true
     exit "$rc"
 }
@@ -96,6 +176,17 @@ cpu_ticks() {
         stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
         read -r -a fields <<<"${stat##*) }"
         total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
+
+# VmRSS (KiB) summed over the pids; fails when one of them is gone.
+rss_kib() {
+    local total=0 pid kib
+    for pid in "$@"; do
+        kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
+        [[ -n $kib ]] || return 1
+        total=$((total + kib))
     done
     echo "$total"
 }
@@ -134,21 +225,39 @@ wait_ready() {
 }
 
 # ---------------------------------------------------------------------------- tools
+# The one setup step: everything missing is installed (apt; oha with cargo).
 SUDO=
 [[ $EUID -ne 0 ]] && SUDO=sudo
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [[ ! -x $NGINX ]] || ! command -v wrk >/dev/null; then
-    log "installing nginx-light and wrk"
+APT_NEED=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || APT_NEED+=(nginx-light)
+[[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]] || APT_NEED+=(libnginx-mod-http-echo)
+command -v wrk >/dev/null || APT_NEED+=(wrk)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || APT_NEED+=(haproxy)
+command -v openssl >/dev/null || APT_NEED+=(openssl)
+command -v python3 >/dev/null || APT_NEED+=(python3)
+if ((${#APT_NEED[@]})); then
+    log "installing ${APT_NEED[*]} (apt)"
     $SUDO apt-get update
-    $SUDO apt-get install -y nginx-light wrk
-    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${APT_NEED[@]}"
 fi
-for tool in wrk taskset python3 getconf timeout flock; do
+PATH=$PATH:$HOME/.cargo/bin
+if ! command -v oha >/dev/null; then
+    log "installing oha (cargo install --locked oha)"
+    cargo install --locked oha
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+for tool in wrk oha taskset python3 openssl getconf timeout flock "$NGINX" "$HAPROXY"; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
-(($(nproc) >= 2)) || die "needs 2 CPUs (proxy on CPU $PROXY_CPU, origin and wrk on CPU $LOAD_CPU)"
+(($(nproc) >= 2)) || die "needs 2 CPUs (proxy on CPU $PROXY_CPU, origin and load on CPU $LOAD_CPU)"
 
-if [[ $SKIP_RINGWAY != 1 ]]; then
+if has_scenario tls_handshake; then
+    log "cargo build --release --locked (perf/tls-client: the full-handshake client)"
+    cargo build --release --locked --quiet --manifest-path perf/tls-client/Cargo.toml ||
+        die "could not build perf/tls-client"
+fi
+if has_contender ringway; then
     if [[ -z ${RINGWAY_BIN:-} ]]; then
         log "cargo build --release"
         cargo build --release
@@ -160,141 +269,296 @@ fi
 # ---------------------------------------------------------------------------- setup
 exec 9>"${TMPDIR:-/tmp}/ringway-perf.lock"
 flock -n 9 || die "another perf/run.sh is running (lock ${TMPDIR:-/tmp}/ringway-perf.lock)"
-for port in $ORIGIN_PORT $RINGWAY_PORT $NGINX_PORT; do
-    port_open "$port" && die "port $port is already in use; is another perf/run.sh running?"
+for c in "${!PORT[@]}"; do
+    for port in ${PORT[$c]} $((${PORT[$c]} + IDLE_OFFSET)) ${TLS_PORT[$c]:-} \
+        $((${TLS_PORT[$c]:-0} + IDLE_OFFSET)); do
+        ((port > IDLE_OFFSET)) || continue
+        port_open "$port" && die "port $port is already in use; is another perf/run.sh running?"
+    done
 done
-# Raise the soft fd limit to the hard one (what the servers inherit); raising the hard
-# limit needs CAP_SYS_RESOURCE, which containers often lack.
+# The servers and the idle client inherit this: 10,000 idle connections need 10,000 fds
+# in the client and as many again in the proxy. Raising the hard limit needs
+# CAP_SYS_RESOURCE, which containers often lack, so the hard limit is the ceiling.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+if has_scenario idle_10k && ((FD_LIMIT < IDLE_CONNS + 1000)); then
+    die "ulimit -n is $FD_LIMIT; idle_10k needs more than IDLE_CONNS + 1000 = $((IDLE_CONNS + 1000))"
+fi
 rm -rf "$WORK"
-mkdir -p "$WORK/origin/tmp" "$WORK/nginx/tmp" "$WORK/wrk"
-
+mkdir -p "$WORK/origin/tmp" "$WORK/origin/html" "$WORK/load" "$WORK/tls"
 CLK_TCK=$(getconf CLK_TCK)
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
-WRK=(taskset -c "$LOAD_CPU" timeout --kill-after=5 $((DURATION + WARMUP + 30)) wrk -t1 -c"$CONNECTIONS")
 
-log "starting origin (nginx) on :$ORIGIN_PORT, CPU $LOAD_CPU"
-ORIGIN_CMD=(taskset -c "$LOAD_CPU" "$NGINX" -p "$WORK/origin/" -c "$ORIGIN_CONF" -e "$WORK/origin/error.log")
-"${ORIGIN_CMD[@]}" >"$WORK/origin/stdout.log" 2>&1 &
-ORIGIN_PID=$!
-STARTED+=("$ORIGIN_PID")
-wait_ready origin "$ORIGIN_PORT" "$ORIGIN_PID" "$WORK/origin/error.log"
-mapfile -t ORIGIN_WORKERS < <(children_of "$ORIGIN_PID")
-STARTED+=("${ORIGIN_WORKERS[@]}")
+# Response bodies for /16k and /1m, and the ECDSA P-256 certificate for the TLS listeners.
+head -c 16384 /dev/zero | tr '\0' 'a' >"$WORK/origin/html/16k"
+head -c 1048576 /dev/zero | tr '\0' 'b' >"$WORK/origin/html/1m"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>"$WORK/tls/openssl.log" ||
+    die "openssl could not make the certificate (see perf/work/tls/openssl.log)"
+cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >"$WORK/tls/cert-and-key.pem" # HAProxy's crt
 
-log "starting nginx proxy on :$NGINX_PORT, CPU $PROXY_CPU"
-NGINX_CMD=(taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK/nginx/" -c "$NGINX_CONF" -e "$WORK/nginx/error.log")
-"${NGINX_CMD[@]}" >"$WORK/nginx/stdout.log" 2>&1 &
-NGINX_PID=$!
-STARTED+=("$NGINX_PID")
-wait_ready nginx "$NGINX_PORT" "$NGINX_PID" "$WORK/nginx/error.log"
-mapfile -t NGINX_WORKERS < <(children_of "$NGINX_PID")
-STARTED+=("${NGINX_WORKERS[@]}")
-
-CONTENDERS=(direct nginx)
-RINGWAY_VERSION="skipped (SKIP_RINGWAY=1)"
-if [[ $SKIP_RINGWAY != 1 ]]; then
-    CONTENDERS=(direct ringway nginx)
-    cp "$RINGWAY_SCENARIO" "$RINGWAY_CONF"
-    RINGWAY_VERSION=$(timeout 5 "$RINGWAY_BIN" --version 2>&1 | head -n1 || true)
-    log "starting ringway on :$RINGWAY_PORT, CPU $PROXY_CPU"
-    RINGWAY_CMD=(taskset -c "$PROXY_CPU" "$RINGWAY_BIN" --config "$RINGWAY_CONF")
-    "${RINGWAY_CMD[@]}" >"$WORK/ringway.log" 2>&1 &
-    RINGWAY_PID=$!
-    STARTED+=("$RINGWAY_PID")
-    wait_ready ringway "$RINGWAY_PORT" "$RINGWAY_PID" "$WORK/ringway.log"
-fi
-
-affinity() { taskset -pc "$1" 2>/dev/null | sed 's/.*: //'; }
-AFFINITY="origin worker: $(affinity "${ORIGIN_WORKERS[0]}"), nginx worker: $(affinity "${NGINX_WORKERS[0]}")"
-[[ $SKIP_RINGWAY != 1 ]] && AFFINITY+=", ringway: $(affinity "$RINGWAY_PID")"
-log "CPU affinity: $AFFINITY"
-
-port_of() {
-    case $1 in
-        direct) echo "$ORIGIN_PORT" ;;
-        ringway) echo "$RINGWAY_PORT" ;;
-        nginx) echo "$NGINX_PORT" ;;
-    esac
+render() { # template out port tls_port
+    sed -e "s|@PORT@|$3|g" -e "s|@TLS_PORT@|$4|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
+        -e "s|@WORK@|$WORK|g" "$1" >"$2"
 }
 
-# The processes whose CPU time counts for a contender: none for direct.
-proxy_pids() {
-    case $1 in
-        ringway) echo "$RINGWAY_PID" ;;
-        nginx) echo "$NGINX_PID" && children_of "$NGINX_PID" ;;
+# Ringway gets its TLS listener only if this build knows [listener.tls].
+RINGWAY_TLS=0
+RINGWAY_TLS_NOTE=
+if has_contender ringway; then
+    mkdir -p "$WORK/ringway"
+    render "$RINGWAY_CONF" "$WORK/ringway/candidate.toml" "${PORT[ringway]}" "${TLS_PORT[ringway]}"
+    render perf/contenders/ringway-tls.toml "$WORK/ringway/tls.toml" "${PORT[ringway]}" "${TLS_PORT[ringway]}"
+    cat "$WORK/ringway/tls.toml" >>"$WORK/ringway/candidate.toml"
+    if "$RINGWAY_BIN" check "$WORK/ringway/candidate.toml" >"$WORK/ringway/check.log" 2>&1; then
+        RINGWAY_TLS=1
+    else
+        if grep -q 'unknown field `tls`' "$WORK/ringway/check.log"; then
+            RINGWAY_TLS_NOTE="ringway has no TLS yet (ringway check rejects [listener.tls]: unknown field tls)"
+        else
+            RINGWAY_TLS_NOTE="ringway check rejects perf/contenders/ringway-tls.toml: $(grep -v '^ *$' "$WORK/ringway/check.log" | tail -n1 | sed 's/^ *//' | cut -c1-160) (perf/work/ringway/check.log)"
+        fi
+        if has_scenario tls_handshake || has_scenario tls_keepalive; then
+            log "$RINGWAY_TLS_NOTE; the TLS scenarios run without it"
+        fi
+    fi
+fi
+
+declare -A PIDS       # "contender/instance" -> the pids whose CPU and memory count
+declare -A CMDLINE    # "contender/instance" -> how it was started
+start_server() { # contender instance(main|idle)
+    local c=$1 inst=$2 off=0 dir port tls pid
+    [[ $inst == idle ]] && off=$IDLE_OFFSET
+    port=$((${PORT[$c]} + off))
+    tls=$((${TLS_PORT[$c]:-0} + off))
+    dir=$WORK/$c-$inst
+    [[ $c == direct ]] && dir=$WORK/origin
+    mkdir -p "$dir/tmp"
+    local cmd
+    case $c in
+        direct)
+            render perf/origin/nginx.conf "$dir/nginx.conf" "$port" 0
+            cmd=(taskset -c "$LOAD_CPU" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
+            ;;
+        nginx)
+            render perf/contenders/nginx.conf "$dir/nginx.conf" "$port" "$tls"
+            cmd=(taskset -c "$PROXY_CPU" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
+            ;;
+        haproxy)
+            render perf/contenders/haproxy.cfg "$dir/haproxy.cfg" "$port" "$tls"
+            cmd=(taskset -c "$PROXY_CPU" "$HAPROXY" -db -f "$dir/haproxy.cfg")
+            ;;
+        ringway)
+            render "$RINGWAY_CONF" "$dir/ringway.toml" "$port" "$tls"
+            if ((RINGWAY_TLS)); then
+                render perf/contenders/ringway-tls.toml "$dir/tls.toml" "$port" "$tls"
+                cat "$dir/tls.toml" >>"$dir/ringway.toml"
+            fi
+            cmd=(taskset -c "$PROXY_CPU" "$RINGWAY_BIN" --config "$dir/ringway.toml")
+            ;;
     esac
-    return 0
+    "${cmd[@]}" >"$dir/stdout.log" 2>&1 &
+    pid=$!
+    STARTED+=("$pid")
+    local logfile=$dir/stdout.log
+    [[ $c == nginx || $c == direct ]] && logfile=$dir/error.log
+    wait_ready "$c" "$port" "$pid" "$logfile"
+    local kids
+    mapfile -t kids < <(children_of "$pid")
+    STARTED+=("${kids[@]}")
+    PIDS[$c/$inst]="$pid ${kids[*]}"
+    CMDLINE[$c/$inst]="${cmd[*]}"
+}
+
+log "starting origin (nginx) on :$ORIGIN_PORT, CPU $LOAD_CPU"
+start_server direct main
+ORIGIN_PIDS=(${PIDS[direct/main]})
+for c in "${CONTENDER_LIST[@]}"; do
+    [[ $c == direct ]] && continue
+    log "starting $c on :${PORT[$c]}, CPU $PROXY_CPU"
+    start_server "$c" main
+done
+[[ -n ${PIDS[ringway/main]:-} ]] && RINGWAY_VERSION=$(timeout 5 "$RINGWAY_BIN" --version 2>&1 | head -n1 || true)
+
+affinity() { taskset -pc "$1" 2>/dev/null | sed 's/.*: //'; }
+AFFINITY=
+for key in "${!PIDS[@]}"; do
+    for pid in ${PIDS[$key]}; do AFFINITY+="${key%/main} $pid: CPU $(affinity "$pid"); "; done
+done
+log "CPU affinity: $AFFINITY"
+
+# Which proxy pids count for a run: none for direct (its CPU is the origin's, on CPU 1).
+proxy_pids() { # contender instance
+    [[ $1 == direct ]] && return 0
+    echo "${PIDS[$1/$2]}"
 }
 
 # ---------------------------------------------------------------------------- load
 RUNS_TSV=$WORK/runs.tsv
-printf 'round\tcontender\tport\twrk_rc\twall_s\tproxy_ticks\torigin_ticks\tcpu0_busy\tcpu0_steal\tcpu0_total\tproc_note\twrk_out\n' >"$RUNS_TSV"
+printf 'scenario\tround\tcontender\ttool\trc\twall_s\tproxy_ticks\torigin_ticks\tcpu0_busy\tcpu0_steal\tcpu0_total\trss_before_kib\trss_after_kib\tnote\tout\n' >"$RUNS_TSV"
 
-run_wrk() { # out_file seconds port -> sets WRK_RC
-    WRK_RC=0
-    "${WRK[@]}" -d"$2"s --latency "http://127.0.0.1:$3/" >"$1" 2>&1 &
+run_load() { # out_file timeout_s word... -> sets LOAD_RC
+    local out=$1 limit=$2
+    shift 2
+    LOAD_RC=0
+    taskset -c "$LOAD_CPU" timeout --kill-after=5 "$limit" "$@" >"$out" 2>&1 &
     local pid=$!
     STARTED+=("$pid")
-    wait "$pid" || WRK_RC=$?
+    wait "$pid" || LOAD_RC=$?
+    forget "$pid"
 }
 
+check_alive() { # what pid...
+    local what=$1 pid f
+    shift
+    for pid in "$@"; do
+        alive "$pid" && continue
+        for f in "$WORK"/*/error.log "$WORK"/*/stdout.log; do
+            [[ -s $f ]] && log "tail of ${f#"$ROOT"/}:" && tail -n 10 "$f" >&2
+        done
+        die "a server process ($pid) exited during $what; stopping"
+    done
+}
+
+# One timed run of a load tool against a running contender; appends a row to runs.tsv.
+measure() { # scenario round contender
+    local s=$1 round=$2 c=$3 out words pids note= t0 t1
+    out=$WORK/load/$s-round$round-$c.txt
+    mapfile -t words < <(load_command "$s" "$c")
+    read -r -a pids <<<"$(proxy_pids "$c" main)"
+    local proxy_before= origin_before busy0 steal0 total0 busy1 steal1 total1
+    ((${#pids[@]})) && { proxy_before=$(cpu_ticks "${pids[@]}") || note="proxy process gone before the run"; }
+    origin_before=$(cpu_ticks "${ORIGIN_PIDS[@]}") || note="origin process gone before the run"
+    read -r busy0 steal0 total0 < <(cpu_stat "$PROXY_CPU")
+    t0=$(date +%s.%N)
+    run_load "$out" $((DURATION + 30)) "${words[@]}"
+    t1=$(date +%s.%N)
+    read -r busy1 steal1 total1 < <(cpu_stat "$PROXY_CPU")
+    local proxy_ticks= origin_ticks= proxy_after origin_after
+    if ((${#pids[@]})); then
+        proxy_after=$(cpu_ticks "${pids[@]}") || note="proxy process exited during the run"
+    fi
+    origin_after=$(cpu_ticks "${ORIGIN_PIDS[@]}") || note="origin process exited during the run"
+    if [[ -z $note ]]; then
+        ((${#pids[@]})) && proxy_ticks=$((proxy_after - proxy_before))
+        origin_ticks=$((origin_after - origin_before))
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\t%s\t%s\n' "$s" "$round" "$c" \
+        "$(scenario_tool "$s")" "$LOAD_RC" "$(python3 -c "print(f'{$t1 - $t0:.3f}')")" \
+        "$proxy_ticks" "$origin_ticks" $((busy1 - busy0)) $((steal1 - steal0)) \
+        $((total1 - total0)) "$note" "$out" >>"$RUNS_TSV"
+    grep -hE 'Requests/sec|errors|Non-2xx' "$out" | sed 's/^ */    /' >&2 || true
+    check_alive "$s round $round ($c)" "${ORIGIN_PIDS[@]}" "${pids[@]}"
+}
+
+# idle_10k: a fresh instance of the proxy, warmed up, then RSS before and after
+# IDLE_CONNS idle keep-alive connections (perf/idle_conns.py), all pids summed.
+measure_idle() { # round contender
+    local round=$1 c=$2 s=idle_10k out ready go port pids note= client i
+    out=$WORK/load/$s-round$round-$c.json
+    ready=$WORK/load/$s-round$round-$c.ready.json
+    go=$WORK/load/$s-round$round-$c.go
+    port=$((${PORT[$c]} + IDLE_OFFSET))
+    start_server "$c" idle
+    read -r -a pids <<<"$(proxy_pids "$c" idle)"
+    run_load "$WORK/load/$s-round$round-$c.warmup.txt" 30 wrk -t1 -c16 -d1s "http://127.0.0.1:$port/"
+    sleep 1
+    local before after= t0 t1
+    before=$(rss_kib "${pids[@]}") || note="proxy process gone before the run"
+    t0=$(date +%s.%N)
+    taskset -c "$LOAD_CPU" timeout --kill-after=5 180 python3 perf/idle_conns.py --port "$port" \
+        --connections "$IDLE_CONNS" --ready "$ready" --go "$go" --result "$out" \
+        >"$WORK/load/$s-round$round-$c.log" 2>&1 &
+    client=$!
+    STARTED+=("$client")
+    for ((i = 0; i < 1200; i++)); do
+        [[ -s $ready ]] && break
+        alive "$client" || break
+        sleep 0.1
+    done
+    if [[ -s $ready ]]; then
+        sleep 2 # let the proxy finish whatever it does after the last response
+        after=$(rss_kib "${pids[@]}") || note="proxy process exited during the run"
+        touch "$go"
+    else
+        note="idle client did not get its connections open"
+    fi
+    LOAD_RC=0
+    wait "$client" || LOAD_RC=$?
+    forget "$client"
+    t1=$(date +%s.%N)
+    [[ -s $out ]] || echo '{}' >"$out"
+    check_alive "$s round $round ($c)" "${ORIGIN_PIDS[@]}" "${pids[@]}"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t%s\t%s\t%s\t%s\n' "$s" "$round" "$c" idle "$LOAD_RC" \
+        "$(python3 -c "print(f'{$t1 - $t0:.3f}')")" "$before" "$after" "$note" "$out" >>"$RUNS_TSV"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('    open', d.get('open'), 'errors', d.get('errors'), 'RSS KiB', sys.argv[2], '->', sys.argv[3])" \
+        "$out" "$before" "${after:-?}" >&2 || true
+    stop_pids "${pids[@]}"
+}
+
+# Each round runs every scenario, and inside a scenario every contender back to back;
+# the contender order rotates by one each round, so none is always first or last.
+rotate() { # round word... -> the words rotated left by round-1
+    local n=$(($# - 1)) r=$1
+    shift
+    local words=("$@") i
+    for ((i = 0; i < n; i++)); do echo "${words[$(((i + r - 1) % n))]}"; done
+}
+
+RUNS_PER_ROUND=0
+for s in "${SCENARIO_LIST[@]}"; do
+    RUNS_PER_ROUND=$((RUNS_PER_ROUND + $(scenario_contenders "$s" | wc -l)))
+done
+log "$ROUNDS round(s) of ${SCENARIO_LIST[*]}: $RUNS_PER_ROUND runs a round, about" \
+    "$(((ROUNDS * RUNS_PER_ROUND * (DURATION + 3) + 59) / 60)) min"
+
 if ((WARMUP > 0)); then
-    for c in "${CONTENDERS[@]}"; do
-        log "warm-up: $c, ${WARMUP}s"
-        run_wrk "$WORK/wrk/warmup-$c.txt" "$WARMUP" "$(port_of "$c")"
-        sleep 1
+    for c in "${CONTENDER_LIST[@]}"; do
+        log "warm-up: $c, ${WARMUP}s of GET / and 1 s of GET /1m"
+        run_load "$WORK/load/warmup-$c.txt" 60 wrk -t1 -c16 -d"$WARMUP"s "http://127.0.0.1:${PORT[$c]}/"
+        run_load "$WORK/load/warmup-1m-$c.txt" 60 wrk -t1 -c16 -d1s "http://127.0.0.1:${PORT[$c]}/1m"
     done
 fi
 
-origin_pids=("$ORIGIN_PID" "${ORIGIN_WORKERS[@]}")
 for ((round = 1; round <= ROUNDS; round++)); do
-    for c in "${CONTENDERS[@]}"; do
-        port=$(port_of "$c")
-        out=$WORK/wrk/round$round-$c.txt
-        log "round $round/$ROUNDS: $c (:$port), ${DURATION}s"
-        mapfile -t pids < <(proxy_pids "$c")
-        note=
-        proxy_before=$(cpu_ticks "${pids[@]}") || note="proxy process gone before the run"
-        origin_before=$(cpu_ticks "${origin_pids[@]}") || note="origin process gone before the run"
-        read -r busy0 steal0 total0 < <(cpu_stat "$PROXY_CPU")
-        t0=$(date +%s.%N)
-        run_wrk "$out" "$DURATION" "$port"
-        t1=$(date +%s.%N)
-        read -r busy1 steal1 total1 < <(cpu_stat "$PROXY_CPU")
-        proxy_after=$(cpu_ticks "${pids[@]}") || note="proxy process exited during the run"
-        origin_after=$(cpu_ticks "${origin_pids[@]}") || note="origin process exited during the run"
-        mapfile -t pids_after < <(proxy_pids "$c")
-        [[ "${pids[*]}" == "${pids_after[*]}" ]] || note="proxy processes changed during the run (respawn?)"
-        proxy_ticks=
-        origin_ticks=
-        if [[ -z $note ]]; then
-            ((${#pids[@]})) && proxy_ticks=$((proxy_after - proxy_before))
-            origin_ticks=$((origin_after - origin_before))
-        fi
-        wall=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$c" "$port" "$WRK_RC" \
-            "$wall" "$proxy_ticks" "$origin_ticks" $((busy1 - busy0)) $((steal1 - steal0)) \
-            $((total1 - total0)) "$note" "$out" >>"$RUNS_TSV"
-        grep -E 'Requests/sec|requests in|errors|Non-2xx' "$out" | sed 's/^ */    /' >&2 || true
-        [[ -n $note ]] && log "  $note"
-        for pid in "${origin_pids[@]}" "${pids[@]}"; do
-            alive "$pid" && continue
-            for f in "$WORK/origin/error.log" "$WORK/nginx/error.log" "$WORK/ringway.log"; do
-                [[ -s $f ]] && log "tail of ${f#"$ROOT"/}:" && tail -n 20 "$f" >&2
-            done
-            die "a server process ($pid) exited during round $round ($c); stopping"
+    for s in "${SCENARIO_LIST[@]}"; do
+        mapfile -t cs < <(scenario_contenders "$s")
+        ((${#cs[@]})) || continue
+        mapfile -t cs < <(rotate "$round" "${cs[@]}")
+        for c in "${cs[@]}"; do
+            log "round $round/$ROUNDS: $s, $c"
+            if [[ $s == idle_10k ]]; then
+                measure_idle "$round" "$c"
+            else
+                measure "$s" "$round" "$c"
+            fi
+            sleep 1
         done
-        sleep 1
     done
 done
 
-for f in "$WORK/origin/error.log" "$WORK/nginx/error.log"; do
+for f in "$WORK"/*/error.log; do
     if grep -qE '\[(alert|crit|emerg|error)\]' "$f" 2>/dev/null; then
         log "warning: ${f#"$ROOT"/} has errors:"
         grep -E '\[(alert|crit|emerg|error)\]' "$f" | tail -n 5 >&2
     fi
 done
+
+# Instructions per request: perf/callgrind.sh runs its own origin on :18080, so the
+# servers stop first.
+CALLGRIND_IR="not run (CALLGRIND=0, QUICK=1 or no ringway)"
+if [[ $CALLGRIND == 1 ]] && has_contender ringway; then
+    ((${#STARTED[@]})) && stop_pids "${STARTED[@]}"
+    log "perf/callgrind.sh: instructions per request"
+    if timeout 900 perf/callgrind.sh "$RINGWAY_BIN" >"$WORK/callgrind.txt" 2>&1; then
+        CALLGRIND_IR=$(sed -n 's/^instructions per request: //p' "$WORK/callgrind.txt")
+        log "  $CALLGRIND_IR instructions per request"
+    else
+        CALLGRIND_IR="failed (see perf/work/callgrind.txt)"
+        log "  callgrind.sh failed; see perf/work/callgrind.txt"
+    fi
+fi
 
 # ---------------------------------------------------------------------------- report
 DATE=$(date +%F)
@@ -303,48 +567,79 @@ if [[ -n $(git status --porcelain --untracked-files=no -- . ':!perf/results' 2>/
     COMMIT+=-dirty
 fi
 mkdir -p "$RESULTS_DIR"
-base=$RESULTS_DIR/$DATE-$COMMIT-$SCENARIO
+base=$RESULTS_DIR/$DATE-$COMMIT
 n=1
 while [[ -e $base.md || -e $base.json ]]; do
     n=$((n + 1))
-    base=$RESULTS_DIR/$DATE-$COMMIT-$SCENARIO-$n
+    base=$RESULTS_DIR/$DATE-$COMMIT-$n
 done
 
 rel() { sed "s|$ROOT/||g"; }
 COMMANDS=$(
     {
-        echo "# origin"
-        echo "${ORIGIN_CMD[*]}"
-        echo "# contender nginx"
-        echo "${NGINX_CMD[*]}"
-        [[ $SKIP_RINGWAY != 1 ]] && echo "# contender ringway" && echo "${RINGWAY_CMD[*]}"
-        echo "# load, one per contender: :$ORIGIN_PORT direct, :$RINGWAY_PORT ringway, :$NGINX_PORT nginx"
-        echo "taskset -c $LOAD_CPU wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency http://127.0.0.1:PORT/"
+        echo "# servers (CPU $PROXY_CPU: the proxy under test; CPU $LOAD_CPU: origin and load)"
+        for key in direct/main ringway/main nginx/main haproxy/main; do
+            [[ -n ${CMDLINE[$key]:-} ]] && echo "${CMDLINE[$key]}   # ${key%/main}"
+        done
+        echo "# idle_10k starts a fresh instance of each proxy the same way on port + $IDLE_OFFSET"
+        echo "# load, all under: taskset -c $LOAD_CPU timeout ...   (shown for nginx)"
+        for s in "${SCENARIO_LIST[@]}"; do
+            printf '%-14s' "$s"
+            load_command "$s" nginx | while IFS= read -r w; do
+                [[ $w == *' '* ]] && w="'$w'"
+                printf ' %s' "$w"
+            done
+            echo
+        done
         echo "# CPU: utime+stime (/proc/PID/stat fields 14+15, CLK_TCK=$CLK_TCK) of the proxy's"
-        echo "# processes (nginx: master + worker; ringway: its process) before and after each load"
+        echo "# processes (nginx: master + worker; ringway, haproxy: the process) before and after"
+        echo "# memory (idle_10k): VmRSS from /proc/PID/status, summed over the same processes"
+        [[ $CALLGRIND == 1 ]] && has_contender ringway && echo "perf/callgrind.sh $RINGWAY_BIN   # instructions per request"
+        true
     } | rel
 )
-CONFIGS="perf/origin/nginx.conf perf/origin/nginx-proxy.conf"
-[[ $SKIP_RINGWAY != 1 ]] && CONFIGS+=" perf/scenarios/$SCENARIO.toml"
+CONFIGS="perf/origin/nginx.conf"
+for c in "${CONTENDER_LIST[@]}"; do
+    case $c in
+        ringway) CONFIGS+=" ${RINGWAY_CONF#"$ROOT"/}" && ((RINGWAY_TLS)) && CONFIGS+=" perf/contenders/ringway-tls.toml" ;;
+        nginx) CONFIGS+=" perf/contenders/nginx.conf" ;;
+        haproxy) CONFIGS+=" perf/contenders/haproxy.cfg" ;;
+    esac
+done
 
+version() { "$@" 2>&1 | head -n1 || true; }
 PERF_CLK_TCK=$CLK_TCK \
 PERF_RUNS_TSV=$RUNS_TSV \
+PERF_ROOT=$ROOT \
 PERF_OUT_MD=$base.md \
 PERF_OUT_JSON=$base.json \
 PERF_CONFIGS=$CONFIGS \
-PERF_META_SCENARIO=$SCENARIO \
+PERF_RINGWAY_TLS_NOTE=$RINGWAY_TLS_NOTE \
+PERF_META_SCENARIOS=$SCENARIOS \
+PERF_META_CONTENDERS=$CONTENDERS \
 PERF_META_DATE=$DATE \
 PERF_META_COMMIT=$COMMIT \
 PERF_META_MACHINE="$(lscpu | sed -n 's/^Model name: *//p' | head -n1)" \
 PERF_META_NPROC="$(nproc)" \
+PERF_META_MEMORY="$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)" \
 PERF_META_KERNEL="$(uname -r)" \
+PERF_META_OS="$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")" \
 PERF_META_LOADAVG="$LOADAVG_START" \
-PERF_META_NGINX_VERSION="$("$NGINX" -v 2>&1 | head -n1)" \
-PERF_META_WRK_VERSION="$(wrk -v 2>&1 | head -n1 | sed 's/ Copyright.*//' || true)" \
-PERF_META_RINGWAY_VERSION="${RINGWAY_VERSION:-unknown (--version printed nothing)}" \
+PERF_META_LOADAVG_END="$(cut -d' ' -f1-3 /proc/loadavg)" \
+PERF_META_NGINX_VERSION="$(version "$NGINX" -v)" \
+PERF_META_HAPROXY_VERSION="$(version "$HAPROXY" -v)" \
+PERF_META_WRK_VERSION="$(version wrk -v | sed 's/ Copyright.*//')" \
+PERF_META_OHA_VERSION="$(version oha --version)" \
+PERF_META_PYTHON_VERSION="$(version python3 --version)" \
+PERF_META_OPENSSL_VERSION="$(version openssl version)" \
+PERF_META_RINGWAY_VERSION="${RINGWAY_VERSION:-not run}" \
 PERF_META_ROUNDS=$ROUNDS \
 PERF_META_DURATION_S=$DURATION \
-PERF_META_CONNECTIONS=$CONNECTIONS \
+PERF_META_QUICK=$QUICK \
+PERF_META_IDLE_CONNS=$IDLE_CONNS \
+PERF_META_RATE=$RATE \
+PERF_META_FD_LIMIT=$FD_LIMIT \
 PERF_META_AFFINITY="$AFFINITY" \
+PERF_META_CALLGRIND_IR_PER_REQUEST="$CALLGRIND_IR" \
 PERF_META_COMMANDS="$COMMANDS" \
     python3 "$ROOT/perf/report.py"

@@ -47,6 +47,7 @@ pub(super) struct FileIo {
     pub(super) ring_entries: Option<u64>,
     pub(super) buffer_bytes: Option<u64>,
     pub(super) idle_buffers_max: Option<u64>,
+    pub(super) body_buffer_bytes: Option<u64>,
 }
 
 /// `[limits]`.

@@ -98,6 +98,8 @@ pub struct IoConfig {
     /// keeps its read buffer and waits with a read posted (one operation per request);
     /// above it, idle connections wait for readability holding no buffer.
     pub idle_buffers_max: usize,
+    /// Buffer size for relaying a body larger than `buffer_bytes`.
+    pub body_buffer_bytes: usize,
 }
 
 /// Bounds on what a client may send.

@@ -20,6 +20,8 @@ pub(crate) const RING_ENTRIES: u64 = 1024;
 pub(crate) const BUFFER_BYTES: u64 = 16 * 1024;
 /// Connections per worker up to which idle ones keep their buffer: 256 x 16 KiB = 4 MiB.
 pub(crate) const IDLE_BUFFERS_MAX: u64 = 256;
+/// Relay buffer for bodies larger than `buffer_bytes`.
+pub(crate) const BODY_BUFFER_BYTES: u64 = 128 * 1024;
 pub(crate) const HEADER_BYTES_MAX: u64 = 16 * 1024;
 pub(crate) const HEADERS_COUNT_MAX: u64 = 100;
 pub(crate) const URI_BYTES_MAX: u64 = 8 * 1024;
@@ -154,6 +156,12 @@ fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoCon
             "io.buffer_bytes",
             io.buffer_bytes,
             Bounds { default: BUFFER_BYTES, min: 1024, max: 1 << 24 },
+            errors,
+        )),
+        body_buffer_bytes: to_usize(ranged(
+            "io.body_buffer_bytes",
+            io.body_buffer_bytes,
+            Bounds { default: BODY_BUFFER_BYTES, min: 1024, max: 1 << 24 },
             errors,
         )),
         idle_buffers_max: to_usize(ranged(

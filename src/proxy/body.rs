@@ -69,6 +69,8 @@ pub struct RelayOptions {
     pub chunked: ChunkedLimits,
     /// Capacity to keep free in the buffer for each read.
     pub buffer_bytes: usize,
+    /// Buffer size for a body larger than `buffer_bytes`: fewer, larger reads and writes.
+    pub body_buffer_bytes: usize,
     /// Slowest acceptable body, in bytes a second after a one-second grace (0: none).
     pub rate_min_bytes: u64,
 }
@@ -143,6 +145,29 @@ pub async fn relay(
     body: Body,
     options: &RelayOptions,
 ) -> (Result<u64, RelayError>, OutVec) {
+    // A body known to be large gets the large buffer at once; chunked and close-delimited
+    // ones once they have filled the normal one (see `relay_loop`).
+    let large = matches!(body.decoder, Decoder::Length { remaining }
+        if remaining > options.buffer_bytes as u64);
+    if large && out.buf.capacity() < options.body_buffer_bytes {
+        out.buf.reserve(options.body_buffer_bytes - out.buf.len());
+    }
+    let (result, mut out) = relay_loop(source, sink, out, body, options).await;
+    if out.buf.capacity() > 2 * options.buffer_bytes {
+        // Back to the normal size, so a connection does not keep a body-sized buffer.
+        out.buf.shrink_to(options.buffer_bytes.max(out.buf.len()));
+    }
+    (result, out)
+}
+
+/// The loop of [`relay`]: decode what is buffered, write it, read more.
+async fn relay_loop(
+    source: &mut impl AsyncReadRent,
+    sink: &mut impl AsyncWriteRent,
+    mut out: OutVec,
+    body: Body,
+    options: &RelayOptions,
+) -> (Result<u64, RelayError>, OutVec) {
     let Body { start: mut body_start, mut decoder, encoder } = body;
     let decoder = &mut decoder;
     let mut received = 0u64;
@@ -174,6 +199,10 @@ pub async fn relay(
         }
         if too_slow(received, started, options.rate_min_bytes) {
             return (Err(RelayError::SourceTimeout), out);
+        }
+        if received > options.buffer_bytes as u64 && out.buf.capacity() < options.body_buffer_bytes
+        {
+            out.buf.reserve(options.body_buffer_bytes - out.buf.len());
         }
         let (result, buf) = read_more(source, std::mem::take(&mut out.buf), options).await;
         out.buf = buf;

@@ -407,6 +407,7 @@ async fn send_head_and_body(
         bytes_max: config.limits.body_bytes_max,
         chunked: config.limits.chunked,
         buffer_bytes: config.io.buffer_bytes,
+        body_buffer_bytes: config.io.body_buffer_bytes,
         rate_min_bytes: config.limits.body_rate_min_bytes,
     };
     let body = Body { start: head_len, decoder, encoder };
@@ -456,6 +457,7 @@ fn upstream_read_options(worker: &Worker, cluster: &Cluster) -> RelayOptions {
         bytes_max: u64::MAX,
         chunked: config.limits.chunked,
         buffer_bytes: config.io.buffer_bytes,
+        body_buffer_bytes: config.io.body_buffer_bytes,
         rate_min_bytes: 0,
     }
 }

@@ -300,6 +300,7 @@ cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >"$WORK/tls/cert-and-key.pem" # HAP
 
 render() { # template out port tls_port
     sed -e "s|@PORT@|$3|g" -e "s|@TLS_PORT@|$4|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
+        -e "s|@TLS_PROVIDER@|${TLS_PROVIDER:-aws-lc-rs}|g" \
         -e "s|@WORK@|$WORK|g" "$1" >"$2"
 }
 

@@ -25,6 +25,7 @@ on_both_drivers!(
     broken_handshakes_do_not_disturb_others,
     certificates_reload_under_load_without_failures,
     ocsp_response_is_stapled,
+    sighup_reloads_certificates_in_the_binary,
 );
 
 /// `[listener.tls]` lines for `leaves`, the first being the default.
@@ -478,4 +479,24 @@ fn ocsp_response_is_stapled(driver: Driver) {
     assert!(text.contains("OCSP Response Status: successful"), "{text}");
     assert!(text.contains("Cert Status: good"), "{text}");
     assert!(text.contains("hello"), "{text}");
+}
+
+fn sighup_reloads_certificates_in_the_binary(driver: Driver) {
+    let pki = Pki::new("sighup CA");
+    let live = pki.leaf("live", "first", &["a.test"]);
+    let mut running =
+        crate::support::process::Running::start(&respond_config(driver, &tls_table(&[&live], "")));
+    let config = client_config(&pki);
+    assert_eq!(rustls_get(running.addr, &config).expect("first GET"), der_of(&live.cert));
+    let second = pki.leaf("staged", "second", &["a.test"]);
+    std::fs::copy(&second.cert, &live.cert).expect("replace cert");
+    std::fs::copy(&second.key, &live.key).expect("replace key");
+    let pid = running.pid().to_string();
+    let status = Command::new("kill").args(["-HUP", &pid]).status().expect("run kill");
+    assert!(status.success());
+    let second_der = der_of(&second.cert);
+    crate::support::eventually("SIGHUP loads the new certificate", || {
+        rustls_get(running.addr, &config).is_ok_and(|der| der == second_der)
+    });
+    assert!(running.terminate().success(), "the proxy still exits cleanly after SIGHUP");
 }

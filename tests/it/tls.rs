@@ -132,6 +132,16 @@ fn tls12_and_tls13_and_version_limits(driver: Driver) {
     assert!(refused.contains("alert") || refused.contains("Cipher is (NONE)"), "{refused}");
     let v13 = s_client(proxy.addr(), &["-tls1_3", "-servername", "a.test"], GET_CLOSE);
     assert!(v13.contains("hello"), "{v13}");
+    drop(proxy);
+
+    // One configured suite is the one negotiated; ALPN offers http/1.1.
+    let one_suite = tls_table(&[&a], "cipher_suites = [\"TLS13_CHACHA20_POLY1305_SHA256\"]");
+    let proxy = start_proxy(&respond_config(driver, &one_suite));
+    let args = ["-tls1_3", "-servername", "a.test", "-alpn", "h2,http/1.1"];
+    let text = s_client(proxy.addr(), &args, GET_CLOSE);
+    assert!(text.contains("Cipher is TLS_CHACHA20_POLY1305_SHA256"), "{text}");
+    assert!(text.contains("ALPN protocol: http/1.1"), "{text}");
+    assert!(text.contains("hello"), "{text}");
 }
 
 fn sessions_resume_by_ticket_and_by_id(driver: Driver) {
@@ -422,6 +432,16 @@ fn config_errors_name_the_key() {
     ] {
         assert!(errors.contains(expected), "{expected:?} in\n{errors}");
     }
+    let bogus_suite = format!(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\n[listener.tls]\ncertificates = [{}]\n\
+         cipher_suites = [\"TLS_BOGUS\"]\n[[listener.route]]\nrespond = {{ status = 200 }}\n",
+        entry(&a.cert, &a.key)
+    );
+    let errors = ringway::config::Config::parse(&bogus_suite).expect_err("bad suite").to_string();
+    assert!(
+        errors.contains("listener[0].tls.cipher_suites: unknown suite \"TLS_BOGUS\""),
+        "{errors}"
+    );
     let none = "[[listener]]\naddr = \"127.0.0.1:0\"\n[listener.tls]\nclient_auth = \"maybe\"\n\
                 [[listener.route]]\nrespond = { status = 200 }\n";
     let errors = ringway::config::Config::parse(none).expect_err("no certificates").to_string();

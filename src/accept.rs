@@ -60,3 +60,24 @@ pub async fn accept_loop(worker: Rc<Worker>, socket: std::net::TcpListener, list
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connection loop relies on this instead of a setsockopt per connection.
+    #[test]
+    fn accepted_sockets_inherit_tcp_nodelay() {
+        let config = crate::config::Config::parse(
+            "[[listener]]\naddr = \"127.0.0.1:0\"\n[[listener.route]]\nrespond = { status = 200 }\n",
+        )
+        .expect("config");
+        let listener = &config.listeners[0];
+        let socket = bind(listener, listener.addr).expect("bind");
+        socket.set_nonblocking(false).expect("blocking");
+        let addr = socket.local_addr().expect("addr");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        let (accepted, _) = socket.accept().expect("accept");
+        assert!(accepted.nodelay().expect("read TCP_NODELAY"), "TCP_NODELAY was not inherited");
+    }
+}

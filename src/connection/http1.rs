@@ -128,9 +128,8 @@ enum Next {
 pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
     let _open = OpenGuard::new(worker.clone(), listener, peer.ip());
     let logs = worker.config.listeners[listener].access_log != AccessLogFormat::Off;
-    if let Err(error) = stream.set_nodelay(true) {
-        log::debug!("set TCP_NODELAY on {peer}: {error}");
-    }
+    // TCP_NODELAY comes from the listening socket (Linux copies it to accepted ones; the
+    // accept tests check it), so no setsockopt per connection.
     let Some(stream) = Box::pin(handshake(&worker, stream, peer, listener)).await else {
         return;
     };

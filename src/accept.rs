@@ -68,10 +68,9 @@ mod tests {
     /// The connection loop relies on this instead of a setsockopt per connection.
     #[test]
     fn accepted_sockets_inherit_tcp_nodelay() {
-        let config = crate::config::Config::parse(
-            "[[listener]]\naddr = \"127.0.0.1:0\"\n[[listener.route]]\nrespond = { status = 200 }\n",
-        )
-        .expect("config");
+        let text = "[[listener]]\naddr = \"127.0.0.1:0\"\n\
+                    [[listener.route]]\nrespond = { status = 200 }\n";
+        let config = crate::config::Config::parse(text).expect("config");
         let listener = &config.listeners[0];
         let socket = bind(listener, listener.addr).expect("bind");
         socket.set_nonblocking(false).expect("blocking");

@@ -4,7 +4,7 @@
 //!
 //! Messages the read side makes rustls queue (key updates) go out with the next write.
 
-use super::stream::{TlsStream, copy_plaintext, iovec_slices};
+use super::stream::{SLICES_MAX, TlsStream, copy_plaintext, iovec_slices};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
@@ -157,8 +157,9 @@ where
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         let result = {
-            let slices = iovec_slices(&buf);
-            self.write_slices(&slices).await
+            let mut slices = [IoSlice::new(&[]); SLICES_MAX];
+            let count = iovec_slices(&buf, &mut slices);
+            self.write_slices(&slices[..count]).await
         };
         (result, buf)
     }

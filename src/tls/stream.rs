@@ -219,21 +219,28 @@ where
     Ok(copied)
 }
 
-/// The iovecs of `buf` as slices.
-pub(super) fn iovec_slices<T: IoVecBuf>(buf: &T) -> Vec<IoSlice<'_>> {
+/// Most iovecs handed to rustls per write; a response head and its first body bytes take
+/// fewer. The rest go in the next write (callers loop until all is written).
+pub(super) const SLICES_MAX: usize = 16;
+
+/// The first [`SLICES_MAX`] iovecs of `buf` as slices in `slices`, with no allocation;
+/// returns how many.
+pub(super) fn iovec_slices<'a, T: IoVecBuf>(
+    buf: &'a T,
+    slices: &mut [IoSlice<'a>; SLICES_MAX],
+) -> usize {
     let ptr = buf.read_iovec_ptr();
-    let count = buf.read_iovec_len();
-    (0..count)
-        .map(|index| {
-            // SAFETY: IoVecBuf promises `count` valid iovecs at `ptr`, each describing
-            // initialized memory that lives as long as `buf`, which the slices borrow.
-            let iovec = unsafe { &*ptr.add(index) };
-            // SAFETY: see above; the iovec describes `iov_len` readable bytes.
-            let bytes =
-                unsafe { std::slice::from_raw_parts(iovec.iov_base.cast::<u8>(), iovec.iov_len) };
-            IoSlice::new(bytes)
-        })
-        .collect()
+    let count = buf.read_iovec_len().min(SLICES_MAX);
+    for (index, slot) in slices.iter_mut().enumerate().take(count) {
+        // SAFETY: IoVecBuf promises `read_iovec_len` valid iovecs at `ptr`, each describing
+        // initialized memory that lives as long as `buf`, which the slices borrow.
+        let iovec = unsafe { &*ptr.add(index) };
+        // SAFETY: see above; the iovec describes `iov_len` readable bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(iovec.iov_base.cast::<u8>(), iovec.iov_len) };
+        *slot = IoSlice::new(bytes);
+    }
+    count
 }
 
 impl<C, S> AsyncReadRent for TlsStream<C>
@@ -280,8 +287,9 @@ where
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         let result = {
-            let slices = iovec_slices(&buf);
-            self.write_slices(&slices).await
+            let mut slices = [IoSlice::new(&[]); SLICES_MAX];
+            let count = iovec_slices(&buf, &mut slices);
+            self.write_slices(&slices[..count]).await
         };
         (result, buf)
     }

@@ -10,7 +10,6 @@ use crate::support::pki::{Leaf, Pki, toml_path};
 use crate::support::{Driver, ProxyHandle, WAIT, on_both_drivers, preamble, start_proxy};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 
 on_both_drivers!(
     backends_are_verified_with_a_ca_file_and_sni,
@@ -104,20 +103,8 @@ fn tls_client(
     addr: SocketAddr,
     pki: &Pki,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(pki.ca()).expect("read ca.pem");
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.expect("CA PEM")).expect("add the CA");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("a.test").expect("name");
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("session");
+    let conn = rustls::ClientConnection::new(pki.client_config(true), name).expect("session");
     let tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(WAIT)).expect("timeout");
     rustls::StreamOwned::new(conn, tcp)

@@ -51,6 +51,27 @@ impl Pki {
         self.dir.join(name)
     }
 
+    /// A rustls client config (ring) trusting this CA; `resume: false` makes every
+    /// connection a full handshake.
+    pub(crate) fn client_config(&self, resume: bool) -> std::sync::Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(self.ca()).expect("read ca.pem");
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.expect("CA PEM")).expect("add the CA");
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        std::sync::Arc::new(config)
+    }
+
     /// An ECDSA P-256 leaf for `names` with common name `cn`, as `file.pem` and `file.key`.
     pub(crate) fn leaf(&self, file: &str, cn: &str, names: &[&str]) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");

@@ -54,6 +54,10 @@ pub enum ProxyError {
     UpstreamClosed,
     #[error("backend connection failed")]
     UpstreamIo,
+    /// The backend stopped taking the request body and sent no response: it may have
+    /// timed out a slow client, so it does not count against the backend.
+    #[error("backend stopped reading the request body without answering")]
+    UpstreamStoppedReading,
 }
 
 // Errors travel on the hot path inside `Result`; keep them small.
@@ -80,7 +84,8 @@ impl ProxyError {
             | Self::BadResponseBody(_)
             | Self::UnexpectedUpgrade
             | Self::UpstreamClosed
-            | Self::UpstreamIo => 502,
+            | Self::UpstreamIo
+            | Self::UpstreamStoppedReading => 502,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -107,7 +112,66 @@ impl ProxyError {
             | Self::BadResponseBody(_)
             | Self::UnexpectedUpgrade
             | Self::UpstreamClosed
-            | Self::UpstreamIo => Side::Upstream,
+            | Self::UpstreamIo
+            | Self::UpstreamStoppedReading => Side::Upstream,
+        }
+    }
+
+    /// True when the failure is the backend's own and counts toward its passive
+    /// ejection: a refused connect, no response in time, a response that does not parse,
+    /// a close or reset before any response. What a client does (aborts, stalls, sends
+    /// too slowly or too much) never counts, nor does a backend that stopped reading a
+    /// body mid-way, which is what a backend does to a slow client.
+    pub fn counts_against_backend(&self) -> bool {
+        match self {
+            Self::Connect
+            | Self::UpstreamTimeout
+            | Self::BadResponse(_)
+            | Self::BadResponseBody(_)
+            | Self::UnexpectedUpgrade
+            | Self::UpstreamClosed
+            | Self::UpstreamIo => true,
+            Self::BadRequest(_)
+            | Self::BadRequestBody(_)
+            | Self::BodyTooLarge
+            | Self::ClientTimeout
+            | Self::ClientBodyTimeout
+            | Self::ClientClosed
+            | Self::ClientIo
+            | Self::NoRoute
+            | Self::NoBackend
+            | Self::Forbidden
+            | Self::Denied
+            | Self::MethodNotAllowed
+            | Self::TooManyRequests { .. }
+            | Self::UpstreamStoppedReading => false,
+        }
+    }
+
+    /// True when the request may go to another backend after this failure. A refused
+    /// connect sent nothing; the other backend failures before a response are safe to
+    /// retry only for a `replayable` request (idempotent, and its body still at hand).
+    pub fn is_retryable(&self, replayable: bool) -> bool {
+        match self {
+            Self::Connect => true,
+            Self::UpstreamIo | Self::UpstreamClosed | Self::UpstreamTimeout => replayable,
+            Self::BadRequest(_)
+            | Self::BadRequestBody(_)
+            | Self::BodyTooLarge
+            | Self::ClientTimeout
+            | Self::ClientBodyTimeout
+            | Self::ClientClosed
+            | Self::ClientIo
+            | Self::NoRoute
+            | Self::NoBackend
+            | Self::Forbidden
+            | Self::Denied
+            | Self::MethodNotAllowed
+            | Self::TooManyRequests { .. }
+            | Self::BadResponse(_)
+            | Self::BadResponseBody(_)
+            | Self::UnexpectedUpgrade
+            | Self::UpstreamStoppedReading => false,
         }
     }
 
@@ -134,7 +198,8 @@ impl ProxyError {
             | Self::BadResponseBody(_)
             | Self::UnexpectedUpgrade
             | Self::UpstreamClosed
-            | Self::UpstreamIo => false,
+            | Self::UpstreamIo
+            | Self::UpstreamStoppedReading => false,
         }
     }
 
@@ -194,7 +259,8 @@ impl ProxyError {
             | Self::BadResponseBody(_)
             | Self::UnexpectedUpgrade
             | Self::UpstreamClosed
-            | Self::UpstreamIo => return None,
+            | Self::UpstreamIo
+            | Self::UpstreamStoppedReading => return None,
         })
     }
 }

@@ -73,6 +73,8 @@ pub struct Worker {
     /// shutdown waits for these, and closes the idle ones.
     pub busy: Cell<usize>,
     pub shutting_down: Cell<bool>,
+    /// Bytes reserved by request bodies being read whole (`limits.request_buffers_bytes_max`).
+    pub request_buffers_bytes: Cell<u64>,
     /// Connections waiting for their next request; shut down at shutdown.
     pub idle: RefCell<IdleConnections>,
     /// Cancels the accept loops at shutdown.
@@ -143,6 +145,7 @@ impl Worker {
             connections: Cell::new(0),
             busy: Cell::new(0),
             shutting_down: Cell::new(false),
+            request_buffers_bytes: Cell::new(0),
             idle: RefCell::new(IdleConnections::default()),
             accept_canceller: RefCell::new(Canceller::new()),
             stats: RefCell::new(WorkerStats::new(&stats_layout)),

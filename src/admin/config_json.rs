@@ -42,6 +42,9 @@ pub(super) fn render(config: &Config) -> Value {
             "body_bytes_max": limits.body_bytes_max,
             "chunk_extension_bytes_max": limits.chunked.extension_bytes_max,
             "trailer_bytes_max": limits.chunked.trailer_bytes_max,
+            "body_rate_min_bytes": limits.body_rate_min_bytes,
+            "request_buffer_bytes": limits.request_buffer_bytes,
+            "request_buffers_bytes_max": limits.request_buffers_bytes_max,
         },
         "timeouts": {
             "client_header_timeout_ms": timeouts.client_header.as_millis(),

@@ -64,6 +64,8 @@ pub(super) struct FileLimits {
     pub(super) connections_per_worker_max: Option<u64>,
     pub(super) connections_per_ip_max: Option<u64>,
     pub(super) body_rate_min_bytes: Option<u64>,
+    pub(super) request_buffer_bytes: Option<u64>,
+    pub(super) request_buffers_bytes_max: Option<u64>,
 }
 
 /// `[timeouts]`: the client side. Upstream timeouts live on each cluster.
@@ -174,6 +176,7 @@ pub(super) struct FileRoute {
     pub(super) deny_path: Option<Vec<String>>,
     pub(super) deny_header: Option<Vec<FileHeaderPattern>>,
     pub(super) rate_limit: Option<FileRateLimit>,
+    pub(super) request_buffering: Option<bool>,
 }
 
 /// `redirect_https = { port = 443, status = 301 }`: send the client to the same URL

@@ -119,6 +119,13 @@ pub struct Limits {
     /// A request body slower than this many bytes a second (after a one-second grace) is a
     /// slow POST: 408. 0 is no minimum.
     pub body_rate_min_bytes: u64,
+    /// A request body up to this size is read whole before a backend is chosen (nginx's
+    /// `proxy_request_buffering`), so a slow client never holds a backend connection and
+    /// a malformed body never reaches one. Larger bodies stream. 0 turns it off.
+    pub request_buffer_bytes: u64,
+    /// Bytes one worker may hold in request bodies being buffered at once; past it,
+    /// requests stream instead of waiting.
+    pub request_buffers_bytes_max: u64,
 }
 
 /// Client-side timeouts.
@@ -201,6 +208,9 @@ pub struct Route {
     /// Methods allowed (405 otherwise) and deny rules (403).
     pub filter: Option<RequestFilter>,
     pub rate_limit: Option<RateLimitConfig>,
+    /// Read small request bodies whole before choosing a backend (`limits.request_buffer_bytes`);
+    /// off for routes that must stream uploads as they come.
+    pub request_buffering: bool,
 }
 
 /// How a route matches the Host header (lowercase, port stripped).

@@ -28,6 +28,13 @@ pub(crate) const URI_BYTES_MAX: u64 = 8 * 1024;
 pub(crate) const BODY_BYTES_MAX: u64 = 100 * 1024 * 1024;
 pub(crate) const CHUNK_EXTENSION_BYTES_MAX: u64 = 4096;
 pub(crate) const TRAILER_BYTES_MAX: u64 = 16 * 1024;
+/// 1 KiB/s: a client slower than a 9.6 kbit/s modem is a slow-body attack, not a user.
+pub(crate) const BODY_RATE_MIN_BYTES: u64 = 1024;
+/// As nginx's `client_body_buffer_size` on 64-bit machines: most form posts and API
+/// bodies fit.
+pub(crate) const REQUEST_BUFFER_BYTES: u64 = 64 * 1024;
+/// 1,024 bodies of 64 KiB buffered at once per worker.
+pub(crate) const REQUEST_BUFFERS_BYTES_MAX: u64 = 64 * 1024 * 1024;
 pub(crate) const CLIENT_HEADER_TIMEOUT_MS: u64 = 10_000;
 pub(crate) const CLIENT_BODY_TIMEOUT_MS: u64 = 60_000;
 pub(crate) const CLIENT_WRITE_TIMEOUT_MS: u64 = 60_000;
@@ -254,6 +261,7 @@ fn validate_limits(file: &super::file::FileLimits, errors: &mut Vec<ConfigError>
         Bounds { default: TRAILER_BYTES_MAX, min: 0, max: 1 << 20 },
         errors,
     );
+    let (request_buffer_bytes, request_buffers_bytes_max) = request_buffers(file, errors);
     Limits {
         head: HeadLimits {
             header_bytes_max: to_u32(header_bytes_max),
@@ -279,10 +287,22 @@ fn validate_limits(file: &super::file::FileLimits, errors: &mut Vec<ConfigError>
         body_rate_min_bytes: ranged(
             "limits.body_rate_min_bytes",
             file.body_rate_min_bytes,
-            Bounds { default: 0, min: 0, max: 1 << 30 },
+            Bounds { default: BODY_RATE_MIN_BYTES, min: 0, max: 1 << 30 },
             errors,
         ),
+        request_buffer_bytes,
+        request_buffers_bytes_max,
     }
+}
+
+/// `limits.request_buffer_bytes` (0, off, up to 64 MiB) and
+/// `limits.request_buffers_bytes_max`.
+fn request_buffers(file: &super::file::FileLimits, errors: &mut Vec<ConfigError>) -> (u64, u64) {
+    let bounds = Bounds { default: REQUEST_BUFFER_BYTES, min: 0, max: 64 << 20 };
+    let each = ranged("limits.request_buffer_bytes", file.request_buffer_bytes, bounds, errors);
+    let bounds = Bounds { default: REQUEST_BUFFERS_BYTES_MAX, min: 0, max: 1 << 40 };
+    let key = "limits.request_buffers_bytes_max";
+    (each, ranged(key, file.request_buffers_bytes_max, bounds, errors))
 }
 
 /// A connection cap: 0 (none) up to ten million.
@@ -463,6 +483,7 @@ fn validate_route(
             .as_ref()
             .map(|cookie| name_value(&format!("{at}.cookie"), cookie, errors)),
         action,
+        request_buffering: route.request_buffering.unwrap_or(true),
     }
 }
 

@@ -10,6 +10,7 @@ use crate::config::AccessLogFormat;
 use crate::config::{FixedResponse, RouteAction};
 use crate::error::ProxyError;
 use crate::http::{BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head};
+use crate::proxy::buffer::read_body;
 use crate::proxy::http::{Exchange, ExchangeEnd, ExchangeReport, exchange};
 use crate::proxy::tunnel::tunnel;
 use crate::route::{self, RouteRequest};
@@ -121,7 +122,12 @@ struct Outcome {
 enum Next {
     Continue,
     Close,
-    Tunnel { upstream: UpstreamStream, to_client: Vec<u8> },
+    /// Close after draining what the client still sends: its body was left unread.
+    Linger,
+    Tunnel {
+        upstream: UpstreamStream,
+        to_client: Vec<u8>,
+    },
 }
 
 /// Serves `stream` until the client or the proxy ends it.
@@ -176,6 +182,10 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
         match next {
             Next::Continue if !worker.shutting_down.get() => {}
             Next::Continue | Next::Close => break,
+            Next::Linger => {
+                super::linger::linger(&worker, &mut client.stream).await;
+                break;
+            }
             Next::Tunnel { upstream, to_client } => {
                 let to_upstream = std::mem::take(&mut buf);
                 let tunnel = tunnel(client.stream, upstream, to_upstream, to_client);
@@ -270,7 +280,7 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
         // A body we did not read would be taken for the next request: close instead.
         let keep_alive = head.keep_alive && !has_body;
         let next = answer_error_with(client, &refusal.error, keep_alive, &refusal.headers).await;
-        return (next, buf);
+        return (unread_body(next, has_body), buf);
     }
     match action {
         None => {
@@ -278,7 +288,7 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             // A body we did not read would be taken for the next request: close instead.
             let keep_alive = head.keep_alive && !has_body;
             let next = answer_error(client, &ProxyError::NoRoute, keep_alive).await;
-            (next, buf)
+            (unread_body(next, has_body), buf)
         }
         Some(RouteAction::RedirectHttps { status, port }) => {
             let location = https_location(&buf, head, *port);
@@ -295,17 +305,39 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
                     .await
                 }
             };
-            (next, buf)
+            (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Respond(fixed)) => {
             buf.drain(..head.head_len as usize);
             let keep_alive = head.keep_alive && !has_body && !worker.shutting_down.get();
             let next = answer_fixed(client, fixed, head, keep_alive).await;
-            (next, buf)
+            (unread_body(next, has_body), buf)
+        }
+        // A reverse-proxy route answers CONNECT itself: a backend that took it would
+        // turn its connection into a tunnel, and what it sent after a 2xx would reach
+        // the next client on that connection.
+        Some(RouteAction::Cluster(_)) if head.method == Method::Connect => {
+            buf.drain(..head.head_len as usize);
+            let keep_alive = head.keep_alive && !has_body;
+            let next =
+                answer_error_with(client, &ProxyError::MethodNotAllowed, keep_alive, CONNECT_ALLOW)
+                    .await;
+            (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
             proxy_to_cluster(client, head, buf, *cluster, has_body).await
         }
+    }
+}
+
+/// The methods a reverse-proxy route takes, for the 405 that answers CONNECT.
+const CONNECT_ALLOW: &str = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n";
+
+/// A connection closed after a request whose body was not read lingers instead.
+fn unread_body(next: Next, has_body: bool) -> Next {
+    match next {
+        Next::Close if has_body => Next::Linger,
+        Next::Continue | Next::Close | Next::Linger | Next::Tunnel { .. } => next,
     }
 }
 
@@ -319,6 +351,27 @@ async fn proxy_to_cluster(
 ) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
     client.outcome.cluster = Some(cluster.0 as usize);
+    let routes = &worker.config.listeners[client.listener].routes;
+    let buffering = client.outcome.route.is_none_or(|route| routes[route].request_buffering);
+    let (read, buf) = read_body(&worker, &mut client.stream, head, buffering, buf).await;
+    let read = match read {
+        Ok(read) => read,
+        Err(error) => {
+            log_failure(&worker, &error);
+            let next = answer_error(client, &error, false).await;
+            // A slow client is not waited for any longer.
+            let lingers = error != ProxyError::ClientBodyTimeout;
+            return (unread_body(next, has_body && lingers), buf);
+        }
+    };
+    // A chunked body read whole goes on with a Content-Length.
+    let dechunked;
+    let head = if read.framing == head.framing {
+        head
+    } else {
+        dechunked = RequestHead { framing: read.framing, ..head.clone() };
+        &dechunked
+    };
     let request_id = client.log.generated.then(|| client.log.request_id());
     let tls = worker.config.listeners[client.listener].tls.as_deref();
     let x = Exchange {
@@ -333,12 +386,14 @@ async fn proxy_to_cluster(
         cluster,
         request_id,
         report: &mut client.outcome.report,
+        continue_sent: read.continue_sent,
     };
     let (result, mut buf) = exchange(x, buf).await;
     client.outcome.status = client.outcome.report.status;
     let next = match result {
-        Ok(ExchangeEnd::Done { keep_alive: true }) => Next::Continue,
-        Ok(ExchangeEnd::Done { keep_alive: false }) => Next::Close,
+        Ok(ExchangeEnd::Done { keep_alive: _, body_unread: true }) => Next::Linger,
+        Ok(ExchangeEnd::Done { keep_alive: true, body_unread: false }) => Next::Continue,
+        Ok(ExchangeEnd::Done { keep_alive: false, body_unread: false }) => Next::Close,
         Ok(ExchangeEnd::Upgrade { upstream, to_client }) => Next::Tunnel { upstream, to_client },
         Err(error) => {
             log_failure(&worker, &error);
@@ -348,7 +403,8 @@ async fn proxy_to_cluster(
             if keep_alive {
                 buf.drain(..head.head_len as usize);
             }
-            answer_error(client, &error, keep_alive).await
+            let next = answer_error(client, &error, keep_alive).await;
+            unread_body(next, has_body && error != ProxyError::ClientBodyTimeout)
         }
     };
     (next, buf)

@@ -4,6 +4,7 @@
 mod guard;
 mod http1;
 mod idle;
+mod linger;
 mod report;
 
 pub use idle::IdleConnections;

@@ -4,9 +4,12 @@
 
 use crate::http::encode_chunk_size;
 use crate::http::{BodyFraming, ChunkedDecoder, ChunkedError, ChunkedLimits, LAST_CHUNK};
+use crate::tls::MaybeTls;
 use crate::wire::OutVec;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use rustls::{ConnectionCommon, SideData};
+use std::ops::DerefMut;
 use std::time::Duration;
 
 /// How body bytes arrive.
@@ -45,6 +48,9 @@ pub enum RelayError {
     SourceIo,
     SinkTimeout,
     SinkIo,
+    /// The sink (a backend) wrote to us or closed while we were still sending: an early
+    /// response. Seen only when [`RelayOptions::watch_sink`] is set.
+    SinkAnswered,
     /// More body bytes than `bytes_max`.
     TooLarge,
     BadChunk(ChunkedError),
@@ -73,13 +79,41 @@ pub struct RelayOptions {
     pub body_buffer_bytes: usize,
     /// Slowest acceptable body, in bytes a second after a one-second grace (0: none).
     pub rate_min_bytes: u64,
+    /// While waiting on the source, also wait for the sink to answer: a backend that
+    /// answers before the body is sent whole (an early 413) is heard at once, not after
+    /// the whole upload. See [`Sink::answered`].
+    pub watch_sink: bool,
+}
+
+/// Where a relay writes: a socket that can also say it has been answered.
+pub trait Sink: AsyncWriteRent {
+    /// Resolves once the peer has sent something or closed its side; never, where that
+    /// cannot be told apart from traffic that is no answer (TLS, whose session tickets
+    /// may come at any time).
+    fn answered(&self) -> impl Future<Output = ()>;
+}
+
+impl<C, S> Sink for MaybeTls<C>
+where
+    C: DerefMut<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
+    async fn answered(&self) {
+        match self {
+            Self::Plain(stream) => {
+                // An error is an answer too: the connection is gone.
+                let _ = stream.readable(false).await;
+            }
+            Self::Tls(_) => std::future::pending().await,
+        }
+    }
 }
 
 /// The time a slow body gets before its rate counts.
 const RATE_GRACE: Duration = Duration::from_secs(1);
 
 /// True when `received` bytes since `started` fall below `rate_min_bytes` a second.
-fn too_slow(received: u64, started: std::time::Instant, rate_min_bytes: u64) -> bool {
+pub(crate) fn too_slow(received: u64, started: std::time::Instant, rate_min_bytes: u64) -> bool {
     if rate_min_bytes == 0 {
         return false;
     }
@@ -140,7 +174,7 @@ fn queue_data(out: &mut OutVec, encoder: Encoder, start: usize, len: usize) {
 /// at its front. `received` counts the body bytes taken from the source.
 pub async fn relay(
     source: &mut impl AsyncReadRent,
-    sink: &mut impl AsyncWriteRent,
+    sink: &mut impl Sink,
     mut out: OutVec,
     body: Body,
     options: &RelayOptions,
@@ -163,7 +197,7 @@ pub async fn relay(
 /// The loop of [`relay`]: decode what is buffered, write it, read more.
 async fn relay_loop(
     source: &mut impl AsyncReadRent,
-    sink: &mut impl AsyncWriteRent,
+    sink: &mut impl Sink,
     mut out: OutVec,
     body: Body,
     options: &RelayOptions,
@@ -204,7 +238,18 @@ async fn relay_loop(
         {
             out.buf.reserve(options.body_buffer_bytes - out.buf.len());
         }
-        let (result, buf) = read_more(source, std::mem::take(&mut out.buf), options).await;
+        let read = read_more(source, std::mem::take(&mut out.buf), options);
+        let (result, buf) = if options.watch_sink {
+            monoio::select! {
+                biased;
+                // The read is dropped with the body bytes it held: the backend has
+                // answered, so the rest of the body is not sent anyway.
+                () = sink.answered() => return (Err(RelayError::SinkAnswered), out),
+                read = read => read,
+            }
+        } else {
+            read.await
+        };
         out.buf = buf;
         match result {
             Ok(0) if matches!(decoder, Decoder::UntilClose) => {

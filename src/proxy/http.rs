@@ -3,11 +3,12 @@
 //! response head, and stream the response back.
 
 use super::body::{self, Body, Decoder, Encoder, RelayError, RelayOptions};
+use super::reuse::{ReuseFacts, reuse_verdict};
 use crate::balance::hash_key;
 use crate::config::{
     Backend, BackendId, BackendState, Balance, Cluster, ClusterId, HashKey, RETRIES_MAX, Sticky,
 };
-use crate::error::{ProxyError, Side};
+use crate::error::ProxyError;
 use crate::http::{
     BodyFraming, HeaderKind, HeaderLine, Method, Parsed, RequestHead, ResponseHead, Version,
     find_cookie, find_header, parse_response_head, response_framing,
@@ -25,8 +26,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub enum ExchangeEnd {
     /// The response was sent whole; the client connection may carry another request
-    /// when `keep_alive`.
-    Done { keep_alive: bool },
+    /// when `keep_alive`. `body_unread`: the backend answered before the request body
+    /// was read whole, so the client is still sending it (the caller drains it a while
+    /// before closing, so the client reads the answer instead of a reset).
+    Done { keep_alive: bool, body_unread: bool },
     /// The backend switched protocols: the caller tunnels between the client and
     /// `upstream`, sending `to_client` first.
     Upgrade { upstream: UpstreamStream, to_client: Vec<u8> },
@@ -51,6 +54,8 @@ pub struct Exchange<'a> {
     pub request_id: Option<&'a [u8]>,
     /// Filled in as the exchange goes, for stats and the access log.
     pub report: &'a mut ExchangeReport,
+    /// The read phase already sent `100 Continue` (see [`super::buffer`]).
+    pub continue_sent: bool,
 }
 
 /// What happened in one exchange, for the stats and the access log.
@@ -100,18 +105,24 @@ pub async fn exchange(
         (sticky, *clusters[x.cluster.0 as usize].sticky_value(attempt.backend))
     });
     let upstream = &mut attempt.upstream;
+    let response = (attempt.response, attempt.response_buf);
+    let request_complete = attempt.request_complete;
     let (result, response_buf) =
-        respond(&mut x, cluster, upstream, (attempt.response, attempt.response_buf), sticky).await;
-    let backend_active =
-        worker.clusters.borrow()[x.cluster.0 as usize].backends[attempt.backend.0 as usize].admin
-            == BackendState::Active;
+        respond(&mut x, cluster, upstream, response, (sticky, request_complete)).await;
     let end = match result {
-        Ok(Responded::Done { keep_alive, reusable }) => {
-            if reusable && backend_active {
-                attempt.upstream.requests += 1;
-                worker.pool.borrow_mut().checkin(cluster, attempt.upstream, Instant::now());
+        Ok(Responded::Done { keep_alive, mut reuse }) => {
+            reuse.backend_active = worker.clusters.borrow()[x.cluster.0 as usize].backends
+                [attempt.backend.0 as usize]
+                .admin
+                == BackendState::Active;
+            match reuse_verdict(&reuse) {
+                Ok(()) => {
+                    attempt.upstream.requests += 1;
+                    worker.pool.borrow_mut().checkin(cluster, attempt.upstream, Instant::now());
+                }
+                Err(reason) => log::trace!("upstream connection closed: {reason:?}"),
             }
-            Ok(ExchangeEnd::Done { keep_alive })
+            Ok(ExchangeEnd::Done { keep_alive, body_unread: !request_complete })
         }
         Ok(Responded::Upgrade) => {
             let upstream = attempt.upstream.stream;
@@ -129,6 +140,8 @@ struct Attempt<'a> {
     upstream: UpstreamConnection,
     response: ResponseHead,
     response_buf: Vec<u8>,
+    /// False when the backend answered before the request body was sent whole.
+    request_complete: bool,
     /// True when the request's sticky cookie named this backend (no Set-Cookie needed).
     sticky_held: bool,
     /// Keeps the exchange counted as in flight to `backend` until it ends.
@@ -189,12 +202,13 @@ async fn attempt_backends<'a>(
         let (result, back) = try_backend(x, cluster, backend, out).await;
         out = back;
         let error = match result {
-            Ok((upstream, response, response_buf)) => {
+            Ok(Answered { upstream, response, response_buf, request_complete }) => {
                 let attempt = Attempt {
                     backend,
                     upstream,
                     response,
                     response_buf,
+                    request_complete,
                     sticky_held: sticky == Some(backend),
                     _in_flight: in_flight,
                 };
@@ -203,13 +217,7 @@ async fn attempt_backends<'a>(
             Err(error) => error,
         };
         note_failure(worker, cluster, (cluster_index, backend), error);
-        let may_retry = match error {
-            ProxyError::Connect => true,
-            ProxyError::UpstreamIo | ProxyError::UpstreamClosed | ProxyError::UpstreamTimeout => {
-                replayable
-            }
-            _ => false,
-        };
+        let may_retry = error.is_retryable(replayable);
         if !may_retry || attempts > cluster.retries as usize || attempts >= tried.len() {
             return (Err(error), out);
         }
@@ -217,14 +225,15 @@ async fn attempt_backends<'a>(
     }
 }
 
-/// Counts a failed attempt against its backend: passive checks and stats.
+/// Counts a failed attempt against its backend, when it is the backend's fault:
+/// passive checks and stats.
 fn note_failure(
     worker: &Worker,
     cluster: &Cluster,
     (cluster_index, backend): (usize, BackendId),
     error: ProxyError,
 ) {
-    if error.side() != Side::Upstream {
+    if !error.counts_against_backend() {
         return;
     }
     let mut clusters = worker.clusters.borrow_mut();
@@ -237,18 +246,27 @@ fn note_failure(
     }
 }
 
+/// A backend's answer: its connection and response head, in the buffer that holds it.
+struct Answered {
+    upstream: UpstreamConnection,
+    response: ResponseHead,
+    response_buf: Vec<u8>,
+    /// False when the answer came before the request body was sent whole.
+    request_complete: bool,
+}
+
 /// One backend: send the request, read the response head, record how it went.
 async fn try_backend(
     x: &mut Exchange<'_>,
     cluster: &Cluster,
     backend: BackendId,
     out: OutVec,
-) -> (Result<(UpstreamConnection, ResponseHead, Vec<u8>), ProxyError>, OutVec) {
+) -> (Result<Answered, ProxyError>, OutVec) {
     let started = Instant::now();
     x.report.backend = Some(backend);
     x.report.upstream_addr = Some(cluster.backends[backend.0 as usize].addr);
     let (sent, mut out) = send_request(x, cluster, backend, out).await;
-    let (mut upstream, response_buf) = match sent {
+    let (mut upstream, response_buf, request_complete) = match sent {
         Ok(sent) => sent,
         Err(error) => return (Err(error), out),
     };
@@ -278,7 +296,7 @@ async fn try_backend(
         outcome,
         Instant::now(),
     );
-    (Ok((upstream, response, response_buf)), out)
+    (Ok(Answered { upstream, response, response_buf, request_complete }), out)
 }
 
 /// The hash key of this request for the cluster's policy (0 when the policy has none).
@@ -298,8 +316,9 @@ fn hash_key_of(x: &Exchange<'_>, cluster: &Cluster, buf: &[u8]) -> u64 {
     found.map_or_else(ip_key, hash_key)
 }
 
-/// Sends the request head and body to a backend; on success returns the connection and a
-/// buffer holding the start of the response.
+/// Sends the request head and body to a backend; on success returns the connection, a
+/// buffer holding the start of the response, and whether the request body went whole
+/// (false when the backend answered early, a 413 or 401 mid-upload).
 ///
 /// A pooled connection may have been closed by the backend while idle. When that shows
 /// (the write fails, or the read ends before any response byte) and the request can be
@@ -309,7 +328,7 @@ async fn send_request(
     cluster: &Cluster,
     backend_id: BackendId,
     mut out: OutVec,
-) -> (Result<(UpstreamConnection, Vec<u8>), ProxyError>, OutVec) {
+) -> (Result<(UpstreamConnection, Vec<u8>, bool), ProxyError>, OutVec) {
     let backend = &cluster.backends[backend_id.0 as usize];
     // A request without body bytes keeps its head in `out.buf` until it is answered, so
     // it can be sent again; `try_backend` drops it then.
@@ -317,46 +336,9 @@ async fn send_request(
         x.head.method.is_idempotent() && Decoder::for_framing(x.head.framing).is_none();
     let mut fresh_only = false;
     loop {
-        let now = Instant::now();
-        let pooled = if fresh_only {
-            None
-        } else {
-            x.worker.pool.borrow_mut().checkout(cluster, x.cluster, backend_id, now)
-        };
-        let stats_index =
-            x.worker.stats_layout.backend_index(x.cluster.0 as usize, backend_id.0 as usize);
-        if pooled.is_some() {
-            x.worker.stats.borrow_mut().upstream_connected(stats_index, true);
-        }
-        let mut upstream = match pooled {
-            Some(upstream) => upstream,
-            None => match upstream::connect(
-                backend.addr,
-                &backend.host,
-                cluster.tls.as_ref(),
-                cluster.connect_timeout,
-            )
-            .await
-            {
-                Ok(stream) => {
-                    x.worker.stats.borrow_mut().upstream_connected(stats_index, false);
-                    UpstreamConnection {
-                        stream,
-                        cluster: x.cluster,
-                        backend: backend_id,
-                        requests: 0,
-                        reused: false,
-                    }
-                }
-                Err(error) => {
-                    log::warn!(
-                        "cluster {}: connect to {} failed: {error}",
-                        cluster.name,
-                        backend.addr
-                    );
-                    return (Err(ProxyError::Connect), out);
-                }
-            },
+        let mut upstream = match checkout_or_connect(x, cluster, backend_id, fresh_only).await {
+            Ok(upstream) => upstream,
+            Err(error) => return (Err(error), out),
         };
         build_request_head(x, cluster, backend, &mut out);
         let (sent, back) = send_head_and_body(x, &mut upstream, out).await;
@@ -364,14 +346,61 @@ async fn send_request(
         let retry = |error: &ProxyError| {
             upstream.reused && replayable && !fresh_only && *error == ProxyError::UpstreamIo
         };
+        let mut request_complete = true;
         let sent = match sent {
             Ok(()) => first_response_bytes(x.worker, &mut upstream.stream, cluster).await,
+            // The backend stopped taking the body: it may have answered (an early 413),
+            // which the client is owed; if not, it gave up on the body.
+            Err(ProxyError::UpstreamStoppedReading) => {
+                request_complete = false;
+                first_response_bytes(x.worker, &mut upstream.stream, cluster)
+                    .await
+                    .map_err(|_| ProxyError::UpstreamStoppedReading)
+            }
             Err(error) => Err(error),
         };
         match sent {
-            Ok(response_buf) => return (Ok((upstream, response_buf)), out),
+            Ok(response_buf) => return (Ok((upstream, response_buf, request_complete)), out),
             Err(error) if retry(&error) => fresh_only = true,
             Err(error) => return (Err(error), out),
+        }
+    }
+}
+
+/// A pooled connection to the backend (unless `fresh_only`), or a new one.
+async fn checkout_or_connect(
+    x: &Exchange<'_>,
+    cluster: &Cluster,
+    backend_id: BackendId,
+    fresh_only: bool,
+) -> Result<UpstreamConnection, ProxyError> {
+    let backend = &cluster.backends[backend_id.0 as usize];
+    let stats_index =
+        x.worker.stats_layout.backend_index(x.cluster.0 as usize, backend_id.0 as usize);
+    if !fresh_only {
+        let now = Instant::now();
+        let pooled = x.worker.pool.borrow_mut().checkout(cluster, x.cluster, backend_id, now);
+        if let Some(upstream) = pooled {
+            x.worker.stats.borrow_mut().upstream_connected(stats_index, true);
+            return Ok(upstream);
+        }
+    }
+    let tls = cluster.tls.as_ref();
+    match upstream::connect(backend.addr, &backend.host, tls, cluster.connect_timeout).await {
+        Ok(stream) => {
+            x.worker.stats.borrow_mut().upstream_connected(stats_index, false);
+            let cluster = x.cluster;
+            Ok(UpstreamConnection {
+                stream,
+                cluster,
+                backend: backend_id,
+                requests: 0,
+                reused: false,
+            })
+        }
+        Err(error) => {
+            log::warn!("cluster {}: connect to {} failed: {error}", cluster.name, backend.addr);
+            Err(ProxyError::Connect)
         }
     }
 }
@@ -391,7 +420,11 @@ async fn send_head_and_body(
         let (result, out) = body::write(&mut upstream.stream, out, cluster.response_timeout).await;
         return (result.map_err(|_| ProxyError::UpstreamIo), out);
     };
-    if x.head.expect_continue && x.head.version == Version::Http11 && out.buf.len() == head_len {
+    if x.head.expect_continue
+        && x.head.version == Version::Http11
+        && out.buf.len() == head_len
+        && !x.continue_sent
+    {
         let (result, _) = x.client.write_all(crate::response::CONTINUE).await;
         if result.is_err() {
             return (Err(ProxyError::ClientIo), out);
@@ -409,6 +442,7 @@ async fn send_head_and_body(
         buffer_bytes: config.io.buffer_bytes,
         body_buffer_bytes: config.io.body_buffer_bytes,
         rate_min_bytes: config.limits.body_rate_min_bytes,
+        watch_sink: true,
     };
     let body = Body { start: head_len, decoder, encoder };
     let (result, out) = body::relay(x.client, &mut upstream.stream, out, body, &options).await;
@@ -418,7 +452,11 @@ async fn send_head_and_body(
     let result = result.map(drop).map_err(|error| match error {
         RelayError::SourceTimeout => ProxyError::ClientBodyTimeout,
         RelayError::SourceClosed | RelayError::SourceIo => ProxyError::ClientClosed,
-        RelayError::SinkTimeout | RelayError::SinkIo => ProxyError::UpstreamIo,
+        // Once body bytes went, a failed write is the backend ending the upload: with an
+        // answer (heard next) or without, it is not proof the backend is broken.
+        RelayError::SinkTimeout | RelayError::SinkIo | RelayError::SinkAnswered => {
+            ProxyError::UpstreamStoppedReading
+        }
         RelayError::TooLarge => ProxyError::BodyTooLarge,
         RelayError::BadChunk(error) => ProxyError::BadRequestBody(error),
     });
@@ -459,6 +497,7 @@ fn upstream_read_options(worker: &Worker, cluster: &Cluster) -> RelayOptions {
         buffer_bytes: config.io.buffer_bytes,
         body_buffer_bytes: config.io.body_buffer_bytes,
         rate_min_bytes: 0,
+        watch_sink: false,
     }
 }
 
@@ -503,9 +542,14 @@ fn build_request_head(x: &Exchange<'_>, cluster: &Cluster, backend: &Backend, ou
 /// True when the request's length is allowed but ambiguous on the wire: several
 /// Content-Length lines or a list of equal values (`5, 5`). The proxy then sends one plain
 /// `Content-Length` of its own, so the backend cannot read the length another way.
+///
+/// A chunked body that the read phase decoded whole has `Length` framing and no
+/// Content-Length line at all: it gets one too.
 fn content_length_needs_normalizing(x: &Exchange<'_>, buf: &[u8]) -> bool {
     let mut lines = x.headers.iter().filter(|header| header.kind == HeaderKind::ContentLength);
-    let Some(first) = lines.next() else { return false };
+    let Some(first) = lines.next() else {
+        return matches!(x.head.framing, BodyFraming::Length(_));
+    };
     lines.next().is_some() || !first.value.of(buf).iter().all(u8::is_ascii_digit)
 }
 
@@ -563,7 +607,11 @@ fn write_forwarded_headers(
 
 /// How the response went, seen from the upstream connection.
 enum Responded {
-    Done { keep_alive: bool, reusable: bool },
+    /// `reuse` leaves `backend_active` for the caller to fill in.
+    Done {
+        keep_alive: bool,
+        reuse: ReuseFacts,
+    },
     Upgrade,
 }
 
@@ -574,13 +622,13 @@ async fn respond(
     cluster: &Cluster,
     upstream: &mut UpstreamConnection,
     (response, buf): (ResponseHead, Vec<u8>),
-    set_cookie: Option<(&Sticky, [u8; 16])>,
+    (set_cookie, request_complete): (Option<(&Sticky, [u8; 16])>, bool),
 ) -> (Result<Responded, ProxyError>, Vec<u8>) {
     let options = upstream_read_options(x.worker, cluster);
     let mut out = x.worker.out_vec(buf);
     let plan = {
         let headers = x.worker.response_headers.borrow();
-        plan_response(x, &response, &headers, &mut out, set_cookie)
+        plan_response(x, &response, &headers, &mut out, (set_cookie, request_complete))
     };
     if plan.upgrade {
         let (result, mut out) = body::write(x.client, out, options.write_timeout).await;
@@ -607,20 +655,24 @@ async fn respond(
         x.report.body_bytes_out = body_bytes;
     }
     let out = x.worker.into_buf(out);
-    let leftover = !out.is_empty();
-    match result {
-        Ok(_) => {
-            let reusable = response.keep_alive
-                && plan.framing != BodyFraming::CloseDelimited
-                && !leftover
-                && !x.worker.shutting_down.get();
-            (Ok(Responded::Done { keep_alive: plan.client_keep_alive, reusable }), out)
-        }
+    let reuse = ReuseFacts {
+        method: x.head.method,
+        request_complete,
+        response_keep_alive: response.keep_alive,
+        framing: plan.framing,
+        response_complete: result.is_ok(),
+        leftover: !out.is_empty(),
+        backend_active: false,
+        shutting_down: x.worker.shutting_down.get(),
+    };
+    let keep_alive = match result {
+        Ok(_) => plan.client_keep_alive,
         Err(error) => {
             log::debug!("response relay from cluster {} ended early: {error:?}", cluster.name);
-            (Ok(Responded::Done { keep_alive: false, reusable: false }), out)
+            false
         }
-    }
+    };
+    (Ok(Responded::Done { keep_alive, reuse }), out)
 }
 
 /// Reads response heads until a final one; 1xx interim responses go to the client as
@@ -687,7 +739,7 @@ fn plan_response(
     response: &ResponseHead,
     headers: &[HeaderLine],
     out: &mut OutVec,
-    set_cookie: Option<(&Sticky, [u8; 16])>,
+    (set_cookie, request_complete): (Option<(&Sticky, [u8; 16])>, bool),
 ) -> ResponsePlan {
     let head = x.head;
     let upgrade = response.status == 101;
@@ -699,7 +751,9 @@ fn plan_response(
         BodyFraming::None | BodyFraming::Length(_) => (Encoder::Raw, false),
     };
     // An HTTP/1.0 client learns where a re-framed body ends only from the close.
+    // A client still sending a body the backend refused is closed after the answer.
     let client_keep_alive = head.keep_alive
+        && request_complete
         && !x.worker.shutting_down.get()
         && (http11 || !reframed)
         && head.method != Method::Connect;

@@ -4,6 +4,8 @@
 //! takes an upstream connection, relays both ways and says whether the client
 //! connection may carry another request.
 
+pub mod buffer;
 pub mod body;
 pub mod http;
+pub mod reuse;
 pub mod tunnel;

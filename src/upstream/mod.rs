@@ -4,6 +4,7 @@
 mod backend;
 mod connect;
 pub mod health;
+pub mod peer;
 mod pool;
 
 pub use backend::{BackendStatus, ClusterStatus, LoadBoard, Outcome, Pick};

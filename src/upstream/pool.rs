@@ -1,11 +1,14 @@
 //! A worker's idle upstream connections, per cluster and backend.
 //!
 //! Checkout takes the most recently used connection (its socket is the warmest) and
-//! drops expired ones on the way; a reaper task calls [`Pool::reap`] once a second.
+//! drops expired ones on the way, and ones whose backend has closed them or sent bytes
+//! unasked (one non-blocking peek each); a reaper task calls [`Pool::reap`] once a second.
 
+use super::peer::{PeerState, peer_state};
 use crate::config::{BackendId, Cluster, ClusterId};
 use crate::tls::UpstreamStream;
 use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 /// A connection to one backend, with how many requests it has carried.
@@ -42,7 +45,12 @@ impl Pool {
     }
 
     /// The newest idle connection to `backend` that has not outlived `cluster`'s idle
-    /// timeout, or `None`.
+    /// timeout and that its backend has neither closed nor written to, or `None`.
+    ///
+    /// A backend that closed an idle connection shows it only as an end of file waiting
+    /// to be read: without the peek a POST sent on it would fail, and could not be sent
+    /// again. Bytes waiting on an idle connection are never a response to anything we
+    /// sent, so reusing it would hand them to the next client.
     pub fn checkout(
         &mut self,
         cluster: &Cluster,
@@ -52,13 +60,21 @@ impl Pool {
     ) -> Option<UpstreamConnection> {
         let queue = self.queue(id, backend)?;
         while let Some(idle) = queue.pop_back() {
-            if now.saturating_duration_since(idle.since) < cluster.pool_idle_timeout {
-                let mut connection = idle.connection;
-                connection.reused = true;
-                return Some(connection);
+            if now.saturating_duration_since(idle.since) >= cluster.pool_idle_timeout {
+                // Everything older is expired too.
+                queue.clear();
+                break;
             }
-            // Everything older is expired too.
-            queue.clear();
+            match peer_state(idle.connection.stream.tcp().as_raw_fd()) {
+                PeerState::Quiet => {
+                    let mut connection = idle.connection;
+                    connection.reused = true;
+                    return Some(connection);
+                }
+                PeerState::Spoke | PeerState::Closed => {
+                    log::debug!("pool: dropped an idle connection its backend closed or wrote to");
+                }
+            }
         }
         None
     }

@@ -101,8 +101,9 @@ fn slow_request_body_gets_408(driver: Driver) {
     assert_eq!(response.status, 408);
     assert!(started.elapsed() >= Duration::from_millis(250), "408 before the timeout");
     client.expect_closed();
-    eventually("the proxy closes the upstream connection", || origin.closed() == 1);
-    assert!(origin.requests().is_empty(), "a partial body reached the origin as a request");
+    // The body is read before a backend is chosen (request buffering): the slow client
+    // never held a backend connection.
+    assert_eq!(origin.accepted(), 0, "a slow body reached the origin");
 }
 
 fn silent_new_connection_is_closed_quietly(driver: Driver) {

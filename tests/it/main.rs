@@ -44,6 +44,9 @@ mod strict;
 // Edge protection: IP lists, trusted proxies, filters, rate limits, caps, slow clients.
 mod protect;
 
+// Hardening, round 2: pool poisoning, early answers, slow and malformed bodies, stale pool.
+mod hardening;
+
 // TLS termination: SNI, versions, resumption, mTLS, redirect, reload.
 mod tls;
 

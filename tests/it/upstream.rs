@@ -52,6 +52,8 @@ fn idempotent_request_on_a_stale_connection_is_retried(driver: Driver) {
     assert!(!retried.closes());
 }
 
+/// The pool sees that the backend closed the idle connection (a peek before reuse), so
+/// the POST goes once, on a new connection; before that check it got 502.
 fn post_on_a_stale_connection_is_not_replayed(driver: Driver) {
     let origin = closes_after_one();
     let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
@@ -59,10 +61,11 @@ fn post_on_a_stale_connection_is_not_replayed(driver: Driver) {
     assert_eq!(client.get("/").status, 200);
     eventually("the origin closes its first connection", || origin.closed() == 1);
     client.send(b"POST /order HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello");
-    assert_eq!(client.response().status, 502);
+    let posted = client.response();
+    assert_eq!((posted.status, posted.text()), (200, "1".to_owned()));
     let posts: Vec<_> = origin.requests().into_iter().filter(|r| r.method() == "POST").collect();
-    assert!(posts.is_empty(), "a POST was sent twice or on a new connection: {posts:?}");
-    assert_eq!(origin.accepted(), 1, "a POST must not be replayed on a new connection");
+    assert_eq!(posts.len(), 1, "a POST was sent twice: {posts:?}");
+    assert_eq!(origin.accepted(), 2);
 }
 
 fn requests_alternate_between_backends(driver: Driver) {

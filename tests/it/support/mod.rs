@@ -199,3 +199,10 @@ fn init_logging() {
         log::set_max_level(level);
     }
 }
+
+/// Sleeps the test's thread: for tests whose subject is time (idle timeouts, slow
+/// clients). Test threads are not workers, so the lint against sleeping does not apply.
+#[expect(clippy::disallowed_methods, reason = "a test thread, not a worker's event loop")]
+pub(crate) fn pause(duration: Duration) {
+    std::thread::sleep(duration);
+}

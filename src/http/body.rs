@@ -151,6 +151,14 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Bytes of the current chunk that its size line announced and that have not been decoded
+    /// yet: a caller with a body limit can refuse a chunk before its data arrives. While a
+    /// size line is still arriving, the size read so far, which more digits only raise; zero
+    /// between chunks and after the last one.
+    pub fn chunk_bytes_remaining(&self) -> u64 {
+        self.size
+    }
+
     /// Takes one framing byte and says which state comes next.
     fn step(&mut self, byte: u8, limits: &ChunkedLimits) -> Result<State, ChunkedError> {
         let next = match (self.state, byte) {
@@ -568,6 +576,37 @@ chunks.\r\n0;last\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Trailer: y\r\n\
         let mut end = *b"\r\n0\r\n\r\n";
         let decoded = decoder.decode_in_place(&mut end, &LIMITS).unwrap();
         assert_eq!(decoded, Decoded { data_len: 0, consumed: end.len(), done: true });
+    }
+
+    /// The announced size is known as soon as its digits are, before the data arrives.
+    #[test]
+    fn says_how_much_of_the_chunk_is_still_to_come() {
+        let steps: [(&[u8], u64); 7] = [
+            (b"ff", 0xff),
+            (b"ffffffffffffff", u64::MAX),
+            (b"\r\nabc", u64::MAX - 3),
+            (b"", u64::MAX - 3),
+            (b"1;a=b", 0x1),
+            (b"\r\n", 0x1),
+            (b"x\r\n", 0),
+        ];
+        let mut decoder = ChunkedDecoder::default();
+        assert_eq!(decoder.chunk_bytes_remaining(), 0);
+        for (index, (input, remaining)) in steps.into_iter().enumerate() {
+            if index == 4 {
+                decoder = ChunkedDecoder::default();
+            }
+            decoder.decode_in_place(&mut input.to_vec(), &LIMITS).unwrap();
+            assert_eq!(
+                decoder.chunk_bytes_remaining(),
+                remaining,
+                "after {}",
+                input.escape_ascii()
+            );
+        }
+        decoder.decode_in_place(&mut b"0\r\n\r\n".to_vec(), &LIMITS).unwrap();
+        assert!(decoder.is_done());
+        assert_eq!(decoder.chunk_bytes_remaining(), 0);
     }
 
     #[test]

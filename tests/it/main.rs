@@ -43,6 +43,8 @@ mod sim_least_connections;
 mod strict;
 // Edge protection: IP lists, trusted proxies, filters, rate limits, caps, slow clients.
 mod protect;
+// Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.
+mod hardening_parse;
 
 // TLS termination: SNI, versions, resumption, mTLS, redirect, reload.
 mod tls;

@@ -1,0 +1,76 @@
+//! Parser hardening, round 2, over real sockets: chunk extensions outside their grammar
+//! (400), a chunk announced larger than the body limit (413 at once, without waiting for
+//! its data).
+
+use crate::support::client::Client;
+use crate::support::origin::{self, Origin};
+use crate::support::{Driver, on_both_drivers, start_proxy, to_origin};
+use std::time::{Duration, Instant};
+
+on_both_drivers!(malformed_chunk_extensions_get_400, oversized_chunk_gets_413_at_once);
+
+/// A body limit small enough to trip with one chunk-size line.
+const LIMITS: &str = "
+[limits]
+body_bytes_max = 1000
+";
+
+const CHUNKED_HEAD: &[u8] =
+    b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+fn malformed_chunk_extensions_get_400(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("whole"));
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), LIMITS));
+    let cases: [&[u8]; 5] = [
+        b"5;a b\r\nhello\r\n0\r\n\r\n",
+        b"5;;a\r\nhello\r\n0\r\n\r\n",
+        b"5;a=\r\nhello\r\n0\r\n\r\n",
+        b"5;a=\"open\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\r\n0;a=(b)\r\n\r\n",
+    ];
+    for body in cases {
+        let mut client = Client::connect(proxy.addr());
+        client.send(&[CHUNKED_HEAD, body].concat());
+        let response = client.response();
+        assert_eq!(response.status, 400, "{}", body.escape_ascii());
+        assert!(response.closes(), "{}: the connection must close", body.escape_ascii());
+    }
+    assert!(origin.requests().is_empty(), "a bad chunked body reached the backend whole");
+    let mut client = Client::connect(proxy.addr());
+    client.send(&[CHUNKED_HEAD, b"5; a = \"b\\\"\" ;c\r\nhello\r\n0\r\n\r\n"].concat());
+    assert_eq!(client.response().text(), "whole", "a well-formed extension passes");
+}
+
+/// The size line alone says the body is too large: 413 comes before any data, while the
+/// client keeps its connection open and sends nothing more.
+fn oversized_chunk_gets_413_at_once(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("should not get here"));
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), LIMITS));
+    let cases: [&[u8]; 4] = [
+        b"ffffffffffffffff\r\nabc",
+        b"ffffffffffffffff",
+        b"3e9\r\nabc",
+        // 600 bytes taken, then a chunk of 401 more.
+        b"258\r\n",
+    ];
+    for body in cases {
+        let mut body = body.to_vec();
+        if body == b"258\r\n" {
+            body.extend_from_slice(&[b'x'; 600]);
+            body.extend_from_slice(b"\r\n191\r\n");
+        }
+        let mut client = Client::connect(proxy.addr());
+        client.set_read_timeout(Duration::from_secs(1));
+        let started = Instant::now();
+        client.send(&[CHUNKED_HEAD, &body].concat());
+        let response = client.try_response_to("POST");
+        let elapsed = started.elapsed();
+        let response = response.unwrap_or_else(|error| {
+            panic!("{}: no response within 1 s: {error}", body.escape_ascii())
+        });
+        assert_eq!(response.status, 413, "{}", body.escape_ascii());
+        assert!(elapsed < Duration::from_secs(1), "{}: took {elapsed:?}", body.escape_ascii());
+        assert!(response.closes(), "{}: the connection must close", body.escape_ascii());
+    }
+    assert!(origin.requests().is_empty(), "an oversized body reached the backend whole");
+}

@@ -1,13 +1,18 @@
-//! Parser hardening, round 2, over real sockets: chunk extensions outside their grammar
-//! (400), a chunk announced larger than the body limit (413 at once, without waiting for
-//! its data).
+//! Parser hardening, round 2, over real sockets: request targets in a form their method
+//! does not allow (400), chunk extensions outside their grammar (400), a chunk announced
+//! larger than the body limit (413 at once, without waiting for its data).
 
 use crate::support::client::Client;
 use crate::support::origin::{self, Origin};
 use crate::support::{Driver, on_both_drivers, start_proxy, to_origin};
 use std::time::{Duration, Instant};
 
-on_both_drivers!(malformed_chunk_extensions_get_400, oversized_chunk_gets_413_at_once);
+on_both_drivers!(
+    malformed_chunk_extensions_get_400,
+    oversized_chunk_gets_413_at_once,
+    asterisk_form_is_for_options_only,
+    targets_in_no_allowed_form_get_400,
+);
 
 /// A body limit small enough to trip with one chunk-size line.
 const LIMITS: &str = "
@@ -73,4 +78,49 @@ fn oversized_chunk_gets_413_at_once(driver: Driver) {
         assert!(response.closes(), "{}: the connection must close", body.escape_ascii());
     }
     assert!(origin.requests().is_empty(), "an oversized body reached the backend whole");
+}
+
+/// RFC 9112 §3.2.4: `*` is OPTIONS' target only; with any other method it is a 400.
+fn asterisk_form_is_for_options_only(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("options"));
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
+    for method in ["GET", "HEAD", "POST", "DELETE"] {
+        let request = format!("{method} * HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        let mut client = Client::connect(proxy.addr());
+        client.send(request.as_bytes());
+        let response = client.response();
+        assert_eq!(response.status, 400, "{method} *");
+        assert!(response.closes(), "{method} *: the connection must close");
+        client.expect_closed();
+    }
+    assert_eq!(origin.accepted(), 0, "a rejected request reached the backend");
+    let mut client = Client::connect(proxy.addr());
+    client.send(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(client.response().text(), "options");
+    let requests = origin.requests();
+    assert_eq!((requests[0].method(), requests[0].target()), ("OPTIONS", "*"));
+}
+
+/// Absolute-form with a scheme other than http and https, without a host or with
+/// userinfo, and CONNECT without `host:port`: 400 before anything reaches a backend.
+fn targets_in_no_allowed_form_get_400(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("should not get here"));
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
+    let cases = [
+        "GET ftp://a/x HTTP/1.1",
+        "GET ws://a/x HTTP/1.1",
+        "GET http:///x HTTP/1.1",
+        "GET http://user@a/x HTTP/1.1",
+        "GET a HTTP/1.1",
+        "CONNECT /x HTTP/1.1",
+    ];
+    for line in cases {
+        let mut client = Client::connect(proxy.addr());
+        client.send(format!("{line}\r\nHost: a\r\n\r\n").as_bytes());
+        let response = client.response();
+        assert_eq!(response.status, 400, "{line}");
+        assert!(response.closes(), "{line}: the connection must close");
+        client.expect_closed();
+    }
+    assert_eq!(origin.accepted(), 0, "a rejected request reached the backend");
 }

@@ -1,10 +1,12 @@
 //! Parser hardening, round 2, over real sockets: request targets in a form their method
-//! does not allow (400), chunk extensions outside their grammar (400), a chunk announced
-//! larger than the body limit (413 at once, without waiting for its data).
+//! does not allow (400); absolute-form targets routed, filtered, forwarded and redirected by
+//! their authority, not by Host (RFC 9112 §3.2.2); chunk extensions outside their grammar
+//! (400); a chunk announced larger than the body limit (413 at once, without waiting for
+//! its data).
 
-use crate::support::client::Client;
+use crate::support::client::{Client, exchange};
 use crate::support::origin::{self, Origin};
-use crate::support::{Driver, on_both_drivers, start_proxy, to_origin};
+use crate::support::{Driver, on_both_drivers, preamble, start_proxy, to_origin};
 use std::time::{Duration, Instant};
 
 on_both_drivers!(
@@ -12,6 +14,9 @@ on_both_drivers!(
     oversized_chunk_gets_413_at_once,
     asterisk_form_is_for_options_only,
     targets_in_no_allowed_form_get_400,
+    absolute_form_is_routed_and_checked_by_its_authority,
+    absolute_form_goes_upstream_in_origin_form_with_its_authority_as_host,
+    https_redirect_of_absolute_form_keeps_path_and_query,
 );
 
 /// A body limit small enough to trip with one chunk-size line.
@@ -123,4 +128,100 @@ fn targets_in_no_allowed_form_get_400(driver: Driver) {
         client.expect_closed();
     }
     assert_eq!(origin.accepted(), 0, "a rejected request reached the backend");
+}
+
+/// A listener whose first route keeps `admin.internal` to itself and whose second filters
+/// on the path and on Host before sending the rest to `origin`.
+fn guarded_config(driver: Driver, origin: &Origin) -> String {
+    let routes = r#"
+[[listener]]
+addr = "127.0.0.1:0"
+
+[[listener.route]]
+host = "admin.internal"
+respond = { status = 403, body = "admin is internal" }
+
+[[listener.route]]
+deny_path = ["^/private"]
+deny_header = [{ name = "Host", pattern = "(?i)^secret[.]" }]
+cluster = "app"
+"#;
+    format!("{}{routes}\n[cluster.app]\nbackends = [\"{}\"]\n", preamble(driver, 1), origin.addr())
+}
+
+/// The target's authority picks the route and meets the filters, whatever Host says: a
+/// client cannot reach `admin.internal` through a Host of `www.example`.
+fn absolute_form_is_routed_and_checked_by_its_authority(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("from the origin"));
+    let proxy = start_proxy(&guarded_config(driver, &origin));
+    let cases: [(&str, &str); 4] = [
+        ("GET http://admin.internal/a?q HTTP/1.1", "admin is internal"),
+        ("GET HTTP://Admin.Internal:8080 HTTP/1.1", "admin is internal"),
+        ("GET http://secret.example/a HTTP/1.1", ""),
+        ("GET http://www.example/private/x?q HTTP/1.1", ""),
+    ];
+    for (line, body) in cases {
+        let request = format!("{line}\r\nHost: www.example\r\n\r\n");
+        let response = exchange(proxy.addr(), request.as_bytes());
+        assert_eq!(response.status, 403, "{line}");
+        assert!(response.text().contains(body), "{line}: {}", response.text());
+    }
+    assert_eq!(origin.accepted(), 0, "a refused request reached the backend");
+    // The other way round: Host names the internal host, the target does not.
+    let request = b"GET http://www.example/a?q HTTP/1.1\r\nHost: admin.internal\r\n\r\n";
+    assert_eq!(exchange(proxy.addr(), request).text(), "from the origin");
+}
+
+/// The backend gets origin-form and one Host: the authority (or the backend's address with
+/// `host_rewrite`); X-Forwarded-Host names the authority too.
+fn absolute_form_goes_upstream_in_origin_form_with_its_authority_as_host(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("ok"));
+    let proxy = start_proxy(&guarded_config(driver, &origin));
+    // (request, target upstream, Host upstream)
+    let cases = [
+        ("GET http://www.example/a?q HTTP/1.1\r\nHost: other\r\n", "/a?q", "www.example"),
+        ("GET hTTps://www.example:8443?x=1 HTTP/1.0\r\n", "/?x=1", "www.example:8443"),
+        ("OPTIONS http://www.example HTTP/1.1\r\nHost: www.example\r\n", "*", "www.example"),
+        ("GET /plain?q HTTP/1.1\r\nHost: www.example\r\n", "/plain?q", "www.example"),
+    ];
+    for (request, target, host) in cases {
+        let response = exchange(proxy.addr(), format!("{request}\r\n").as_bytes());
+        assert_eq!(response.status, 200, "{request}");
+        let seen = origin.next_request();
+        assert_eq!(seen.head.start[1..], [target, "HTTP/1.1"], "{request}");
+        assert_eq!(seen.head.header_all("host"), [host], "{request}");
+        assert_eq!(seen.header("x-forwarded-host"), Some(host), "{request}");
+    }
+    let rewriting = start_proxy(&to_origin(driver, origin.addr(), "host_rewrite = true\n"));
+    let request = b"GET http://www.example/a HTTP/1.1\r\nHost: other\r\n\r\n";
+    assert_eq!(exchange(rewriting.addr(), request).status, 200);
+    let seen = origin.next_request();
+    assert_eq!(seen.target(), "/a");
+    assert_eq!(seen.head.header_all("host"), [origin.addr().to_string()]);
+    assert_eq!(seen.header("x-forwarded-host"), Some("www.example"));
+}
+
+/// The redirect names the authority and keeps the path and query of the target.
+fn https_redirect_of_absolute_form_keeps_path_and_query(driver: Driver) {
+    let config = format!(
+        "{}[[listener]]\naddr = \"127.0.0.1:0\"\n\n[[listener.route]]\n\
+         redirect_https = {{ port = 8443 }}\n",
+        preamble(driver, 1)
+    );
+    let proxy = start_proxy(&config);
+    let cases = [
+        ("GET http://shop.test/a?q=1 HTTP/1.1\r\nHost: other", "https://shop.test:8443/a?q=1"),
+        ("GET http://shop.test:8080?q HTTP/1.1\r\nHost: other", "https://shop.test:8443/?q"),
+        ("GET http://shop.test HTTP/1.0", "https://shop.test:8443/"),
+        ("GET /a?q=1 HTTP/1.1\r\nHost: shop.test:80", "https://shop.test:8443/a?q=1"),
+    ];
+    let mut client = Client::connect(proxy.addr());
+    for (request, location) in cases {
+        client.send(format!("{request}\r\n\r\n").as_bytes());
+        let response = client.response();
+        assert_eq!(response.header("location"), Some(location), "{request}");
+        if response.closes() {
+            client = Client::connect(proxy.addr());
+        }
+    }
 }

@@ -122,10 +122,11 @@ fn is_authority(bytes: &[u8], port_required: bool) -> bool {
     !host.is_empty() && port_valid
 }
 
-/// RFC 3986 §3.2.2 reg-name bytes: unreserved, sub-delims and `%` of pct-encoded. Not `@`,
-/// so userinfo is refused.
+/// RFC 3986 §3.2.2 reg-name bytes: unreserved and sub-delims. Not `@`, so userinfo is
+/// refused; not `%`: `admin%2einternal` is `admin.internal` to a backend that decodes it but
+/// matches no host route for it, and no client needs to percent-encode a host name.
 fn is_reg_name_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&byte)
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&byte)
 }
 
 /// `span` up to its first `?`, or all of it.

@@ -106,8 +106,9 @@ fn asterisk_form_is_for_options_only(driver: Driver) {
     assert_eq!((requests[0].method(), requests[0].target()), ("OPTIONS", "*"));
 }
 
-/// Absolute-form with a scheme other than http and https, without a host or with
-/// userinfo, and CONNECT without `host:port`: 400 before anything reaches a backend.
+/// Absolute-form with a scheme other than http and https, without a host, with userinfo or
+/// a percent-encoded host, and CONNECT without `host:port`: 400 before anything reaches a
+/// backend.
 fn targets_in_no_allowed_form_get_400(driver: Driver) {
     let origin = Origin::start(|_| origin::ok("should not get here"));
     let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
@@ -116,6 +117,7 @@ fn targets_in_no_allowed_form_get_400(driver: Driver) {
         "GET ws://a/x HTTP/1.1",
         "GET http:///x HTTP/1.1",
         "GET http://user@a/x HTTP/1.1",
+        "GET http://admin%2einternal/x HTTP/1.1",
         "GET a HTTP/1.1",
         "CONNECT /x HTTP/1.1",
     ];

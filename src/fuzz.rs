@@ -76,7 +76,9 @@ impl Head for RequestHead {
     fn spans(&self) -> Vec<Span> {
         let mut spans =
             vec![self.method_span, self.target, self.path, self.version_span, self.request_line];
+        spans.push(self.origin);
         spans.extend(self.host);
+        spans.extend(self.authority);
         spans.extend(self.upgrade);
         spans
     }

@@ -53,10 +53,10 @@ pub(super) fn check(worker: &Worker, request: &Checked<'_>) -> Result<(), Refusa
         return Err(ProxyError::Forbidden.into());
     }
     if let Some(filter) = &route.filter {
-        let (buf, headers) = (request.buf, request.headers);
+        let buf = request.buf;
         let verdict =
             filter.check(request.head.method_span.of(buf), request.head.path.of(buf), |name| {
-                find_header(buf, headers, name)
+                header_value(request, name)
             });
         match verdict {
             FilterVerdict::Allow => {}
@@ -96,6 +96,15 @@ fn client_address(worker: &Worker, request: &Checked<'_>) -> IpAddr {
     client_ip(request.peer.ip(), trusted, forwarded_for, forwarded)
 }
 
+/// The value of header `name` for the checks. For Host, the host the request is for: the
+/// authority of an absolute-form target overrides the header (RFC 9112 §3.2.2).
+fn header_value<'a>(request: &Checked<'a>, name: &[u8]) -> Option<&'a [u8]> {
+    if name.eq_ignore_ascii_case(b"host") {
+        return request.head.effective_host().map(|host| host.of(request.buf));
+    }
+    find_header(request.buf, request.headers, name)
+}
+
 /// Takes a token from the limiter in `slot`, or refuses with 429 and `Retry-After`.
 fn take_token(
     worker: &Worker,
@@ -111,9 +120,7 @@ fn take_token(
             IpAddr::V6(ip) => hash_key(&ip.octets()),
         },
         // Requests without the header share one bucket.
-        RateKey::Header(name) => {
-            find_header(request.buf, request.headers, name).map_or(0, hash_key)
-        }
+        RateKey::Header(name) => header_value(request, name).map_or(0, hash_key),
         RateKey::Route => 0,
     };
     let mut limiters = worker.rate_limiters.borrow_mut();

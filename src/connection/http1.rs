@@ -451,9 +451,10 @@ async fn answer_error_with(
     }
 }
 
-/// `https://HOST[:PORT]TARGET` for a request, or `None` when it names no host.
+/// `https://HOST[:PORT]/PATH?QUERY` for a request, or `None` when it names no host. HOST is
+/// the authority of an absolute-form target, else the Host value.
 fn https_location(buf: &[u8], head: &RequestHead, port: u16) -> Option<Vec<u8>> {
-    let host = head.host?.of(buf);
+    let host = head.effective_host()?.of(buf);
     // Drop a port the client used for plain http; keep an IPv6 literal whole.
     let name = match host.iter().rposition(|&byte| byte == b':') {
         Some(colon) if !host[colon..].contains(&b']') => &host[..colon],
@@ -462,19 +463,18 @@ fn https_location(buf: &[u8], head: &RequestHead, port: u16) -> Option<Vec<u8>> 
     if name.is_empty() {
         return None;
     }
-    let target = head.target.of(buf);
-    let mut location = Vec::with_capacity(name.len() + target.len() + 16);
+    let origin = head.origin.of(buf);
+    let mut location = Vec::with_capacity(name.len() + origin.len() + 16);
     location.extend_from_slice(b"https://");
     location.extend_from_slice(name);
     if port != 443 {
         location.extend_from_slice(format!(":{port}").as_bytes());
     }
-    // An absolute-form target keeps only its path and query.
-    if target.first() == Some(&b'/') {
-        location.extend_from_slice(target);
-    } else {
-        location.extend_from_slice(head.path.of(buf));
+    // An absolute-form target keeps its path and query; an empty path is `/`.
+    if origin.first() != Some(&b'/') {
+        location.push(b'/');
     }
+    location.extend_from_slice(origin);
     Some(location)
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Takes the bytes after a head whose framing is [`super::BodyFraming::Chunked`]; hands back
 //! the chunk data moved to the front of the same buffer, and how many input bytes that used.
-//! Size lines, extensions and trailers are dropped. Unlike heads, every line here must end
-//! in CRLF: bare LF inside a body is where parsers disagree, so a smuggler's favourite.
+//! Size lines, extensions (checked against their grammar, RFC 9112 §7.1.1) and trailers are
+//! dropped. Unlike heads, every line here must end in CRLF: bare LF inside a body is where
+//! parsers disagree, so a smuggler's favourite.
 
 /// Limits on the framing of one chunked body, from config.
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +39,24 @@ enum State {
     Size,
     /// Whitespace after the size, which only a `;` may follow (BWS, RFC 9112 §7.1.1).
     SizeSpace,
-    Extension,
+    /// After a `;`: whitespace, then the first byte of an extension name.
+    NameStart,
+    /// Inside an extension name (a token).
+    Name,
+    /// Whitespace after a name, which only `=` or `;` may follow.
+    NameSpace,
+    /// After the `=`: whitespace, then a token or a quoted string.
+    ValueStart,
+    /// Inside a token value.
+    Value,
+    /// Inside a quoted value.
+    Quoted,
+    /// After a backslash inside a quoted value (a quoted-pair).
+    QuotedPair,
+    /// After a value's closing quote: `;`, whitespace or the end of the line.
+    QuotedEnd,
+    /// Whitespace after a value, which only a `;` may follow.
+    ValueSpace,
     /// Read the CR that ends a size line.
     SizeLf,
     Data,
@@ -58,8 +76,8 @@ enum State {
 #[derive(Clone, Debug, Default)]
 pub struct ChunkedDecoder {
     state: State,
-    /// INVARIANT: in `Size` and `SizeSpace`..`SizeLf`, the chunk size read so far; in `Data`,
-    /// the bytes of the chunk still to come (never zero there).
+    /// INVARIANT: from `Size` to `SizeLf` (extension states included), the chunk size read so
+    /// far; in `Data`, the bytes of the chunk still to come (never zero there); else zero.
     size: u64,
     /// Hex digits of the size read so far.
     digits: u8,
@@ -84,6 +102,9 @@ pub enum ChunkedError {
     BadChunkSize,
     #[error("chunk extension too long")]
     ExtensionTooLong,
+    /// RFC 9112 §7.1.1: `;` name [`=` token or quoted string], names and tokens of tchar.
+    #[error("malformed chunk extension")]
+    BadExtension,
     #[error("chunked body line not ended by CRLF")]
     BadLineEnding,
     #[error("trailer section too long")]
@@ -130,20 +151,33 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Bytes of the current chunk that its size line announced and that have not been decoded
+    /// yet: a caller with a body limit can refuse a chunk before its data arrives. While a
+    /// size line is still arriving, the size read so far, which more digits only raise; zero
+    /// between chunks and after the last one.
+    pub fn chunk_bytes_remaining(&self) -> u64 {
+        self.size
+    }
+
     /// Takes one framing byte and says which state comes next.
     fn step(&mut self, byte: u8, limits: &ChunkedLimits) -> Result<State, ChunkedError> {
         let next = match (self.state, byte) {
             (State::Size, _) => return self.size_byte(byte, limits),
             (State::SizeSpace, b' ' | b'\t') => self.extension_byte(State::SizeSpace, limits)?,
-            (State::SizeSpace, b';') => self.extension_byte(State::Extension, limits)?,
+            (State::SizeSpace, b';') => self.extension_byte(State::NameStart, limits)?,
             (State::SizeSpace, _) => return Err(ChunkedError::BadChunkSize),
-            (State::Extension, b'\r') => State::SizeLf,
-            (State::Extension, b'\n') => return Err(ChunkedError::BadLineEnding),
-            // RFC 9112 §7.1.1: extensions are tokens and quoted strings, never controls.
-            (State::Extension, byte) if byte.is_ascii_control() && byte != b'\t' => {
-                return Err(ChunkedError::BadChunkSize);
-            }
-            (State::Extension, _) => self.extension_byte(State::Extension, limits)?,
+            (
+                State::NameStart
+                | State::Name
+                | State::NameSpace
+                | State::ValueStart
+                | State::Value
+                | State::Quoted
+                | State::QuotedPair
+                | State::QuotedEnd
+                | State::ValueSpace,
+                _,
+            ) => return self.extension_step(byte, limits),
             (State::SizeLf, b'\n') => self.size_line_end(),
             (State::DataCr, b'\r') => State::DataLf,
             (State::DataLf, b'\n') => {
@@ -192,7 +226,7 @@ impl ChunkedDecoder {
             b'\r' => Ok(State::SizeLf),
             b'\n' => Err(ChunkedError::BadLineEnding),
             b' ' | b'\t' => self.extension_byte(State::SizeSpace, limits),
-            b';' => self.extension_byte(State::Extension, limits),
+            b';' => self.extension_byte(State::NameStart, limits),
             _ => Err(ChunkedError::BadChunkSize),
         }
     }
@@ -201,6 +235,71 @@ impl ChunkedDecoder {
     fn size_line_end(&mut self) -> State {
         self.framing_bytes = 0;
         if self.size == 0 { State::TrailerStart } else { State::Data }
+    }
+
+    /// A byte of a chunk extension (RFC 9112 §7.1.1), after its `;`:
+    ///
+    /// ```text
+    /// chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+    /// ext-name  = token
+    /// ext-val   = token / quoted-string
+    /// ```
+    ///
+    /// The CR that ends the line is not counted against `extension_bytes_max`.
+    fn extension_step(&mut self, byte: u8, limits: &ChunkedLimits) -> Result<State, ChunkedError> {
+        if byte == b'\n' {
+            return Err(ChunkedError::BadLineEnding);
+        }
+        let is_space = byte == b' ' || byte == b'\t';
+        let next = match self.state {
+            State::NameStart if is_space => State::NameStart,
+            State::NameStart | State::Name if is_tchar(byte) => State::Name,
+            State::NameSpace if is_space => State::NameSpace,
+            State::Name if is_space => State::NameSpace,
+            State::Name | State::NameSpace if byte == b'=' => State::ValueStart,
+            State::ValueStart if is_space => State::ValueStart,
+            State::ValueStart if byte == b'"' => State::Quoted,
+            State::ValueStart | State::Value if is_tchar(byte) => State::Value,
+            State::Quoted if byte == b'"' => State::QuotedEnd,
+            State::Quoted if byte == b'\\' => State::QuotedPair,
+            State::Quoted if is_qdtext(byte) => State::Quoted,
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            State::QuotedPair if is_qdtext(byte) || byte == b'"' || byte == b'\\' => State::Quoted,
+            State::Value | State::QuotedEnd | State::ValueSpace if is_space => State::ValueSpace,
+            State::Name
+            | State::NameSpace
+            | State::Value
+            | State::QuotedEnd
+            | State::ValueSpace
+                if byte == b';' =>
+            {
+                State::NameStart
+            }
+            State::Name | State::Value | State::QuotedEnd if byte == b'\r' => {
+                return Ok(State::SizeLf);
+            }
+            State::NameStart
+            | State::Name
+            | State::NameSpace
+            | State::ValueStart
+            | State::Value
+            | State::Quoted
+            | State::QuotedPair
+            | State::QuotedEnd
+            | State::ValueSpace => return Err(ChunkedError::BadExtension),
+            State::Size
+            | State::SizeSpace
+            | State::SizeLf
+            | State::Data
+            | State::DataCr
+            | State::DataLf
+            | State::TrailerStart
+            | State::TrailerLine
+            | State::TrailerLf
+            | State::EndLf
+            | State::Done => unreachable!("only extension states reach extension_step"),
+        };
+        self.extension_byte(next, limits)
     }
 
     fn extension_byte(
@@ -222,6 +321,16 @@ impl ChunkedDecoder {
         }
         Ok(next)
     }
+}
+
+/// RFC 9110 §5.6.2: `tchar`, the bytes of a token.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// RFC 9110 §5.6.4: `qdtext`, the bytes a quoted string holds unescaped.
+fn is_qdtext(byte: u8) -> bool {
+    matches!(byte, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -348,7 +457,7 @@ chunks.\r\n0;last\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Trailer: y\r\n\
             (b" 1\r\nx\r\n", ChunkedError::BadChunkSize),
             (b"1 2\r\n", ChunkedError::BadChunkSize),
             (b"10000000000000000\r\n", ChunkedError::BadChunkSize),
-            (b"1;a\x00\r\nx\r\n", ChunkedError::BadChunkSize),
+            (b"1;a\x00\r\nx\r\n", ChunkedError::BadExtension),
             (b"1\nx\r\n", ChunkedError::BadLineEnding),
             (b"1;a\nx\r\n", ChunkedError::BadLineEnding),
             (b"1\rx\r\n", ChunkedError::BadLineEnding),
@@ -364,6 +473,69 @@ chunks.\r\n0;last\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Trailer: y\r\n\
             for parts in [vec![input], input.chunks(1).collect()] {
                 let result = decode_parts(&parts);
                 assert_eq!(result, Err(expected), "input: {}", input.escape_ascii());
+            }
+        }
+    }
+
+    /// Extensions follow RFC 9112 §7.1.1 byte by byte: BWS around `;` and `=`, names are
+    /// tokens, values are tokens or quoted strings with quoted-pairs; nothing else.
+    #[test]
+    fn checks_extensions_against_the_grammar() {
+        let good: [&[u8]; 14] = [
+            b";a",
+            b";a=b",
+            b";a;b;c",
+            b" ;a",
+            b"\t; \ta",
+            b"; a = b",
+            b";a =b ;c",
+            b";a=\"\"",
+            b";a=\"q; r=\\\"s\\\\\"",
+            b";a=\"\t x\x80\xff\"",
+            b";a=\"\\\x80\";b",
+            b";!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz",
+            b";a=\"x\" ;b",
+            b";a=1;b=\"2\";c",
+        ];
+        let bad: [(&[u8], ChunkedError); 20] = [
+            (b";", ChunkedError::BadExtension),
+            (b"; ", ChunkedError::BadExtension),
+            (b";;a", ChunkedError::BadExtension),
+            (b";=b", ChunkedError::BadExtension),
+            (b";a=", ChunkedError::BadExtension),
+            (b";a= ", ChunkedError::BadExtension),
+            (b";a ", ChunkedError::BadExtension),
+            (b";a=b ", ChunkedError::BadExtension),
+            (b";a=\"b\" ", ChunkedError::BadExtension),
+            (b";a=b c", ChunkedError::BadExtension),
+            (b";a b", ChunkedError::BadExtension),
+            (b";a=\"b", ChunkedError::BadExtension),
+            (b";a=\"b\"c", ChunkedError::BadExtension),
+            (b";a=b\"", ChunkedError::BadExtension),
+            (b";a(b)", ChunkedError::BadExtension),
+            (b";a=b,c", ChunkedError::BadExtension),
+            (b";a=\"\x7f\"", ChunkedError::BadExtension),
+            (b";a=\"\\\x00\"", ChunkedError::BadExtension),
+            (b";\x80", ChunkedError::BadExtension),
+            (b";a=\"b\nc\"", ChunkedError::BadLineEnding),
+        ];
+        for extension in good {
+            let input = [b"2", extension, b"\r\nxy\r\n0", extension, b"\r\n\r\n"].concat();
+            for parts in [vec![&input[..]], input.chunks(1).collect()] {
+                let result = decode_parts(&parts);
+                let expected = Ok((b"xy".to_vec(), Vec::new(), true));
+                assert_eq!(result, expected, "input: {}", input.escape_ascii());
+            }
+        }
+        for (extension, error) in bad {
+            for input in [
+                [b"2", extension, b"\r\nxy\r\n0\r\n\r\n"].concat(),
+                [b"2\r\nxy\r\n0", extension, b"\r\n\r\n"].concat(),
+            ] {
+                for parts in [vec![&input[..]], input.chunks(1).collect()] {
+                    let result = decode_parts(&parts);
+                    assert_eq!(result, Err(error), "input: {}", input.escape_ascii());
+                }
             }
         }
     }
@@ -404,6 +576,37 @@ chunks.\r\n0;last\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Trailer: y\r\n\
         let mut end = *b"\r\n0\r\n\r\n";
         let decoded = decoder.decode_in_place(&mut end, &LIMITS).unwrap();
         assert_eq!(decoded, Decoded { data_len: 0, consumed: end.len(), done: true });
+    }
+
+    /// The announced size is known as soon as its digits are, before the data arrives.
+    #[test]
+    fn says_how_much_of_the_chunk_is_still_to_come() {
+        let steps: [(&[u8], u64); 7] = [
+            (b"ff", 0xff),
+            (b"ffffffffffffff", u64::MAX),
+            (b"\r\nabc", u64::MAX - 3),
+            (b"", u64::MAX - 3),
+            (b"1;a=b", 0x1),
+            (b"\r\n", 0x1),
+            (b"x\r\n", 0),
+        ];
+        let mut decoder = ChunkedDecoder::default();
+        assert_eq!(decoder.chunk_bytes_remaining(), 0);
+        for (index, (input, remaining)) in steps.into_iter().enumerate() {
+            if index == 4 {
+                decoder = ChunkedDecoder::default();
+            }
+            decoder.decode_in_place(&mut input.to_vec(), &LIMITS).unwrap();
+            assert_eq!(
+                decoder.chunk_bytes_remaining(),
+                remaining,
+                "after {}",
+                input.escape_ascii()
+            );
+        }
+        decoder.decode_in_place(&mut b"0\r\n\r\n".to_vec(), &LIMITS).unwrap();
+        assert!(decoder.is_done());
+        assert_eq!(decoder.chunk_bytes_remaining(), 0);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::mem::MaybeUninit;
 
 use super::Span;
+use super::target::parse_target;
 
 /// Limits on one head, from config.
 #[derive(Clone, Copy, Debug)]
@@ -191,8 +192,14 @@ pub struct RequestHead {
     pub method: Method,
     pub method_span: Span,
     pub target: Span,
-    /// The target up to its `?`, or all of it.
+    /// The target up to its `?`, or all of it; of an absolute-form target, only the path
+    /// (`/` when it is empty).
     pub path: Span,
+    /// The path and query: the whole target, but of an absolute-form target what follows
+    /// the authority (empty, or starting with `?`, when the path is empty).
+    pub origin: Span,
+    /// The authority (`host[:port]`) of an absolute-form target.
+    pub authority: Option<Span>,
     pub version: Version,
     /// The `HTTP/1.x` bytes on the request line.
     pub version_span: Span,
@@ -214,6 +221,14 @@ pub struct RequestHead {
     /// (RFC 9110 §7.8).
     pub upgrade: Option<Span>,
     pub headers_count: u16,
+}
+
+impl RequestHead {
+    /// The host the request is for: an absolute-form target's authority, else the Host
+    /// value. RFC 9112 §3.2.2: a target with an authority overrides Host.
+    pub fn effective_host(&self) -> Option<Span> {
+        self.authority.or(self.host)
+    }
 }
 
 /// A parsed response head. Spans index the buffer given to [`parse_response_head`].
@@ -296,6 +311,16 @@ pub enum MalformedKind {
     /// A line of a request head ended in LF without CR; see the module doc.
     #[error("bare LF line ending in a request head")]
     BareLineFeed,
+    /// RFC 9112 §3.2.4: `*` is the target of OPTIONS only.
+    #[error("asterisk-form target on a method other than OPTIONS")]
+    AsteriskForm,
+    /// An absolute-form target whose scheme is not `http` or `https`.
+    #[error("request target scheme other than http and https")]
+    TargetScheme,
+    /// A target in no form RFC 9112 §3.2 allows for its method: not origin-form, an
+    /// absolute-form target without a host or with userinfo, CONNECT without `host:port`.
+    #[error("request target in no form allowed for its method")]
+    TargetForm,
 }
 
 impl ParseError {
@@ -350,6 +375,9 @@ pub fn parse_request_head(
     if has_bare_line_feed(&window[..head_len]) {
         return Err(ParseError::Malformed(MalformedKind::BareLineFeed));
     }
+    let method_kind = Method::of(method.as_bytes());
+    let target = span_of(window, target.as_bytes());
+    let parts = parse_target(window, target, method_kind).map_err(ParseError::Malformed)?;
     let lines = HeadLines::collect(window, head_len, request.headers, headers);
     let version = version_of(minor);
     let fields = &lines.fields;
@@ -360,16 +388,16 @@ pub fn parse_request_head(
         return Err(ParseError::MissingHost);
     }
     let framing = fields.request_framing(version)?;
-    let target = span_of(window, target.as_bytes());
-    let path_len = target.of(window).iter().position(|&b| b == b'?').unwrap_or(target.len());
     let method_span = span_of(window, method.as_bytes());
     let version_start = target.end as usize + 1; // One SP: httparse's strict request line.
     let is_http11 = version == Version::Http11;
     Ok(Parsed::Complete(RequestHead {
-        method: Method::of(method.as_bytes()),
+        method: method_kind,
         method_span,
         target,
-        path: span(target.start as usize, target.start as usize + path_len),
+        path: parts.path,
+        origin: parts.origin,
+        authority: parts.authority,
         version,
         version_span: span(version_start, version_start + b"HTTP/1.1".len()),
         request_line: span(method_span.start as usize, lines.first_line_end),

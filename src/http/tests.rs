@@ -118,12 +118,7 @@ fn request_target_path_and_host() {
             Some(b"example.com:8080"),
         ),
         (b"GET /? HTTP/1.1\r\nHost:\r\n\r\n", b"/?", b"/", Some(b"")),
-        (
-            b"GET http://a/x?y HTTP/1.1\r\nHost: a\r\n\r\n",
-            b"http://a/x?y",
-            b"http://a/x",
-            Some(b"a"),
-        ),
+        (b"GET http://a/x?y HTTP/1.1\r\nHost: a\r\n\r\n", b"http://a/x?y", b"/x", Some(b"a")),
         (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", b"a:443", b"a:443", Some(b"a:443")),
         (b"OPTIONS * HTTP/1.0\r\n\r\n", b"*", b"*", None),
     ];
@@ -151,7 +146,9 @@ fn methods() {
         (b"PURGE", Method::Other, false),
     ];
     for (token, method, idempotent) in cases {
-        let input = [token, b" / HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+        // CONNECT takes only authority-form (RFC 9110 §9.3.6).
+        let target: &[u8] = if method == Method::Connect { b" a:443" } else { b" /" };
+        let input = [token, target, b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
         let head = complete_request(&input).0;
         assert_eq!(head.method, method, "input: {}", input.escape_ascii());
         assert_eq!(head.method_span.of(&input), token);

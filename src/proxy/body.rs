@@ -127,6 +127,9 @@ struct Step {
     data_len: usize,
     consumed: usize,
     done: bool,
+    /// Body bytes the framing has announced but not delivered yet (the rest of a
+    /// Content-Length, or of the current chunk), so a limit trips before they arrive.
+    announced: u64,
 }
 
 fn decode(
@@ -138,14 +141,20 @@ fn decode(
         Decoder::Length { remaining } => {
             let take = input.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
             *remaining -= take as u64;
-            Ok(Step { data_len: take, consumed: take, done: *remaining == 0 })
+            let done = *remaining == 0;
+            Ok(Step { data_len: take, consumed: take, done, announced: *remaining })
         }
         Decoder::Chunked(chunked) => {
             let decoded = chunked.decode_in_place(input, limits).map_err(RelayError::BadChunk)?;
-            Ok(Step { data_len: decoded.data_len, consumed: decoded.consumed, done: decoded.done })
+            Ok(Step {
+                data_len: decoded.data_len,
+                consumed: decoded.consumed,
+                done: decoded.done,
+                announced: chunked.chunk_bytes_remaining(),
+            })
         }
         Decoder::UntilClose => {
-            Ok(Step { data_len: input.len(), consumed: input.len(), done: false })
+            Ok(Step { data_len: input.len(), consumed: input.len(), done: false, announced: 0 })
         }
     }
 }
@@ -213,7 +222,8 @@ async fn relay_loop(
             Err(error) => return (Err(error), out),
         };
         received += step.data_len as u64;
-        if received > options.bytes_max {
+        // A chunk announced too large is refused now, not after waiting for its data.
+        if received.saturating_add(step.announced) > options.bytes_max {
             return (Err(RelayError::TooLarge), out);
         }
         queue_data(&mut out, encoder, body_start, step.data_len);

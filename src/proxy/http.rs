@@ -507,14 +507,29 @@ fn build_request_head(x: &Exchange<'_>, cluster: &Cluster, backend: &Backend, ou
     let head = x.head;
     out.clear();
     let line = head.request_line;
-    if head.version == Version::Http11 {
-        out.push_buf(line.start as usize, line.end as usize);
-    } else {
-        // Upstream connections always speak HTTP/1.1, so they can be kept alive.
-        out.push_buf(line.start as usize, head.version_span.start as usize);
-        out.push_static(b"HTTP/1.1");
-        out.push_buf(head.version_span.end as usize, line.end as usize);
+    let mut from = line.start as usize;
+    if head.authority.is_some() {
+        // RFC 9112 §3.2.2: an absolute-form target goes on in origin-form; its authority
+        // becomes the Host header (see `write_forwarded_headers`).
+        out.push_buf(from, head.target.start as usize);
+        let origin = head.origin.of(&out.buf);
+        let (is_empty, has_slash) = (origin.is_empty(), origin.first() == Some(&b'/'));
+        if is_empty && head.method == Method::Options {
+            // RFC 9112 §3.2.4: OPTIONS with an empty path is about the whole server.
+            out.push_static(b"*");
+        } else if !has_slash {
+            out.push_static(b"/");
+        }
+        out.push_buf(head.origin.start as usize, head.origin.end as usize);
+        from = head.target.end as usize;
     }
+    if head.version == Version::Http10 {
+        // Upstream connections always speak HTTP/1.1, so they can be kept alive.
+        out.push_buf(from, head.version_span.start as usize);
+        out.push_static(b"HTTP/1.1");
+        from = head.version_span.end as usize;
+    }
+    out.push_buf(from, line.end as usize);
     let length_normalized = content_length_needs_normalizing(x, &out.buf);
     for header in x.headers {
         let replaced = matches!(
@@ -523,7 +538,8 @@ fn build_request_head(x: &Exchange<'_>, cluster: &Cluster, backend: &Backend, ou
                 | HeaderKind::XForwardedProto
                 | HeaderKind::XForwardedHost
                 | HeaderKind::Expect
-        ) || (header.kind == HeaderKind::Host && cluster.host_rewrite)
+        ) || (header.kind == HeaderKind::Host
+            && (cluster.host_rewrite || head.authority.is_some()))
             || (header.kind == HeaderKind::ContentLength && length_normalized);
         if !header.hop_by_hop && !replaced {
             out.push_buf(header.line.start as usize, header.line.end as usize);
@@ -567,6 +583,10 @@ fn write_forwarded_headers(
         extra.extend_from_slice(b"Host: ");
         extra.extend_from_slice(backend.host.as_bytes());
         extra.extend_from_slice(b"\r\n");
+    } else if let Some(authority) = head.authority {
+        extra.extend_from_slice(b"Host: ");
+        extra.extend_from_slice(authority.of(buf));
+        extra.extend_from_slice(b"\r\n");
     }
     if head.framing == BodyFraming::Chunked {
         extra.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -582,7 +602,7 @@ fn write_forwarded_headers(
     } else {
         b"\r\nX-Forwarded-Proto: http\r\n"
     });
-    if let Some(host) = head.host {
+    if let Some(host) = head.effective_host() {
         extra.extend_from_slice(b"X-Forwarded-Host: ");
         extra.extend_from_slice(host.of(buf));
         extra.extend_from_slice(b"\r\n");

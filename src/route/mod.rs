@@ -10,7 +10,8 @@ use crate::http::{HeaderLine, RequestHead, cookies};
 #[derive(Debug, Clone, Copy)]
 pub struct RouteRequest<'a> {
     pub method: &'a [u8],
-    /// The Host header value as sent (it may carry a port).
+    /// The host the request is for, as sent (it may carry a port): the authority of an
+    /// absolute-form target, else the Host value (RFC 9112 §3.2.2).
     pub host: Option<&'a [u8]>,
     pub path: &'a [u8],
     pub headers: &'a [HeaderLine],
@@ -22,7 +23,7 @@ impl<'a> RouteRequest<'a> {
     pub fn new(buf: &'a [u8], head: &RequestHead, headers: &'a [HeaderLine]) -> Self {
         Self {
             method: head.method_span.of(buf),
-            host: head.host.map(|host| host.of(buf)),
+            host: head.effective_host().map(|host| host.of(buf)),
             path: head.path.of(buf),
             headers,
             buf,
@@ -93,6 +94,11 @@ pub fn host_name(host: &[u8]) -> &[u8] {
 }
 
 fn header_matches(condition: &NameValue, request: &RouteRequest<'_>) -> bool {
+    // A Host condition sees the host the request is for, as a host route does.
+    if condition.name.eq_ignore_ascii_case(b"host") {
+        let value = condition.value.as_deref();
+        return request.host.is_some_and(|host| value.is_none_or(|value| host == value));
+    }
     request.headers.iter().any(|header| {
         header.name.of(request.buf).eq_ignore_ascii_case(&condition.name)
             && condition.value.as_ref().is_none_or(|value| header.value.of(request.buf) == &**value)
@@ -157,8 +163,12 @@ mod tests {
 
     #[test]
     fn first_match_wins_on_every_condition() {
-        let cases: [(&str, Option<usize>); 16] = [
+        let cases: [(&str, Option<usize>); 19] = [
             ("GET /v1/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", Some(0)),
+            // An absolute-form target's authority overrides Host (RFC 9112 §3.2.2).
+            ("GET http://api.example.com/v1/users HTTP/1.1\r\nHost: h\r\n\r\n", Some(0)),
+            ("GET http://h/v1/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", None),
+            ("GET http://www.example.com/exact?q HTTP/1.1\r\nHost: h\r\n\r\n", Some(1)),
             ("GET /v1/users HTTP/1.1\r\nHost: API.Example.com:8080\r\n\r\n", Some(0)),
             ("GET /v1/users HTTP/1.1\r\nHost: api.example.com.\r\n\r\n", Some(0)),
             ("GET /v2/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", None),

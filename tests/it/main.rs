@@ -43,6 +43,8 @@ mod sim_least_connections;
 mod strict;
 // Edge protection: IP lists, trusted proxies, filters, rate limits, caps, slow clients.
 mod protect;
+// Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.
+mod hardening_parse;
 
 // Hardening, round 2: pool poisoning, early answers, slow and malformed bodies, stale pool.
 mod hardening;

@@ -121,17 +121,29 @@ pub async fn read_body(
                 .saturating_sub(held)
                 .max(1024),
         };
-        buf.reserve(window);
-        let filled = buf.len();
-        let end = filled + window;
-        let timeout = worker.config.timeouts.client_body;
-        match monoio::time::timeout(timeout, client.read(buf.slice_mut(filled..end))).await {
-            Ok((Ok(0) | Err(_), slice)) => {
-                return (Err(ProxyError::ClientClosed), slice.into_inner());
-            }
-            Ok((Ok(_), slice)) => buf = slice.into_inner(),
-            Err(_) => return (Err(ProxyError::ClientBodyTimeout), Vec::new()),
+        let (result, back) = read_more(worker, client, buf, window).await;
+        buf = back;
+        if let Err(error) = result {
+            return (Err(error), buf);
         }
+    }
+}
+
+/// Reads at most `window` more bytes onto the end of `buf`, within the body timeout.
+async fn read_more(
+    worker: &Worker,
+    client: &mut ClientStream,
+    mut buf: Vec<u8>,
+    window: usize,
+) -> (Result<(), ProxyError>, Vec<u8>) {
+    buf.reserve(window);
+    let filled = buf.len();
+    let end = filled + window;
+    let timeout = worker.config.timeouts.client_body;
+    match monoio::time::timeout(timeout, client.read(buf.slice_mut(filled..end))).await {
+        Ok((Ok(0) | Err(_), slice)) => (Err(ProxyError::ClientClosed), slice.into_inner()),
+        Ok((Ok(_), slice)) => (Ok(()), slice.into_inner()),
+        Err(_) => (Err(ProxyError::ClientBodyTimeout), Vec::new()),
     }
 }
 
@@ -173,7 +185,8 @@ impl Scan {
             .decode_in_place(&mut self.scratch, limits)
             .map_err(ProxyError::BadRequestBody)?;
         self.data_bytes += decoded.data_len as u64;
-        if self.data_bytes > body_bytes_max {
+        // A chunk announced past the limit is refused before its data comes.
+        if self.data_bytes.saturating_add(self.decoder.chunk_bytes_remaining()) > body_bytes_max {
             return Err(ProxyError::BodyTooLarge);
         }
         self.scanned += decoded.consumed;
@@ -216,5 +229,8 @@ mod tests {
         let mut scan = Scan::new(4);
         let bad = scan.advance(b"HEADzz\r\n", &limits, 100);
         assert!(matches!(bad, Err(ProxyError::BadRequestBody(_))), "{bad:?}");
+        let mut scan = Scan::new(4);
+        let large = scan.advance(b"HEADff\r\n", &limits, 100);
+        assert_eq!(large, Err(ProxyError::BodyTooLarge), "a chunk announced past the limit");
     }
 }

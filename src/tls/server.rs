@@ -165,6 +165,10 @@ fn build_config(
         Err(problem) => return Err(vec![problem]),
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    // The configured suite order is the operator's preference (strongest, or fastest on
+    // this hardware, first): it wins over the client's, as nginx's
+    // `ssl_prefer_server_ciphers on` and HAProxy's default do.
+    config.ignore_client_order = true;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     if let Some(ticketer) = ticketer {
         config.ticketer = ticketer;

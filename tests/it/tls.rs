@@ -26,6 +26,7 @@ on_both_drivers!(
     certificates_reload_under_load_without_failures,
     ocsp_response_is_stapled,
     sighup_reloads_certificates_in_the_binary,
+    server_cipher_suite_order_wins,
 );
 
 /// `[listener.tls]` lines for `leaves`, the first being the default.
@@ -494,4 +495,28 @@ fn sighup_reloads_certificates_in_the_binary(driver: Driver) {
         rustls_get(running.addr, &config).is_ok_and(|der| der == second_der)
     });
     assert!(running.terminate().success(), "the proxy still exits cleanly after SIGHUP");
+}
+
+fn server_cipher_suite_order_wins(driver: Driver) {
+    let pki = Pki::new("suite order CA");
+    let a = pki.leaf("a", "a.test", &["a.test"]);
+    // The server's order, each version's first choice first.
+    let suites = "cipher_suites = [\"TLS13_AES_128_GCM_SHA256\", \"TLS13_AES_256_GCM_SHA384\", \
+                  \"TLS13_CHACHA20_POLY1305_SHA256\", \
+                  \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\", \
+                  \"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\", \
+                  \"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\"]";
+    let proxy = start_proxy(&respond_config(driver, &tls_table(&[&a], suites)));
+    // The client offers the same suites in the opposite order.
+    let reversed13 = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
+    let args = ["-tls1_3", "-servername", "a.test", "-ciphersuites", reversed13];
+    let text = s_client(proxy.addr(), &args, GET_CLOSE);
+    assert!(text.contains("Cipher is TLS_AES_128_GCM_SHA256"), "TLS 1.3: {text}");
+    assert!(text.contains("hello"), "{text}");
+    let reversed12 = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:\
+                      ECDHE-ECDSA-AES128-GCM-SHA256";
+    let args = ["-tls1_2", "-servername", "a.test", "-cipher", reversed12];
+    let text = s_client(proxy.addr(), &args, GET_CLOSE);
+    assert!(text.contains("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"), "TLS 1.2: {text}");
+    assert!(text.contains("hello"), "{text}");
 }

@@ -4,7 +4,7 @@
 
 use crate::config::Listener;
 use crate::stats::RejectReason;
-use crate::worker::Worker;
+use crate::worker::{Admission, Worker};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -43,15 +43,21 @@ pub async fn accept_loop(worker: Rc<Worker>, socket: std::net::TcpListener, list
         }
         let cancel = worker.accept_canceller.borrow().handle();
         match socket.cancelable_accept(cancel).await {
-            Ok((stream, peer)) => {
-                if !worker.admit(peer.ip()) {
+            Ok((stream, peer)) => match worker.admit(peer.ip()) {
+                Admission::Admitted => {
+                    monoio::spawn(crate::connection::serve(worker.clone(), stream, peer, listener));
+                }
+                Admission::Full => {
                     // Refused early and cheaply: closed before a byte is read.
                     worker.stats.borrow_mut().rejected(listener, RejectReason::ConnectionLimit);
                     drop(stream);
-                    continue;
                 }
-                monoio::spawn(crate::connection::serve(worker.clone(), stream, peer, listener));
-            }
+                Admission::AddressFull => {
+                    worker.stats.borrow_mut().rejected(listener, RejectReason::ConnectionLimit);
+                    // Told why in a task of its own: a slow client never holds this loop.
+                    monoio::spawn(crate::connection::refuse(worker.clone(), stream, listener));
+                }
+            },
             Err(_) if worker.shutting_down.get() => return,
             Err(error) => {
                 log::warn!("worker {}: accept failed: {error}", worker.id);

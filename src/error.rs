@@ -38,6 +38,8 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("rate limit reached; retry in {retry_after_s} s")]
     TooManyRequests { retry_after_s: u32 },
+    #[error("the client address holds limits.connections_per_ip_max connections")]
+    TooManyConnections,
     #[error("no backend to send the request to")]
     NoBackend,
     #[error("cannot connect to the backend")]
@@ -73,7 +75,7 @@ impl ProxyError {
             Self::NoRoute => 404,
             Self::Forbidden | Self::Denied => 403,
             Self::MethodNotAllowed => 405,
-            Self::TooManyRequests { .. } => 429,
+            Self::TooManyRequests { .. } | Self::TooManyConnections => 429,
             Self::NoBackend => 503,
             Self::Connect
             | Self::BadResponse(_)
@@ -100,7 +102,8 @@ impl ProxyError {
             | Self::Forbidden
             | Self::Denied
             | Self::MethodNotAllowed
-            | Self::TooManyRequests { .. } => Side::Proxy,
+            | Self::TooManyRequests { .. }
+            | Self::TooManyConnections => Side::Proxy,
             Self::Connect
             | Self::UpstreamTimeout
             | Self::BadResponse(_)
@@ -128,6 +131,8 @@ impl ProxyError {
             | Self::ClientBodyTimeout
             | Self::ClientClosed
             | Self::ClientIo
+            // Refused before its request was read.
+            | Self::TooManyConnections
             | Self::Connect
             | Self::UpstreamTimeout
             | Self::BadResponse(_)
@@ -185,6 +190,7 @@ impl ProxyError {
             Self::Forbidden => RejectReason::Forbidden,
             Self::Denied | Self::MethodNotAllowed => RejectReason::Filtered,
             Self::TooManyRequests { .. } => RejectReason::RateLimited,
+            Self::TooManyConnections => RejectReason::ConnectionLimit,
             Self::ClientClosed
             | Self::ClientIo
             | Self::NoBackend

@@ -4,8 +4,10 @@
 mod guard;
 mod http1;
 mod idle;
+mod refuse;
 mod report;
 
 pub use idle::IdleConnections;
 
 pub use http1::serve;
+pub use refuse::refuse;

@@ -2,9 +2,10 @@
 //! connections across workers) and runs the accept loop. Accepted connections never
 //! leave the worker that accepted them.
 
-use crate::config::Listener;
+use crate::config::{IoDriver, Listener};
 use crate::stats::RejectReason;
-use crate::worker::Worker;
+use crate::worker::{Admission, Worker};
+use monoio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -28,8 +29,23 @@ pub fn bind(listener: &Listener, addr: SocketAddr) -> io::Result<std::net::TcpLi
 }
 
 /// Accepts connections on `socket` until the worker shuts down, serving each on this
-/// worker in its own task.
-pub async fn accept_loop(worker: Rc<Worker>, socket: std::net::TcpListener, listener: usize) {
+/// worker in its own task. At shutdown it first serves what is already in the socket's
+/// accept queue (see [`drain`]), then closes the socket. `driver` is the worker's
+/// resolved io driver.
+pub async fn accept_loop(
+    worker: Rc<Worker>,
+    socket: std::net::TcpListener,
+    listener: usize,
+    driver: IoDriver,
+) {
+    // A second handle on the same socket, to empty its queue at shutdown without waiting.
+    let queue = match socket.try_clone() {
+        Ok(queue) => queue,
+        Err(error) => {
+            log::error!("worker {}: cannot duplicate listener: {error}", worker.id);
+            return;
+        }
+    };
     let socket = match monoio::net::TcpListener::from_std(socket) {
         Ok(socket) => socket,
         Err(error) => {
@@ -39,26 +55,83 @@ pub async fn accept_loop(worker: Rc<Worker>, socket: std::net::TcpListener, list
     };
     loop {
         if worker.shutting_down.get() {
-            return;
+            break;
         }
         let cancel = worker.accept_canceller.borrow().handle();
         match socket.cancelable_accept(cancel).await {
-            Ok((stream, peer)) => {
-                if !worker.admit(peer.ip()) {
-                    // Refused early and cheaply: closed before a byte is read.
-                    worker.stats.borrow_mut().rejected(listener, RejectReason::ConnectionLimit);
-                    drop(stream);
-                    continue;
-                }
-                monoio::spawn(crate::connection::serve(worker.clone(), stream, peer, listener));
-            }
-            Err(_) if worker.shutting_down.get() => return,
+            Ok((stream, peer)) => admit(&worker, stream, peer, listener),
+            Err(_) if worker.shutting_down.get() => break,
             Err(error) => {
                 log::warn!("worker {}: accept failed: {error}", worker.id);
                 monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
     }
+    drain(&worker, &queue, listener, driver);
+    // Both handles close here, and the socket with them: from now on the kernel refuses
+    // new connections (another process on the port with SO_REUSEPORT takes them).
+}
+
+/// Serves a newly accepted connection, or refuses it under the connection caps.
+fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
+    match worker.admit(peer.ip()) {
+        Admission::Admitted => {
+            monoio::spawn(crate::connection::serve(worker.clone(), stream, peer, listener));
+        }
+        Admission::Full => {
+            // Refused early and cheaply: closed before a byte is read.
+            worker.stats.borrow_mut().rejected(listener, RejectReason::ConnectionLimit);
+            drop(stream);
+        }
+        Admission::AddressFull => {
+            worker.stats.borrow_mut().rejected(listener, RejectReason::ConnectionLimit);
+            // Told why in a task of its own: a slow client never holds this loop.
+            monoio::spawn(crate::connection::refuse(worker.clone(), stream, listener));
+        }
+    }
+}
+
+/// Accepts, without waiting, the connections already in `queue`'s accept queue and serves
+/// them like any other: closing a listening socket resets every connection still queued,
+/// and with it a request its client has sent, which a restart would lose. Their first
+/// request is answered with `Connection: close`.
+///
+/// Takes at most the backlog's worth (Linux queues one more than `backlog`), so a flood of
+/// new arrivals cannot keep a stopping worker accepting.
+fn drain(worker: &Rc<Worker>, queue: &std::net::TcpListener, listener: usize, driver: IoDriver) {
+    let accepts_max = worker.config.listeners[listener].backlog.saturating_add(1);
+    let mut drained = 0_u32;
+    while drained < accepts_max {
+        let (stream, peer) = match queue.accept() {
+            Ok(accepted) => accepted,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) => {
+                log::warn!("worker {}: draining the accept queue failed: {error}", worker.id);
+                break;
+            }
+        };
+        drained += 1;
+        match into_monoio(stream, driver) {
+            Ok(stream) => admit(worker, stream, peer, listener),
+            Err(error) => log::warn!("worker {}: cannot register {peer}: {error}", worker.id),
+        }
+    }
+    if drained > 0 {
+        log::info!("worker {}: serving {drained} connections queued at shutdown", worker.id);
+    }
+}
+
+/// A socket accepted by `std` as a monoio stream, set up as monoio's own accept sets it up.
+fn into_monoio(stream: std::net::TcpStream, driver: IoDriver) -> io::Result<TcpStream> {
+    match driver {
+        // epoll reads only when ready and must never block.
+        IoDriver::Epoll => stream.set_nonblocking(true)?,
+        // io_uring waits in the kernel; its accept leaves sockets blocking too. `Auto` is
+        // resolved before workers start.
+        IoDriver::IoUring | IoDriver::Auto => {}
+    }
+    TcpStream::from_std(stream)
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("rate limit reached; retry in {retry_after_s} s")]
     TooManyRequests { retry_after_s: u32 },
+    #[error("the client address holds limits.connections_per_ip_max connections")]
+    TooManyConnections,
     #[error("no backend to send the request to")]
     NoBackend,
     #[error("cannot connect to the backend")]
@@ -77,7 +79,7 @@ impl ProxyError {
             Self::NoRoute => 404,
             Self::Forbidden | Self::Denied => 403,
             Self::MethodNotAllowed => 405,
-            Self::TooManyRequests { .. } => 429,
+            Self::TooManyRequests { .. } | Self::TooManyConnections => 429,
             Self::NoBackend => 503,
             Self::Connect
             | Self::BadResponse(_)
@@ -105,7 +107,8 @@ impl ProxyError {
             | Self::Forbidden
             | Self::Denied
             | Self::MethodNotAllowed
-            | Self::TooManyRequests { .. } => Side::Proxy,
+            | Self::TooManyRequests { .. }
+            | Self::TooManyConnections => Side::Proxy,
             Self::Connect
             | Self::UpstreamTimeout
             | Self::BadResponse(_)
@@ -192,6 +195,8 @@ impl ProxyError {
             | Self::ClientBodyTimeout
             | Self::ClientClosed
             | Self::ClientIo
+            // Refused before its request was read.
+            | Self::TooManyConnections
             | Self::Connect
             | Self::UpstreamTimeout
             | Self::BadResponse(_)
@@ -250,6 +255,7 @@ impl ProxyError {
             Self::Forbidden => RejectReason::Forbidden,
             Self::Denied | Self::MethodNotAllowed => RejectReason::Filtered,
             Self::TooManyRequests { .. } => RejectReason::RateLimited,
+            Self::TooManyConnections => RejectReason::ConnectionLimit,
             Self::ClientClosed
             | Self::ClientIo
             | Self::NoBackend

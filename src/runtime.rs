@@ -316,12 +316,16 @@ fn run_worker(start: WorkerStart) {
 }
 
 async fn worker_main(start: WorkerStart) {
-    let WorkerStart { id, config, shared, sockets, control, stats, access_log, .. } = start;
+    let WorkerStart { id, driver, config, shared, sockets, control, stats, access_log, .. } = start;
     let shutdown_timeout = config.shutdown_timeout;
     let worker = Rc::new(Worker::new(id, config, shared, access_log));
-    for (listener, socket) in sockets.into_iter().enumerate() {
-        monoio::spawn(accept::accept_loop(worker.clone(), socket, listener));
-    }
+    let accept_loops: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(listener, socket)| {
+            monoio::spawn(accept::accept_loop(worker.clone(), socket, listener, driver))
+        })
+        .collect();
     monoio::spawn(reap_pool(worker.clone()));
     monoio::spawn(sync_loads(worker.clone()));
     monoio::spawn(sync_rates(worker.clone()));
@@ -348,10 +352,19 @@ async fn worker_main(start: WorkerStart) {
     }
     worker.begin_shutdown();
     let deadline = Instant::now() + shutdown_timeout;
+    // Each accept loop serves what its queue holds, then closes its socket; it does not
+    // wait.
+    for accept_loop in accept_loops {
+        accept_loop.await;
+    }
     // Busy connections finish their exchange and close; idle ones were shut down and
-    // end as soon as they run.
-    while worker.connections.get() > 0 && Instant::now() < deadline {
+    // end as soon as they run. A connection counts itself open when it first runs, so
+    // sleep before the first look: those the accept loops just spawned run meanwhile.
+    loop {
         monoio::time::sleep(DRAIN_POLL_INTERVAL).await;
+        if worker.connections.get() == 0 || Instant::now() >= deadline {
+            break;
+        }
     }
     if worker.busy.get() > 0 {
         log::warn!("worker {id}: shutdown timeout, closing {} busy connections", worker.busy.get());

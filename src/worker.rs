@@ -269,10 +269,10 @@ impl Worker {
         self.config.listeners.len() + route
     }
 
-    /// Admits a new connection from `ip` under the connection caps, counting it; `false`
-    /// means refuse it. A worker knows its own count exactly and the others' from the last
-    /// load sync.
-    pub fn admit(&self, ip: IpAddr) -> bool {
+    /// Admits a new connection from `ip` under the connection caps, counting it when
+    /// [`Admission::Admitted`]. A worker knows its own count exactly and the others' from
+    /// the last load sync.
+    pub fn admit(&self, ip: IpAddr) -> Admission {
         let limits = &self.config.limits;
         let open = u32::try_from(self.connections.get()).unwrap_or(u32::MAX);
         let worker_full =
@@ -280,10 +280,10 @@ impl Worker {
         let process_full = limits.connections_max > 0
             && open.saturating_add(self.others_connections.get()) >= limits.connections_max;
         if worker_full || process_full {
-            return false;
+            return Admission::Full;
         }
         if limits.connections_per_ip_max == 0 {
-            return true;
+            return Admission::Admitted;
         }
         // SO_REUSEPORT spreads one client's connections across workers by port, so each
         // worker holds its share of the cap.
@@ -292,10 +292,10 @@ impl Worker {
         let mut counts = self.ip_connections.borrow_mut();
         let count = counts.entry(ip).or_insert(0);
         if *count >= share {
-            return false;
+            return Admission::AddressFull;
         }
         *count += 1;
-        true
+        Admission::Admitted
     }
 
     /// Forgets a connection counted by [`Worker::admit`].
@@ -311,6 +311,18 @@ impl Worker {
             }
         }
     }
+}
+
+/// What the connection caps say about a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Under every cap: served, and counted until [`Worker::release`].
+    Admitted,
+    /// The worker or the process is full: closed at once, so an overload costs nothing
+    /// more.
+    Full,
+    /// Its address already holds `connections_per_ip_max`: told 429, then closed.
+    AddressFull,
 }
 
 /// Counts one exchange as in flight to a backend for as long as it lives.

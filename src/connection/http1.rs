@@ -24,7 +24,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a connection that has sent nothing yet when shutdown begins may take to send
+/// its first request: a client that just connected sends it within a round trip.
+const SHUTDOWN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Counts the connection as open for as long as it lives; `accept` admitted it under the
 /// connection caps, and dropping the guard releases it.
@@ -208,11 +212,17 @@ async fn read_request(
 ) -> (Result<Option<RequestHead>, ProxyError>, Vec<u8>) {
     let config = &client.worker.config;
     if buf.is_empty() {
-        let idle_timeout =
-            if first { config.timeouts.client_header } else { config.timeouts.keep_alive };
-        if client.worker.shutting_down.get() {
-            return (Ok(None), buf);
-        }
+        let shutting_down = client.worker.shutting_down.get();
+        let idle_timeout = match (first, shutting_down) {
+            (true, false) => config.timeouts.client_header,
+            // Accepted from the queue at shutdown, or just before it: its request is
+            // probably on the way, and is served (with `Connection: close`).
+            (true, true) => config.timeouts.client_header.min(SHUTDOWN_REQUEST_TIMEOUT),
+            (false, false) => config.timeouts.keep_alive,
+            // Idle between requests: closing now is safe, a client retries on a closed
+            // idle connection.
+            (false, true) => return (Ok(None), buf),
+        };
         let worker = client.worker.clone();
         let _idle = IdleGuard::new(&worker.idle, client.stream.tcp().as_raw_fd());
         if worker.connections.get() > worker.config.io.idle_buffers_max {

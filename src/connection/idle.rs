@@ -40,12 +40,16 @@ impl IdleConnections {
         }
     }
 
-    /// Shuts down every idle socket: each connection's pending read ends and it closes.
+    /// Shuts down the read side of every idle socket: each connection's pending read
+    /// ends, with the bytes of a request that had already arrived (served with
+    /// `Connection: close`, as the write side still works) or with end of file, and it
+    /// closes. Shutting down both sides would lose a request sent just before, its
+    /// connection closing before the answer.
     pub fn shut_down_all(&mut self) {
         for fd in self.slots.iter_mut().filter_map(Option::take) {
             // SAFETY: by the invariant on `slots`, `fd` is an open socket owned by a live
             // connection; shutdown(2) only ends its traffic, the owner still closes it.
-            let _ = unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            let _ = unsafe { libc::shutdown(fd, libc::SHUT_RD) };
         }
         self.free.clear();
         self.slots.clear();

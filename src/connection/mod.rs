@@ -5,8 +5,10 @@ mod guard;
 mod http1;
 mod idle;
 mod linger;
+mod refuse;
 mod report;
 
 pub use idle::IdleConnections;
 
 pub use http1::serve;
+pub use refuse::refuse;

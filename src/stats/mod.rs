@@ -38,7 +38,7 @@ pub enum RejectReason {
     Filtered,
     /// A rate limit (429).
     RateLimited,
-    /// A connection cap: the connection was closed at accept.
+    /// A connection cap: closed at accept, after a 429 when its address held too many.
     ConnectionLimit,
     /// A TLS handshake failed or timed out: the connection was closed.
     TlsHandshake,

@@ -165,6 +165,10 @@ fn build_config(
         Err(problem) => return Err(vec![problem]),
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    // The configured suite order is the operator's preference (strongest, or fastest on
+    // this hardware, first): it wins over the client's, as nginx's
+    // `ssl_prefer_server_ciphers on` and HAProxy's default do.
+    config.ignore_client_order = true;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     if let Some(ticketer) = ticketer {
         config.ticketer = ticketer;
@@ -246,7 +250,10 @@ pub fn load_certified_key(
 
 /// Picks a certificate by SNI: exact name, then `*.parent`, then the default. Several
 /// certificates for one name (RSA and ECDSA) are told apart by the client's signature
-/// schemes.
+/// schemes, and only a certificate the client can verify is chosen: when none for the name
+/// fits, a fitting default is served, and when no default fits either the resolver refuses,
+/// so rustls ends the handshake with an alert before its ServerHello instead of failing
+/// after it.
 #[derive(Debug)]
 struct SniResolver {
     exact: HashMap<String, Vec<Arc<CertifiedKey>>>,
@@ -287,33 +294,32 @@ impl SniResolver {
         }
     }
 
-    fn choose(
-        candidates: &[Arc<CertifiedKey>],
-        hello: &ClientHello<'_>,
-    ) -> Option<Arc<CertifiedKey>> {
-        let schemes = hello.signature_schemes();
-        candidates
-            .iter()
-            .find(|candidate| candidate.key.choose_scheme(schemes).is_some())
-            .or_else(|| candidates.first())
-            .cloned()
+    /// The certificates that may answer `name`, best match first: exact, then wildcard.
+    fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Arc<CertifiedKey>> {
+        let exact = self.exact.get(name).into_iter().flatten();
+        let parent = name.split_once('.').map(|(_, parent)| parent);
+        let wildcard = parent.and_then(|parent| self.wildcard.get(parent)).into_iter().flatten();
+        exact.chain(wildcard)
     }
+}
+
+/// The first of `candidates` whose key can sign with one of the client's `schemes`.
+fn fitting<'a>(
+    mut candidates: impl Iterator<Item = &'a Arc<CertifiedKey>>,
+    schemes: &[rustls::SignatureScheme],
+) -> Option<Arc<CertifiedKey>> {
+    candidates.find(|candidate| candidate.key.choose_scheme(schemes).is_some()).cloned()
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(name) = hello.server_name() {
+        let schemes = hello.signature_schemes();
+        let named = hello.server_name().and_then(|name| {
             let name = name.to_ascii_lowercase();
-            if let Some(found) = self.exact.get(&name) {
-                return Self::choose(found, &hello);
-            }
-            if let Some((_, parent)) = name.split_once('.') {
-                if let Some(found) = self.wildcard.get(parent) {
-                    return Self::choose(found, &hello);
-                }
-            }
-        }
-        Self::choose(&self.default, &hello)
+            fitting(self.named(&name), schemes)
+        });
+        // `None` makes rustls refuse with an alert before it sends its ServerHello.
+        named.or_else(|| fitting(self.default.iter(), schemes))
     }
 }
 

@@ -1,12 +1,13 @@
-//! The proxy's life: graceful shutdown with an exchange in flight and with idle
-//! connections, the binary's exit on SIGTERM, and a 64 MiB body streamed both ways
-//! through the real binary while its resident memory stays flat, and idle keep-alive
-//! connections that hold no read buffer.
+//! The proxy's life: graceful shutdown with an exchange in flight, with idle connections
+//! and with requests still in the accept queue (in process, and the binary stopped while
+//! they arrive), the binary's exit on SIGTERM, a 64 MiB body streamed both ways through
+//! the real binary while its resident memory stays flat, and idle keep-alive connections
+//! that hold no read buffer.
 
 use crate::support::client::{Client, Framing};
 use crate::support::origin::{self, Conn, Origin};
 use crate::support::process::Running;
-use crate::support::{Driver, WAIT, eventually, on_both_drivers, start_proxy, to_origin};
+use crate::support::{Driver, WAIT, eventually, on_both_drivers, preamble, start_proxy, to_origin};
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ on_both_drivers!(
     binary_exits_0_on_sigterm,
     large_body_streams_both_ways_in_bounded_memory,
     idle_keep_alive_connections_hold_no_buffer,
+    requests_queued_at_shutdown_are_served,
+    binary_answers_requests_sent_while_it_stops,
 );
 
 fn in_flight_request_completes_during_shutdown(driver: Driver) {
@@ -253,4 +256,115 @@ fn idle_keep_alive_connections_hold_no_buffer(driver: Driver) {
         "an idle connection costs {per_connection} bytes of RSS (at most {IDLE_BYTES_MAX})"
     );
     drop((warm, idle));
+}
+
+/// Connections queued at shutdown in [`requests_queued_at_shutdown_are_served`] and
+/// connected while the binary is stopped in [`binary_answers_requests_sent_while_it_stops`].
+const QUEUED: usize = 50;
+
+/// One listener answering 200 itself, `workers` workers.
+fn respond_config(driver: Driver, workers: usize) -> String {
+    format!(
+        "{}[[listener]]\naddr = \"127.0.0.1:0\"\n[[listener.route]]\n\
+         respond = {{ status = 200, body = \"ok\" }}\n",
+        preamble(driver, workers)
+    )
+}
+
+/// `count` clients connected to `addr` that have each sent one GET.
+fn clients_with_a_request(addr: std::net::SocketAddr, count: usize) -> Vec<Client> {
+    (0..count)
+        .map(|_| {
+            let mut client = Client::connect(addr);
+            client.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+            client
+        })
+        .collect()
+}
+
+/// Reads every client's response; fails unless each is a 200 followed by the close, and,
+/// with `says_close`, carries `Connection: close`.
+fn assert_all_answered_and_closed(clients: Vec<Client>, says_close: bool) {
+    let mut lost = Vec::new();
+    for (index, mut client) in clients.into_iter().enumerate() {
+        client.set_read_timeout(WAIT);
+        match client.try_response_to("GET") {
+            Ok(response) if response.status == 200 && (response.closes() || !says_close) => {
+                client.expect_closed();
+            }
+            Ok(response) => {
+                lost.push(format!("client {index}: {} {:?}", response.status, response))
+            }
+            Err(error) => lost.push(format!("client {index}: {error}")),
+        }
+    }
+    assert!(lost.is_empty(), "{} of {QUEUED} requests lost:\n{}", lost.len(), lost.join("\n"));
+}
+
+/// Deterministic: every request is in the listening socket's accept queue before the
+/// worker first looks at it, and the worker is already shutting down when it does.
+fn requests_queued_at_shutdown_are_served(driver: Driver) {
+    use ringway::{accept, limit::RateExchange, upstream::LoadBoard, worker};
+    let config = ringway::config::Config::parse(&respond_config(driver, 1)).expect("config");
+    let config = Arc::new(config);
+    let listener = &config.listeners[0];
+    let socket = accept::bind(listener, listener.addr).expect("bind");
+    let clients = clients_with_a_request(socket.local_addr().expect("bound address"), QUEUED);
+    let driver = match driver {
+        Driver::IoUring => ringway::config::IoDriver::IoUring,
+        Driver::Epoll => ringway::config::IoDriver::Epoll,
+    };
+    // One worker as the runtime builds it, told to stop before its accept loop first runs.
+    let run = async move {
+        let shared = worker::Shared {
+            load_board: Arc::new(LoadBoard::new(&config, 1)),
+            rate_exchanges: worker::rate_limits(&config).map(|_| RateExchange::new(1)).collect(),
+        };
+        let worker = std::rc::Rc::new(worker::Worker::new(0, config, shared, None));
+        worker.begin_shutdown();
+        accept::accept_loop(worker.clone(), socket, 0, driver).await;
+        // As the runtime does: the spawned connections count themselves when they run.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            if worker.connections.get() == 0 || Instant::now() >= deadline {
+                break;
+            }
+        }
+    };
+    match driver {
+        ringway::config::IoDriver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("an epoll runtime")
+            .block_on(run),
+        ringway::config::IoDriver::IoUring | ringway::config::IoDriver::Auto => {
+            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .enable_timer()
+                .build()
+                .expect("an io_uring runtime")
+                .block_on(run);
+        }
+    }
+    assert_all_answered_and_closed(clients, true);
+}
+
+/// The restart case end to end: requests sent while the binary is stopped (SIGSTOP) wait
+/// in the accept queues, SIGTERM arrives before it runs again, and each is answered.
+fn binary_answers_requests_sent_while_it_stops(driver: Driver) {
+    let mut running = Running::start(&respond_config(driver, 2));
+    let pid = running.pid().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").args([name, &pid]).status();
+        assert!(status.expect("run kill").success(), "kill {name} failed");
+    };
+    signal("-STOP");
+    let clients = clients_with_a_request(running.addr, QUEUED);
+    signal("-TERM");
+    signal("-CONT");
+    // A worker may take some before it reads the SIGTERM: those are answered without
+    // `Connection: close`, and closed right after.
+    assert_all_answered_and_closed(clients, false);
+    let status = running.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status}");
 }

@@ -21,7 +21,8 @@ mod routing;
 mod upstream;
 // Policies, hashing, slow start, failover, health checks, stickiness, draining, retries.
 mod balance;
-// Graceful shutdown in process and of the binary; a 64 MiB body in bounded memory.
+// Graceful shutdown in process and of the binary, requests queued at shutdown; a 64 MiB
+// body in bounded memory.
 mod lifecycle;
 // Stats, metrics, access logs, auth and backend states over the admin listener.
 mod admin;

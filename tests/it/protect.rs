@@ -1,6 +1,7 @@
 //! Edge protection end to end: IP allow and deny lists, trusted proxies, route filters,
 //! rate limits with Retry-After, connection caps, and slow clients (slow POST, slow read).
 
+use crate::support::admin;
 use crate::support::client::{Client, exchange};
 use crate::support::origin::{self, Origin};
 use crate::support::{Driver, eventually, on_both_drivers, preamble, start_proxy};
@@ -109,13 +110,26 @@ fn connection_caps_refuse_at_accept(driver: Driver) {
     let first = Client::connect(proxy.addr());
     let mut second = Client::connect(proxy.addr());
     assert_eq!(second.get("/").status, 200, "under the cap");
-    // The third is closed before a byte is read.
-    let mut third = TcpStream::connect(proxy.addr()).expect("the kernel accepts it");
-    third.set_read_timeout(Some(Duration::from_secs(2))).expect("a read timeout");
-    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
-    let mut reply = Vec::new();
-    let refused = matches!(third.read_to_end(&mut reply), Ok(0) | Err(_)) && reply.is_empty();
-    assert!(refused, "over the cap, got {}", reply.escape_ascii());
+    // The third address-capped connection is told why, and closed.
+    let mut third = Client::connect(proxy.addr());
+    third.set_read_timeout(Duration::from_secs(2));
+    third.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let response = third.response();
+    assert_eq!(response.status, 429, "over the per-address cap");
+    assert!(response.closes(), "the refusal carries Connection: close");
+    assert_eq!(response.text(), "429 Too Many Requests\n");
+    third.expect_closed();
+    assert_eq!(second.get("/").status, 200, "the admitted connections are untouched");
+    // Counters are published once a second; /stats and /metrics read the same ones.
+    eventually("the refusal is counted", || {
+        admin::stats(proxy.admin_addr())["rejected"]["connection_limit"] == 1
+    });
+    let metrics = admin::metrics(proxy.admin_addr());
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("ringway_rejected_total{")
+            && line.ends_with("reason=\"connection_limit\"} 1")
+    });
+    assert!(counted, "no connection_limit sample of 1 in\n{metrics}");
     drop(first);
     assert_refused_after(&config(driver, origin.addr(), "", ""), "connections_max = 1", 1);
     assert_refused_after(
@@ -184,7 +198,7 @@ fn ambiguous_content_length_is_normalized(driver: Driver) {
 }
 
 /// Starts a proxy with `key` under `[limits]` and checks that connection `open + 1` is
-/// closed unread while `open` are held.
+/// closed unread while `open` are held: a full worker or process spends nothing on it.
 fn assert_refused_after(toml: &str, key: &str, open: usize) {
     let proxy = start_proxy(&toml.replace("[io]", &format!("[limits]\n{key}\n\n[io]")));
     let held: Vec<Client> = (0..open)

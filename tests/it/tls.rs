@@ -26,6 +26,8 @@ on_both_drivers!(
     certificates_reload_under_load_without_failures,
     ocsp_response_is_stapled,
     sighup_reloads_certificates_in_the_binary,
+    server_cipher_suite_order_wins,
+    certificate_fits_the_client_signature_schemes,
 );
 
 /// `[listener.tls]` lines for `leaves`, the first being the default.
@@ -494,4 +496,116 @@ fn sighup_reloads_certificates_in_the_binary(driver: Driver) {
         rustls_get(running.addr, &config).is_ok_and(|der| der == second_der)
     });
     assert!(running.terminate().success(), "the proxy still exits cleanly after SIGHUP");
+}
+
+fn server_cipher_suite_order_wins(driver: Driver) {
+    let pki = Pki::new("suite order CA");
+    let a = pki.leaf("a", "a.test", &["a.test"]);
+    // The server's order, each version's first choice first.
+    let suites = "cipher_suites = [\"TLS13_AES_128_GCM_SHA256\", \"TLS13_AES_256_GCM_SHA384\", \
+                  \"TLS13_CHACHA20_POLY1305_SHA256\", \
+                  \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\", \
+                  \"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\", \
+                  \"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\"]";
+    let proxy = start_proxy(&respond_config(driver, &tls_table(&[&a], suites)));
+    // The client offers the same suites in the opposite order.
+    let reversed13 = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
+    let args = ["-tls1_3", "-servername", "a.test", "-ciphersuites", reversed13];
+    let text = s_client(proxy.addr(), &args, GET_CLOSE);
+    assert!(text.contains("Cipher is TLS_AES_128_GCM_SHA256"), "TLS 1.3: {text}");
+    assert!(text.contains("hello"), "{text}");
+    let reversed12 = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:\
+                      ECDHE-ECDSA-AES128-GCM-SHA256";
+    let args = ["-tls1_2", "-servername", "a.test", "-cipher", reversed12];
+    let text = s_client(proxy.addr(), &args, GET_CLOSE);
+    assert!(text.contains("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"), "TLS 1.2: {text}");
+    assert!(text.contains("hello"), "{text}");
+}
+
+/// Accepts any server certificate but verifies handshake signatures, and offers only ECDSA
+/// signature schemes: a client that cannot check an RSA signature.
+#[derive(Debug)]
+struct EcdsaOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EcdsaOnly {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        // Which certificate is served is the question here, not whether it names the host.
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, signature, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, signature, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        vec![rustls::SignatureScheme::ECDSA_NISTP256_SHA256]
+    }
+}
+
+/// A TLS 1.3 handshake for `name` from an [`EcdsaOnly`] client: the served leaf, or the
+/// error and whether a ServerHello came before it.
+fn ecdsa_only_handshake(addr: SocketAddr, name: &str) -> Result<Vec<u8>, (String, bool)> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(EcdsaOnly(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("a DNS name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("a session");
+    let mut tcp = TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(WAIT)).expect("a read timeout");
+    while conn.is_handshaking() {
+        if let Err(error) = conn.complete_io(&mut tcp) {
+            return Err((error.to_string(), conn.negotiated_cipher_suite().is_some()));
+        }
+    }
+    let leaf = conn.peer_certificates().and_then(|certs| certs.first().cloned());
+    Ok(leaf.expect("a peer certificate").to_vec())
+}
+
+fn certificate_fits_the_client_signature_schemes(driver: Driver) {
+    let pki = Pki::new("schemes CA");
+    let default = pki.leaf("default", "default.test", &["default.test"]);
+    let legacy = pki.rsa_leaf("legacy", "legacy.test", &["legacy.test"]);
+    let proxy = start_proxy(&respond_config(driver, &tls_table(&[&default, &legacy], "")));
+    // Clients that take RSA still get the name's own certificate.
+    let output = curl_https(proxy.addr(), "legacy.test", &pki, &[]);
+    assert_eq!(output.stdout, b"hello", "{}", String::from_utf8_lossy(&output.stderr));
+    // The only certificate for the name is RSA: the ECDSA default is served instead.
+    let served = ecdsa_only_handshake(proxy.addr(), "legacy.test")
+        .unwrap_or_else(|failure| panic!("handshake (error, after ServerHello): {failure:?}"));
+    assert!(served == der_of(&default.cert), "not the default ECDSA certificate");
+    drop(proxy);
+
+    // No certificate fits at all: refused with an alert before the ServerHello.
+    let proxy = start_proxy(&respond_config(driver, &tls_table(&[&legacy], "")));
+    let (error, server_hello) =
+        ecdsa_only_handshake(proxy.addr(), "legacy.test").expect_err("no certificate fits");
+    assert!(!server_hello, "the server said hello before failing: {error}");
+    assert!(error.contains("AccessDenied"), "{error}");
 }

@@ -125,12 +125,17 @@ impl Running {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM failed");
+        self.wait_exit()
+    }
+
+    /// Waits up to [`WAIT`] for the exit (after a signal sent by the caller).
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for ringway") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "ringway did not exit after SIGTERM");
+            assert!(Instant::now() < deadline, "ringway did not exit");
             std::thread::park_timeout(std::time::Duration::from_millis(5));
         }
     }

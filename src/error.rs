@@ -147,6 +147,7 @@ impl ProxyError {
             | Self::Denied
             | Self::MethodNotAllowed
             | Self::TooManyRequests { .. }
+            | Self::TooManyConnections
             | Self::UpstreamStoppedReading => false,
         }
     }
@@ -171,6 +172,7 @@ impl ProxyError {
             | Self::Denied
             | Self::MethodNotAllowed
             | Self::TooManyRequests { .. }
+            | Self::TooManyConnections
             | Self::BadResponse(_)
             | Self::BadResponseBody(_)
             | Self::UnexpectedUpgrade

@@ -85,7 +85,13 @@ impl OutVec {
 
     /// Marks `extra[start..]`, written by the caller, as the next part.
     pub fn extend_extra(&mut self, start: usize) {
-        let end = self.extra.len();
+        self.extend_extra_range(start..self.extra.len());
+    }
+
+    /// Marks `extra[range]`, written by the caller earlier, as the next part.
+    pub fn extend_extra_range(&mut self, range: std::ops::Range<usize>) {
+        let std::ops::Range { start, end } = range;
+        debug_assert!(start <= end && end <= self.extra.len(), "range outside extra");
         if start == end {
             return;
         }
@@ -103,6 +109,19 @@ impl OutVec {
         if !bytes.is_empty() {
             self.parts.push(Part { source: Source::Static(bytes), start: 0, end: bytes.len() });
         }
+    }
+
+    /// The queued bytes, joined (for tests and cold paths).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.len());
+        for part in &self.parts {
+            bytes.extend_from_slice(match part.source {
+                Source::Buf => &self.buf[part.start..part.end],
+                Source::Extra => &self.extra[part.start..part.end],
+                Source::Static(constant) => &constant[part.start..part.end],
+            });
+        }
+        bytes
     }
 
     /// True when nothing is queued.

@@ -65,8 +65,8 @@ pub struct Worker {
     pub buffers: RefCell<BufferPool>,
     /// Spare write lists, so an exchange allocates none.
     out_vecs: RefCell<Vec<OutVec>>,
-    /// Scratch for parsing response heads; borrowed only between awaits.
-    pub response_headers: RefCell<Vec<HeaderLine>>,
+    /// Spare header-line lists: each exchange takes its own for its response head.
+    header_lines: RefCell<Vec<Vec<HeaderLine>>>,
     /// Open client connections.
     pub connections: Cell<usize>,
     /// Connections between the first byte of a request and the end of its exchange;
@@ -141,7 +141,7 @@ impl Worker {
             load_board,
             buffers: RefCell::new(BufferPool::new(config.io.buffer_bytes)),
             out_vecs: RefCell::new(Vec::new()),
-            response_headers: RefCell::new(Vec::new()),
+            header_lines: RefCell::new(Vec::new()),
             connections: Cell::new(0),
             busy: Cell::new(0),
             shutting_down: Cell::new(false),
@@ -176,6 +176,20 @@ impl Worker {
         out.buf = buf;
         out.take_written();
         out
+    }
+
+    /// An empty header-line list with capacity from earlier exchanges.
+    pub fn take_header_lines(&self) -> Vec<HeaderLine> {
+        self.header_lines.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps `lines`' capacity for the next exchange.
+    pub fn give_header_lines(&self, mut lines: Vec<HeaderLine>) {
+        lines.clear();
+        let mut spares = self.header_lines.borrow_mut();
+        if spares.len() < FREE_BUFFERS_MAX {
+            spares.push(lines);
+        }
     }
 
     /// Takes the buffer back out of `out` and keeps the rest for the next exchange.

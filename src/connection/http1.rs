@@ -11,7 +11,10 @@ use crate::config::{FixedResponse, RouteAction};
 use crate::error::ProxyError;
 use crate::http::{BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head};
 use crate::proxy::buffer::read_body;
-use crate::proxy::http::{Exchange, ExchangeEnd, ExchangeReport, exchange};
+use crate::proxy::exchange::{
+    Downstream, Exchange, ExchangeEnd, ExchangeReport, RequestView, Target,
+};
+use crate::proxy::http::exchange;
 use crate::proxy::tunnel::tunnel;
 use crate::route::{self, RouteRequest};
 use crate::tls::stream::TlsStream;
@@ -388,12 +391,11 @@ async fn proxy_to_cluster(
         worker: &worker,
         https: tls.is_some(),
         response_headers: tls.and_then(|tls| tls.hsts.as_deref()).unwrap_or_default(),
-        client: &mut client.stream,
+        downstream: Downstream::H1(&mut client.stream),
         peer: client.peer,
         peer_text: client.peer_text.as_bytes(),
-        head,
-        headers: &client.headers,
-        cluster,
+        request: RequestView { head, headers: &client.headers },
+        target: Target::Cluster(cluster),
         request_id,
         report: &mut client.outcome.report,
         continue_sent: read.continue_sent,

@@ -7,7 +7,7 @@
 use crate::access_log::{LogEntry, LogFormat, REQUEST_ID_LEN, is_acceptable_request_id};
 use crate::config::AccessLogFormat;
 use crate::http::{HeaderLine, RequestHead, find_header};
-use crate::proxy::http::ExchangeReport;
+use crate::proxy::exchange::ExchangeReport;
 use crate::stats::RequestRecord;
 use crate::worker::Worker;
 use std::net::SocketAddr;

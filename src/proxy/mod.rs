@@ -1,11 +1,20 @@
-//! The conductor: the only module that calls the stages in order for one exchange.
+//! The exchange in phases, after `connection` has read, routed and guarded a request:
 //!
-//! `connection` hands it a parsed request and the buffer it lives in; it balances,
-//! takes an upstream connection, relays both ways and says whether the client
-//! connection may carry another request.
+//! ```text
+//! read body (buffer) -> attempt (pick, connect, send; request_head) -> response plan
+//! (response_head) -> relay (body) -> finish (reuse)
+//! ```
+//!
+//! Each phase is a room of its own over plain data; [`http`] is the orchestrator that
+//! calls them in order, and [`exchange`] the contract between them and the connection.
 
+pub mod exchange;
 pub mod buffer;
+pub mod attempt;
+pub mod edits;
+pub mod request_head;
+pub mod response_head;
 pub mod body;
-pub mod http;
 pub mod reuse;
+pub mod http;
 pub mod tunnel;

@@ -9,4 +9,4 @@ mod pool;
 
 pub use backend::{BackendStatus, ClusterStatus, LoadBoard, Outcome, Pick};
 pub use connect::connect;
-pub use pool::{Pool, UpstreamConnection};
+pub use pool::{Pool, PoolKey, PoolLimits, UpstreamConnection};

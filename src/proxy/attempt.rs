@@ -1,0 +1,506 @@
+//! The attempt phase: choose where the request goes (a backend picked by the cluster's
+//! policy, or a direct address), take a pooled connection or connect, send the request
+//! head and body, and read the response head; try another backend when nothing can have
+//! been acted on. Whether a failure is retried is [`ProxyError::is_retryable`]; whether
+//! it counts against the backend is [`ProxyError::counts_against_backend`].
+
+use super::body::{self, Body, Decoder, Encoder, RelayError, RelayOptions};
+use super::exchange::{Exchange, Target};
+use super::request_head::{Forwarding, render_request_head};
+use super::response_head::read_final_head;
+use crate::balance::hash_key;
+use crate::config::{BackendId, Balance, Cluster, ClusterId, HashKey, RETRIES_MAX};
+use crate::error::ProxyError;
+use crate::http::{BodyFraming, HeaderLine, ResponseHead, Version, find_cookie, find_header};
+use crate::tls::UpstreamStream;
+use crate::tls::client::ClientTls;
+use crate::upstream::{self, Outcome, Pick, PoolKey, PoolLimits, UpstreamConnection};
+use crate::wire::OutVec;
+use crate::worker::{InFlight, Worker};
+use monoio::io::AsyncWriteRentExt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Connect timeout for a direct target (a cluster has its own).
+const DIRECT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Response timeout for a direct target.
+const DIRECT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pool settings for a direct target; the pool keeps such connections only once told how
+/// ([`crate::upstream::Pool::keep_direct`]).
+const DIRECT_POOL: PoolLimits =
+    PoolLimits { idle_max: 4, idle_timeout: Duration::from_secs(15), requests_max: 1000 };
+
+/// A backend that answered: its connection, its response head and the buffers holding it.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    /// The backend, for a cluster target.
+    pub backend: Option<BackendId>,
+    pub upstream: UpstreamConnection,
+    pub limits: PoolLimits,
+    /// The longest wait for the next response bytes.
+    pub response_timeout: Duration,
+    pub response: ResponseHead,
+    pub response_buf: Vec<u8>,
+    /// The response's header lines, this exchange's own (spans of `response_buf`).
+    pub response_lines: Vec<HeaderLine>,
+    /// False when the backend answered before the request body was sent whole.
+    pub request_complete: bool,
+    /// True when the request's sticky cookie named this backend (no Set-Cookie needed).
+    pub sticky_held: bool,
+    /// Keeps the exchange counted as in flight to `backend` until it ends.
+    _in_flight: Option<InFlight<'a>>,
+}
+
+/// Where one try goes, and under which settings.
+#[derive(Debug, Clone, Copy)]
+struct Destination<'c> {
+    key: PoolKey,
+    addr: SocketAddr,
+    /// The name for TLS and for `host_rewrite`.
+    host: &'c str,
+    tls: Option<&'c ClientTls>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    limits: PoolLimits,
+    host_rewrite: bool,
+    /// Where this backend's counters live.
+    stats_index: Option<usize>,
+}
+
+/// Sends the request to its target until a response head arrives. `out.buf` holds the
+/// client's buffer, the request head at its front.
+pub async fn attempt<'a>(
+    x: &mut Exchange<'a>,
+    out: OutVec,
+) -> (Result<Attempt<'a>, ProxyError>, OutVec) {
+    match x.target {
+        Target::Cluster(cluster) => attempt_backends(x, cluster, out).await,
+        Target::Direct(addr) => {
+            let host = "";
+            let destination = Destination {
+                key: PoolKey::Direct(addr),
+                addr,
+                host,
+                tls: None,
+                connect_timeout: DIRECT_CONNECT_TIMEOUT,
+                response_timeout: DIRECT_RESPONSE_TIMEOUT,
+                limits: DIRECT_POOL,
+                host_rewrite: false,
+                stats_index: None,
+            };
+            x.report.upstream_addr = Some(addr);
+            let (result, out) = try_destination(x, &destination, out).await;
+            let attempt = result.map(|answered| answered.into_attempt(None, &destination, None));
+            (attempt, out)
+        }
+    }
+}
+
+/// Tries backends of `cluster` until one answers with a response head. A failure moves
+/// on to another backend when nothing of the request can have been acted on. Retries are
+/// bounded by `retries` and the cluster's retry budget.
+async fn attempt_backends<'a>(
+    x: &mut Exchange<'a>,
+    cluster_id: ClusterId,
+    out: OutVec,
+) -> (Result<Attempt<'a>, ProxyError>, OutVec) {
+    let worker = x.worker;
+    let cluster = &worker.config.clusters[cluster_id.0 as usize];
+    let cluster_index = cluster_id.0 as usize;
+    let (key, sticky) = {
+        let buf = &out.buf;
+        let mut clusters = worker.clusters.borrow_mut();
+        let status = &mut clusters[cluster_index];
+        status.deposit_retry(cluster.retry_budget);
+        let sticky = cluster.sticky.as_ref().and_then(|sticky| {
+            let value = find_cookie(buf, x.request.headers, sticky.cookie.as_bytes())?;
+            status.sticky_backend(value, Instant::now())
+        });
+        (hash_key_of(x, cluster, buf), sticky)
+    };
+    // Attempts are bounded by `retries` (at most RETRIES_MAX), so they fit on the stack.
+    let mut tried = [BackendId(0); RETRIES_MAX + 1];
+    let mut attempts = 0;
+    let mut last_error = None;
+    let mut out = out;
+    loop {
+        let now = Instant::now();
+        let picked = match (attempts, sticky) {
+            (0, Some(backend)) => Some(backend),
+            _ => worker.clusters.borrow_mut()[cluster_index]
+                .select(cluster, &Pick { key, tried: &tried[..attempts], now }),
+        };
+        let Some(backend) = picked else {
+            // After a failure, the client hears about that failure, not about the lack of
+            // another backend to try.
+            return (Err(last_error.unwrap_or(ProxyError::NoBackend)), out);
+        };
+        if let Some(error) = last_error {
+            // A retry spends budget only once there is a backend to retry on.
+            if !worker.clusters.borrow_mut()[cluster_index].take_retry() {
+                return (Err(error), out);
+            }
+            log::debug!("cluster {}: retrying after {error}", cluster.name);
+            worker.stats.borrow_mut().retry(cluster_index);
+        }
+        tried[attempts] = backend;
+        attempts += 1;
+        let in_flight = InFlight::new(worker, cluster_id, backend);
+        let destination = backend_destination(worker, (cluster_id, cluster), backend);
+        let started = Instant::now();
+        x.report.backend = Some(backend);
+        x.report.upstream_addr = Some(destination.addr);
+        let (result, back) = try_destination(x, &destination, out).await;
+        out = back;
+        let error = match result {
+            Ok(answered) => {
+                let failed = answered.response.status >= 500 && cluster.outlier.on_5xx;
+                let outcome = Outcome::Response { latency: started.elapsed(), failed };
+                let mut clusters = worker.clusters.borrow_mut();
+                clusters[cluster_index].record(cluster, backend, outcome, Instant::now());
+                let attempt = answered.into_attempt(Some(backend), &destination, Some(in_flight));
+                return (Ok(Attempt { sticky_held: sticky == Some(backend), ..attempt }), out);
+            }
+            Err(error) => error,
+        };
+        note_failure(worker, (cluster_index, cluster), backend, error);
+        let replayable = x.request.head.method.is_idempotent()
+            && Decoder::for_framing(x.request.head.framing).is_none();
+        if !error.is_retryable(replayable)
+            || attempts > cluster.retries as usize
+            || attempts >= tried.len()
+        {
+            return (Err(error), out);
+        }
+        last_error = Some(error);
+    }
+}
+
+/// A cluster's backend as a destination.
+fn backend_destination<'c>(
+    worker: &Worker,
+    (cluster_id, cluster): (ClusterId, &'c Cluster),
+    backend: BackendId,
+) -> Destination<'c> {
+    let config = &cluster.backends[backend.0 as usize];
+    Destination {
+        key: PoolKey::Backend(cluster_id, backend),
+        addr: config.addr,
+        host: &config.host,
+        tls: cluster.tls.as_ref(),
+        connect_timeout: cluster.connect_timeout,
+        response_timeout: cluster.response_timeout,
+        limits: PoolLimits::of(cluster),
+        host_rewrite: cluster.host_rewrite,
+        stats_index: Some(
+            worker.stats_layout.backend_index(cluster_id.0 as usize, backend.0 as usize),
+        ),
+    }
+}
+
+/// Counts a failed attempt against its backend, when it is the backend's fault:
+/// passive checks and stats.
+fn note_failure(
+    worker: &Worker,
+    (cluster_index, cluster): (usize, &Cluster),
+    backend: BackendId,
+    error: ProxyError,
+) {
+    if !error.counts_against_backend() {
+        return;
+    }
+    let mut clusters = worker.clusters.borrow_mut();
+    clusters[cluster_index].record(cluster, backend, Outcome::Failure, Instant::now());
+    let index = worker.stats_layout.backend_index(cluster_index, backend.0 as usize);
+    match error {
+        ProxyError::Connect => worker.stats.borrow_mut().upstream_connect_error(index),
+        ProxyError::UpstreamTimeout => worker.stats.borrow_mut().upstream_timeout(index),
+        _ => {}
+    }
+}
+
+/// A destination's answer: its connection and response head, in the buffers holding it.
+struct Answered {
+    upstream: UpstreamConnection,
+    response: ResponseHead,
+    response_buf: Vec<u8>,
+    response_lines: Vec<HeaderLine>,
+    request_complete: bool,
+}
+
+impl Answered {
+    fn into_attempt<'a>(
+        self,
+        backend: Option<BackendId>,
+        destination: &Destination<'_>,
+        in_flight: Option<InFlight<'a>>,
+    ) -> Attempt<'a> {
+        Attempt {
+            backend,
+            upstream: self.upstream,
+            limits: destination.limits,
+            response_timeout: destination.response_timeout,
+            response: self.response,
+            response_buf: self.response_buf,
+            response_lines: self.response_lines,
+            request_complete: self.request_complete,
+            sticky_held: false,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+/// One destination: send the request, read the response head.
+async fn try_destination(
+    x: &mut Exchange<'_>,
+    destination: &Destination<'_>,
+    out: OutVec,
+) -> (Result<Answered, ProxyError>, OutVec) {
+    let started = Instant::now();
+    let (sent, mut out) = send_request(x, destination, out).await;
+    let (mut upstream, response_buf, request_complete) = match sent {
+        Ok(sent) => sent,
+        Err(error) => return (Err(error), out),
+    };
+    let options = upstream_read_options(x.worker, destination.response_timeout);
+    let mut lines = x.worker.take_header_lines();
+    let limits = x.worker.config.limits.head;
+    let (result, response_buf) = read_final_head(
+        x.request.head,
+        (&mut upstream.stream, &mut x.downstream),
+        (response_buf, &mut lines),
+        &limits,
+        &options,
+    )
+    .await;
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            x.worker.give_buffer(response_buf);
+            x.worker.give_header_lines(lines);
+            return (Err(error), out);
+        }
+    };
+    // The head stayed in the buffer so the request could go to another backend; it is
+    // answered now.
+    if Decoder::for_framing(x.request.head.framing).is_none() {
+        out.buf.drain(..x.request.head.head_len as usize);
+    }
+    x.report.upstream_time = Some(started.elapsed());
+    x.report.status = response.status;
+    let answered =
+        Answered { upstream, response, response_buf, response_lines: lines, request_complete };
+    (Ok(answered), out)
+}
+
+/// The hash key of this request for the cluster's policy (0 when the policy has none).
+fn hash_key_of(x: &Exchange<'_>, cluster: &Cluster, buf: &[u8]) -> u64 {
+    let ip_key = || match x.peer.ip() {
+        IpAddr::V4(ip) => hash_key(&ip.octets()),
+        IpAddr::V6(ip) => hash_key(&ip.octets()),
+    };
+    let request = &x.request;
+    let found = match (cluster.balance, &cluster.hash_key) {
+        (Balance::IpHash, _) | (Balance::Hash, HashKey::ClientIp) => return ip_key(),
+        // The host a request is for is its effective one (an absolute-form authority).
+        (Balance::Hash, HashKey::Header(name)) if name.eq_ignore_ascii_case(b"host") => {
+            request.head.effective_host().map(|host| host.of(buf))
+        }
+        (Balance::Hash, HashKey::Header(name)) => find_header(buf, request.headers, name),
+        (Balance::Hash, HashKey::Cookie(name)) => find_cookie(buf, request.headers, name),
+        (Balance::Hash, HashKey::Path) => Some(request.head.path.of(buf)),
+        _ => return 0,
+    };
+    // A request without the key is hashed by its client address, as HAProxy does.
+    found.map_or_else(ip_key, hash_key)
+}
+
+/// Sends the request head and body; on success returns the connection, a buffer holding
+/// the start of the response, and whether the request body went whole (false when the
+/// backend answered early, a 413 or 401 mid-upload).
+///
+/// A pooled connection may have been closed by the backend while idle. When that shows
+/// (the write fails, or the read ends before any response byte) and the request can be
+/// sent again (idempotent, no body), it is sent once more on a fresh connection.
+async fn send_request(
+    x: &mut Exchange<'_>,
+    destination: &Destination<'_>,
+    mut out: OutVec,
+) -> (Result<(UpstreamConnection, Vec<u8>, bool), ProxyError>, OutVec) {
+    // A request without body bytes keeps its head in `out.buf` until it is answered, so
+    // it can be sent again; `try_destination` drops it then.
+    let head = x.request.head;
+    let replayable = head.method.is_idempotent() && Decoder::for_framing(head.framing).is_none();
+    let mut fresh_only = false;
+    loop {
+        let mut upstream = match checkout_or_connect(x.worker, destination, fresh_only).await {
+            Ok(upstream) => upstream,
+            Err(error) => return (Err(error), out),
+        };
+        let forwarding = Forwarding {
+            head,
+            headers: x.request.headers,
+            peer_text: x.peer_text,
+            https: x.https,
+            host_rewrite: destination.host_rewrite.then_some(destination.host),
+            request_id: x.request_id.map(|id| (&*x.worker.config.access_log.request_id_header, id)),
+        };
+        render_request_head(&forwarding, &mut out);
+        let (sent, back) = send_head_and_body(x, destination, &mut upstream, out).await;
+        out = back;
+        let retry = |error: &ProxyError| {
+            upstream.reused && replayable && !fresh_only && *error == ProxyError::UpstreamIo
+        };
+        let mut request_complete = true;
+        let timeout = destination.response_timeout;
+        let sent = match sent {
+            Ok(()) => first_response_bytes(x.worker, &mut upstream.stream, timeout).await,
+            // The backend stopped taking the body: it may have answered (an early 413),
+            // which the client is owed; if not, it gave up on the body.
+            Err(ProxyError::UpstreamStoppedReading) => {
+                request_complete = false;
+                first_response_bytes(x.worker, &mut upstream.stream, timeout)
+                    .await
+                    .map_err(|_| ProxyError::UpstreamStoppedReading)
+            }
+            Err(error) => Err(error),
+        };
+        match sent {
+            Ok(response_buf) => return (Ok((upstream, response_buf, request_complete)), out),
+            Err(error) if retry(&error) => fresh_only = true,
+            Err(error) => return (Err(error), out),
+        }
+    }
+}
+
+/// A pooled connection to the destination (unless `fresh_only`), or a new one.
+async fn checkout_or_connect(
+    worker: &Worker,
+    destination: &Destination<'_>,
+    fresh_only: bool,
+) -> Result<UpstreamConnection, ProxyError> {
+    let connected = |reused: bool| {
+        if let Some(index) = destination.stats_index {
+            worker.stats.borrow_mut().upstream_connected(index, reused);
+        }
+    };
+    if !fresh_only {
+        let now = Instant::now();
+        let pooled = worker.pool.borrow_mut().checkout(destination.key, &destination.limits, now);
+        if let Some(upstream) = pooled {
+            connected(true);
+            return Ok(upstream);
+        }
+    }
+    let Destination { addr, host, tls, connect_timeout, key, .. } = *destination;
+    match upstream::connect(addr, host, tls, connect_timeout).await {
+        Ok(stream) => {
+            connected(false);
+            Ok(UpstreamConnection { stream, key, requests: 0, reused: false })
+        }
+        Err(error) => {
+            log::warn!("connect to {addr} failed: {error}");
+            Err(ProxyError::Connect)
+        }
+    }
+}
+
+/// Writes the forwarded head and the request body. For a body-less request the head stays
+/// in `out.buf` (so it can be sent again); otherwise `out.buf` keeps only what followed
+/// the body.
+async fn send_head_and_body(
+    x: &mut Exchange<'_>,
+    destination: &Destination<'_>,
+    upstream: &mut UpstreamConnection,
+    out: OutVec,
+) -> (Result<(), ProxyError>, OutVec) {
+    let config = &x.worker.config;
+    let head = x.request.head;
+    let head_len = head.head_len as usize;
+    let Some(decoder) = Decoder::for_framing(head.framing) else {
+        let timeout = destination.response_timeout;
+        let (result, out) = body::write(&mut upstream.stream, out, timeout).await;
+        return (result.map_err(|_| ProxyError::UpstreamIo), out);
+    };
+    if head.expect_continue
+        && head.version == Version::Http11
+        && out.buf.len() == head_len
+        && !x.continue_sent
+    {
+        let (result, _) = x.downstream.write_all(crate::response::CONTINUE).await;
+        if result.is_err() {
+            return (Err(ProxyError::ClientIo), out);
+        }
+    }
+    let encoder = match head.framing {
+        BodyFraming::Chunked => Encoder::Chunked,
+        BodyFraming::None | BodyFraming::Length(_) | BodyFraming::CloseDelimited => Encoder::Raw,
+    };
+    let options = RelayOptions {
+        read_timeout: config.timeouts.client_body,
+        write_timeout: destination.response_timeout,
+        bytes_max: config.limits.body_bytes_max,
+        chunked: config.limits.chunked,
+        buffer_bytes: config.io.buffer_bytes,
+        body_buffer_bytes: config.io.body_buffer_bytes,
+        rate_min_bytes: config.limits.body_rate_min_bytes,
+        watch_sink: true,
+    };
+    let body = Body { start: head_len, decoder, encoder };
+    let (result, out) =
+        body::relay(&mut x.downstream, &mut upstream.stream, out, body, &options).await;
+    if let Ok(received) = result {
+        x.report.bytes_in += received;
+    }
+    let result = result.map(drop).map_err(|error| match error {
+        RelayError::SourceTimeout => ProxyError::ClientBodyTimeout,
+        RelayError::SourceClosed | RelayError::SourceIo => ProxyError::ClientClosed,
+        // Once body bytes went, a failed write is the backend ending the upload: with an
+        // answer (heard next) or without, it is not proof the backend is broken.
+        RelayError::SinkTimeout | RelayError::SinkIo | RelayError::SinkAnswered => {
+            ProxyError::UpstreamStoppedReading
+        }
+        RelayError::TooLarge => ProxyError::BodyTooLarge,
+        RelayError::BadChunk(error) => ProxyError::BadRequestBody(error),
+    });
+    (result, out)
+}
+
+/// Reads until the first response bytes arrive, within the response timeout.
+async fn first_response_bytes(
+    worker: &Worker,
+    stream: &mut UpstreamStream,
+    timeout: Duration,
+) -> Result<Vec<u8>, ProxyError> {
+    let options = upstream_read_options(worker, timeout);
+    let (result, buf) = body::read_more(stream, worker.take_buffer(), &options).await;
+    match result {
+        Ok(0) => {
+            worker.give_buffer(buf);
+            Err(ProxyError::UpstreamIo)
+        }
+        Ok(_) => Ok(buf),
+        Err(error) => {
+            worker.give_buffer(buf);
+            Err(match error {
+                RelayError::SourceTimeout => ProxyError::UpstreamTimeout,
+                _ => ProxyError::UpstreamIo,
+            })
+        }
+    }
+}
+
+/// How the response is read from a backend whose response timeout is `response_timeout`.
+pub fn upstream_read_options(worker: &Worker, response_timeout: Duration) -> RelayOptions {
+    let config = &worker.config;
+    RelayOptions {
+        read_timeout: response_timeout,
+        write_timeout: config.timeouts.client_write,
+        bytes_max: u64::MAX,
+        chunked: config.limits.chunked,
+        buffer_bytes: config.io.buffer_bytes,
+        body_buffer_bytes: config.io.body_buffer_bytes,
+        rate_min_bytes: 0,
+        watch_sink: false,
+    }
+}

@@ -1,0 +1,224 @@
+//! The request head a backend receives (pure): the client's request line in origin-form
+//! and HTTP/1.1, its header lines minus hop-by-hop ones and the ones the proxy replaces,
+//! plus the lines it adds: X-Forwarded-For/-Proto/-Host, Via, Host (rewritten, or the
+//! authority of an absolute-form target), one plain Content-Length where the client's was
+//! ambiguous, the request id, and what an upgrade needs.
+
+use super::edits::HeadEdits;
+use crate::http::{BodyFraming, HeaderKind, HeaderLine, Method, RequestHead, Version};
+use crate::wire::OutVec;
+use std::io::Write;
+
+/// Everything the forwarded head depends on besides the client's bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    pub head: &'a RequestHead,
+    pub headers: &'a [HeaderLine],
+    /// The client address as text, for X-Forwarded-For.
+    pub peer_text: &'a [u8],
+    /// The client came over TLS.
+    pub https: bool,
+    /// The Host to send instead of the client's (the cluster's `host_rewrite`).
+    pub host_rewrite: Option<&'a str>,
+    /// A generated request id and the header that carries it.
+    pub request_id: Option<(&'a [u8], &'a [u8])>,
+}
+
+/// Queues the forwarded head in `out`, whose `buf` holds the client's head at its front.
+pub fn render_request_head(forwarding: &Forwarding<'_>, out: &mut OutVec) {
+    out.clear();
+    render_request_line(forwarding.head, out);
+    let edits = request_edits(forwarding, out);
+    edits.render_lines(forwarding.headers, out);
+}
+
+/// The request line in origin-form and HTTP/1.1: upstream connections are always
+/// HTTP/1.1, so they can be kept alive.
+fn render_request_line(head: &RequestHead, out: &mut OutVec) {
+    let line = head.request_line;
+    let mut from = line.start as usize;
+    if head.authority.is_some() {
+        // RFC 9112 §3.2.2: an absolute-form target goes on in origin-form; its authority
+        // becomes the Host header.
+        out.push_buf(from, head.target.start as usize);
+        let origin = head.origin.of(&out.buf);
+        let (is_empty, has_slash) = (origin.is_empty(), origin.first() == Some(&b'/'));
+        if is_empty && head.method == Method::Options {
+            // RFC 9112 §3.2.4: OPTIONS with an empty path is about the whole server.
+            out.push_static(b"*");
+        } else if !has_slash {
+            out.push_static(b"/");
+        }
+        out.push_buf(head.origin.start as usize, head.origin.end as usize);
+        from = head.target.end as usize;
+    }
+    if head.version == Version::Http10 {
+        out.push_buf(from, head.version_span.start as usize);
+        out.push_static(b"HTTP/1.1");
+        from = head.version_span.end as usize;
+    }
+    out.push_buf(from, line.end as usize);
+}
+
+/// The edits of a forwarded request; the lines it adds are written into `out.extra`.
+fn request_edits<'e>(forwarding: &Forwarding<'_>, out: &mut OutVec) -> HeadEdits<'e> {
+    let Forwarding { head, headers, .. } = *forwarding;
+    let mut edits = HeadEdits::default();
+    for replaced in [
+        HeaderKind::XForwardedFor,
+        HeaderKind::XForwardedProto,
+        HeaderKind::XForwardedHost,
+        HeaderKind::Expect,
+    ] {
+        edits.drop_kind(replaced);
+    }
+    if head.framing == BodyFraming::Chunked {
+        edits.add_static(b"Transfer-Encoding: chunked\r\n");
+    }
+    edits.add_static(match head.version {
+        Version::Http10 => b"Via: 1.0 ringway\r\n",
+        Version::Http11 => b"Via: 1.1 ringway\r\n",
+    });
+    if head.upgrade.is_some() {
+        edits.add_static(b"Connection: upgrade\r\n");
+    }
+    let OutVec { buf, extra, .. } = out;
+    let start = extra.len();
+    if content_length_needs_normalizing(head, headers, buf) {
+        edits.drop_kind(HeaderKind::ContentLength);
+        if let BodyFraming::Length(length) = head.framing {
+            // Writing into a Vec cannot fail.
+            let _ = write!(extra, "Content-Length: {length}\r\n");
+        }
+    }
+    let host: Option<&[u8]> = match (forwarding.host_rewrite, head.authority) {
+        (Some(host), _) => Some(host.as_bytes()),
+        (None, Some(authority)) => Some(authority.of(buf)),
+        (None, None) => None,
+    };
+    if let Some(host) = host {
+        edits.drop_kind(HeaderKind::Host);
+        add_line(extra, b"Host", host);
+    }
+    extra.extend_from_slice(b"X-Forwarded-For: ");
+    for header in headers.iter().filter(|header| header.kind == HeaderKind::XForwardedFor) {
+        extra.extend_from_slice(header.value.of(buf));
+        extra.extend_from_slice(b", ");
+    }
+    extra.extend_from_slice(forwarding.peer_text);
+    extra.extend_from_slice(if forwarding.https {
+        b"\r\nX-Forwarded-Proto: https\r\n"
+    } else {
+        b"\r\nX-Forwarded-Proto: http\r\n"
+    });
+    if let Some(host) = head.effective_host() {
+        add_line(extra, b"X-Forwarded-Host", host.of(buf));
+    }
+    if let Some((name, id)) = forwarding.request_id {
+        add_line(extra, name, id);
+    }
+    if let Some(upgrade) = head.upgrade {
+        add_line(extra, b"Upgrade", upgrade.of(buf));
+    }
+    edits.add_extra(start..extra.len());
+    edits
+}
+
+/// Appends `name: value` and CRLF.
+fn add_line(extra: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    extra.extend_from_slice(name);
+    extra.extend_from_slice(b": ");
+    extra.extend_from_slice(value);
+    extra.extend_from_slice(b"\r\n");
+}
+
+/// True when the request's length is allowed but ambiguous on the wire: several
+/// Content-Length lines or a list of equal values (`5, 5`). The proxy then sends one plain
+/// `Content-Length` of its own, so the backend cannot read the length another way.
+///
+/// A chunked body that the read phase decoded whole has `Length` framing and no
+/// Content-Length line at all: it gets one too.
+fn content_length_needs_normalizing(
+    head: &RequestHead,
+    headers: &[HeaderLine],
+    buf: &[u8],
+) -> bool {
+    let mut lines = headers.iter().filter(|header| header.kind == HeaderKind::ContentLength);
+    let Some(first) = lines.next() else {
+        return matches!(head.framing, BodyFraming::Length(_));
+    };
+    lines.next().is_some() || !first.value.of(buf).iter().all(u8::is_ascii_digit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{HeadLimits, Parsed, parse_request_head};
+
+    /// The forwarded head for `request` from 10.0.0.1 over plain HTTP.
+    fn forwarded(request: &[u8], adjust: impl Fn(&mut Forwarding<'_>)) -> String {
+        let mut lines = Vec::new();
+        let parsed = parse_request_head(request, &HeadLimits::DEFAULT, &mut lines);
+        let Ok(Parsed::Complete(head)) = parsed else { panic!("{parsed:?}") };
+        let mut forwarding = Forwarding {
+            head: &head,
+            headers: &lines,
+            peer_text: b"10.0.0.1",
+            https: false,
+            host_rewrite: None,
+            request_id: None,
+        };
+        adjust(&mut forwarding);
+        let mut out = OutVec::new(request.to_vec());
+        render_request_head(&forwarding, &mut out);
+        String::from_utf8(out.to_bytes()).expect("ascii")
+    }
+
+    #[test]
+    fn kept_lines_stay_and_the_proxy_adds_its_own() {
+        let head = forwarded(
+            b"GET /a?b HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\nConnection: x-hop\r\n\
+              X-Hop: 1\r\nAccept: */*\r\n\r\n",
+            |_| {},
+        );
+        assert_eq!(
+            head,
+            "GET /a?b HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nVia: 1.1 ringway\r\n\
+             X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\nX-Forwarded-Proto: http\r\n\
+             X-Forwarded-Host: h\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn absolute_form_goes_in_origin_form_with_its_authority_as_host() {
+        let head = forwarded(b"GET http://a.example/x?q HTTP/1.0\r\nHost: b\r\n\r\n", |_| {});
+        assert!(head.starts_with("GET /x?q HTTP/1.1\r\nVia: 1.0 ringway\r\nHost: a.example\r\n"));
+        assert!(!head.contains("Host: b"), "{head}");
+        let rewritten = forwarded(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n", |forwarding| {
+            forwarding.host_rewrite = Some("backend.internal");
+        });
+        assert!(rewritten.contains("\r\nHost: backend.internal\r\n"), "{rewritten}");
+        assert!(rewritten.contains("X-Forwarded-Host: b\r\n"), "{rewritten}");
+    }
+
+    #[test]
+    fn ambiguous_lengths_become_one_and_chunked_stays_chunked() {
+        let head =
+            forwarded(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\nhello", |_| {});
+        assert!(head.contains("\r\nContent-Length: 5\r\n"), "{head}");
+        assert!(!head.contains("5, 5"), "{head}");
+        let chunked =
+            forwarded(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", |_| {});
+        assert_eq!(chunked.matches("Transfer-Encoding: chunked\r\n").count(), 1, "{chunked}");
+    }
+
+    #[test]
+    fn request_id_and_upgrade_are_added() {
+        let head = forwarded(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            |forwarding| forwarding.request_id = Some((b"X-Request-Id", b"abc")),
+        );
+        assert!(head.contains("Connection: upgrade\r\n"), "{head}");
+        assert!(head.contains("X-Request-Id: abc\r\nUpgrade: websocket\r\n\r\n"), "{head}");
+    }
+}

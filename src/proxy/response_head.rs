@@ -1,0 +1,246 @@
+//! The response head: read the backend's final head (1xx interim answers go on to
+//! HTTP/1.1 clients as they are), then plan what the client gets (framing, keep-alive;
+//! pure and unit-tested) and render it: the backend's lines minus hop-by-hop ones, plus
+//! Connection, Transfer-Encoding, the listener's HSTS and a sticky cookie.
+
+use super::body::{self, Encoder, RelayError, RelayOptions};
+use super::edits::HeadEdits;
+use crate::config::Sticky;
+use crate::error::ProxyError;
+use crate::http::{
+    BodyFraming, HeadLimits, HeaderKind, HeaderLine, Method, Parsed, RequestHead, ResponseHead,
+    Version, parse_response_head, response_framing,
+};
+use crate::tls::UpstreamStream;
+use crate::wire::OutVec;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+
+/// Reads response heads from `stream` until a final one and parses its lines into `lines`.
+/// Interim 1xx heads other than 100 go to `client` as they are when it speaks HTTP/1.1.
+pub async fn read_final_head(
+    request: &RequestHead,
+    (stream, client): (&mut UpstreamStream, &mut impl AsyncWriteRent),
+    (mut buf, lines): (Vec<u8>, &mut Vec<HeaderLine>),
+    limits: &HeadLimits,
+    options: &RelayOptions,
+) -> (Result<ResponseHead, ProxyError>, Vec<u8>) {
+    loop {
+        match parse_response_head(&buf, limits, lines) {
+            Ok(Parsed::Complete(response))
+                if response.status == 101 && request.upgrade.is_none() =>
+            {
+                return (Err(ProxyError::UnexpectedUpgrade), buf);
+            }
+            Ok(Parsed::Complete(response))
+                if (100..200).contains(&response.status) && response.status != 101 =>
+            {
+                let head_len = response.head_len as usize;
+                if request.version == Version::Http11 && response.status != 100 {
+                    let interim = buf[..head_len].to_vec();
+                    if client.write_all(interim).await.0.is_err() {
+                        return (Err(ProxyError::ClientIo), buf);
+                    }
+                }
+                buf.drain(..head_len);
+                continue;
+            }
+            Ok(Parsed::Complete(response)) => return (Ok(response), buf),
+            Ok(Parsed::Partial) => {}
+            Err(error) => return (Err(ProxyError::BadResponse(error)), buf),
+        }
+        let (result, back) = body::read_more(stream, buf, options).await;
+        buf = back;
+        match result {
+            Ok(0) | Err(RelayError::SourceClosed | RelayError::SourceIo) => {
+                return (Err(ProxyError::UpstreamClosed), buf);
+            }
+            Ok(_) => {}
+            Err(_) => return (Err(ProxyError::UpstreamTimeout), buf),
+        }
+    }
+}
+
+/// What to do with a response, decided from its head and the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsePlan {
+    /// How the backend frames the body (what the proxy reads).
+    pub framing: BodyFraming,
+    /// How the client gets it.
+    pub encoder: Encoder,
+    pub client_keep_alive: bool,
+    pub upgrade: bool,
+}
+
+/// What besides the two heads the plan depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanFacts {
+    /// The request body went to the backend whole (false after an early answer).
+    pub request_complete: bool,
+    pub shutting_down: bool,
+}
+
+/// Plans the client's response: a chunked or close-delimited body is re-framed chunked
+/// for an HTTP/1.1 client; an HTTP/1.0 client learns where such a body ends only from the
+/// close; a client still sending a body the backend refused is closed after the answer.
+pub fn plan_response(
+    request: &RequestHead,
+    response: &ResponseHead,
+    facts: PlanFacts,
+) -> ResponsePlan {
+    let upgrade = response.status == 101;
+    let framing =
+        if upgrade { BodyFraming::None } else { response_framing(request.method, response) };
+    let http11 = request.version == Version::Http11;
+    let (encoder, reframed) = match framing {
+        BodyFraming::Chunked | BodyFraming::CloseDelimited if http11 => (Encoder::Chunked, true),
+        BodyFraming::Chunked | BodyFraming::CloseDelimited => (Encoder::Raw, true),
+        BodyFraming::None | BodyFraming::Length(_) => (Encoder::Raw, false),
+    };
+    let client_keep_alive = request.keep_alive
+        && facts.request_complete
+        && !facts.shutting_down
+        && (http11 || !reframed)
+        && request.method != Method::Connect;
+    ResponsePlan { framing, encoder, client_keep_alive, upgrade }
+}
+
+/// The lines the proxy adds to every response of a listener or cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseAdditions<'a> {
+    /// Complete header lines for every response on the listener (HSTS), or empty.
+    pub listener_lines: &'a [u8],
+    /// A sticky cookie to set: the cluster's settings and the value naming the backend.
+    pub set_cookie: Option<(&'a Sticky, [u8; 16])>,
+}
+
+/// Queues the client's response head in `out`, whose `buf` holds the backend's head at
+/// its front.
+pub fn render_response_head(
+    (request, response, lines): (&RequestHead, &ResponseHead, &[HeaderLine]),
+    plan: &ResponsePlan,
+    additions: &ResponseAdditions<'_>,
+    out: &mut OutVec,
+) {
+    let status_line = response.status_line;
+    out.push_buf(status_line.start as usize, status_line.end as usize);
+    let mut edits = HeadEdits::default();
+    if matches!(plan.framing, BodyFraming::Chunked | BodyFraming::CloseDelimited) {
+        // A Content-Length beside Transfer-Encoding is void (RFC 9112 §6.3), and the body
+        // is re-framed.
+        edits.drop_kind(HeaderKind::ContentLength);
+    }
+    let http11 = request.version == Version::Http11;
+    match (plan.upgrade, plan.client_keep_alive, http11) {
+        (true, _, _) => edits.add_static(b"Connection: upgrade\r\n"),
+        (false, false, _) => edits.add_static(b"Connection: close\r\n"),
+        (false, true, false) => edits.add_static(b"Connection: keep-alive\r\n"),
+        (false, true, true) => {}
+    }
+    if plan.encoder == Encoder::Chunked {
+        edits.add_static(b"Transfer-Encoding: chunked\r\n");
+    }
+    let OutVec { buf, extra, .. } = out;
+    let start = extra.len();
+    if let (true, Some(value)) = (plan.upgrade, response.upgrade) {
+        extra.extend_from_slice(b"Upgrade: ");
+        extra.extend_from_slice(value.of(buf));
+        extra.extend_from_slice(b"\r\n");
+    }
+    extra.extend_from_slice(additions.listener_lines);
+    if let Some((sticky, value)) = additions.set_cookie {
+        extra.extend_from_slice(b"Set-Cookie: ");
+        extra.extend_from_slice(sticky.cookie.as_bytes());
+        extra.push(b'=');
+        extra.extend_from_slice(&value);
+        extra.extend_from_slice(sticky.attributes.as_bytes());
+        extra.extend_from_slice(b"\r\n");
+    }
+    edits.add_extra(start..extra.len());
+    edits.render_lines(lines, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse_request_head;
+
+    const PLAIN: PlanFacts = PlanFacts { request_complete: true, shutting_down: false };
+
+    fn request(bytes: &[u8]) -> RequestHead {
+        let parsed = parse_request_head(bytes, &HeadLimits::DEFAULT, &mut Vec::new());
+        let Ok(Parsed::Complete(head)) = parsed else { panic!("{parsed:?}") };
+        head
+    }
+
+    /// The plan and the rendered head for `response` to `request`.
+    fn respond(request_bytes: &[u8], response: &[u8], facts: PlanFacts) -> (ResponsePlan, String) {
+        let request = request(request_bytes);
+        let mut lines = Vec::new();
+        let parsed = parse_response_head(response, &HeadLimits::DEFAULT, &mut lines);
+        let Ok(Parsed::Complete(head)) = parsed else { panic!("{parsed:?}") };
+        let plan = plan_response(&request, &head, facts);
+        let mut out = OutVec::new(response.to_vec());
+        let additions = ResponseAdditions {
+            listener_lines: b"Strict-Transport-Security: x\r\n",
+            set_cookie: None,
+        };
+        render_response_head((&request, &head, &lines), &plan, &additions, &mut out);
+        (plan, String::from_utf8(out.to_bytes()).expect("ascii"))
+    }
+
+    const GET11: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    const GET10: &[u8] = b"GET / HTTP/1.0\r\nHost: h\r\n\r\n";
+
+    #[test]
+    fn a_length_response_goes_as_it_is() {
+        let (plan, head) =
+            respond(GET11, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: 5\r\n\r\n", PLAIN);
+        assert_eq!(plan.framing, BodyFraming::Length(2));
+        assert!(plan.client_keep_alive);
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nStrict-Transport-Security: x\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn close_delimited_is_rechunked_for_11_and_closes_for_10() {
+        let response = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n";
+        let (plan, head) = respond(GET11, response, PLAIN);
+        assert_eq!((plan.encoder, plan.client_keep_alive), (Encoder::Chunked, true));
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+        let (plan, head) = respond(GET10, response, PLAIN);
+        assert_eq!((plan.encoder, plan.client_keep_alive), (Encoder::Raw, false));
+        assert!(head.contains("Connection: close\r\n"), "{head}");
+    }
+
+    #[test]
+    fn a_void_length_beside_chunked_is_dropped() {
+        let response =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
+        let (_, head) = respond(GET11, response, PLAIN);
+        assert!(!head.contains("Content-Length"), "{head}");
+    }
+
+    #[test]
+    fn an_early_answer_or_a_shutdown_closes_the_client() {
+        let response = b"HTTP/1.1 413 Too Big\r\nContent-Length: 0\r\n\r\n";
+        let early = PlanFacts { request_complete: false, shutting_down: false };
+        let (plan, head) = respond(GET11, response, early);
+        assert!(!plan.client_keep_alive);
+        assert!(head.contains("Connection: close\r\n"), "{head}");
+        let stopping = PlanFacts { request_complete: true, shutting_down: true };
+        assert!(!respond(GET11, response, stopping).0.client_keep_alive);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_its_protocol() {
+        let request =
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let response =
+            b"HTTP/1.1 101 Switching\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let (plan, head) = respond(request, response, PLAIN);
+        assert!(plan.upgrade);
+        assert!(head.contains("Connection: upgrade\r\nUpgrade: websocket\r\n"), "{head}");
+    }
+}

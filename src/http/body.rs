@@ -64,7 +64,10 @@ enum State {
     DataLf,
     /// At the start of a trailer line or of the blank line that ends the body.
     TrailerStart,
-    TrailerLine,
+    /// Inside a trailer field's name (a token).
+    TrailerName,
+    /// After the name's colon: the value, up to the CR.
+    TrailerValue,
     TrailerLf,
     /// Read the CR of the blank line that ends the body.
     EndLf,
@@ -90,6 +93,10 @@ pub struct ChunkedDecoder {
 pub struct Decoded {
     /// Chunk data now at `buf[..data_len]`.
     pub data_len: usize,
+    /// Trailer field lines (each with its CRLF, the final blank line not included) now at
+    /// `buf[data_len..data_len + trailer_len]`: trailers come after all data, and may
+    /// arrive over several calls.
+    pub trailer_len: usize,
     /// Input bytes used; `data_len <= consumed <= buf.len()`.
     pub consumed: usize,
     /// The last chunk and the trailer section's final CRLF have been consumed.
@@ -109,11 +116,14 @@ pub enum ChunkedError {
     BadLineEnding,
     #[error("trailer section too long")]
     TrailersTooLong,
+    /// RFC 9112 §7.1.2: a trailer line is a field line, `name: value`.
+    #[error("malformed trailer field")]
+    BadTrailer,
 }
 
 impl ChunkedDecoder {
     /// Decodes as much of `buf` as possible, moving the chunk data found to the front of
-    /// `buf`, in order.
+    /// `buf`, in order, and the trailer field lines right after it.
     ///
     /// Data inside a chunk is returned as soon as it arrives, so a 1 GiB chunk streams through
     /// a 16 KiB buffer. This decoder keeps partial lines in its own state, so it consumes
@@ -126,10 +136,24 @@ impl ChunkedDecoder {
     ) -> Result<Decoded, ChunkedError> {
         let mut read = 0;
         let mut written = 0;
+        let mut trailer_len = 0;
         while read < buf.len() && self.state != State::Done {
             if self.state != State::Data {
-                self.state = self.step(buf[read], limits)?;
+                let (before, byte) = (self.state, buf[read]);
+                self.state = self.step(byte, limits)?;
                 read += 1;
+                // Bytes of a trailer field line are kept (the blank line that ends the
+                // section is not); they follow all the data.
+                let in_field = matches!(
+                    (before, self.state),
+                    (State::TrailerStart, State::TrailerName)
+                        | (State::TrailerName | State::TrailerValue | State::TrailerLf, _)
+                );
+                if in_field {
+                    buf[written] = byte;
+                    written += 1;
+                    trailer_len += 1;
+                }
                 continue;
             }
             let available = buf.len() - read;
@@ -144,7 +168,8 @@ impl ChunkedDecoder {
                 self.state = State::DataCr;
             }
         }
-        Ok(Decoded { data_len: written, consumed: read, done: self.is_done() })
+        let data_len = written - trailer_len;
+        Ok(Decoded { data_len, trailer_len, consumed: read, done: self.is_done() })
     }
 
     pub fn is_done(&self) -> bool {
@@ -185,13 +210,21 @@ impl ChunkedDecoder {
                 State::Size
             }
             (State::TrailerStart, b'\r') => State::EndLf,
-            (State::TrailerStart | State::TrailerLine, b'\n') => {
+            (State::TrailerStart | State::TrailerName | State::TrailerValue, b'\n') => {
                 return Err(ChunkedError::BadLineEnding);
             }
-            // Trailers are dropped, so their fields are counted but not parsed.
-            (State::TrailerLine, b'\r') => self.trailer_byte(State::TrailerLf, limits)?,
-            (State::TrailerStart | State::TrailerLine, _) => {
-                self.trailer_byte(State::TrailerLine, limits)?
+            // A field name is a token; whitespace before the colon or at the start of a
+            // line (obs-fold) is refused, as in heads.
+            (State::TrailerStart | State::TrailerName, byte) if is_tchar(byte) => {
+                self.trailer_byte(State::TrailerName, limits)?
+            }
+            (State::TrailerName, b':') => self.trailer_byte(State::TrailerValue, limits)?,
+            (State::TrailerValue, b'\r') => self.trailer_byte(State::TrailerLf, limits)?,
+            (State::TrailerValue, byte) if !byte.is_ascii_control() || byte == b'\t' => {
+                self.trailer_byte(State::TrailerValue, limits)?
+            }
+            (State::TrailerStart | State::TrailerName | State::TrailerValue, _) => {
+                return Err(ChunkedError::BadTrailer);
             }
             (State::TrailerLf, b'\n') => self.trailer_byte(State::TrailerStart, limits)?,
             (State::EndLf, b'\n') => State::Done,
@@ -294,7 +327,8 @@ impl ChunkedDecoder {
             | State::DataCr
             | State::DataLf
             | State::TrailerStart
-            | State::TrailerLine
+            | State::TrailerName
+            | State::TrailerValue
             | State::TrailerLf
             | State::EndLf
             | State::Done => unreachable!("only extension states reach extension_step"),
@@ -368,6 +402,7 @@ mod tests {
     const BODY: &[u8] = b"4;name=value\r\nWiki\r\n5\r\npedia\r\nE ; a=\"q; r\"\r\n in\r\n\r\n\
 chunks.\r\n0;last\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Trailer: y\r\n\r\n";
     const DATA: &[u8] = b"Wikipedia in\r\n\r\nchunks.";
+    const TRAILERS: &[u8] = b"Expires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Trailer: y\r\n";
     const NEXT: &[u8] = b"GET /next HTTP/1.1\r\n";
 
     /// Decodes `parts` in order as reads into one buffer, keeping the unconsumed tail of each.
@@ -413,16 +448,54 @@ chunks.\r\n0;last\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Trailer: y\r\n\
         assert!(decoder.is_done());
     }
 
+    /// Trailers come after the data at every split of the input, whole and in order.
+    #[test]
+    fn keeps_trailers_at_every_split() {
+        for split in 0..=BODY.len() {
+            let mut decoder = ChunkedDecoder::default();
+            let mut trailers = Vec::new();
+            for part in [&BODY[..split], &BODY[split..]] {
+                let mut buf = part.to_vec();
+                let decoded = decoder.decode_in_place(&mut buf, &LIMITS).unwrap();
+                let start = decoded.data_len;
+                trailers.extend_from_slice(&buf[start..start + decoded.trailer_len]);
+            }
+            assert!(decoder.is_done());
+            assert_eq!(trailers, TRAILERS, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_trailers() {
+        for bad in [
+            &b"0\r\nNo Colon\r\n\r\n"[..],
+            b"0\r\n : folded\r\n\r\n",
+            b"0\r\nName : space before colon\r\n\r\n",
+            b"0\r\nName: nul\x00\r\n\r\n",
+            b"0\r\n:empty-name\r\n\r\n",
+        ] {
+            let mut buf = bad.to_vec();
+            let result = ChunkedDecoder::default().decode_in_place(&mut buf, &LIMITS);
+            assert_eq!(result, Err(ChunkedError::BadTrailer), "{}", bad.escape_ascii());
+        }
+        let mut bare_lf = b"0\r\nName: v\n\r\n".to_vec();
+        let result = ChunkedDecoder::default().decode_in_place(&mut bare_lf, &LIMITS);
+        assert_eq!(result, Err(ChunkedError::BadLineEnding));
+    }
+
     #[test]
     fn leaves_the_next_message_alone() {
         let mut buf = [BODY, NEXT].concat();
         let mut decoder = ChunkedDecoder::default();
         let decoded = decoder.decode_in_place(&mut buf, &LIMITS).unwrap();
-        assert_eq!(decoded, Decoded { data_len: DATA.len(), consumed: BODY.len(), done: true });
+        let trailer_len = TRAILERS.len();
+        let whole = Decoded { data_len: DATA.len(), trailer_len, consumed: BODY.len(), done: true };
+        assert_eq!(decoded, whole);
         assert_eq!(&buf[..DATA.len()], DATA);
+        assert_eq!(&buf[DATA.len()..DATA.len() + trailer_len], TRAILERS);
         assert_eq!(&buf[BODY.len()..], NEXT);
         let again = decoder.decode_in_place(&mut buf[BODY.len()..], &LIMITS).unwrap();
-        assert_eq!(again, Decoded { data_len: 0, consumed: 0, done: true });
+        assert_eq!(again, Decoded { data_len: 0, trailer_len: 0, consumed: 0, done: true });
     }
 
     #[test]
@@ -564,18 +637,20 @@ chunks.\r\n0;last\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Trailer: y\r\n\
         let mut decoder = ChunkedDecoder::default();
         let mut head = *b"100000\r\n";
         let decoded = decoder.decode_in_place(&mut head, &LIMITS).unwrap();
-        assert_eq!(decoded, Decoded { data_len: 0, consumed: 8, done: false });
+        assert_eq!(decoded, Decoded { data_len: 0, trailer_len: 0, consumed: 8, done: false });
         let mut buf = vec![7_u8; 16 * 1024];
         let mut data_total = 0;
         while data_total < CHUNK_LEN {
             let len = buf.len().min(CHUNK_LEN - data_total);
             let decoded = decoder.decode_in_place(&mut buf[..len], &LIMITS).unwrap();
-            assert_eq!(decoded, Decoded { data_len: len, consumed: len, done: false });
+            let expected = Decoded { data_len: len, trailer_len: 0, consumed: len, done: false };
+            assert_eq!(decoded, expected);
             data_total += len;
         }
         let mut end = *b"\r\n0\r\n\r\n";
         let decoded = decoder.decode_in_place(&mut end, &LIMITS).unwrap();
-        assert_eq!(decoded, Decoded { data_len: 0, consumed: end.len(), done: true });
+        let expected = Decoded { data_len: 0, trailer_len: 0, consumed: end.len(), done: true };
+        assert_eq!(decoded, expected);
     }
 
     /// The announced size is known as soon as its digits are, before the data arrives.

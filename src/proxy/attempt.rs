@@ -43,12 +43,29 @@ pub struct Attempt<'a> {
     pub response_buf: Vec<u8>,
     /// The response's header lines, this exchange's own (spans of `response_buf`).
     pub response_lines: Vec<HeaderLine>,
-    /// False when the backend answered before the request body was sent whole.
-    pub request_complete: bool,
+    /// How much of the request went before the answer.
+    pub request: RequestSent,
     /// True when the request's sticky cookie named this backend (no Set-Cookie needed).
     pub sticky_held: bool,
     /// Keeps the exchange counted as in flight to `backend` until it ends.
     _in_flight: Option<InFlight<'a>>,
+}
+
+/// How much of the request went to the backend before its answer.
+#[derive(Debug)]
+pub enum RequestSent {
+    Whole,
+    /// The backend answered while the body was coming: the relay stopped there, and can
+    /// go on from `Body` (full duplex) with the client bytes the exchange holds.
+    Paused(Body),
+    /// The backend stopped taking the body (a write failed): the rest is never sent.
+    Abandoned,
+}
+
+impl RequestSent {
+    pub fn is_whole(&self) -> bool {
+        matches!(self, Self::Whole)
+    }
 }
 
 /// Where one try goes, and under which settings.
@@ -225,7 +242,7 @@ struct Answered {
     response: ResponseHead,
     response_buf: Vec<u8>,
     response_lines: Vec<HeaderLine>,
-    request_complete: bool,
+    request: RequestSent,
 }
 
 impl Answered {
@@ -243,7 +260,7 @@ impl Answered {
             response: self.response,
             response_buf: self.response_buf,
             response_lines: self.response_lines,
-            request_complete: self.request_complete,
+            request: self.request,
             sticky_held: false,
             _in_flight: in_flight,
         }
@@ -258,7 +275,7 @@ async fn try_destination(
 ) -> (Result<Answered, ProxyError>, OutVec) {
     let started = Instant::now();
     let (sent, mut out) = send_request(x, destination, out).await;
-    let (mut upstream, response_buf, request_complete) = match sent {
+    let (mut upstream, response_buf, request) = match sent {
         Ok(sent) => sent,
         Err(error) => return (Err(error), out),
     };
@@ -288,8 +305,7 @@ async fn try_destination(
     }
     x.report.upstream_time = Some(started.elapsed());
     x.report.status = response.status;
-    let answered =
-        Answered { upstream, response, response_buf, response_lines: lines, request_complete };
+    let answered = Answered { upstream, response, response_buf, response_lines: lines, request };
     (Ok(answered), out)
 }
 
@@ -326,7 +342,7 @@ async fn send_request(
     x: &mut Exchange<'_>,
     destination: &Destination<'_>,
     mut out: OutVec,
-) -> (Result<(UpstreamConnection, Vec<u8>, bool), ProxyError>, OutVec) {
+) -> (Result<(UpstreamConnection, Vec<u8>, RequestSent), ProxyError>, OutVec) {
     // A request without body bytes keeps its head in `out.buf` until it is answered, so
     // it can be sent again; `try_destination` drops it then.
     let head = x.request.head;
@@ -346,19 +362,20 @@ async fn send_request(
             request_id: x.request_id.map(|id| (&*x.worker.config.access_log.request_id_header, id)),
         };
         render_request_head(&forwarding, &mut out);
-        let (sent, back) = send_head_and_body(x, destination, &mut upstream, out).await;
+        let (sent, back, paused) = send_head_and_body(x, destination, &mut upstream, out).await;
         out = back;
         let retry = |error: &ProxyError| {
             upstream.reused && replayable && !fresh_only && *error == ProxyError::UpstreamIo
         };
-        let mut request_complete = true;
+        let mut request = RequestSent::Whole;
         let timeout = destination.response_timeout;
         let sent = match sent {
             Ok(()) => first_response_bytes(x.worker, &mut upstream.stream, timeout).await,
-            // The backend stopped taking the body: it may have answered (an early 413),
-            // which the client is owed; if not, it gave up on the body.
+            // The backend stopped taking the body: it may have answered (an early 413, or
+            // an origin that streams as it reads), which the client is owed; if not, it
+            // gave up on the body.
             Err(ProxyError::UpstreamStoppedReading) => {
-                request_complete = false;
+                request = paused.map_or(RequestSent::Abandoned, RequestSent::Paused);
                 first_response_bytes(x.worker, &mut upstream.stream, timeout)
                     .await
                     .map_err(|_| ProxyError::UpstreamStoppedReading)
@@ -366,7 +383,7 @@ async fn send_request(
             Err(error) => Err(error),
         };
         match sent {
-            Ok(response_buf) => return (Ok((upstream, response_buf, request_complete)), out),
+            Ok(response_buf) => return (Ok((upstream, response_buf, request)), out),
             Err(error) if retry(&error) => fresh_only = true,
             Err(error) => return (Err(error), out),
         }
@@ -407,20 +424,19 @@ async fn checkout_or_connect(
 
 /// Writes the forwarded head and the request body. For a body-less request the head stays
 /// in `out.buf` (so it can be sent again); otherwise `out.buf` keeps only what followed
-/// the body.
+/// the body. A body paused because the backend answered early comes back, to go on.
 async fn send_head_and_body(
     x: &mut Exchange<'_>,
     destination: &Destination<'_>,
     upstream: &mut UpstreamConnection,
     out: OutVec,
-) -> (Result<(), ProxyError>, OutVec) {
-    let config = &x.worker.config;
+) -> (Result<(), ProxyError>, OutVec, Option<Body>) {
     let head = x.request.head;
     let head_len = head.head_len as usize;
     let Some(decoder) = Decoder::for_framing(head.framing) else {
         let timeout = destination.response_timeout;
         let (result, out) = body::write(&mut upstream.stream, out, timeout).await;
-        return (result.map_err(|_| ProxyError::UpstreamIo), out);
+        return (result.map_err(|_| ProxyError::UpstreamIo), out, None);
     };
     if head.expect_continue
         && head.version == Version::Http11
@@ -429,29 +445,21 @@ async fn send_head_and_body(
     {
         let (result, _) = x.downstream.write_all(crate::response::CONTINUE).await;
         if result.is_err() {
-            return (Err(ProxyError::ClientIo), out);
+            return (Err(ProxyError::ClientIo), out, None);
         }
     }
     let encoder = match head.framing {
         BodyFraming::Chunked => Encoder::Chunked,
         BodyFraming::None | BodyFraming::Length(_) | BodyFraming::CloseDelimited => Encoder::Raw,
     };
-    let options = RelayOptions {
-        read_timeout: config.timeouts.client_body,
-        write_timeout: destination.response_timeout,
-        bytes_max: config.limits.body_bytes_max,
-        chunked: config.limits.chunked,
-        buffer_bytes: config.io.buffer_bytes,
-        body_buffer_bytes: config.io.body_buffer_bytes,
-        rate_min_bytes: config.limits.body_rate_min_bytes,
-        watch_sink: true,
-    };
-    let body = Body { start: head_len, decoder, encoder };
+    let options = request_relay_options(x.worker, destination.response_timeout, true);
+    let mut body = Body::new(head_len, decoder, encoder);
     let (result, out) =
-        body::relay(&mut x.downstream, &mut upstream.stream, out, body, &options).await;
+        body::relay(&mut x.downstream, &mut upstream.stream, out, &mut body, &options).await;
     if let Ok(received) = result {
         x.report.bytes_in += received;
     }
+    let paused = (result == Err(RelayError::SinkAnswered)).then_some(body);
     let result = result.map(drop).map_err(|error| match error {
         RelayError::SourceTimeout => ProxyError::ClientBodyTimeout,
         RelayError::SourceClosed | RelayError::SourceIo => ProxyError::ClientClosed,
@@ -463,7 +471,7 @@ async fn send_head_and_body(
         RelayError::TooLarge => ProxyError::BodyTooLarge,
         RelayError::BadChunk(error) => ProxyError::BadRequestBody(error),
     });
-    (result, out)
+    (result, out, paused)
 }
 
 /// Reads until the first response bytes arrive, within the response timeout.
@@ -487,6 +495,26 @@ async fn first_response_bytes(
                 _ => ProxyError::UpstreamIo,
             })
         }
+    }
+}
+
+/// How a request body goes to a backend whose response timeout is `response_timeout`;
+/// `watch_sink` listens for an early answer meanwhile.
+pub fn request_relay_options(
+    worker: &Worker,
+    response_timeout: Duration,
+    watch_sink: bool,
+) -> RelayOptions {
+    let config = &worker.config;
+    RelayOptions {
+        read_timeout: config.timeouts.client_body,
+        write_timeout: response_timeout,
+        bytes_max: config.limits.body_bytes_max,
+        chunked: config.limits.chunked,
+        buffer_bytes: config.io.buffer_bytes,
+        body_buffer_bytes: config.io.body_buffer_bytes,
+        rate_min_bytes: config.limits.body_rate_min_bytes,
+        watch_sink,
     }
 }
 

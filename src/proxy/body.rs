@@ -1,6 +1,14 @@
-//! Streams one message body from a source socket to a sink socket through one buffer:
-//! Content-Length, chunked (decoded and re-encoded, so the framing that leaves is always
-//! canonical) or until close. A whole body is never held.
+//! The relay phase: one message body from a source socket to a sink socket through one
+//! buffer, as a pipeline of closed enums:
+//!
+//! ```text
+//! decoder (length, chunked, until close) -> transform (identity) -> encoder (raw, chunked)
+//!                                         \-> tap (none): sees the decoded bytes
+//! ```
+//!
+//! Chunked bodies are decoded and re-encoded, so the framing that leaves is canonical, and
+//! their trailers go on after the last chunk. The identity transform writes the buffer's
+//! own ranges: no copy. A whole body is never held.
 
 use crate::http::encode_chunk_size;
 use crate::http::{BodyFraming, ChunkedDecoder, ChunkedError, ChunkedLimits, LAST_CHUNK};
@@ -32,10 +40,34 @@ impl Decoder {
     }
 }
 
+/// What happens to decoded bytes on their way out. Compression and response filters
+/// become arms here; the identity arm keeps the buffer's ranges as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    Identity,
+}
+
+/// What sees the decoded bytes besides the sink (a cache store will).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tap {
+    None,
+}
+
+impl Tap {
+    /// Shows `data`, decoded, to the tap.
+    fn observe(&mut self, data: &[u8]) {
+        match self {
+            Self::None => {
+                let _ = data;
+            }
+        }
+    }
+}
+
 /// How body bytes leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoder {
-    /// As they are: Content-Length, or close-delimited.
+    /// As they are: Content-Length, or close-delimited. Trailers cannot go this way.
     Raw,
     Chunked,
 }
@@ -49,20 +81,44 @@ pub enum RelayError {
     SinkTimeout,
     SinkIo,
     /// The sink (a backend) wrote to us or closed while we were still sending: an early
-    /// response. Seen only when [`RelayOptions::watch_sink`] is set.
+    /// response. Seen only when [`RelayOptions::watch_sink`] is set; the body's state is
+    /// left in [`Body`], so the relay can go on.
     SinkAnswered,
     /// More body bytes than `bytes_max`.
     TooLarge,
     BadChunk(ChunkedError),
 }
 
-/// One body to relay: where it starts in the buffer, and its framing in and out.
+/// One body being relayed: where its next bytes start in the buffer, and its pipeline.
+/// The relay updates it in place, so a relay stopped by [`RelayError::SinkAnswered`]
+/// can be resumed.
 #[derive(Debug, Clone)]
 pub struct Body {
     /// Offset of the first body byte in the buffer (after a head still to be written).
     pub start: usize,
     pub decoder: Decoder,
+    pub transform: Transform,
+    pub tap: Tap,
     pub encoder: Encoder,
+    /// Body bytes taken from the source so far.
+    pub received: u64,
+    /// The chunked encoder has sent the last chunk's size line (trailers may follow).
+    pub last_chunk_sent: bool,
+}
+
+impl Body {
+    /// A body starting at `start`, with no transform and no tap.
+    pub fn new(start: usize, decoder: Decoder, encoder: Encoder) -> Self {
+        Self {
+            start,
+            decoder,
+            transform: Transform::Identity,
+            tap: Tap::None,
+            encoder,
+            received: 0,
+            last_chunk_sent: false,
+        }
+    }
 }
 
 /// The settings of one relay.
@@ -85,12 +141,29 @@ pub struct RelayOptions {
     pub watch_sink: bool,
 }
 
+/// Where a relay reads: a socket that can say when a read will not wait.
+pub trait Source: AsyncReadRent {
+    /// Resolves once a read would return at once (bytes, end of file or an error).
+    fn readable(&mut self) -> impl Future<Output = ()>;
+}
+
 /// Where a relay writes: a socket that can also say it has been answered.
 pub trait Sink: AsyncWriteRent {
     /// Resolves once the peer has sent something or closed its side; never, where that
     /// cannot be told apart from traffic that is no answer (TLS, whose session tickets
     /// may come at any time).
     fn answered(&self) -> impl Future<Output = ()>;
+}
+
+impl<C, S> Source for MaybeTls<C>
+where
+    C: DerefMut<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
+    async fn readable(&mut self) {
+        // An error is readable too: the read that follows reports it.
+        let _ = MaybeTls::readable(self).await;
+    }
 }
 
 impl<C, S> Sink for MaybeTls<C>
@@ -122,9 +195,10 @@ pub(crate) fn too_slow(received: u64, started: std::time::Instant, rate_min_byte
 }
 
 /// One decoded step: `data_len` body bytes sit at the front of the slice that was
-/// decoded, `consumed` input bytes were used.
+/// decoded, then `trailer_len` bytes of trailer lines; `consumed` input bytes were used.
 struct Step {
     data_len: usize,
+    trailer_len: usize,
     consumed: usize,
     done: bool,
     /// Body bytes the framing has announced but not delivered yet (the rest of a
@@ -142,35 +216,59 @@ fn decode(
             let take = input.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
             *remaining -= take as u64;
             let done = *remaining == 0;
-            Ok(Step { data_len: take, consumed: take, done, announced: *remaining })
+            let announced = *remaining;
+            Ok(Step { data_len: take, trailer_len: 0, consumed: take, done, announced })
         }
         Decoder::Chunked(chunked) => {
             let decoded = chunked.decode_in_place(input, limits).map_err(RelayError::BadChunk)?;
             Ok(Step {
                 data_len: decoded.data_len,
+                trailer_len: decoded.trailer_len,
                 consumed: decoded.consumed,
                 done: decoded.done,
                 announced: chunked.chunk_bytes_remaining(),
             })
         }
         Decoder::UntilClose => {
-            Ok(Step { data_len: input.len(), consumed: input.len(), done: false, announced: 0 })
+            let len = input.len();
+            Ok(Step { data_len: len, trailer_len: 0, consumed: len, done: false, announced: 0 })
         }
     }
 }
 
-/// Queues `out.buf[start..start + len]` as body data in `encoder`'s framing.
-fn queue_data(out: &mut OutVec, encoder: Encoder, start: usize, len: usize) {
-    if len == 0 {
+/// Queues one decoded step, at `out.buf[start..]`, through the body's pipeline.
+fn queue_step(out: &mut OutVec, body: &mut Body, start: usize, step: &Step) {
+    let data = start..start + step.data_len;
+    body.tap.observe(&out.buf[data.clone()]);
+    let data = match body.transform {
+        Transform::Identity => data,
+    };
+    if !data.is_empty() {
+        if body.encoder == Encoder::Chunked {
+            let mut line = [0u8; 18];
+            let line_len = encode_chunk_size(data.len(), &mut line);
+            out.push_extra(&line[..line_len]);
+        }
+        out.push_buf(data.start, data.end);
+        if body.encoder == Encoder::Chunked {
+            out.push_static(b"\r\n");
+        }
+    }
+    if body.encoder != Encoder::Chunked || (step.trailer_len == 0 && !step.done) {
+        // A raw body has nowhere to put trailers: they are dropped.
         return;
     }
-    if encoder == Encoder::Chunked {
-        let mut line = [0u8; 18];
-        let line_len = encode_chunk_size(len, &mut line);
-        out.push_extra(&line[..line_len]);
+    if !body.last_chunk_sent {
+        body.last_chunk_sent = true;
+        if step.done && step.trailer_len == 0 {
+            out.push_static(LAST_CHUNK);
+            return;
+        }
+        out.push_static(b"0\r\n");
     }
-    out.push_buf(start, start + len);
-    if encoder == Encoder::Chunked {
+    let trailers = start + step.data_len;
+    out.push_buf(trailers, trailers + step.trailer_len);
+    if step.done {
         out.push_static(b"\r\n");
     }
 }
@@ -178,14 +276,14 @@ fn queue_data(out: &mut OutVec, encoder: Encoder, start: usize, len: usize) {
 /// Relays a body from `source` to `sink`.
 ///
 /// On entry `out` may already hold queued parts (a head), which go out in the same write
-/// as the first body bytes; `out.buf[body_start..]` holds body bytes already read. On
+/// as the first body bytes; `out.buf[body.start..]` holds body bytes already read. On
 /// success `out.buf` holds only the bytes that followed the body (a pipelined request),
-/// at its front. `received` counts the body bytes taken from the source.
+/// at its front, and the result is the body bytes taken from the source.
 pub async fn relay(
-    source: &mut impl AsyncReadRent,
+    source: &mut impl Source,
     sink: &mut impl Sink,
     mut out: OutVec,
-    body: Body,
+    body: &mut Body,
     options: &RelayOptions,
 ) -> (Result<u64, RelayError>, OutVec) {
     // A body known to be large gets the large buffer at once; chunked and close-delimited
@@ -205,70 +303,64 @@ pub async fn relay(
 
 /// The loop of [`relay`]: decode what is buffered, write it, read more.
 async fn relay_loop(
-    source: &mut impl AsyncReadRent,
+    source: &mut impl Source,
     sink: &mut impl Sink,
     mut out: OutVec,
-    body: Body,
+    body: &mut Body,
     options: &RelayOptions,
 ) -> (Result<u64, RelayError>, OutVec) {
-    let Body { start: mut body_start, mut decoder, encoder } = body;
-    let decoder = &mut decoder;
-    let mut received = 0u64;
     let started = std::time::Instant::now();
+    let received_before = body.received;
     loop {
-        let buf_len = out.buf.len();
-        let step = match decode(decoder, &mut out.buf[body_start..buf_len], &options.chunked) {
+        let (start, buf_len) = (body.start, out.buf.len());
+        let step = match decode(&mut body.decoder, &mut out.buf[start..buf_len], &options.chunked) {
             Ok(step) => step,
             Err(error) => return (Err(error), out),
         };
-        received += step.data_len as u64;
+        body.received += step.data_len as u64;
         // A chunk announced too large is refused now, not after waiting for its data.
-        if received.saturating_add(step.announced) > options.bytes_max {
+        if body.received.saturating_add(step.announced) > options.bytes_max {
             return (Err(RelayError::TooLarge), out);
         }
-        queue_data(&mut out, encoder, body_start, step.data_len);
-        if step.done && encoder == Encoder::Chunked {
-            out.push_static(LAST_CHUNK);
-        }
+        queue_step(&mut out, body, start, &step);
         if !out.is_empty() {
             match write(sink, out, options.write_timeout).await {
                 (Ok(()), written) => out = written,
                 (Err(error), written) => return (Err(error), written),
             }
         }
-        out.buf.drain(..body_start + step.consumed);
-        body_start = 0;
+        out.buf.drain(..start + step.consumed);
+        body.start = 0;
         if step.done {
-            return (Ok(received), out);
+            return (Ok(body.received), out);
         }
-        if too_slow(received, started, options.rate_min_bytes) {
+        if too_slow(body.received - received_before, started, options.rate_min_bytes) {
             return (Err(RelayError::SourceTimeout), out);
         }
-        if received > options.buffer_bytes as u64 && out.buf.capacity() < options.body_buffer_bytes
+        if body.received > options.buffer_bytes as u64
+            && out.buf.capacity() < options.body_buffer_bytes
         {
             out.buf.reserve(options.body_buffer_bytes - out.buf.len());
         }
-        let read = read_more(source, std::mem::take(&mut out.buf), options);
-        let (result, buf) = if options.watch_sink {
+        if options.watch_sink {
+            // Readiness first, then the read: a read dropped in flight would lose the
+            // bytes it took, and the body may have to go on after an early answer.
             monoio::select! {
                 biased;
-                // The read is dropped with the body bytes it held: the backend has
-                // answered, so the rest of the body is not sent anyway.
                 () = sink.answered() => return (Err(RelayError::SinkAnswered), out),
-                read = read => read,
+                () = source.readable() => {}
             }
-        } else {
-            read.await
-        };
+        }
+        let (result, buf) = read_more(source, std::mem::take(&mut out.buf), options).await;
         out.buf = buf;
         match result {
-            Ok(0) if matches!(decoder, Decoder::UntilClose) => {
-                if encoder == Encoder::Chunked {
+            Ok(0) if matches!(body.decoder, Decoder::UntilClose) => {
+                if body.encoder == Encoder::Chunked {
                     out.push_static(LAST_CHUNK);
                     let (result, written) = write(sink, out, options.write_timeout).await;
-                    return (result.map(|()| received), written);
+                    return (result.map(|()| body.received), written);
                 }
-                return (Ok(received), out);
+                return (Ok(body.received), out);
             }
             Ok(0) => return (Err(RelayError::SourceClosed), out),
             Ok(_) => {}

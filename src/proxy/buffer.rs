@@ -95,6 +95,8 @@ pub async fn read_body(
         } else {
             match scan.advance(&buf, &limits.chunked, limits.body_bytes_max) {
                 Err(error) => return (Err(error), buf),
+                // Trailers need the chunked framing to travel: such a body stays chunked.
+                Ok(Some(_)) if scan.trailer_bytes > 0 => return (Ok(read), buf),
                 Ok(Some(body_end)) => {
                     read.framing = BodyFraming::Length(dechunk(&mut buf, head_len, body_end));
                     return (Ok(read), buf);
@@ -155,6 +157,8 @@ struct Scan {
     scanned: usize,
     /// Chunk data seen so far.
     data_bytes: u64,
+    /// Trailer field bytes seen so far.
+    trailer_bytes: u64,
     scratch: Vec<u8>,
 }
 
@@ -164,6 +168,7 @@ impl Scan {
             decoder: ChunkedDecoder::default(),
             scanned: body_start,
             data_bytes: 0,
+            trailer_bytes: 0,
             scratch: Vec::new(),
         }
     }
@@ -185,6 +190,7 @@ impl Scan {
             .decode_in_place(&mut self.scratch, limits)
             .map_err(ProxyError::BadRequestBody)?;
         self.data_bytes += decoded.data_len as u64;
+        self.trailer_bytes += decoded.trailer_len as u64;
         // A chunk announced past the limit is refused before its data comes.
         if self.data_bytes.saturating_add(self.decoder.chunk_bytes_remaining()) > body_bytes_max {
             return Err(ProxyError::BodyTooLarge);

@@ -5,7 +5,7 @@
 //! The downstream is a closed enum: HTTP/1 now, HTTP/2 streams next, each reaching every
 //! phase through the same reads and writes.
 
-use super::body::Sink;
+use super::body::{Sink, Source};
 use crate::config::{BackendId, ClusterId};
 use crate::http::{HeaderLine, RequestHead};
 use crate::tls::{ClientStream, UpstreamStream};
@@ -68,6 +68,14 @@ impl AsyncWriteRent for Downstream<'_> {
     async fn shutdown(&mut self) -> std::io::Result<()> {
         match self {
             Self::H1(stream) => stream.shutdown().await,
+        }
+    }
+}
+
+impl Source for Downstream<'_> {
+    async fn readable(&mut self) {
+        match self {
+            Self::H1(stream) => Source::readable(&mut **stream).await,
         }
     }
 }

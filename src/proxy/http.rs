@@ -3,15 +3,17 @@
 //! the response head ([`super::response_head`]), relays the body ([`super::body`]) and
 //! gives the upstream connection back to the pool when [`super::reuse`] says it may.
 
-use super::attempt::{Attempt, attempt, upstream_read_options};
+use super::attempt::{Attempt, RequestSent, attempt, request_relay_options, upstream_read_options};
 use super::body::{self, Body, Decoder};
-use super::exchange::{Exchange, ExchangeEnd, Target};
+use super::duplex::{Direction, Relayed, relay_both_ways};
+use super::exchange::{Downstream, Exchange, ExchangeEnd, Target};
 use super::response_head::{
     PlanFacts, ResponseAdditions, ResponsePlan, plan_response, render_response_head,
 };
 use super::reuse::{ReuseFacts, reuse_verdict};
 use crate::config::BackendState;
 use crate::error::ProxyError;
+use crate::tls::MaybeTls;
 use crate::wire::OutVec;
 use std::time::Instant;
 
@@ -26,29 +28,23 @@ pub async fn exchange(
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
     let worker = x.worker;
     x.report.bytes_in = u64::from(x.request.head.head_len);
-    let (attempt, out) = attempt(&mut x, worker.out_vec(buf)).await;
-    let attempt = match attempt {
-        Ok(attempt) => attempt,
-        Err(error) => return (Err(error), worker.into_buf(out)),
-    };
-    let client_buf = worker.into_buf(out);
-    let (end, response_buf) = respond(&mut x, attempt).await;
-    if let Ok(ExchangeEnd::Upgrade { .. }) = end {
-        return (end, client_buf);
+    let (attempt, client_out) = attempt(&mut x, worker.out_vec(buf)).await;
+    match attempt {
+        Ok(attempt) => respond(&mut x, attempt, client_out).await,
+        Err(error) => (Err(error), worker.into_buf(client_out)),
     }
-    worker.give_buffer(response_buf);
-    (end, client_buf)
 }
 
 /// Writes the response head to the client with the first body bytes in one write, then
 /// streams the rest of the body, then checks the upstream connection in or closes it.
+/// `client_out` holds the client's buffer; it comes back as the connection's buffer.
 async fn respond(
     x: &mut Exchange<'_>,
     mut attempt: Attempt<'_>,
+    client_out: OutVec,
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
     let worker = x.worker;
     let options = upstream_read_options(worker, attempt.response_timeout);
-    let request_complete = attempt.request_complete;
     let response = attempt.response.clone();
     let (plan, out) = response_head(x, &mut attempt);
     let head_len = response.head_len as usize;
@@ -57,27 +53,24 @@ async fn respond(
         x.report.bytes_out = out.take_written();
         let mut to_client = worker.into_buf(out);
         to_client.drain(..to_client.len().min(head_len));
+        let client_buf = worker.into_buf(client_out);
         return match result {
             Ok(()) => {
                 let upstream = attempt.upstream.stream;
-                (Ok(ExchangeEnd::Upgrade { upstream, to_client }), Vec::new())
+                (Ok(ExchangeEnd::Upgrade { upstream, to_client }), client_buf)
             }
-            Err(_) => (Err(ProxyError::ClientIo), to_client),
+            Err(_) => {
+                worker.give_buffer(to_client);
+                (Err(ProxyError::ClientIo), client_buf)
+            }
         };
     }
-    let (result, mut out) = match Decoder::for_framing(plan.framing) {
-        None => {
-            let (result, mut out) =
-                body::write(&mut x.downstream, out, options.write_timeout).await;
-            out.buf.drain(..out.buf.len().min(head_len));
-            (result.map(|()| 0), out)
-        }
-        Some(decoder) => {
-            let body = Body { start: head_len, decoder, encoder: plan.encoder };
-            let upstream = &mut attempt.upstream.stream;
-            body::relay(upstream, &mut x.downstream, out, body, &options).await
-        }
-    };
+    let mut body = Decoder::for_framing(plan.framing)
+        .map(|decoder| Body::new(head_len, decoder, plan.encoder));
+    let download = Direction { out, head_len, body: body.as_mut(), options: &options };
+    let (relayed, client_buf, request_whole) =
+        relay_response(x, &mut attempt, download, client_out).await;
+    let (result, mut out) = relayed;
     x.report.bytes_out = out.take_written();
     if let Ok(body_bytes) = result {
         x.report.body_bytes_out = body_bytes;
@@ -85,7 +78,7 @@ async fn respond(
     let response_buf = worker.into_buf(out);
     let reuse = ReuseFacts {
         method: x.request.head.method,
-        request_complete,
+        request_complete: request_whole,
         response_keep_alive: response.keep_alive,
         framing: plan.framing,
         response_complete: result.is_ok(),
@@ -93,6 +86,7 @@ async fn respond(
         backend_active: true,
         shutting_down: worker.shutting_down.get(),
     };
+    worker.give_buffer(response_buf);
     finish(x, attempt, reuse);
     let keep_alive = match result {
         Ok(_) => plan.client_keep_alive,
@@ -101,7 +95,49 @@ async fn respond(
             false
         }
     };
-    (Ok(ExchangeEnd::Done { keep_alive, body_unread: !request_complete }), response_buf)
+    (Ok(ExchangeEnd::Done { keep_alive, body_unread: !request_whole }), client_buf)
+}
+
+/// The relay phase: the response body to the client. A request body the backend paused
+/// by answering early goes on at the same time when both sides are plain TCP
+/// ([`relay_both_ways`]); otherwise its rest is never sent. Returns the response's relay,
+/// the client's buffer, and whether the request body went whole.
+async fn relay_response(
+    x: &mut Exchange<'_>,
+    attempt: &mut Attempt<'_>,
+    download: Direction<'_>,
+    client_out: OutVec,
+) -> (Relayed, Vec<u8>, bool) {
+    let worker = x.worker;
+    let request = std::mem::replace(&mut attempt.request, RequestSent::Abandoned);
+    let Downstream::H1(client) = &mut x.downstream;
+    match (request, &mut **client, &mut attempt.upstream.stream) {
+        (
+            RequestSent::Paused(mut request_body),
+            MaybeTls::Plain(client),
+            MaybeTls::Plain(upstream),
+        ) => {
+            let options = request_relay_options(worker, attempt.response_timeout, false);
+            let body = Some(&mut request_body);
+            let upload = Direction { out: client_out, head_len: 0, body, options: &options };
+            // Boxed: a rare path, and its two relays would make every connection's
+            // future larger, idle ones too.
+            let both = relay_both_ways((client, upstream), upload, download);
+            let (relayed, uploaded) = Box::pin(both).await;
+            match uploaded {
+                Some((Ok(received), client_out)) => {
+                    x.report.bytes_in += received;
+                    (relayed, worker.into_buf(client_out), true)
+                }
+                Some((Err(_), client_out)) => (relayed, worker.into_buf(client_out), false),
+                None => (relayed, Vec::new(), false),
+            }
+        }
+        (request, _, _) => {
+            let relayed = download.relay(&mut attempt.upstream.stream, &mut x.downstream).await;
+            (relayed, worker.into_buf(client_out), request.is_whole())
+        }
+    }
 }
 
 /// The response plan phase: plans the client's response and queues its head in a write
@@ -118,7 +154,7 @@ fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, 
         _ => None,
     };
     let facts = PlanFacts {
-        request_complete: attempt.request_complete,
+        request_complete: attempt.request.is_whole(),
         shutting_down: worker.shutting_down.get(),
     };
     let plan = plan_response(x.request.head, &attempt.response, facts);

@@ -15,6 +15,7 @@ pub mod edits;
 pub mod request_head;
 pub mod response_head;
 pub mod body;
+pub mod duplex;
 pub mod reuse;
 pub mod http;
 pub mod tunnel;

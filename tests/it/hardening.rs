@@ -224,7 +224,7 @@ fn a_small_chunked_body_goes_whole_with_a_content_length(driver: Driver) {
     let mut client = Client::connect(proxy.addr());
     client.send(
         b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
-          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n\
+          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n\
           GET / HTTP/1.1\r\nHost: test\r\n\r\n",
     );
     assert_eq!(client.response().text(), "hello world");

@@ -47,6 +47,8 @@ mod protect;
 // Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.
 mod hardening_parse;
 
+// The exchange in phases: trailers, full duplex, early answers.
+mod phases;
 // Hardening, round 2: pool poisoning, early answers, slow and malformed bodies, stale pool.
 mod hardening;
 

@@ -130,6 +130,11 @@ impl Client {
         Response { head, status, body: Vec::new(), framing }
     }
 
+    /// A chunked body after [`Client::response_head_only`], and its trailer lines.
+    pub(crate) fn chunked_with_trailers(&mut self) -> (Vec<u8>, Vec<String>) {
+        self.reader.chunked_with_trailers().expect("a chunked body")
+    }
+
     /// At most `max` raw bytes (for tunnels); empty at end of file.
     pub(crate) fn read_some(&mut self, max: usize) -> Vec<u8> {
         self.reader.some(max).expect("read from the proxy")

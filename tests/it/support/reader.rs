@@ -125,6 +125,11 @@ impl Reader {
 
     /// A chunked body, decoded; trailers are read and dropped.
     pub(crate) fn chunked(&mut self) -> io::Result<Vec<u8>> {
+        self.chunked_with_trailers().map(|(body, _)| body)
+    }
+
+    /// A chunked body, decoded, and its trailer lines.
+    pub(crate) fn chunked_with_trailers(&mut self) -> io::Result<(Vec<u8>, Vec<String>)> {
         let mut body = Vec::new();
         loop {
             let line = String::from_utf8_lossy(&self.line()?).into_owned();
@@ -133,8 +138,14 @@ impl Reader {
                 io::Error::new(io::ErrorKind::InvalidData, format!("chunk size line {line:?}"))
             })?;
             if size == 0 {
-                while !self.line()?.is_empty() {}
-                return Ok(body);
+                let mut trailers = Vec::new();
+                loop {
+                    let line = self.line()?;
+                    if line.is_empty() {
+                        return Ok((body, trailers));
+                    }
+                    trailers.push(String::from_utf8_lossy(&line).into_owned());
+                }
             }
             body.extend_from_slice(&self.exact(size)?);
             if !self.line()?.is_empty() {

@@ -8,9 +8,11 @@ use super::validate::{
 };
 use super::{
     Backend, BackendState, Balance, Cluster, ConfigError, HashKey, HealthCheck, HttpCheck, Outlier,
-    Sticky,
+    Sticky, StickyKey,
 };
+use aws_lc_rs::hmac;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 const WEIGHT_MAX: u64 = 10_000;
@@ -344,11 +346,40 @@ fn validate_sticky(
     if attributes.bytes().any(|byte| byte.is_ascii_control()) {
         errors.push(ConfigError::invalid(at, "cookie attributes may not hold control characters"));
     }
-    // Without a configured key the cookie still names no address, but it can be guessed
-    // from the config; set `key` to make it unguessable.
-    let key_text = sticky.key.clone().unwrap_or_else(|| format!("ringway-sticky:{cluster}"));
-    let key = crate::balance::hash_key(key_text.as_bytes());
+    let key = match &sticky.key {
+        Some(text) => Some(derive_sticky_key(text.as_bytes(), b"")),
+        // Without a configured key each process makes its own: cookies are unforgeable but
+        // do not outlive a restart nor carry over to another instance.
+        None => process_secret().map(|secret| derive_sticky_key(secret, cluster.as_bytes())),
+    };
+    let key = key.unwrap_or_else(|| {
+        let reason = "no random source for a sticky key; set `key`";
+        errors.push(ConfigError::invalid(format!("{at}.key"), reason));
+        StickyKey([0; 32])
+    });
     Sticky { cookie, attributes, key }
+}
+
+/// The 32-byte sticky key: HMAC-SHA256 keyed by `secret` over a label and `context`, so the
+/// configured text of any length becomes a full-size key of its own.
+fn derive_sticky_key(secret: &[u8], context: &[u8]) -> StickyKey {
+    let mut signing = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, secret));
+    signing.update(b"ringway sticky-cookie key:");
+    signing.update(context);
+    let mut key = [0; 32];
+    key.copy_from_slice(signing.sign().as_ref());
+    StickyKey(key)
+}
+
+/// 32 random bytes drawn once per process, or `None` when the system has no random source.
+fn process_secret() -> Option<&'static [u8; 32]> {
+    static SECRET: OnceLock<Option<[u8; 32]>> = OnceLock::new();
+    SECRET
+        .get_or_init(|| {
+            let mut secret = [0; 32];
+            aws_lc_rs::rand::fill(&mut secret).ok().map(|()| secret)
+        })
+        .as_ref()
 }
 
 fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigError>) -> Backend {

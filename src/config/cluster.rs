@@ -1,11 +1,11 @@
 //! Validates one `[cluster.NAME]`: backends, balancing, health checks, outlier ejection,
 //! retries and cookie persistence.
 
-use super::file::{FileBackend, FileCluster, FileHealthCheck, FileOutlier, FileSticky};
-use super::validate::{
+use super::bounds::{
     Bounds, CONNECT_TIMEOUT_MS, POOL_IDLE_MAX, POOL_IDLE_TIMEOUT_MS, POOL_REQUESTS_MAX,
-    RESPONSE_TIMEOUT_MS, ranged, ranged_signed, timeout_ms, to_u32, to_usize,
+    RESPONSE_TIMEOUT_MS, TIMEOUT_MS_MAX, ranged, ranged_signed, timeout_ms, to_u32, to_usize,
 };
+use super::file::{FileBackend, FileCluster, FileHealthCheck, FileOutlier, FileSticky};
 use super::{
     Backend, BackendState, Balance, Cluster, ConfigError, HashKey, HealthCheck, HttpCheck, Outlier,
     Sticky, StickyKey,
@@ -95,7 +95,7 @@ pub(super) fn validate_cluster(
         slow_start: Duration::from_millis(ranged(
             &format!("{at}.slow_start_ms"),
             cluster.slow_start_ms,
-            Bounds { default: 0, min: 0, max: super::validate::TIMEOUT_MS_MAX },
+            Bounds { default: 0, min: 0, max: TIMEOUT_MS_MAX },
             errors,
         )),
         load_sync_interval: ms(

@@ -3,6 +3,7 @@
 //! [`Config`] holds domain types only (addresses, durations, ids), so nothing downstream
 //! meets an unchecked value. Workers share one `Arc<Config>` read-only.
 
+mod bounds;
 mod cluster;
 mod error;
 mod guard;

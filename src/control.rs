@@ -144,7 +144,7 @@ impl ControlState {
         for worker in &self.workers {
             let _ = worker.send(message.clone());
         }
-        log::info!("cluster {cluster} backend {backend}: now {}", crate::admin::state_name(state));
+        log::info!("cluster {cluster} backend {backend}: now {}", state.as_str());
         Ok(())
     }
 

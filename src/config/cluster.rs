@@ -6,6 +6,7 @@ use super::bounds::{
     RESPONSE_TIMEOUT_MS, TIMEOUT_MS_MAX, ranged, ranged_signed, timeout_ms, to_u32, to_usize,
 };
 use super::file::{FileBackend, FileCluster, FileHealthCheck, FileOutlier, FileSticky};
+use super::names::one_of;
 use super::{
     Backend, BackendState, Balance, Cluster, ConfigError, HashKey, HealthCheck, HttpCheck, Outlier,
     Sticky, StickyKey,
@@ -29,9 +30,6 @@ const OUTLIER_FAILURES: u64 = 5;
 const OUTLIER_EJECT_MS: u64 = 10_000;
 const OUTLIER_EJECT_MAX_MS: u64 = 300_000;
 const STICKY_COOKIE: &str = "RINGWAY_BACKEND";
-
-const POLICIES: &str = "\"round_robin\", \"random\", \"p2c\", \"ip_hash\", \"hash\", \
-                        \"least_connections\", \"least_response_time\"";
 
 /// Builds the [`Cluster`] named `name`, pushing every problem into `errors`.
 #[expect(clippy::too_many_lines, reason = "one line per config key; a split would hide the list")]
@@ -132,20 +130,12 @@ pub(super) fn validate_cluster(
 }
 
 fn validate_balance(at: &str, cluster: &FileCluster, errors: &mut Vec<ConfigError>) -> Balance {
-    match cluster.balance.as_deref() {
-        None | Some("round_robin") => Balance::RoundRobin,
-        Some("random") => Balance::Random,
-        Some("p2c") => Balance::P2c,
-        Some("ip_hash") => Balance::IpHash,
-        Some("hash") => Balance::Hash,
-        Some("least_connections") => Balance::LeastConnections,
-        Some("least_response_time") => Balance::LeastResponseTime,
-        Some(other) => {
-            let reason = format!("unknown policy {other:?}; supported: {POLICIES}");
-            errors.push(ConfigError::invalid(format!("{at}.balance"), reason));
-            Balance::RoundRobin
-        }
-    }
+    let name = cluster.balance.as_deref().unwrap_or(Balance::RoundRobin.as_str());
+    Balance::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown policy {name:?}; supported: {}", one_of(&Balance::names()));
+        errors.push(ConfigError::invalid(format!("{at}.balance"), reason));
+        Balance::RoundRobin
+    })
 }
 
 fn validate_hash_key(
@@ -157,8 +147,7 @@ fn validate_hash_key(
     let key = format!("{at}.hash_key");
     let Some(text) = cluster.hash_key.as_deref() else {
         if balance == Balance::Hash {
-            let reason = "balance = \"hash\" needs a key: \"ip\", \"path\", \"header:NAME\" \
-                          or \"cookie:NAME\"";
+            let reason = format!("balance = \"hash\" needs a key: {}", HashKey::FORMS);
             errors.push(ConfigError::invalid(key, reason));
         }
         return HashKey::ClientIp;
@@ -166,22 +155,8 @@ fn validate_hash_key(
     if balance != Balance::Hash {
         errors.push(ConfigError::invalid(&key, "only used with balance = \"hash\""));
     }
-    let named = |name: &str| -> Option<Box<[u8]>> {
-        let valid = !name.is_empty()
-            && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
-        valid.then(|| name.as_bytes().into())
-    };
-    let parsed = match text.split_once(':') {
-        None if text == "ip" => Some(HashKey::ClientIp),
-        None if text == "path" => Some(HashKey::Path),
-        Some(("header", name)) => named(name).map(HashKey::Header),
-        Some(("cookie", name)) => named(name).map(HashKey::Cookie),
-        _ => None,
-    };
-    parsed.unwrap_or_else(|| {
-        let reason = format!(
-            "{text:?} is not a key; use \"ip\", \"path\", \"header:NAME\" or \"cookie:NAME\""
-        );
+    HashKey::from_name(text).unwrap_or_else(|| {
+        let reason = format!("{text:?} is not a key; use {}", HashKey::FORMS);
         errors.push(ConfigError::invalid(key, reason));
         HashKey::ClientIp
     })
@@ -390,17 +365,12 @@ fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigErro
         }
     };
     let weight = to_u32(ranged_signed(&format!("{at}.weight"), weight, 1, WEIGHT_MAX, errors));
-    let state = match state {
-        None | Some("active") => BackendState::Active,
-        Some("draining") => BackendState::Draining,
-        Some("disabled") => BackendState::Disabled,
-        Some(other) => {
-            let reason =
-                format!("unknown state {other:?}; use \"active\", \"draining\" or \"disabled\"");
-            errors.push(ConfigError::invalid(format!("{at}.state"), reason));
-            BackendState::Active
-        }
-    };
+    let name = state.unwrap_or(BackendState::Active.as_str());
+    let state = BackendState::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown state {name:?}; use {}", one_of(&BackendState::names()));
+        errors.push(ConfigError::invalid(format!("{at}.state"), reason));
+        BackendState::Active
+    });
     let resolved = match addr.parse::<SocketAddr>() {
         Ok(resolved) => Some(resolved),
         Err(_) => addr.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()),

@@ -8,6 +8,7 @@ mod cluster;
 mod error;
 mod guard;
 mod file;
+mod names;
 mod tls;
 mod validate;
 

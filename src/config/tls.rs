@@ -3,6 +3,7 @@
 
 use super::bounds::{Bounds, ranged, to_usize};
 use super::file::{FileClusterTls, FileListenerTls, FileRedirect};
+use super::names::one_of;
 use super::{ConfigError, ListenerTls, RouteAction};
 use crate::tls::client::{ClientSettings, ClientTls};
 use crate::tls::server::{CertificateFiles, ClientAuth, Provider, ServerSettings, ServerTls};
@@ -112,16 +113,12 @@ fn versions(
 }
 
 fn provider(at: &str, name: Option<&str>, errors: &mut Vec<ConfigError>) -> Provider {
-    match name {
-        None => PROVIDER,
-        Some("aws-lc-rs") => Provider::AwsLcRs,
-        Some("ring") => Provider::Ring,
-        Some(other) => {
-            let reason = format!("unknown provider {other:?}; use \"aws-lc-rs\" or \"ring\"");
-            errors.push(ConfigError::invalid(at, reason));
-            PROVIDER
-        }
-    }
+    let name = name.unwrap_or(PROVIDER.as_str());
+    Provider::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown provider {name:?}; use {}", one_of(&Provider::names()));
+        errors.push(ConfigError::invalid(at, reason));
+        PROVIDER
+    })
 }
 
 fn client_auth(at: &str, file: &FileListenerTls, errors: &mut Vec<ConfigError>) -> ClientAuth {

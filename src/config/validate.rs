@@ -12,6 +12,7 @@ use super::bounds::{
     ranged_signed, timeout_ms, to_u32, to_usize,
 };
 use super::file::{FileConfig, FileListener, FileNameValue, FileRespond, FileRoute, FileWorkers};
+use super::names::one_of;
 use super::{
     AccessLogConfig, AccessLogFormat, Admin, Cluster, ClusterId, Config, ConfigError, ConfigErrors,
     FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route,
@@ -114,17 +115,12 @@ fn validate_access_log(
 }
 
 fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoConfig {
-    let driver = match io.driver.as_deref() {
-        None | Some("auto") => IoDriver::Auto,
-        Some("io_uring") => IoDriver::IoUring,
-        Some("epoll") => IoDriver::Epoll,
-        Some(other) => {
-            let reason =
-                format!("unknown driver {other:?}; use \"auto\", \"io_uring\" or \"epoll\"");
-            errors.push(ConfigError::invalid("io.driver", reason));
-            IoDriver::Auto
-        }
-    };
+    let name = io.driver.as_deref().unwrap_or(IoDriver::Auto.as_str());
+    let driver = IoDriver::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown driver {name:?}; use {}", one_of(&IoDriver::names()));
+        errors.push(ConfigError::invalid("io.driver", reason));
+        IoDriver::Auto
+    });
     IoConfig {
         driver,
         ring_entries: to_u32(ranged(
@@ -333,16 +329,12 @@ fn validate_listener(
             validate_route(&format!("{at}.route[{route_index}]"), route, clusters, errors)
         })
         .collect();
-    let access_log = match listener.access_log.as_deref() {
-        None | Some("off") => AccessLogFormat::Off,
-        Some("combined") => AccessLogFormat::Combined,
-        Some("json") => AccessLogFormat::Json,
-        Some(other) => {
-            let reason = format!("unknown format {other:?}; use \"off\", \"combined\" or \"json\"");
-            errors.push(ConfigError::invalid(format!("{at}.access_log"), reason));
-            AccessLogFormat::Off
-        }
-    };
+    let name = listener.access_log.as_deref().unwrap_or(AccessLogFormat::Off.as_str());
+    let access_log = AccessLogFormat::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown format {name:?}; use {}", one_of(&AccessLogFormat::names()));
+        errors.push(ConfigError::invalid(format!("{at}.access_log"), reason));
+        AccessLogFormat::Off
+    });
     Listener {
         access_log,
         acl: super::guard::acl(&at, listener.allow.as_ref(), listener.deny.as_ref(), errors),

@@ -7,7 +7,7 @@
 mod config_json;
 
 use crate::config::BackendState;
-use crate::control::ControlState;
+use crate::control::{ControlState, ServeAdmin};
 use crate::http::{
     BodyFraming, HeadLimits, Method, Parsed, RequestHead, find_header, parse_request_head,
 };
@@ -49,6 +49,13 @@ impl Reply {
     fn error(status: u16, message: &str) -> Self {
         Self::json(status, &serde_json::json!({ "error": message }))
     }
+}
+
+/// What the control thread runs to serve `socket`: [`serve`] spawned on its runtime.
+pub fn server(socket: std::net::TcpListener) -> ServeAdmin {
+    Box::new(move |state| {
+        monoio::spawn(serve(socket, state));
+    })
 }
 
 /// Accepts admin connections until the control thread ends.

@@ -8,7 +8,5 @@ mod linger;
 mod refuse;
 mod report;
 
-pub use idle::IdleConnections;
-
 pub use http1::serve;
 pub use refuse::refuse;

@@ -1,6 +1,6 @@
 //! The control thread: beside the workers, one monoio runtime that runs the active health
-//! checks, merges the workers' stats snapshots, serves the admin listener and applies
-//! backend state changes. Nothing here is on a request's path.
+//! checks, merges the workers' stats snapshots, runs the admin listener `admin` hands it
+//! and applies backend state changes. Nothing here is on a request's path.
 //!
 //! Workers hear from it only through their control channel, between requests.
 
@@ -68,6 +68,10 @@ pub struct BackendReport {
 
 /// Reopens the access log file (after logrotate moved it).
 pub type Reopen = Arc<dyn Fn() + Send + Sync>;
+
+/// Starts the admin listener on the control thread, given the state it serves. `admin`
+/// provides it (`admin::server`), so that admin depends on control and not the reverse.
+pub type ServeAdmin = Box<dyn FnOnce(Rc<RefCell<ControlState>>) + Send>;
 
 /// Everything the control thread owns.
 pub struct ControlState {
@@ -144,7 +148,7 @@ impl ControlState {
         for worker in &self.workers {
             let _ = worker.send(message.clone());
         }
-        log::info!("cluster {cluster} backend {backend}: now {}", crate::admin::state_name(state));
+        log::info!("cluster {cluster} backend {backend}: now {}", state.as_str());
         Ok(())
     }
 
@@ -194,13 +198,13 @@ pub struct ControlStart {
     pub load_board: Arc<LoadBoard>,
     pub stats: flume::Receiver<(usize, WorkerStats)>,
     pub requests: flume::Receiver<Request>,
-    pub admin: Option<std::net::TcpListener>,
+    pub admin: Option<ServeAdmin>,
     pub reopen: Option<Reopen>,
 }
 
 impl std::fmt::Debug for ControlStart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlStart").field("admin", &self.admin).finish_non_exhaustive()
+        f.debug_struct("ControlStart").field("admin", &self.admin.is_some()).finish_non_exhaustive()
     }
 }
 
@@ -243,8 +247,8 @@ async fn run(start: ControlStart) {
         }
     };
     health::start(&config, Rc::new(publish));
-    if let Some(socket) = admin {
-        monoio::spawn(crate::admin::serve(socket, state.clone()));
+    if let Some(serve) = admin {
+        serve(state.clone());
     }
     let stats_state = state.clone();
     monoio::spawn(async move {

@@ -222,7 +222,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
         load_board,
         stats: stats_receiver,
         requests: request_receiver,
-        admin: admin_socket,
+        admin: admin_socket.map(crate::admin::server),
         reopen: access_log.clone().map(|log| -> control::Reopen { Arc::new(move || log.reopen()) }),
     })?;
     log::info!(

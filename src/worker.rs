@@ -2,10 +2,13 @@
 //! balancers, and buffers. Reached through `Rc`; nothing here is shared with another
 //! worker except the [`LoadBoard`] it writes on its load-sync tick.
 
+mod idle;
+
+pub use idle::IdleConnections;
+
 use crate::access_log::{RequestIdGenerator, WorkerLog, process_seed};
 use crate::config::RateLimitConfig;
 use crate::config::{BackendId, BackendState, ClusterId, Config};
-use crate::connection::IdleConnections;
 use crate::http::HeaderLine;
 use crate::limit::{RateExchange, RateLimiter};
 use crate::stats::{BackendGauge, StatsLayout, WorkerStats};

@@ -1,10 +1,7 @@
 //! The effective configuration as JSON for `GET /config`: every value after defaults,
 //! with secrets (the admin token, sticky-cookie keys) redacted.
 
-use crate::config::{
-    AccessLogFormat, Balance, Cluster, Config, HashKey, HostMatch, IoDriver, Listener, PathMatch,
-    Route, RouteAction, Workers,
-};
+use crate::config::{Cluster, Config, HostMatch, Listener, PathMatch, Route, RouteAction, Workers};
 use serde_json::{Value, json};
 
 const REDACTED: &str = "<redacted>";
@@ -16,11 +13,6 @@ pub(super) fn render(config: &Config) -> Value {
         Workers::Count(count) => json!(count),
         Workers::Cores(cores) => json!(cores),
     };
-    let driver = match config.io.driver {
-        IoDriver::Auto => "auto",
-        IoDriver::IoUring => "io_uring",
-        IoDriver::Epoll => "epoll",
-    };
     let limits = &config.limits;
     let timeouts = &config.timeouts;
     let log_path =
@@ -31,7 +23,7 @@ pub(super) fn render(config: &Config) -> Value {
         "workers": workers,
         "shutdown_timeout_ms": config.shutdown_timeout.as_millis(),
         "io": {
-            "driver": driver,
+            "driver": config.io.driver.as_str(),
             "ring_entries": config.io.ring_entries,
             "buffer_bytes": config.io.buffer_bytes,
         },
@@ -71,16 +63,11 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn listener_json(config: &Config, listener: &Listener) -> Value {
-    let access_log = match listener.access_log {
-        AccessLogFormat::Off => "off",
-        AccessLogFormat::Combined => "combined",
-        AccessLogFormat::Json => "json",
-    };
     json!({
         "name": listener.name,
         "addr": listener.addr.to_string(),
         "backlog": listener.backlog,
-        "access_log": access_log,
+        "access_log": listener.access_log.as_str(),
         "route": listener.routes.iter().map(|route| route_json(config, route)).collect::<Vec<_>>(),
     })
 }
@@ -115,21 +102,6 @@ fn route_json(config: &Config, route: &Route) -> Value {
 }
 
 fn cluster_json(cluster: &Cluster) -> Value {
-    let balance = match cluster.balance {
-        Balance::RoundRobin => "round_robin",
-        Balance::Random => "random",
-        Balance::P2c => "p2c",
-        Balance::IpHash => "ip_hash",
-        Balance::Hash => "hash",
-        Balance::LeastConnections => "least_connections",
-        Balance::LeastResponseTime => "least_response_time",
-    };
-    let hash_key = match &cluster.hash_key {
-        HashKey::ClientIp => "ip".to_owned(),
-        HashKey::Path => "path".to_owned(),
-        HashKey::Header(name) => format!("header:{}", text(name)),
-        HashKey::Cookie(name) => format!("cookie:{}", text(name)),
-    };
     let health = cluster.health_check.as_ref().map(|check| {
         json!({
             "kind": if check.http.is_some() { "http" } else { "tcp" },
@@ -148,15 +120,15 @@ fn cluster_json(cluster: &Cluster) -> Value {
                 "addr": backend.host,
                 "resolved": backend.addr.to_string(),
                 "weight": backend.weight,
-                "state": super::state_name(backend.state),
+                "state": backend.state.as_str(),
             })
         })
         .collect();
     json!({
         "name": cluster.name,
         "backends": backends,
-        "balance": balance,
-        "hash_key": hash_key,
+        "balance": cluster.balance.as_str(),
+        "hash_key": cluster.hash_key.to_string(),
         "bounded_load": cluster.bounded_load,
         "slow_start_ms": cluster.slow_start.as_millis(),
         "connect_timeout_ms": cluster.connect_timeout.as_millis(),

@@ -7,7 +7,7 @@
 mod config_json;
 
 use crate::config::BackendState;
-use crate::control::ControlState;
+use crate::control::{ControlState, ServeAdmin};
 use crate::http::{
     BodyFraming, HeadLimits, Method, Parsed, RequestHead, find_header, parse_request_head,
 };
@@ -49,6 +49,13 @@ impl Reply {
     fn error(status: u16, message: &str) -> Self {
         Self::json(status, &serde_json::json!({ "error": message }))
     }
+}
+
+/// What the control thread runs to serve `socket`: [`serve`] spawned on its runtime.
+pub fn server(socket: std::net::TcpListener) -> ServeAdmin {
+    Box::new(move |state| {
+        monoio::spawn(serve(socket, state));
+    })
 }
 
 /// Accepts admin connections until the control thread ends.
@@ -226,7 +233,7 @@ fn report_json(report: &crate::control::BackendReport) -> serde_json::Value {
     serde_json::json!({
         "cluster": report.cluster,
         "backend": report.backend,
-        "state": state_name(report.state),
+        "state": report.state.as_str(),
         "up": report.is_up,
         "in_flight": report.in_flight,
     })
@@ -257,12 +264,7 @@ fn requested_state(body: &[u8], query: &[u8]) -> Option<BackendState> {
         }
         .map(String::into_bytes)
     };
-    match from_query.or_else(from_body)?.as_slice() {
-        b"active" => Some(BackendState::Active),
-        b"draining" => Some(BackendState::Draining),
-        b"disabled" => Some(BackendState::Disabled),
-        _ => None,
-    }
+    BackendState::from_name(std::str::from_utf8(&from_query.or_else(from_body)?).ok()?)
 }
 
 fn set_state(
@@ -279,15 +281,6 @@ fn set_state(
     match result {
         Ok(()) => backend_reply(&state.borrow(), cluster, backend),
         Err(message) => Reply::error(404, &message),
-    }
-}
-
-/// The config and API name of a backend state.
-pub fn state_name(state: BackendState) -> &'static str {
-    match state {
-        BackendState::Active => "active",
-        BackendState::Draining => "draining",
-        BackendState::Disabled => "disabled",
     }
 }
 

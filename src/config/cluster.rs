@@ -1,16 +1,19 @@
 //! Validates one `[cluster.NAME]`: backends, balancing, health checks, outlier ejection,
 //! retries and cookie persistence.
 
-use super::file::{FileBackend, FileCluster, FileHealthCheck, FileOutlier, FileSticky};
-use super::validate::{
+use super::bounds::{
     Bounds, CONNECT_TIMEOUT_MS, POOL_IDLE_MAX, POOL_IDLE_TIMEOUT_MS, POOL_REQUESTS_MAX,
-    RESPONSE_TIMEOUT_MS, ranged, ranged_signed, timeout_ms, to_u32, to_usize,
+    RESPONSE_TIMEOUT_MS, TIMEOUT_MS_MAX, ranged, ranged_signed, timeout_ms, to_u32, to_usize,
 };
+use super::file::{FileBackend, FileCluster, FileHealthCheck, FileOutlier, FileSticky};
+use super::names::one_of;
 use super::{
     Backend, BackendState, Balance, Cluster, ConfigError, HashKey, HealthCheck, HttpCheck, Outlier,
-    Sticky,
+    Sticky, StickyKey,
 };
+use aws_lc_rs::hmac;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 const WEIGHT_MAX: u64 = 10_000;
@@ -27,9 +30,6 @@ const OUTLIER_FAILURES: u64 = 5;
 const OUTLIER_EJECT_MS: u64 = 10_000;
 const OUTLIER_EJECT_MAX_MS: u64 = 300_000;
 const STICKY_COOKIE: &str = "RINGWAY_BACKEND";
-
-const POLICIES: &str = "\"round_robin\", \"random\", \"p2c\", \"ip_hash\", \"hash\", \
-                        \"least_connections\", \"least_response_time\"";
 
 /// Builds the [`Cluster`] named `name`, pushing every problem into `errors`.
 #[expect(clippy::too_many_lines, reason = "one line per config key; a split would hide the list")]
@@ -93,7 +93,7 @@ pub(super) fn validate_cluster(
         slow_start: Duration::from_millis(ranged(
             &format!("{at}.slow_start_ms"),
             cluster.slow_start_ms,
-            Bounds { default: 0, min: 0, max: super::validate::TIMEOUT_MS_MAX },
+            Bounds { default: 0, min: 0, max: TIMEOUT_MS_MAX },
             errors,
         )),
         load_sync_interval: ms(
@@ -130,20 +130,12 @@ pub(super) fn validate_cluster(
 }
 
 fn validate_balance(at: &str, cluster: &FileCluster, errors: &mut Vec<ConfigError>) -> Balance {
-    match cluster.balance.as_deref() {
-        None | Some("round_robin") => Balance::RoundRobin,
-        Some("random") => Balance::Random,
-        Some("p2c") => Balance::P2c,
-        Some("ip_hash") => Balance::IpHash,
-        Some("hash") => Balance::Hash,
-        Some("least_connections") => Balance::LeastConnections,
-        Some("least_response_time") => Balance::LeastResponseTime,
-        Some(other) => {
-            let reason = format!("unknown policy {other:?}; supported: {POLICIES}");
-            errors.push(ConfigError::invalid(format!("{at}.balance"), reason));
-            Balance::RoundRobin
-        }
-    }
+    let name = cluster.balance.as_deref().unwrap_or(Balance::RoundRobin.as_str());
+    Balance::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown policy {name:?}; supported: {}", one_of(&Balance::names()));
+        errors.push(ConfigError::invalid(format!("{at}.balance"), reason));
+        Balance::RoundRobin
+    })
 }
 
 fn validate_hash_key(
@@ -155,8 +147,7 @@ fn validate_hash_key(
     let key = format!("{at}.hash_key");
     let Some(text) = cluster.hash_key.as_deref() else {
         if balance == Balance::Hash {
-            let reason = "balance = \"hash\" needs a key: \"ip\", \"path\", \"header:NAME\" \
-                          or \"cookie:NAME\"";
+            let reason = format!("balance = \"hash\" needs a key: {}", HashKey::FORMS);
             errors.push(ConfigError::invalid(key, reason));
         }
         return HashKey::ClientIp;
@@ -164,22 +155,8 @@ fn validate_hash_key(
     if balance != Balance::Hash {
         errors.push(ConfigError::invalid(&key, "only used with balance = \"hash\""));
     }
-    let named = |name: &str| -> Option<Box<[u8]>> {
-        let valid = !name.is_empty()
-            && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
-        valid.then(|| name.as_bytes().into())
-    };
-    let parsed = match text.split_once(':') {
-        None if text == "ip" => Some(HashKey::ClientIp),
-        None if text == "path" => Some(HashKey::Path),
-        Some(("header", name)) => named(name).map(HashKey::Header),
-        Some(("cookie", name)) => named(name).map(HashKey::Cookie),
-        _ => None,
-    };
-    parsed.unwrap_or_else(|| {
-        let reason = format!(
-            "{text:?} is not a key; use \"ip\", \"path\", \"header:NAME\" or \"cookie:NAME\""
-        );
+    HashKey::from_name(text).unwrap_or_else(|| {
+        let reason = format!("{text:?} is not a key; use {}", HashKey::FORMS);
         errors.push(ConfigError::invalid(key, reason));
         HashKey::ClientIp
     })
@@ -344,11 +321,40 @@ fn validate_sticky(
     if attributes.bytes().any(|byte| byte.is_ascii_control()) {
         errors.push(ConfigError::invalid(at, "cookie attributes may not hold control characters"));
     }
-    // Without a configured key the cookie still names no address, but it can be guessed
-    // from the config; set `key` to make it unguessable.
-    let key_text = sticky.key.clone().unwrap_or_else(|| format!("ringway-sticky:{cluster}"));
-    let key = crate::balance::hash_key(key_text.as_bytes());
+    let key = match &sticky.key {
+        Some(text) => Some(derive_sticky_key(text.as_bytes(), b"")),
+        // Without a configured key each process makes its own: cookies are unforgeable but
+        // do not outlive a restart nor carry over to another instance.
+        None => process_secret().map(|secret| derive_sticky_key(secret, cluster.as_bytes())),
+    };
+    let key = key.unwrap_or_else(|| {
+        let reason = "no random source for a sticky key; set `key`";
+        errors.push(ConfigError::invalid(format!("{at}.key"), reason));
+        StickyKey([0; 32])
+    });
     Sticky { cookie, attributes, key }
+}
+
+/// The 32-byte sticky key: HMAC-SHA256 keyed by `secret` over a label and `context`, so the
+/// configured text of any length becomes a full-size key of its own.
+fn derive_sticky_key(secret: &[u8], context: &[u8]) -> StickyKey {
+    let mut signing = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, secret));
+    signing.update(b"ringway sticky-cookie key:");
+    signing.update(context);
+    let mut key = [0; 32];
+    key.copy_from_slice(signing.sign().as_ref());
+    StickyKey(key)
+}
+
+/// 32 random bytes drawn once per process, or `None` when the system has no random source.
+fn process_secret() -> Option<&'static [u8; 32]> {
+    static SECRET: OnceLock<Option<[u8; 32]>> = OnceLock::new();
+    SECRET
+        .get_or_init(|| {
+            let mut secret = [0; 32];
+            aws_lc_rs::rand::fill(&mut secret).ok().map(|()| secret)
+        })
+        .as_ref()
 }
 
 fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigError>) -> Backend {
@@ -359,17 +365,12 @@ fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigErro
         }
     };
     let weight = to_u32(ranged_signed(&format!("{at}.weight"), weight, 1, WEIGHT_MAX, errors));
-    let state = match state {
-        None | Some("active") => BackendState::Active,
-        Some("draining") => BackendState::Draining,
-        Some("disabled") => BackendState::Disabled,
-        Some(other) => {
-            let reason =
-                format!("unknown state {other:?}; use \"active\", \"draining\" or \"disabled\"");
-            errors.push(ConfigError::invalid(format!("{at}.state"), reason));
-            BackendState::Active
-        }
-    };
+    let name = state.unwrap_or(BackendState::Active.as_str());
+    let state = BackendState::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown state {name:?}; use {}", one_of(&BackendState::names()));
+        errors.push(ConfigError::invalid(format!("{at}.state"), reason));
+        BackendState::Active
+    });
     let resolved = match addr.parse::<SocketAddr>() {
         Ok(resolved) => Some(resolved),
         Err(_) => addr.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()),

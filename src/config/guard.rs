@@ -127,20 +127,12 @@ pub(super) fn rate_limit(
             max: u64::from(u32::MAX),
         });
     }
-    let key = match file
-        .key
-        .as_deref()
-        .map(|key| key.split_once(':').map_or((key, None), |(kind, name)| (kind, Some(name))))
-    {
-        None | Some(("ip", None)) => RateKey::ClientIp,
-        Some(("route", None)) => RateKey::Route,
-        Some(("header", Some(name))) if !name.is_empty() => RateKey::Header(name.as_bytes().into()),
-        Some(_) => {
-            let reason = "use \"ip\", \"route\" or \"header:NAME\"";
-            errors.push(ConfigError::invalid(format!("{at}.key"), reason));
-            RateKey::ClientIp
-        }
-    };
+    let key = file.key.as_deref().map_or(Some(RateKey::ClientIp), RateKey::from_name);
+    let key = key.unwrap_or_else(|| {
+        let reason = format!("use {}", RateKey::FORMS);
+        errors.push(ConfigError::invalid(format!("{at}.key"), reason));
+        RateKey::ClientIp
+    });
     let keys_max = file.keys_max.unwrap_or(RATE_KEYS_MAX);
     if !(1..=RATE_KEYS_CEILING).contains(&keys_max) {
         errors.push(ConfigError::OutOfRange {

@@ -3,10 +3,12 @@
 //! [`Config`] holds domain types only (addresses, durations, ids), so nothing downstream
 //! meets an unchecked value. Workers share one `Arc<Config>` read-only.
 
+mod bounds;
 mod cluster;
 mod error;
 mod guard;
 mod file;
+mod names;
 mod tls;
 mod validate;
 
@@ -343,8 +345,20 @@ pub struct Sticky {
     pub cookie: String,
     /// The attributes after `NAME=VALUE`, rendered once: `; Path=/; HttpOnly`.
     pub attributes: String,
-    /// Keys the hash that names a backend in the cookie, so the value reveals nothing.
-    pub key: u64,
+    /// Keys the MAC that names a backend in the cookie, so the value reveals nothing and
+    /// cannot be forged.
+    pub key: StickyKey,
+}
+
+/// The secret that keys sticky-cookie values: 32 bytes, derived from `sticky.key` when it is
+/// set (so every process and instance agrees) and random per process otherwise.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StickyKey(pub [u8; 32]);
+
+impl std::fmt::Debug for StickyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StickyKey(<redacted>)")
+    }
 }
 
 /// A named set of backends and how to talk to them.

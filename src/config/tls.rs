@@ -1,8 +1,9 @@
 //! Checks the `tls` sections of listeners and clusters and loads their files: a missing
 //! file, a bad PEM or a key that does not match its certificate is reported with its key.
 
+use super::bounds::{Bounds, ranged, to_usize};
 use super::file::{FileClusterTls, FileListenerTls, FileRedirect};
-use super::validate::{Bounds, ranged};
+use super::names::one_of;
 use super::{ConfigError, ListenerTls, RouteAction};
 use crate::tls::client::{ClientSettings, ClientTls};
 use crate::tls::server::{CertificateFiles, ClientAuth, Provider, ServerSettings, ServerTls};
@@ -63,7 +64,7 @@ pub(super) fn listener_tls(
         provider: provider(&format!("{at}.provider"), file.provider.as_deref(), errors),
         client_auth: client_auth(&at, file, errors),
         client_ca: file.client_ca.as_ref().map(PathBuf::from),
-        session_cache_entries: super::validate::to_usize(ranged(
+        session_cache_entries: to_usize(ranged(
             &format!("{at}.session_cache_entries"),
             file.session_cache_entries,
             Bounds { default: SESSION_CACHE_ENTRIES, min: 0, max: 10_000_000 },
@@ -112,16 +113,12 @@ fn versions(
 }
 
 fn provider(at: &str, name: Option<&str>, errors: &mut Vec<ConfigError>) -> Provider {
-    match name {
-        None => PROVIDER,
-        Some("aws-lc-rs") => Provider::AwsLcRs,
-        Some("ring") => Provider::Ring,
-        Some(other) => {
-            let reason = format!("unknown provider {other:?}; use \"aws-lc-rs\" or \"ring\"");
-            errors.push(ConfigError::invalid(at, reason));
-            PROVIDER
-        }
-    }
+    let name = name.unwrap_or(PROVIDER.as_str());
+    Provider::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown provider {name:?}; use {}", one_of(&Provider::names()));
+        errors.push(ConfigError::invalid(at, reason));
+        PROVIDER
+    })
 }
 
 fn client_auth(at: &str, file: &FileListenerTls, errors: &mut Vec<ConfigError>) -> ClientAuth {

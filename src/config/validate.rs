@@ -1,9 +1,18 @@
 //! Checks a [`FileConfig`] and builds the [`Config`], collecting every problem.
 //!
-//! Each problem names its TOML key. Defaults and bounds are the named constants below;
-//! `config/example.toml` shows the same defaults.
+//! Each problem names its TOML key. Defaults and bounds are the named constants in
+//! [`super::bounds`]; `config/example.toml` shows the same defaults.
 
+use super::bounds::{
+    ADMIN_ADDR, BACKLOG, BODY_BUFFER_BYTES, BODY_BYTES_MAX, BODY_RATE_MIN_BYTES, BUFFER_BYTES,
+    Bounds, CHUNK_EXTENSION_BYTES_MAX, CLIENT_BODY_TIMEOUT_MS, CLIENT_HEADER_TIMEOUT_MS,
+    CLIENT_WRITE_TIMEOUT_MS, HEADER_BYTES_MAX, HEADERS_COUNT_MAX, IDLE_BUFFERS_MAX,
+    KEEP_ALIVE_TIMEOUT_MS, REQUEST_BUFFER_BYTES, REQUEST_BUFFERS_BYTES_MAX, RING_ENTRIES,
+    SHUTDOWN_TIMEOUT_MS, STATS_INTERVAL_MS, TRAILER_BYTES_MAX, URI_BYTES_MAX, ranged,
+    ranged_signed, timeout_ms, to_u32, to_usize,
+};
 use super::file::{FileConfig, FileListener, FileNameValue, FileRespond, FileRoute, FileWorkers};
+use super::names::one_of;
 use super::{
     AccessLogConfig, AccessLogFormat, Admin, Cluster, ClusterId, Config, ConfigError, ConfigErrors,
     FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route,
@@ -13,40 +22,6 @@ use crate::http::{ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub(crate) const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
-pub(crate) const STATS_INTERVAL_MS: u64 = 1_000;
-pub(crate) const ADMIN_ADDR: &str = "127.0.0.1:9901";
-pub(crate) const RING_ENTRIES: u64 = 1024;
-pub(crate) const BUFFER_BYTES: u64 = 16 * 1024;
-/// Connections per worker up to which idle ones keep their buffer: 256 x 16 KiB = 4 MiB.
-pub(crate) const IDLE_BUFFERS_MAX: u64 = 256;
-/// Relay buffer for bodies larger than `buffer_bytes`.
-pub(crate) const BODY_BUFFER_BYTES: u64 = 128 * 1024;
-pub(crate) const HEADER_BYTES_MAX: u64 = 16 * 1024;
-pub(crate) const HEADERS_COUNT_MAX: u64 = 100;
-pub(crate) const URI_BYTES_MAX: u64 = 8 * 1024;
-pub(crate) const BODY_BYTES_MAX: u64 = 100 * 1024 * 1024;
-pub(crate) const CHUNK_EXTENSION_BYTES_MAX: u64 = 4096;
-pub(crate) const TRAILER_BYTES_MAX: u64 = 16 * 1024;
-/// 1 KiB/s: a client slower than a 9.6 kbit/s modem is a slow-body attack, not a user.
-pub(crate) const BODY_RATE_MIN_BYTES: u64 = 1024;
-/// As nginx's `client_body_buffer_size` on 64-bit machines: most form posts and API
-/// bodies fit.
-pub(crate) const REQUEST_BUFFER_BYTES: u64 = 64 * 1024;
-/// 1,024 bodies of 64 KiB buffered at once per worker.
-pub(crate) const REQUEST_BUFFERS_BYTES_MAX: u64 = 64 * 1024 * 1024;
-pub(crate) const CLIENT_HEADER_TIMEOUT_MS: u64 = 10_000;
-pub(crate) const CLIENT_BODY_TIMEOUT_MS: u64 = 60_000;
-pub(crate) const CLIENT_WRITE_TIMEOUT_MS: u64 = 60_000;
-pub(crate) const KEEP_ALIVE_TIMEOUT_MS: u64 = 75_000;
-pub(crate) const BACKLOG: u64 = 1024;
-pub(crate) const CONNECT_TIMEOUT_MS: u64 = 3_000;
-pub(crate) const RESPONSE_TIMEOUT_MS: u64 = 60_000;
-pub(crate) const POOL_IDLE_MAX: u64 = 32;
-pub(crate) const POOL_IDLE_TIMEOUT_MS: u64 = 60_000;
-pub(crate) const POOL_REQUESTS_MAX: u64 = 10_000;
-/// The longest timeout any key accepts: one day.
-pub(crate) const TIMEOUT_MS_MAX: u64 = 86_400_000;
 const WORKERS_MAX: u64 = 4096;
 
 /// Parses `text` as TOML and validates it into a [`Config`], or reports every problem.
@@ -140,17 +115,12 @@ fn validate_access_log(
 }
 
 fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoConfig {
-    let driver = match io.driver.as_deref() {
-        None | Some("auto") => IoDriver::Auto,
-        Some("io_uring") => IoDriver::IoUring,
-        Some("epoll") => IoDriver::Epoll,
-        Some(other) => {
-            let reason =
-                format!("unknown driver {other:?}; use \"auto\", \"io_uring\" or \"epoll\"");
-            errors.push(ConfigError::invalid("io.driver", reason));
-            IoDriver::Auto
-        }
-    };
+    let name = io.driver.as_deref().unwrap_or(IoDriver::Auto.as_str());
+    let driver = IoDriver::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown driver {name:?}; use {}", one_of(&IoDriver::names()));
+        errors.push(ConfigError::invalid("io.driver", reason));
+        IoDriver::Auto
+    });
     IoConfig {
         driver,
         ring_entries: to_u32(ranged(
@@ -178,21 +148,6 @@ fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoCon
             errors,
         )),
     }
-}
-
-/// A `*_timeout_ms` key as a duration.
-pub(super) fn timeout_ms(
-    key: &str,
-    value: Option<u64>,
-    default: u64,
-    errors: &mut Vec<ConfigError>,
-) -> Duration {
-    Duration::from_millis(ranged(
-        key,
-        value,
-        Bounds { default, min: 1, max: TIMEOUT_MS_MAX },
-        errors,
-    ))
 }
 
 fn validate_timeouts(file: &super::file::FileTimeouts, errors: &mut Vec<ConfigError>) -> Timeouts {
@@ -374,16 +329,12 @@ fn validate_listener(
             validate_route(&format!("{at}.route[{route_index}]"), route, clusters, errors)
         })
         .collect();
-    let access_log = match listener.access_log.as_deref() {
-        None | Some("off") => AccessLogFormat::Off,
-        Some("combined") => AccessLogFormat::Combined,
-        Some("json") => AccessLogFormat::Json,
-        Some(other) => {
-            let reason = format!("unknown format {other:?}; use \"off\", \"combined\" or \"json\"");
-            errors.push(ConfigError::invalid(format!("{at}.access_log"), reason));
-            AccessLogFormat::Off
-        }
-    };
+    let name = listener.access_log.as_deref().unwrap_or(AccessLogFormat::Off.as_str());
+    let access_log = AccessLogFormat::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown format {name:?}; use {}", one_of(&AccessLogFormat::names()));
+        errors.push(ConfigError::invalid(format!("{at}.access_log"), reason));
+        AccessLogFormat::Off
+    });
     Listener {
         access_log,
         acl: super::guard::acl(&at, listener.allow.as_ref(), listener.deny.as_ref(), errors),
@@ -559,64 +510,4 @@ fn validate_respond(
     }
     head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     FixedResponse { status, head: head.into_bytes().into(), body: body.into() }
-}
-
-/// `value` or `default`, checked against `min..=max`.
-/// The default and the accepted range of a numeric key.
-#[derive(Clone, Copy)]
-pub(super) struct Bounds {
-    pub(super) default: u64,
-    pub(super) min: u64,
-    pub(super) max: u64,
-}
-
-pub(super) fn ranged(
-    key: &str,
-    value: Option<u64>,
-    bounds: Bounds,
-    errors: &mut Vec<ConfigError>,
-) -> u64 {
-    let Bounds { default, min, max } = bounds;
-    let value = value.unwrap_or(default);
-    if (min..=max).contains(&value) {
-        value
-    } else {
-        errors.push(ConfigError::OutOfRange {
-            at: key.to_owned(),
-            value: i128::from(value),
-            min,
-            max,
-        });
-        default.clamp(min, max)
-    }
-}
-
-/// A signed value from the file (TOML integers are signed), checked against `min..=max`.
-pub(super) fn ranged_signed(
-    key: &str,
-    value: i64,
-    min: u64,
-    max: u64,
-    errors: &mut Vec<ConfigError>,
-) -> u64 {
-    match u64::try_from(value) {
-        Ok(value) if (min..=max).contains(&value) => value,
-        _ => {
-            errors.push(ConfigError::OutOfRange {
-                at: key.to_owned(),
-                value: i128::from(value),
-                min,
-                max,
-            });
-            min
-        }
-    }
-}
-
-pub(super) fn to_u32(value: u64) -> u32 {
-    u32::try_from(value).unwrap_or(u32::MAX)
-}
-
-pub(super) fn to_usize(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
 }

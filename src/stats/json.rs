@@ -29,7 +29,7 @@
 use super::aggregate::{Aggregate, Merged, backend_state};
 use super::latency::Latency;
 use super::worker::{BackendStats, ListenerStats, WorkerStats};
-use super::{ClassCounts, ControlView, RejectReason, STATUS_CLASSES, StatsLayout, state_str};
+use super::{ClassCounts, ControlView, RejectReason, STATUS_CLASSES, StatsLayout};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
@@ -244,7 +244,7 @@ fn clusters_json<'a>(
         let state = backend_state(view, index);
         let backend = BackendJson {
             name: &label.name,
-            state: state_str(state),
+            state: state.as_str(),
             up: summary.is_up(state),
             healthy_workers: summary.healthy_workers,
             ejected_workers: summary.ejected_workers,

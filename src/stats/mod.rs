@@ -176,15 +176,6 @@ impl ClassCounts {
     }
 }
 
-/// The label value of a backend's admin state.
-fn state_str(state: BackendState) -> &'static str {
-    match state {
-        BackendState::Active => "active",
-        BackendState::Draining => "draining",
-        BackendState::Disabled => "disabled",
-    }
-}
-
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

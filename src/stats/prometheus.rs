@@ -7,7 +7,7 @@
 use super::aggregate::{Aggregate, Merged, backend_state};
 use super::latency::{BUCKET_BOUNDS_LABELS, Latency};
 use super::worker::WorkerStats;
-use super::{ClassCounts, ControlView, RejectReason, STATUS_CLASSES, StatsLayout, state_str};
+use super::{ClassCounts, ControlView, RejectReason, STATUS_CLASSES, StatsLayout};
 use crate::config::BackendState;
 use std::fmt::{Display, Write};
 
@@ -177,7 +177,7 @@ fn render_backend_gauges(
     for (index, ((labels, _), _)) in rows() {
         let state = backend_state(view, index);
         for each in [BackendState::Active, BackendState::Draining, BackendState::Disabled] {
-            let labels = [labels[0], labels[1], ("state", state_str(each))];
+            let labels = [labels[0], labels[1], ("state", each.as_str())];
             sample(out, name, &labels, u8::from(each == state));
         }
     }

@@ -8,7 +8,8 @@
 use crate::balance::{
     Balancer, Candidate, PeakEwma, Policy, WEIGHT_SCALE, hash_key, slow_start_weight,
 };
-use crate::config::{Backend, BackendId, BackendState, Balance, Cluster, Config};
+use crate::config::{Backend, BackendId, BackendState, Balance, Cluster, Config, StickyKey};
+use aws_lc_rs::{constant_time, hmac};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,12 @@ use std::time::{Duration, Instant};
 const RETRY_TOKENS_MAX: f64 = 100.0;
 /// Clusters larger than this build their candidate list on the heap.
 const STACK_CANDIDATES: usize = 64;
+/// Bytes of HMAC-SHA256 kept in a sticky-cookie value. 96 bits (as HMAC-SHA1-96): a guess
+/// passes with odds 2^-96 per backend, and every guess costs the forger a request. 16 base64
+/// characters is the value length the response writer in `proxy/http.rs` takes.
+const STICKY_TAG_BYTES: usize = 12;
+/// Characters of a sticky-cookie value: the tag in unpadded base64url, always this long.
+const STICKY_VALUE_LEN: usize = STICKY_TAG_BYTES / 3 * 4;
 
 /// One backend as this worker sees it.
 #[derive(Debug, Clone)]
@@ -63,7 +70,7 @@ pub struct ClusterStatus {
     balancer: Balancer,
     retry_tokens: f64,
     /// The sticky-cookie value that names each backend.
-    sticky_values: Vec<[u8; 16]>,
+    sticky_values: Vec<[u8; STICKY_VALUE_LEN]>,
 }
 
 impl ClusterStatus {
@@ -83,7 +90,7 @@ impl ClusterStatus {
         };
         let seed =
             hash_key(cluster.name.as_bytes()) ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let key = cluster.sticky.as_ref().map_or(0, |sticky| sticky.key);
+        let key = cluster.sticky.as_ref().map(|sticky| &sticky.key);
         Self {
             backends: cluster
                 .backends
@@ -92,11 +99,12 @@ impl ClusterStatus {
                 .collect(),
             balancer: Balancer::new(policy, &names, &weights, seed),
             retry_tokens: RETRY_TOKENS_MAX,
-            sticky_values: cluster
-                .backends
-                .iter()
-                .map(|backend| sticky_value(key, backend))
-                .collect(),
+            sticky_values: match key {
+                Some(key) => {
+                    cluster.backends.iter().map(|backend| sticky_value(key, backend)).collect()
+                }
+                None => Vec::new(),
+            },
         }
     }
 
@@ -158,14 +166,23 @@ impl ClusterStatus {
     }
 
     /// The backend a sticky cookie value names, when it may take the request.
+    ///
+    /// The value is compared with every backend's in constant time and without stopping at
+    /// a match, so the time taken tells a forger nothing about how close a guess came.
     pub fn sticky_backend(&self, value: &[u8], now: Instant) -> Option<BackendId> {
-        let index = self.sticky_values.iter().position(|known| known.as_slice() == value)?;
+        let mut found = None;
+        for (index, known) in self.sticky_values.iter().enumerate() {
+            if constant_time::verify_slices_are_equal(known, value).is_ok() {
+                found = Some(index);
+            }
+        }
+        let index = found?;
         let id = BackendId(u32::try_from(index).ok()?);
         self.is_eligible(index, now, false).then_some(id)
     }
 
-    /// The sticky-cookie value that names `backend`.
-    pub fn sticky_value(&self, backend: BackendId) -> &[u8; 16] {
+    /// The sticky-cookie value that names `backend`. Only for a cluster with `sticky`.
+    pub fn sticky_value(&self, backend: BackendId) -> &[u8; STICKY_VALUE_LEN] {
         &self.sticky_values[backend.0 as usize]
     }
 
@@ -260,18 +277,26 @@ fn fresh_status(backend: &Backend, slow_start: Duration, now: Instant) -> Backen
     }
 }
 
-/// The cookie value naming `backend`: a keyed hash of its configured address, in hex, so
-/// the cookie does not reveal the address.
-fn sticky_value(key: u64, backend: &Backend) -> [u8; 16] {
-    let mut input = key.to_le_bytes().to_vec();
-    input.extend_from_slice(backend.host.as_bytes());
-    let hash = hash_key(&input);
-    let mut value = [0u8; 16];
-    for (index, slot) in value.iter_mut().enumerate() {
-        let nibble = (hash >> (60 - 4 * index)) & 0xf;
-        *slot = b"0123456789abcdef"[nibble as usize];
+/// The cookie value naming `backend`: HMAC-SHA256 of its configured address keyed by the
+/// cluster's sticky key, truncated to [`STICKY_TAG_BYTES`] and written in base64url. It
+/// reveals nothing about the address, and without the key it cannot be made or reversed.
+fn sticky_value(key: &StickyKey, backend: &Backend) -> [u8; STICKY_VALUE_LEN] {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key.0), backend.host.as_bytes());
+    base64url(&tag.as_ref()[..STICKY_TAG_BYTES])
+}
+
+/// Unpadded base64url (RFC 4648 section 5) of a whole number of 3-byte groups.
+fn base64url(bytes: &[u8]) -> [u8; STICKY_VALUE_LEN] {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    debug_assert_eq!(bytes.len() / 3 * 4, STICKY_VALUE_LEN);
+    let mut out = [0; STICKY_VALUE_LEN];
+    for (group, chars) in bytes.chunks_exact(3).zip(out.chunks_exact_mut(4)) {
+        let bits = u32::from(group[0]) << 16 | u32::from(group[1]) << 8 | u32::from(group[2]);
+        for (index, slot) in chars.iter_mut().enumerate() {
+            *slot = ALPHABET[(bits >> (18 - 6 * index)) as usize & 0x3f];
+        }
     }
-    value
+    out
 }
 
 /// The weight a balancer gives the other workers' in-flight counts: 1 / (2 x workers),
@@ -466,6 +491,8 @@ mod tests {
         assert!(!String::from_utf8_lossy(&value).contains("9003"));
         assert_eq!(status.sticky_backend(&value, now), Some(BackendId(2)));
         assert_eq!(status.sticky_backend(b"0000000000000000", now), None);
+        assert_eq!(status.sticky_backend(b"", now), None);
+        assert_eq!(status.sticky_backend(&value[..15], now), None, "a prefix");
         status.set_health(BackendId(2), false, now);
         assert_eq!(
             status.sticky_backend(&value, now),
@@ -474,6 +501,70 @@ mod tests {
         );
         let other_worker = ClusterStatus::new(&cluster, 5, now);
         assert_eq!(other_worker.sticky_value(BackendId(2)), &value, "same on every worker");
+    }
+
+    fn sticky_status(key: &str) -> ClusterStatus {
+        let cluster = cluster(&format!("[cluster.api.sticky]\nkey = {key:?}"));
+        ClusterStatus::new(&cluster, 0, Instant::now())
+    }
+
+    #[test]
+    fn sticky_values_are_fixed_length_base64url_stable_and_distinct() {
+        let (first, again) = (sticky_status("one"), sticky_status("one"));
+        let other_key = sticky_status("two");
+        let mut seen = Vec::new();
+        for status in [&first, &other_key] {
+            for backend in 0..3 {
+                let value = *status.sticky_value(BackendId(backend));
+                let alphabet = |byte: &u8| byte.is_ascii_alphanumeric() || b"-_".contains(byte);
+                assert!(value.iter().all(alphabet), "{}", value.escape_ascii());
+                assert!(!seen.contains(&value), "{} named twice", value.escape_ascii());
+                seen.push(value);
+            }
+        }
+        for backend in 0..3 {
+            let id = BackendId(backend);
+            assert_eq!(first.sticky_value(id), again.sticky_value(id), "same key, same value");
+        }
+    }
+
+    #[test]
+    fn sticky_values_from_another_key_or_edited_are_refused() {
+        let now = Instant::now();
+        let status = sticky_status("one");
+        let other_key = sticky_status("two");
+        for backend in 0..3 {
+            let value = *status.sticky_value(BackendId(backend));
+            assert_eq!(status.sticky_backend(&value, now), Some(BackendId(backend)));
+            let forged = *other_key.sticky_value(BackendId(backend));
+            assert_eq!(status.sticky_backend(&forged, now), None, "another key's value");
+            for position in 0..value.len() {
+                for replacement in [b'A', b'z', b'0', b'-', b'_'] {
+                    let mut edited = value;
+                    edited[position] = replacement;
+                    if edited != value {
+                        let text = edited.escape_ascii();
+                        assert_eq!(status.sticky_backend(&edited, now), None, "{text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sticky_value_is_pinned_for_a_key_and_address() {
+        // HMAC-SHA256(key, "127.0.0.1:9001"), the key being HMAC-SHA256("pinned",
+        // "ringway sticky-cookie key:"): a change of either derivation breaks every cookie
+        // in the field, so it must be deliberate. Checked against Python's hmac module.
+        let status = sticky_status("pinned");
+        let value = status.sticky_value(BackendId(0));
+        assert_eq!(value.escape_ascii().to_string(), "mfdzytDZqyiu2pkN");
+    }
+
+    #[test]
+    fn base64url_encodes_groups_of_three() {
+        let bytes = [0xfb, 0xff, 0xbf, 0, 0, 0, 0x14, 0xfb, 0x9c, 0x03, 0xd9, 0x7e];
+        assert_eq!(&base64url(&bytes), b"-_-_AAAAFPucA9l-");
     }
 
     #[test]

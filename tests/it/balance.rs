@@ -360,7 +360,8 @@ fn sticky_value(set_cookie: &str, origins: &[&Origin]) -> String {
         .strip_prefix("SRV=")
         .and_then(|rest| rest.strip_suffix("; Path=/; HttpOnly"))
         .unwrap_or_else(|| panic!("unexpected Set-Cookie {set_cookie:?}"));
-    assert!(value.len() == 16 && value.bytes().all(|byte| byte.is_ascii_hexdigit()), "{value}");
+    let base64url = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_';
+    assert!(value.len() == 16 && value.bytes().all(base64url), "{value}");
     for origin in origins {
         let port = origin.addr().port().to_string();
         assert!(!value.contains(&port), "the cookie {value} shows port {port}");

@@ -1,22 +1,28 @@
 //! House rules that rustfmt and clippy cannot check: every source file starts with a
-//! `//!` doc, no line is over 100 characters, no file is over 1,000 lines, and the
-//! sans-I/O stages import nothing that does I/O.
+//! `//!` doc, no line is over 100 characters, no file is over 1,000 lines, and no module
+//! names a path its layer must not use, anywhere in its code (comments and strings aside).
 
 use std::path::{Path, PathBuf};
 
 const LINE_CHARS_MAX: usize = 100;
 const FILE_LINES_MAX: usize = 1000;
 
-/// Imports that would break the layering: (folder under src/, forbidden text, reason).
+/// Paths that would break the layering: (module under src/, forbidden text, reason). A
+/// module is its file `src/NAME.rs` and everything under `src/NAME/`.
 const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("http", "monoio", "http/ is sans-I/O"),
     ("http", "crate::upstream", "the codec knows nothing about backends"),
     ("http", "crate::proxy", "the codec knows nothing about exchanges"),
+    ("http", "crate::config", "the codec takes its limits as its own plain values"),
     ("route", "monoio", "routing is pure"),
     ("route", "crate::upstream", "routing returns ids; proxy/ connects"),
     ("balance", "monoio", "balancers are pure"),
     ("balance", "crate::http", "balancers pick by key, not by request"),
     ("config", "monoio", "config is parsed and validated without I/O"),
+    ("config", "std::net::TcpStream", "config is parsed and validated without I/O"),
+    ("config", "std::fs", "main.rs reads the file; config gets its text"),
+    ("worker", "crate::connection", "connections use the worker's state, not the reverse"),
+    ("control", "crate::admin", "admin is the HTTP face of control: admin uses control"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -61,17 +67,136 @@ fn source_files_follow_the_house_rules() {
                 problems.push(format!("{name}:{}: {chars} characters", index + 1));
             }
         }
-        for (folder, forbidden, reason) in FORBIDDEN {
-            let prefix = format!("src/{folder}/");
-            if !name.starts_with(&prefix) {
-                continue;
-            }
-            for (index, line) in text.lines().enumerate() {
-                if line.trim_start().starts_with("use ") && line.contains(forbidden) {
-                    problems.push(format!("{name}:{}: uses {forbidden}; {reason}", index + 1));
-                }
+        problems.extend(layering_problems(&name, &text));
+    }
+    assert!(problems.is_empty(), "house rules broken:\n{}", problems.join("\n"));
+}
+
+/// True when the file `name` (relative to the package root) is part of module `module`.
+fn in_module(name: &str, module: &str) -> bool {
+    name == format!("src/{module}.rs") || name.starts_with(&format!("src/{module}/"))
+}
+
+/// Every FORBIDDEN path that `text`, the file `name`, uses in its code.
+fn layering_problems(name: &str, text: &str) -> Vec<String> {
+    let rules: Vec<_> = FORBIDDEN.iter().filter(|(module, _, _)| in_module(name, module)).collect();
+    if rules.is_empty() {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    for (index, line) in code_only(text).lines().enumerate() {
+        for (_, forbidden, reason) in &rules {
+            if line.contains(forbidden) {
+                problems.push(format!("{name}:{}: uses {forbidden}; {reason}", index + 1));
             }
         }
     }
-    assert!(problems.is_empty(), "house rules broken:\n{}", problems.join("\n"));
+    problems
+}
+
+/// `text` with comments (doc comments included) and string and character literals
+/// blanked out, lines kept, so a path matches only where the code names it.
+fn code_only(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let rest = &chars[i..];
+        let blanked = if rest.starts_with(&['/', '/']) {
+            rest.iter().position(|&c| c == '\n').unwrap_or(rest.len())
+        } else if rest.starts_with(&['/', '*']) {
+            block_comment_len(rest)
+        } else if let Some(hashes) = raw_string_start(rest) {
+            raw_string_len(rest, hashes)
+        } else if rest[0] == '"' {
+            string_len(rest)
+        } else if rest[0] == '\'' {
+            char_literal_len(rest)
+        } else {
+            0
+        };
+        if blanked == 0 {
+            out.push(rest[0]);
+            i += 1;
+        } else {
+            out.extend(rest[..blanked].iter().map(|&c| if c == '\n' { '\n' } else { ' ' }));
+            i += blanked;
+        }
+    }
+    out
+}
+
+/// Length of the (possibly nested) block comment that opens `rest`.
+fn block_comment_len(rest: &[char]) -> usize {
+    let (mut depth, mut j) = (0, 0);
+    while j < rest.len() {
+        if rest[j..].starts_with(&['/', '*']) {
+            depth += 1;
+            j += 2;
+        } else if rest[j..].starts_with(&['*', '/']) {
+            depth -= 1;
+            j += 2;
+            if depth == 0 {
+                return j;
+            }
+        } else {
+            j += 1;
+        }
+    }
+    rest.len()
+}
+
+/// The number of `#` when `rest` opens a raw string (`r"`, `r#"`, `br"` seen from its `r`).
+fn raw_string_start(rest: &[char]) -> Option<usize> {
+    if rest.first() != Some(&'r') {
+        return None;
+    }
+    let hashes = rest[1..].iter().take_while(|&&c| c == '#').count();
+    (rest.get(1 + hashes) == Some(&'"')).then_some(hashes)
+}
+
+/// Length of the raw string that opens `rest`: no escapes; it ends at a quote followed by
+/// `hashes` hashes.
+fn raw_string_len(rest: &[char], hashes: usize) -> usize {
+    (hashes + 2..rest.len())
+        .find(|&j| {
+            rest[j] == '"'
+                && rest[j + 1..].iter().take(hashes).filter(|&&c| c == '#').count() == hashes
+        })
+        .map_or(rest.len(), |j| j + 1 + hashes)
+}
+
+/// Length of the string literal that opens `rest`, escapes included.
+fn string_len(rest: &[char]) -> usize {
+    let mut j = 1;
+    while j < rest.len() && rest[j] != '"' {
+        j += if rest[j] == '\\' { 2 } else { 1 };
+    }
+    (j + 1).min(rest.len())
+}
+
+/// Length of the character literal that opens `rest` ('x', '\n', '\''), or 0 for a
+/// lifetime.
+fn char_literal_len(rest: &[char]) -> usize {
+    match rest.get(1) {
+        Some('\\') => rest.iter().skip(3).position(|&c| c == '\'').map_or(0, |at| at + 4),
+        Some(_) if rest.get(2) == Some(&'\'') => 3,
+        Some(_) | None => 0,
+    }
+}
+
+#[test]
+fn layering_sees_paths_anywhere_in_code_but_not_in_comments_or_strings() {
+    let text = "//! Uses crate::connection in a doc.\n\
+                fn f() -> crate::connection::X {\n\
+                    // crate::connection in a comment\n\
+                    let s = \"crate::connection\"; let r = r#\"crate::connection\"#;\n\
+                    /* crate::connection */ let c = ('\"', '\\'', '\\u{22}'); let l: &'a str = s;\n\
+                    crate::connection::g()\n\
+                }\n";
+    let problems = layering_problems("src/worker.rs", text);
+    let lines: Vec<&str> = problems.iter().map(|problem| &problem[..16]).collect();
+    assert_eq!(lines, ["src/worker.rs:2:", "src/worker.rs:6:"], "{problems:#?}");
+    assert!(layering_problems("src/workers.rs", text).is_empty(), "another module");
+    assert_eq!(layering_problems("src/worker/idle.rs", text).len(), 2, "a submodule");
 }

@@ -16,6 +16,7 @@ use crate::proxy::exchange::{
 };
 use crate::proxy::http::exchange;
 use crate::proxy::tunnel::tunnel;
+use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
 use crate::tls::stream::TlsStream;
 use crate::tls::{ClientStream, UpstreamStream};
@@ -170,7 +171,7 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
             Err(error) => {
                 client.outcome = Outcome::default();
                 client.log.clear();
-                answer_error(&mut client, &error, false).await;
+                answer_error(&mut client, &error, Request::UNPARSED, false).await;
                 if error.is_answerable() {
                     finish_request(&client);
                 }
@@ -292,7 +293,8 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
         buf.drain(..head.head_len as usize);
         // A body we did not read would be taken for the next request: close instead.
         let keep_alive = head.keep_alive && !has_body;
-        let next = answer_error_with(client, &refusal.error, keep_alive, &refusal.headers).await;
+        let (error, headers) = (&refusal.error, refusal.headers.as_bytes());
+        let next = answer_error_with(client, error, Request::of(head), keep_alive, headers).await;
         return (unread_body(next, has_body), buf);
     }
     match action {
@@ -300,7 +302,8 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             buf.drain(..head.head_len as usize);
             // A body we did not read would be taken for the next request: close instead.
             let keep_alive = head.keep_alive && !has_body;
-            let next = answer_error(client, &ProxyError::NoRoute, keep_alive).await;
+            let next =
+                answer_error(client, &ProxyError::NoRoute, Request::of(head), keep_alive).await;
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::RedirectHttps { status, port }) => {
@@ -308,14 +311,12 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             buf.drain(..head.head_len as usize);
             let keep_alive = head.keep_alive && !has_body && !worker.shutting_down.get();
             let next = match location {
-                Some(location) => answer_redirect(client, *status, &location, keep_alive).await,
+                Some(location) => {
+                    answer_redirect(client, *status, &location, head, keep_alive).await
+                }
                 None => {
-                    answer_error(
-                        client,
-                        &ProxyError::BadRequest(crate::http::ParseError::MissingHost),
-                        keep_alive,
-                    )
-                    .await
+                    let error = ProxyError::BadRequest(crate::http::ParseError::MissingHost);
+                    answer_error(client, &error, Request::of(head), keep_alive).await
                 }
             };
             (unread_body(next, has_body), buf)
@@ -332,9 +333,9 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
         Some(RouteAction::Cluster(_)) if head.method == Method::Connect => {
             buf.drain(..head.head_len as usize);
             let keep_alive = head.keep_alive && !has_body;
-            let next =
-                answer_error_with(client, &ProxyError::MethodNotAllowed, keep_alive, CONNECT_ALLOW)
-                    .await;
+            let error = &ProxyError::MethodNotAllowed;
+            let request = Request::of(head);
+            let next = answer_error_with(client, error, request, keep_alive, CONNECT_ALLOW).await;
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
@@ -344,7 +345,7 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
 }
 
 /// The methods a reverse-proxy route takes, for the 405 that answers CONNECT.
-const CONNECT_ALLOW: &str = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n";
+const CONNECT_ALLOW: &[u8] = b"Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n";
 
 /// A connection closed after a request whose body was not read lingers instead.
 fn unread_body(next: Next, has_body: bool) -> Next {
@@ -371,7 +372,7 @@ async fn proxy_to_cluster(
         Ok(read) => read,
         Err(error) => {
             log_failure(&worker, &error);
-            let next = answer_error(client, &error, false).await;
+            let next = answer_error(client, &error, Request::of(head), false).await;
             // A slow client is not waited for any longer.
             let lingers = error != ProxyError::ClientBodyTimeout;
             return (unread_body(next, has_body && lingers), buf);
@@ -415,7 +416,7 @@ async fn proxy_to_cluster(
             if keep_alive {
                 buf.drain(..head.head_len as usize);
             }
-            let next = answer_error(client, &error, keep_alive).await;
+            let next = answer_error(client, &error, Request::of(head), keep_alive).await;
             unread_body(next, has_body && error != ProxyError::ClientBodyTimeout)
         }
     };
@@ -432,34 +433,45 @@ fn log_failure(worker: &Worker, error: &ProxyError) {
 }
 
 /// Sends the response for `error` when the client can still hear it.
-async fn answer_error(client: &mut Client, error: &ProxyError, keep_alive: bool) -> Next {
-    answer_error_with(client, error, keep_alive, "").await
+async fn answer_error(
+    client: &mut Client,
+    error: &ProxyError,
+    request: Request,
+    keep_alive: bool,
+) -> Next {
+    answer_error_with(client, error, request, keep_alive, b"").await
 }
 
 /// [`answer_error`] with extra header lines (`Allow` for a 405).
 async fn answer_error_with(
     client: &mut Client,
     error: &ProxyError,
+    request: Request,
     keep_alive: bool,
-    headers: &str,
+    headers: &[u8],
 ) -> Next {
     if !error.is_answerable() {
         return Next::Close;
     }
     let keep_alive = keep_alive && error.keeps_client() && !client.worker.shutting_down.get();
     let mut out = Vec::new();
-    crate::response::write_error_with(error, keep_alive, headers, &mut out);
+    let body_len = response::write_error(error, request, keep_alive, headers, &mut out);
     client.outcome.status = error.status();
-    client.outcome.report.bytes_out = out.len() as u64;
-    client.outcome.report.body_bytes_out = crate::response::error_body_len(error);
+    client.outcome.report.body_bytes_out = body_len;
     if let Some(reason) = error.reject_reason() {
         client.worker.stats.borrow_mut().rejected(client.listener, reason);
     }
-    let write = client.stream.write_all(out);
+    send(client, out, keep_alive).await
+}
+
+/// Writes a response the proxy made, counts it, and goes on when `keep_alive` is set and
+/// the client took it all.
+async fn send(client: &mut Client, out: Vec<u8>, keep_alive: bool) -> Next {
+    client.outcome.report.bytes_out = out.len() as u64;
     let timeout = client.worker.config.timeouts.client_write;
-    match monoio::time::timeout(timeout, write).await {
+    match monoio::time::timeout(timeout, client.stream.write_all(out)).await {
         Ok((Ok(_), _)) if keep_alive => Next::Continue,
-        _ => Next::Close,
+        Ok((Ok(_) | Err(_), _)) | Err(_) => Next::Close,
     }
 }
 
@@ -495,24 +507,13 @@ async fn answer_redirect(
     client: &mut Client,
     status: u16,
     location: &[u8],
+    head: &RequestHead,
     keep_alive: bool,
 ) -> Next {
-    let reason = crate::response::reason(status);
-    let connection: &[u8] = if keep_alive { b"" } else { b"Connection: close\r\n" };
     let mut out = Vec::with_capacity(160 + location.len());
-    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\nServer: ringway\r\n").as_bytes());
-    out.extend_from_slice(b"Location: ");
-    out.extend_from_slice(location);
-    out.extend_from_slice(b"\r\nContent-Length: 0\r\n");
-    out.extend_from_slice(connection);
-    out.extend_from_slice(b"\r\n");
+    response::write_redirect(status, location, Request::of(head), keep_alive, &mut out);
     client.outcome.status = status;
-    client.outcome.report.bytes_out = out.len() as u64;
-    let timeout = client.worker.config.timeouts.client_write;
-    match monoio::time::timeout(timeout, client.stream.write_all(out)).await {
-        Ok((Ok(_), _)) if keep_alive => Next::Continue,
-        _ => Next::Close,
-    }
+    send(client, out, keep_alive).await
 }
 
 /// Runs the TLS handshake on a listener with TLS, within the client header timeout. A
@@ -557,27 +558,12 @@ async fn answer_fixed(
     head: &RequestHead,
     keep_alive: bool,
 ) -> Next {
-    let mut out = crate::wire::OutVec::new(Vec::new());
-    out.push_extra(&fixed.head);
-    let connection: &[u8] = match (keep_alive, head.version) {
-        (false, _) => b"Connection: close\r\n\r\n",
-        (true, crate::http::Version::Http10) => b"Connection: keep-alive\r\n\r\n",
-        (true, crate::http::Version::Http11) => b"\r\n",
-    };
-    out.push_extra(connection);
-    let has_body = head.method != Method::Head && !matches!(fixed.status, 204 | 304);
-    if has_body {
-        out.push_extra(&fixed.body);
-    }
+    let mut out = Vec::with_capacity(fixed.head.len() + fixed.body.len() + 32);
+    let body_len = response::write_fixed(fixed, Request::of(head), keep_alive, &mut out);
     client.outcome.status = fixed.status;
-    client.outcome.report.bytes_out = out.len() as u64;
-    client.outcome.report.body_bytes_out = if has_body { fixed.body.len() as u64 } else { 0 };
+    client.outcome.report.body_bytes_out = body_len;
     client.outcome.report.bytes_in = u64::from(head.head_len);
-    let timeout = client.worker.config.timeouts.client_write;
-    match monoio::time::timeout(timeout, out.write_all(&mut client.stream)).await {
-        Ok((Ok(()), _)) if keep_alive => Next::Continue,
-        _ => Next::Close,
-    }
+    send(client, out, keep_alive).await
 }
 
 /// Counts the request just answered and logs it.

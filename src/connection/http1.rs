@@ -1,7 +1,9 @@
-//! The keep-alive loop of one HTTP/1.1 client connection: read a head, route it, answer
-//! it or hand it to `proxy`, and go again while both sides want to.
+//! The keep-alive loop of one HTTP/1.1 connection, handed over past its TLS handshake by
+//! [`super::serve`]: read a head, route and guard it, answer it through `response` or hand
+//! it to `proxy`, and go again while both sides want to.
 //!
-//! Requests are answered in order; bytes of a pipelined request stay in the buffer.
+//! Requests are answered in order; bytes of a pipelined request stay in the buffer. A 101
+//! from a backend ends the loop in a tunnel.
 
 use super::guard::{self, Checked};
 use super::idle::IdleGuard;
@@ -18,12 +20,10 @@ use crate::proxy::http::exchange;
 use crate::proxy::tunnel::tunnel;
 use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
-use crate::tls::stream::TlsStream;
 use crate::tls::{ClientStream, UpstreamStream};
 use crate::worker::Worker;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -33,26 +33,6 @@ use std::time::{Duration, Instant};
 /// How long a connection that has sent nothing yet when shutdown begins may take to send
 /// its first request: a client that just connected sends it within a round trip.
 const SHUTDOWN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Counts the connection as open for as long as it lives; `accept` admitted it under the
-/// connection caps, and dropping the guard releases it.
-struct OpenGuard(Rc<Worker>, usize, std::net::IpAddr);
-
-impl OpenGuard {
-    fn new(worker: Rc<Worker>, listener: usize, ip: std::net::IpAddr) -> Self {
-        worker.connections.set(worker.connections.get() + 1);
-        worker.stats.borrow_mut().connection_opened(listener);
-        Self(worker, listener, ip)
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.connections.set(self.0.connections.get() - 1);
-        self.0.stats.borrow_mut().connection_closed(self.1);
-        self.0.release(self.2);
-    }
-}
 
 /// Counts the connection as busy, from a request's first byte to the end of its
 /// exchange. Graceful shutdown waits for busy connections and closes idle ones.
@@ -138,15 +118,14 @@ enum Next {
     },
 }
 
-/// Serves `stream` until the client or the proxy ends it.
-pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
-    let _open = OpenGuard::new(worker.clone(), listener, peer.ip());
+/// Serves `stream`, past its handshake, until the client or the proxy ends it.
+pub(super) async fn serve(
+    worker: Rc<Worker>,
+    stream: ClientStream,
+    peer: SocketAddr,
+    listener: usize,
+) {
     let logs = worker.config.listeners[listener].access_log != AccessLogFormat::Off;
-    // TCP_NODELAY comes from the listening socket (Linux copies it to accepted ones; the
-    // accept tests check it), so no setsockopt per connection.
-    let Some(stream) = Box::pin(handshake(&worker, stream, peer, listener)).await else {
-        return;
-    };
     let mut client = Client {
         worker: worker.clone(),
         stream,
@@ -514,41 +493,6 @@ async fn answer_redirect(
     response::write_redirect(status, location, Request::of(head), keep_alive, &mut out);
     client.outcome.status = status;
     send(client, out, keep_alive).await
-}
-
-/// Runs the TLS handshake on a listener with TLS, within the client header timeout. A
-/// failed handshake closes only this connection.
-async fn handshake(
-    worker: &Worker,
-    stream: TcpStream,
-    peer: SocketAddr,
-    listener: usize,
-) -> Option<ClientStream> {
-    let Some(config) = worker.tls.borrow()[listener].clone() else {
-        return Some(ClientStream::Plain(stream));
-    };
-    let conn = match rustls::ServerConnection::new(config) {
-        Ok(conn) => conn,
-        Err(error) => {
-            log::warn!("worker {}: TLS session for {peer}: {error}", worker.id);
-            return None;
-        }
-    };
-    let mut tls = Box::new(TlsStream::new(stream, conn));
-    let timeout = worker.config.timeouts.client_header;
-    match monoio::time::timeout(timeout, tls.handshake()).await {
-        Ok(Ok(())) => Some(ClientStream::Tls(tls)),
-        Ok(Err(error)) => {
-            log::debug!("worker {}: TLS handshake with {peer} failed: {error}", worker.id);
-            worker.stats.borrow_mut().rejected(listener, crate::stats::RejectReason::TlsHandshake);
-            None
-        }
-        Err(_) => {
-            log::debug!("worker {}: TLS handshake with {peer} timed out", worker.id);
-            worker.stats.borrow_mut().rejected(listener, crate::stats::RejectReason::TlsHandshake);
-            None
-        }
-    }
 }
 
 /// Sends a route's fixed response (its head only, for HEAD).

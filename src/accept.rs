@@ -30,7 +30,7 @@ pub fn bind(listener: &Listener, addr: SocketAddr) -> io::Result<std::net::TcpLi
 
 /// Accepts connections on `socket` until the worker shuts down, serving each on this
 /// worker in its own task. At shutdown it first serves what is already in the socket's
-/// accept queue (see [`drain`]), then closes the socket. `driver` is the worker's
+/// accept queue (see `drain`), then closes the socket. `driver` is the worker's
 /// resolved io driver.
 pub async fn accept_loop(
     worker: Rc<Worker>,

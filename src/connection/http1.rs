@@ -1,7 +1,9 @@
-//! The keep-alive loop of one HTTP/1.1 client connection: read a head, route it, answer
-//! it or hand it to `proxy`, and go again while both sides want to.
+//! The keep-alive loop of one HTTP/1.1 connection, handed over past its TLS handshake by
+//! [`super::serve`]: read a head, route and guard it, answer it through `response` or hand
+//! it to `proxy`, and go again while both sides want to.
 //!
-//! Requests are answered in order; bytes of a pipelined request stay in the buffer.
+//! Requests are answered in order; bytes of a pipelined request stay in the buffer. A 101
+//! from a backend ends the loop in a tunnel.
 
 use super::guard::{self, Checked};
 use super::idle::IdleGuard;
@@ -16,13 +18,12 @@ use crate::proxy::exchange::{
 };
 use crate::proxy::http::exchange;
 use crate::proxy::tunnel::tunnel;
+use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
-use crate::tls::stream::TlsStream;
 use crate::tls::{ClientStream, UpstreamStream};
 use crate::worker::Worker;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -32,26 +33,6 @@ use std::time::{Duration, Instant};
 /// How long a connection that has sent nothing yet when shutdown begins may take to send
 /// its first request: a client that just connected sends it within a round trip.
 const SHUTDOWN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Counts the connection as open for as long as it lives; `accept` admitted it under the
-/// connection caps, and dropping the guard releases it.
-struct OpenGuard(Rc<Worker>, usize, std::net::IpAddr);
-
-impl OpenGuard {
-    fn new(worker: Rc<Worker>, listener: usize, ip: std::net::IpAddr) -> Self {
-        worker.connections.set(worker.connections.get() + 1);
-        worker.stats.borrow_mut().connection_opened(listener);
-        Self(worker, listener, ip)
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.connections.set(self.0.connections.get() - 1);
-        self.0.stats.borrow_mut().connection_closed(self.1);
-        self.0.release(self.2);
-    }
-}
 
 /// Counts the connection as busy, from a request's first byte to the end of its
 /// exchange. Graceful shutdown waits for busy connections and closes idle ones.
@@ -137,15 +118,14 @@ enum Next {
     },
 }
 
-/// Serves `stream` until the client or the proxy ends it.
-pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
-    let _open = OpenGuard::new(worker.clone(), listener, peer.ip());
+/// Serves `stream`, past its handshake, until the client or the proxy ends it.
+pub(super) async fn serve(
+    worker: Rc<Worker>,
+    stream: ClientStream,
+    peer: SocketAddr,
+    listener: usize,
+) {
     let logs = worker.config.listeners[listener].access_log != AccessLogFormat::Off;
-    // TCP_NODELAY comes from the listening socket (Linux copies it to accepted ones; the
-    // accept tests check it), so no setsockopt per connection.
-    let Some(stream) = Box::pin(handshake(&worker, stream, peer, listener)).await else {
-        return;
-    };
     let mut client = Client {
         worker: worker.clone(),
         stream,
@@ -170,7 +150,7 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, list
             Err(error) => {
                 client.outcome = Outcome::default();
                 client.log.clear();
-                answer_error(&mut client, &error, false).await;
+                answer_error(&mut client, &error, Request::UNPARSED, false).await;
                 if error.is_answerable() {
                     finish_request(&client);
                 }
@@ -292,7 +272,8 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
         buf.drain(..head.head_len as usize);
         // A body we did not read would be taken for the next request: close instead.
         let keep_alive = head.keep_alive && !has_body;
-        let next = answer_error_with(client, &refusal.error, keep_alive, &refusal.headers).await;
+        let (error, headers) = (&refusal.error, refusal.headers.as_bytes());
+        let next = answer_error_with(client, error, Request::of(head), keep_alive, headers).await;
         return (unread_body(next, has_body), buf);
     }
     match action {
@@ -300,7 +281,8 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             buf.drain(..head.head_len as usize);
             // A body we did not read would be taken for the next request: close instead.
             let keep_alive = head.keep_alive && !has_body;
-            let next = answer_error(client, &ProxyError::NoRoute, keep_alive).await;
+            let next =
+                answer_error(client, &ProxyError::NoRoute, Request::of(head), keep_alive).await;
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::RedirectHttps { status, port }) => {
@@ -308,14 +290,12 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             buf.drain(..head.head_len as usize);
             let keep_alive = head.keep_alive && !has_body && !worker.shutting_down.get();
             let next = match location {
-                Some(location) => answer_redirect(client, *status, &location, keep_alive).await,
+                Some(location) => {
+                    answer_redirect(client, *status, &location, head, keep_alive).await
+                }
                 None => {
-                    answer_error(
-                        client,
-                        &ProxyError::BadRequest(crate::http::ParseError::MissingHost),
-                        keep_alive,
-                    )
-                    .await
+                    let error = ProxyError::BadRequest(crate::http::ParseError::MissingHost);
+                    answer_error(client, &error, Request::of(head), keep_alive).await
                 }
             };
             (unread_body(next, has_body), buf)
@@ -332,9 +312,9 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
         Some(RouteAction::Cluster(_)) if head.method == Method::Connect => {
             buf.drain(..head.head_len as usize);
             let keep_alive = head.keep_alive && !has_body;
-            let next =
-                answer_error_with(client, &ProxyError::MethodNotAllowed, keep_alive, CONNECT_ALLOW)
-                    .await;
+            let error = &ProxyError::MethodNotAllowed;
+            let request = Request::of(head);
+            let next = answer_error_with(client, error, request, keep_alive, CONNECT_ALLOW).await;
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
@@ -344,7 +324,7 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
 }
 
 /// The methods a reverse-proxy route takes, for the 405 that answers CONNECT.
-const CONNECT_ALLOW: &str = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n";
+const CONNECT_ALLOW: &[u8] = b"Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n";
 
 /// A connection closed after a request whose body was not read lingers instead.
 fn unread_body(next: Next, has_body: bool) -> Next {
@@ -371,7 +351,7 @@ async fn proxy_to_cluster(
         Ok(read) => read,
         Err(error) => {
             log_failure(&worker, &error);
-            let next = answer_error(client, &error, false).await;
+            let next = answer_error(client, &error, Request::of(head), false).await;
             // A slow client is not waited for any longer.
             let lingers = error != ProxyError::ClientBodyTimeout;
             return (unread_body(next, has_body && lingers), buf);
@@ -415,7 +395,7 @@ async fn proxy_to_cluster(
             if keep_alive {
                 buf.drain(..head.head_len as usize);
             }
-            let next = answer_error(client, &error, keep_alive).await;
+            let next = answer_error(client, &error, Request::of(head), keep_alive).await;
             unread_body(next, has_body && error != ProxyError::ClientBodyTimeout)
         }
     };
@@ -432,34 +412,45 @@ fn log_failure(worker: &Worker, error: &ProxyError) {
 }
 
 /// Sends the response for `error` when the client can still hear it.
-async fn answer_error(client: &mut Client, error: &ProxyError, keep_alive: bool) -> Next {
-    answer_error_with(client, error, keep_alive, "").await
+async fn answer_error(
+    client: &mut Client,
+    error: &ProxyError,
+    request: Request,
+    keep_alive: bool,
+) -> Next {
+    answer_error_with(client, error, request, keep_alive, b"").await
 }
 
 /// [`answer_error`] with extra header lines (`Allow` for a 405).
 async fn answer_error_with(
     client: &mut Client,
     error: &ProxyError,
+    request: Request,
     keep_alive: bool,
-    headers: &str,
+    headers: &[u8],
 ) -> Next {
     if !error.is_answerable() {
         return Next::Close;
     }
     let keep_alive = keep_alive && error.keeps_client() && !client.worker.shutting_down.get();
     let mut out = Vec::new();
-    crate::response::write_error_with(error, keep_alive, headers, &mut out);
+    let body_len = response::write_error(error, request, keep_alive, headers, &mut out);
     client.outcome.status = error.status();
-    client.outcome.report.bytes_out = out.len() as u64;
-    client.outcome.report.body_bytes_out = crate::response::error_body_len(error);
+    client.outcome.report.body_bytes_out = body_len;
     if let Some(reason) = error.reject_reason() {
         client.worker.stats.borrow_mut().rejected(client.listener, reason);
     }
-    let write = client.stream.write_all(out);
+    send(client, out, keep_alive).await
+}
+
+/// Writes a response the proxy made, counts it, and goes on when `keep_alive` is set and
+/// the client took it all.
+async fn send(client: &mut Client, out: Vec<u8>, keep_alive: bool) -> Next {
+    client.outcome.report.bytes_out = out.len() as u64;
     let timeout = client.worker.config.timeouts.client_write;
-    match monoio::time::timeout(timeout, write).await {
+    match monoio::time::timeout(timeout, client.stream.write_all(out)).await {
         Ok((Ok(_), _)) if keep_alive => Next::Continue,
-        _ => Next::Close,
+        Ok((Ok(_) | Err(_), _)) | Err(_) => Next::Close,
     }
 }
 
@@ -495,59 +486,13 @@ async fn answer_redirect(
     client: &mut Client,
     status: u16,
     location: &[u8],
+    head: &RequestHead,
     keep_alive: bool,
 ) -> Next {
-    let reason = crate::response::reason(status);
-    let connection: &[u8] = if keep_alive { b"" } else { b"Connection: close\r\n" };
     let mut out = Vec::with_capacity(160 + location.len());
-    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\nServer: ringway\r\n").as_bytes());
-    out.extend_from_slice(b"Location: ");
-    out.extend_from_slice(location);
-    out.extend_from_slice(b"\r\nContent-Length: 0\r\n");
-    out.extend_from_slice(connection);
-    out.extend_from_slice(b"\r\n");
+    response::write_redirect(status, location, Request::of(head), keep_alive, &mut out);
     client.outcome.status = status;
-    client.outcome.report.bytes_out = out.len() as u64;
-    let timeout = client.worker.config.timeouts.client_write;
-    match monoio::time::timeout(timeout, client.stream.write_all(out)).await {
-        Ok((Ok(_), _)) if keep_alive => Next::Continue,
-        _ => Next::Close,
-    }
-}
-
-/// Runs the TLS handshake on a listener with TLS, within the client header timeout. A
-/// failed handshake closes only this connection.
-async fn handshake(
-    worker: &Worker,
-    stream: TcpStream,
-    peer: SocketAddr,
-    listener: usize,
-) -> Option<ClientStream> {
-    let Some(config) = worker.tls.borrow()[listener].clone() else {
-        return Some(ClientStream::Plain(stream));
-    };
-    let conn = match rustls::ServerConnection::new(config) {
-        Ok(conn) => conn,
-        Err(error) => {
-            log::warn!("worker {}: TLS session for {peer}: {error}", worker.id);
-            return None;
-        }
-    };
-    let mut tls = Box::new(TlsStream::new(stream, conn));
-    let timeout = worker.config.timeouts.client_header;
-    match monoio::time::timeout(timeout, tls.handshake()).await {
-        Ok(Ok(())) => Some(ClientStream::Tls(tls)),
-        Ok(Err(error)) => {
-            log::debug!("worker {}: TLS handshake with {peer} failed: {error}", worker.id);
-            worker.stats.borrow_mut().rejected(listener, crate::stats::RejectReason::TlsHandshake);
-            None
-        }
-        Err(_) => {
-            log::debug!("worker {}: TLS handshake with {peer} timed out", worker.id);
-            worker.stats.borrow_mut().rejected(listener, crate::stats::RejectReason::TlsHandshake);
-            None
-        }
-    }
+    send(client, out, keep_alive).await
 }
 
 /// Sends a route's fixed response (its head only, for HEAD).
@@ -557,27 +502,12 @@ async fn answer_fixed(
     head: &RequestHead,
     keep_alive: bool,
 ) -> Next {
-    let mut out = crate::wire::OutVec::new(Vec::new());
-    out.push_extra(&fixed.head);
-    let connection: &[u8] = match (keep_alive, head.version) {
-        (false, _) => b"Connection: close\r\n\r\n",
-        (true, crate::http::Version::Http10) => b"Connection: keep-alive\r\n\r\n",
-        (true, crate::http::Version::Http11) => b"\r\n",
-    };
-    out.push_extra(connection);
-    let has_body = head.method != Method::Head && !matches!(fixed.status, 204 | 304);
-    if has_body {
-        out.push_extra(&fixed.body);
-    }
+    let mut out = Vec::with_capacity(fixed.head.len() + fixed.body.len() + 32);
+    let body_len = response::write_fixed(fixed, Request::of(head), keep_alive, &mut out);
     client.outcome.status = fixed.status;
-    client.outcome.report.bytes_out = out.len() as u64;
-    client.outcome.report.body_bytes_out = if has_body { fixed.body.len() as u64 } else { 0 };
+    client.outcome.report.body_bytes_out = body_len;
     client.outcome.report.bytes_in = u64::from(head.head_len);
-    let timeout = client.worker.config.timeouts.client_write;
-    match monoio::time::timeout(timeout, out.write_all(&mut client.stream)).await {
-        Ok((Ok(()), _)) if keep_alive => Next::Continue,
-        _ => Next::Close,
-    }
+    send(client, out, keep_alive).await
 }
 
 /// Counts the request just answered and logs it.

@@ -1,15 +1,85 @@
-//! One accepted client connection, from `accept` to its close. [`serve`] counts it open,
-//! runs the TLS handshake when its listener has TLS (ALPN offers only `http/1.1`), then
-//! runs the HTTP/1.1 keep-alive loop (`http1`), which checks each request (`guard`), hands
-//! it to `proxy` and reports it (`report`). HTTP/1.1 is the only protocol: nothing here
-//! detects or chooses one yet.
+//! One accepted client connection, from accept to close: counts it open, runs the TLS
+//! handshake on a TLS listener, chooses the protocol from ALPN and hands the ready stream
+//! to that protocol's loop (`http1`, the only one today).
+//!
+//! A connection refused under the caps never gets here: [`refuse`] answers it.
 
 mod guard;
+mod handshake;
 mod http1;
 mod idle;
 mod linger;
 mod refuse;
 mod report;
 
-pub use http1::serve;
 pub use refuse::refuse;
+
+use crate::worker::Worker;
+use monoio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+/// The protocol a connection speaks after its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+}
+
+impl Protocol {
+    /// The protocol for the ALPN result `alpn`. Listeners offer only `http/1.1` (see
+    /// `tls::server`), so whatever was or was not negotiated, it is HTTP/1.1 until `h2`
+    /// is offered too.
+    fn negotiated(alpn: Option<&[u8]>) -> Self {
+        match alpn {
+            Some(b"http/1.1") | None => Self::Http1,
+            // Not offered, so rustls does not agree to it; HTTP/1.1 is the safe reading.
+            Some(_) => Self::Http1,
+        }
+    }
+}
+
+/// Serves `stream`, accepted on `listener` from `peer`, until the client or the proxy
+/// ends it. `accept` admitted it under the connection caps.
+pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
+    let _open = OpenGuard::new(worker.clone(), listener, peer.ip());
+    // TCP_NODELAY comes from the listening socket (Linux copies it to accepted ones; the
+    // accept tests check it), so no setsockopt per connection.
+    let Some(stream) = Box::pin(handshake::handshake(&worker, stream, peer, listener)).await else {
+        return;
+    };
+    match Protocol::negotiated(handshake::alpn(&stream)) {
+        Protocol::Http1 => http1::serve(worker, stream, peer, listener).await,
+    }
+}
+
+/// Counts the connection as open for as long as it lives; `accept` admitted it under the
+/// connection caps, and dropping the guard releases it.
+struct OpenGuard(Rc<Worker>, usize, IpAddr);
+
+impl OpenGuard {
+    fn new(worker: Rc<Worker>, listener: usize, ip: IpAddr) -> Self {
+        worker.connections.set(worker.connections.get() + 1);
+        worker.stats.borrow_mut().connection_opened(listener);
+        Self(worker, listener, ip)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+        self.0.stats.borrow_mut().connection_closed(self.1);
+        self.0.release(self.2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Protocol;
+
+    #[test]
+    fn every_negotiation_speaks_http1_until_h2_is_offered() {
+        for alpn in [None, Some(&b"http/1.1"[..]), Some(&b"h2"[..])] {
+            assert_eq!(Protocol::negotiated(alpn), Protocol::Http1);
+        }
+    }
+}

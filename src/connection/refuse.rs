@@ -30,7 +30,8 @@ pub async fn refuse(worker: Rc<Worker>, mut stream: TcpStream, listener: usize) 
         return;
     }
     let mut out = Vec::new();
-    crate::response::write_error(&ProxyError::TooManyConnections, false, &mut out);
+    let request = crate::response::Request::UNPARSED;
+    crate::response::write_error(&ProxyError::TooManyConnections, request, false, b"", &mut out);
     let write = stream.write_all(out);
     match monoio::time::timeout(worker.config.timeouts.client_write, write).await {
         Ok((Ok(_), _)) => {}

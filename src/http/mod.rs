@@ -2,12 +2,13 @@
 //!
 //! [`head`] parses request and response heads into [`Span`]s of the connection's buffer;
 //! [`body`] decodes the chunked transfer coding in place; `target` tells the forms of a
-//! request target apart. Nothing here reads a socket or a clock, so every rule is checked by
-//! table tests and by splitting input at every byte.
+//! request target apart; [`status`] holds the reason phrases. Nothing here reads a socket or
+//! a clock, so every rule is checked by table tests and by splitting input at every byte.
 
 pub mod head;
 pub mod body;
 pub mod fields;
+pub mod status;
 mod target;
 
 pub use body::*;

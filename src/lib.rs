@@ -3,8 +3,11 @@
 //! A request meets the modules below in the order they are declared:
 //!
 //! ```text
-//! accept -> connection -> http -> route -> balance -> upstream -> proxy -> response
+//! accept -> connection -> http -> route -> limit -> balance -> upstream -> proxy -> response
 //! ```
+//!
+//! `proxy` runs the exchange in phases (read body, attempt, response plan, relay, finish);
+//! the README's source map names the room of each.
 //!
 //! Each worker thread runs this whole path for the connections it accepted and shares
 //! nothing with other workers except the read-only [`config::Config`].

@@ -44,6 +44,8 @@ pub struct OutVec {
     next: usize,
     /// Bytes written by [`OutVec::write_all`] since the last [`OutVec::take_written`].
     written: u64,
+    /// Bytes of the current write already sent, so it can go on after `buf` moved.
+    progress: usize,
 }
 
 impl std::fmt::Debug for OutVec {
@@ -145,11 +147,13 @@ impl OutVec {
         self.extra.clear();
         self.iovecs.clear();
         self.next = 0;
+        self.progress = 0;
     }
 
     fn build_iovecs(&mut self) {
         self.iovecs.clear();
         self.next = 0;
+        self.progress = 0;
         for part in &self.parts {
             let bytes: &[u8] = match part.source {
                 Source::Buf => &self.buf[part.start..part.end],
@@ -183,6 +187,62 @@ impl OutVec {
     /// every path so its buffers are reused.
     pub async fn write_all(mut self, stream: &mut impl AsyncWriteRent) -> (io::Result<()>, Self) {
         self.build_iovecs();
+        self.write_rest(stream).await
+    }
+
+    /// Starts a write made of single steps ([`OutVec::write_step`]): no part may be pushed
+    /// until it is finished.
+    pub fn start_write(&mut self) {
+        self.build_iovecs();
+    }
+
+    /// True when a write started with [`OutVec::start_write`] has nothing left to send.
+    pub fn is_written(&self) -> bool {
+        self.next >= self.iovecs.len()
+    }
+
+    /// One `writev` of what is left of a started write: it may send only part of it.
+    pub async fn write_step(mut self, stream: &mut impl AsyncWriteRent) -> (io::Result<()>, Self) {
+        let (result, this) = stream.writev(self).await;
+        self = this;
+        match result {
+            Ok(0) => {
+                let error = io::Error::new(io::ErrorKind::WriteZero, "peer took no bytes");
+                self.clear();
+                (Err(error), self)
+            }
+            Ok(written) => {
+                self.written += written as u64;
+                self.progress += written;
+                self.advance(written);
+                if self.is_written() {
+                    self.clear();
+                }
+                (Ok(()), self)
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => (Ok(()), self),
+            Err(error) => {
+                self.clear();
+                (Err(error), self)
+            }
+        }
+    }
+
+    /// Writes what is left of a write begun by [`OutVec::write_step`], to the end, then
+    /// clears the parts. The iovecs are built again: `buf` may have moved meanwhile.
+    pub async fn resume_write_all(
+        mut self,
+        stream: &mut impl AsyncWriteRent,
+    ) -> (io::Result<()>, Self) {
+        let progress = self.progress;
+        self.build_iovecs();
+        self.advance(progress);
+        self.progress = progress;
+        self.write_rest(stream).await
+    }
+
+    /// Writes `iovecs[next..]` to the end, then clears the parts.
+    async fn write_rest(mut self, stream: &mut impl AsyncWriteRent) -> (io::Result<()>, Self) {
         while self.next < self.iovecs.len() {
             let (result, this) = stream.writev(self).await;
             self = this;

@@ -104,6 +104,18 @@ pub struct Body {
     pub received: u64,
     /// The chunked encoder has sent the last chunk's size line (trailers may follow).
     pub last_chunk_sent: bool,
+    /// A write the backend's answer interrupted: the rest of the queued write goes first
+    /// when the relay goes on.
+    pending_write: Option<PendingWrite>,
+}
+
+/// What follows the end of an interrupted write.
+#[derive(Debug, Clone, Copy)]
+struct PendingWrite {
+    /// Buffer bytes the written step used, dropped once it is out.
+    drain: usize,
+    /// The step ended the body.
+    done: bool,
 }
 
 impl Body {
@@ -117,6 +129,7 @@ impl Body {
             encoder,
             received: 0,
             last_chunk_sent: false,
+            pending_write: None,
         }
     }
 }
@@ -153,6 +166,10 @@ pub trait Sink: AsyncWriteRent {
     /// cannot be told apart from traffic that is no answer (TLS, whose session tickets
     /// may come at any time).
     fn answered(&self) -> impl Future<Output = ()>;
+
+    /// Resolves once a write would take bytes at once (at once, where that cannot be
+    /// told).
+    fn writable(&self) -> impl Future<Output = ()>;
 }
 
 impl<C, S> Source for MaybeTls<C>
@@ -178,6 +195,15 @@ where
                 let _ = stream.readable(false).await;
             }
             Self::Tls(_) => std::future::pending().await,
+        }
+    }
+
+    async fn writable(&self) {
+        match self {
+            Self::Plain(stream) => {
+                let _ = stream.writable(false).await;
+            }
+            Self::Tls(_) => {}
         }
     }
 }
@@ -293,6 +319,20 @@ pub async fn relay(
     if large && out.buf.capacity() < options.body_buffer_bytes {
         out.buf.reserve(options.body_buffer_bytes - out.buf.len());
     }
+    if let Some(pending) = body.pending_write.take() {
+        // A write an early answer interrupted goes out first, from where it stopped.
+        let write = out.resume_write_all(sink);
+        match monoio::time::timeout(options.write_timeout, write).await {
+            Ok((Ok(()), written)) => out = written,
+            Ok((Err(_), written)) => return (Err(RelayError::SinkIo), written),
+            Err(_) => return (Err(RelayError::SinkTimeout), OutVec::default()),
+        }
+        out.buf.drain(..pending.drain);
+        body.start = 0;
+        if pending.done {
+            return (Ok(body.received), out);
+        }
+    }
     let (result, mut out) = relay_loop(source, sink, out, body, options).await;
     if out.buf.capacity() > 2 * options.buffer_bytes {
         // Back to the normal size, so a connection does not keep a body-sized buffer.
@@ -324,8 +364,18 @@ async fn relay_loop(
         }
         queue_step(&mut out, body, start, &step);
         if !out.is_empty() {
-            match write(sink, out, options.write_timeout).await {
+            let written = if options.watch_sink {
+                write_watched(sink, out, options.write_timeout).await
+            } else {
+                write(sink, out, options.write_timeout).await
+            };
+            match written {
                 (Ok(()), written) => out = written,
+                (Err(RelayError::SinkAnswered), written) => {
+                    let (drain, done) = (start + step.consumed, step.done);
+                    body.pending_write = Some(PendingWrite { drain, done });
+                    return (Err(RelayError::SinkAnswered), written);
+                }
                 (Err(error), written) => return (Err(error), written),
             }
         }
@@ -367,6 +417,40 @@ async fn relay_loop(
             Err(error) => return (Err(error), out),
         }
     }
+}
+
+/// Writes the queued parts within `timeout`, and while waiting for room also waits for the
+/// sink's answer: a backend that answers and stops reading (it echoes as it reads, or
+/// refuses the upload) would otherwise hold the write until the timeout. An answer stops
+/// the write where it is (nothing in flight), and `out` keeps what is left to send.
+async fn write_watched(
+    sink: &mut impl Sink,
+    mut out: OutVec,
+    timeout: Duration,
+) -> (Result<(), RelayError>, OutVec) {
+    out.start_write();
+    let deadline = monoio::time::Instant::now() + timeout;
+    while !out.is_written() {
+        let room = async {
+            monoio::select! {
+                biased;
+                () = sink.answered() => false,
+                () = sink.writable() => true,
+            }
+        };
+        match monoio::time::timeout_at(deadline, room).await {
+            Ok(true) => {}
+            Ok(false) => return (Err(RelayError::SinkAnswered), out),
+            Err(_) => return (Err(RelayError::SinkTimeout), out),
+        }
+        match monoio::time::timeout_at(deadline, out.write_step(sink)).await {
+            Ok((Ok(()), written)) => out = written,
+            Ok((Err(_), written)) => return (Err(RelayError::SinkIo), written),
+            // The buffers went with the cancelled write; the connection is closed anyway.
+            Err(_) => return (Err(RelayError::SinkTimeout), OutVec::default()),
+        }
+    }
+    (Ok(()), out)
 }
 
 /// Writes the queued parts within `timeout`.

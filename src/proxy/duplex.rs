@@ -135,4 +135,10 @@ impl Sink for WriteHalf<'_> {
     async fn answered(&self) {
         std::future::pending().await
     }
+
+    async fn writable(&self) {
+        // SAFETY: as for `ReadHalf::stream`; waiting for room is a write-side operation.
+        let stream = unsafe { &*self.0.get() };
+        let _ = stream.writable(false).await;
+    }
 }

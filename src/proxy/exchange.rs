@@ -85,6 +85,12 @@ impl Sink for Downstream<'_> {
     async fn answered(&self) {
         std::future::pending().await
     }
+
+    async fn writable(&self) {
+        match self {
+            Self::H1(stream) => Sink::writable(&**stream).await,
+        }
+    }
 }
 
 /// The request as the phases read it: its parsed head and header lines, whose spans

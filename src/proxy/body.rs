@@ -483,3 +483,6 @@ pub async fn read_more(
         Err(_) => (Err(RelayError::SourceTimeout), Vec::new()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,3 +19,6 @@ pub mod duplex;
 pub mod reuse;
 pub mod http;
 pub mod tunnel;
+
+#[cfg(test)]
+mod scripted;

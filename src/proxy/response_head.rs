@@ -11,15 +11,14 @@ use crate::http::{
     BodyFraming, HeadLimits, HeaderKind, HeaderLine, Method, Parsed, RequestHead, ResponseHead,
     Version, parse_response_head, response_framing,
 };
-use crate::tls::UpstreamStream;
 use crate::wire::OutVec;
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 /// Reads response heads from `stream` until a final one and parses its lines into `lines`.
 /// Interim 1xx heads other than 100 go to `client` as they are when it speaks HTTP/1.1.
 pub async fn read_final_head(
     request: &RequestHead,
-    (stream, client): (&mut UpstreamStream, &mut impl AsyncWriteRent),
+    (stream, client): (&mut impl AsyncReadRent, &mut impl AsyncWriteRent),
     (mut buf, lines): (Vec<u8>, &mut Vec<HeaderLine>),
     limits: &HeadLimits,
     options: &RelayOptions,
@@ -162,7 +161,10 @@ pub fn render_response_head(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse_request_head;
+    use crate::http::{ChunkedLimits, parse_request_head};
+    use crate::proxy::scripted::{ScriptedStream, Step, WriteFault, bytes};
+    use std::io::ErrorKind;
+    use std::time::Duration;
 
     const PLAIN: PlanFacts = PlanFacts { request_complete: true, shutting_down: false };
 
@@ -242,5 +244,157 @@ mod tests {
         let (plan, head) = respond(request, response, PLAIN);
         assert!(plan.upgrade);
         assert!(head.contains("Connection: upgrade\r\nUpgrade: websocket\r\n"), "{head}");
+    }
+
+    const OPTIONS: RelayOptions = RelayOptions {
+        read_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        bytes_max: 1 << 20,
+        chunked: ChunkedLimits::DEFAULT,
+        buffer_bytes: 64,
+        body_buffer_bytes: 256,
+        rate_min_bytes: 0,
+        watch_sink: false,
+    };
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+    const EARLY_HINTS: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+    const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+    /// What [`read_final_head`] did: its result, the buffer, the client.
+    type Read = (Result<ResponseHead, ProxyError>, Vec<u8>, ScriptedStream);
+
+    /// Reads the final head for `request_bytes` from a backend whose reads are `backend`.
+    fn read_head(
+        request_bytes: &[u8],
+        (mut backend, mut client): (ScriptedStream, ScriptedStream),
+        options: &RelayOptions,
+    ) -> Read {
+        let request = request(request_bytes);
+        let mut lines = Vec::new();
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        let (result, buf) = runtime.block_on(read_final_head(
+            &request,
+            (&mut backend, &mut client),
+            (Vec::new(), &mut lines),
+            &HeadLimits::DEFAULT,
+            options,
+        ));
+        if let Ok(response) = &result {
+            assert_eq!(usize::from(response.headers_count), lines.len());
+        }
+        (result, buf, client)
+    }
+
+    /// Reads the final head from a backend that sends `steps`, for a quiet client.
+    fn read_steps(request_bytes: &[u8], steps: Vec<Step>) -> Read {
+        let streams = (ScriptedStream::new(steps), ScriptedStream::new([]));
+        read_head(request_bytes, streams, &OPTIONS)
+    }
+
+    /// `input` split once at every byte boundary, and byte by byte.
+    fn splits(input: &[u8]) -> Vec<ScriptedStream> {
+        let mut backends = vec![ScriptedStream::new([bytes(input)]).read_pieces(1)];
+        for split in 0..=input.len() {
+            let (first, second) = input.split_at(split);
+            backends.push(ScriptedStream::new([bytes(first), bytes(second)]));
+        }
+        backends
+    }
+
+    #[test]
+    fn a_final_head_split_across_reads_is_read_whole() {
+        let input = [OK, b"hi"].concat();
+        for backend in splits(&input) {
+            let (result, buf, _) = read_head(GET11, (backend, ScriptedStream::new([])), &OPTIONS);
+            let response = result.expect("a final head");
+            assert_eq!((response.status, response.head_len as usize), (200, OK.len()));
+            assert!(buf.starts_with(OK) && input.starts_with(&buf), "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn interim_103_goes_to_an_11_client_only() {
+        let input = [EARLY_HINTS, EARLY_HINTS, OK].concat();
+        for backend in splits(&input) {
+            let (result, buf, client) =
+                read_head(GET11, (backend, ScriptedStream::new([])), &OPTIONS);
+            assert_eq!(result.map(|response| response.status), Ok(200));
+            assert_eq!(client.written, [EARLY_HINTS, EARLY_HINTS].concat());
+            assert_eq!(client.writes, [EARLY_HINTS.len(); 2], "each as it came, whole");
+            assert!(buf.starts_with(OK), "the interim heads are gone from the buffer");
+        }
+        let (result, buf, client) = read_steps(GET10, vec![bytes(&input)]);
+        assert_eq!(result.map(|response| response.status), Ok(200));
+        assert!(client.written.is_empty());
+        assert_eq!(buf, OK);
+    }
+
+    #[test]
+    fn interim_100_is_dropped() {
+        let input = [CONTINUE, EARLY_HINTS, CONTINUE, OK].concat();
+        let (result, buf, client) = read_steps(GET11, vec![bytes(&input)]);
+        assert_eq!(result.map(|response| response.status), Ok(200));
+        assert_eq!(client.written, EARLY_HINTS);
+        assert_eq!(buf, OK);
+    }
+
+    #[test]
+    fn a_client_gone_during_an_interim_head_is_client_io() {
+        let backend = ScriptedStream::new([bytes(&[EARLY_HINTS, OK].concat())]);
+        let fault = WriteFault::Error(ErrorKind::BrokenPipe);
+        let client = ScriptedStream::new([]).fault_writes_after(0, fault);
+        let (result, _, _) = read_head(GET11, (backend, client), &OPTIONS);
+        assert_eq!(result, Err(ProxyError::ClientIo));
+    }
+
+    #[test]
+    fn a_101_is_final_only_for_an_upgrade_request() {
+        let switching =
+            b"HTTP/1.1 101 Switching\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let (result, _, client) = read_steps(GET11, vec![bytes(switching)]);
+        assert_eq!(result, Err(ProxyError::UnexpectedUpgrade));
+        assert!(client.written.is_empty());
+        let upgrade =
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let (result, _, _) = read_steps(upgrade, vec![bytes(switching)]);
+        assert_eq!(result.map(|response| response.status), Ok(101));
+    }
+
+    #[test]
+    fn a_malformed_head_is_a_bad_response() {
+        let (result, _, _) = read_steps(GET11, vec![bytes(b"HTTP/1.1 2x0 OK\r\n\r\n")]);
+        assert!(matches!(result, Err(ProxyError::BadResponse(_))), "{result:?}");
+        let (result, _, _) = read_steps(GET11, vec![bytes(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")]);
+        assert!(matches!(result, Err(ProxyError::BadResponse(_))), "{result:?}");
+    }
+
+    #[test]
+    fn a_backend_gone_before_its_head_is_upstream_closed() {
+        let reset = Step::Error(ErrorKind::ConnectionReset);
+        for steps in
+            [vec![], vec![bytes(b"HTTP/1.1 200 O"), Step::Eof], vec![bytes(&OK[..10]), reset]]
+        {
+            let (result, _, client) = read_steps(GET11, steps.clone());
+            assert_eq!(result, Err(ProxyError::UpstreamClosed), "{steps:?}");
+            assert!(client.written.is_empty());
+        }
+        // Closed right after an interim head: that head went on, the final one never came.
+        let (result, _, client) = read_steps(GET11, vec![bytes(EARLY_HINTS), Step::Eof]);
+        assert_eq!(result, Err(ProxyError::UpstreamClosed));
+        assert_eq!(client.written, EARLY_HINTS);
+    }
+
+    #[test]
+    fn a_silent_backend_is_upstream_timeout() {
+        let options = RelayOptions { read_timeout: Duration::from_millis(30), ..OPTIONS };
+        let started = std::time::Instant::now();
+        let backend = ScriptedStream::new([bytes(b"HTTP/1.1 200"), Step::Hold]);
+        let (result, _, _) = read_head(GET11, (backend, ScriptedStream::new([])), &options);
+        assert_eq!(result, Err(ProxyError::UpstreamTimeout));
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

@@ -305,6 +305,16 @@ impl Sink for ScriptedStream {
             Answer::Never | Answer::AfterWritten(_) => std::future::pending().await,
         }
     }
+
+    /// A peer that stopped reading has no room; otherwise there always is.
+    async fn writable(&self) {
+        match self.write_fault {
+            Some((after, WriteFault::Hold)) if self.written.len() >= after => {
+                std::future::pending::<()>().await;
+            }
+            Some((_, WriteFault::Hold | WriteFault::Error(_))) | None => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -170,3 +170,26 @@ fn embedded_default_is_valid() {
     assert_eq!(config.listeners.len(), 3);
     assert_eq!(config.clusters[0].backends.len(), 2);
 }
+
+#[test]
+fn route_hosts_are_authorities_without_a_port() {
+    let route = |host: &str| {
+        format!(
+            "[[listener]]\naddr = \"127.0.0.1:8080\"\n[[listener.route]]\nhost = {host:?}\n\
+             respond = {{ status = 200 }}\n"
+        )
+    };
+    let accepted = [
+        ("API.Example.com", HostMatch::Exact(b"api.example.com"[..].into())),
+        ("*.example.com", HostMatch::Suffix(b".example.com"[..].into())),
+        ("10.0.0.1", HostMatch::Exact(b"10.0.0.1"[..].into())),
+        ("[::1]", HostMatch::Exact(b"[::1]"[..].into())),
+    ];
+    for (host, expected) in accepted {
+        let config = from_toml(&route(host)).unwrap_or_else(|error| panic!("{host}: {error}"));
+        assert_eq!(config.listeners[0].routes[0].host, Some(expected), "host: {host}");
+    }
+    for host in ["", "*.", "example.com:80", "example.com:", "*.[::1]", "user@a", "a%2eb", "a b"] {
+        assert!(from_toml(&route(host)).is_err(), "host: {host:?}");
+    }
+}

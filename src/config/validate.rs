@@ -18,7 +18,7 @@ use super::{
     FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route,
     RouteAction, Timeouts, Workers,
 };
-use crate::http::{ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
+use crate::http::{Authority, ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -438,11 +438,17 @@ fn validate_route(
     }
 }
 
+/// A route's `host`: a host as [`Authority`] reads it, without a port, or `*.` and a name.
 fn validate_host(at: &str, host: &str, errors: &mut Vec<ConfigError>) -> HostMatch {
     let lower = host.to_ascii_lowercase();
-    let name = lower.strip_prefix("*.").unwrap_or(&lower);
-    let valid = !name.is_empty()
-        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.');
+    let (name, is_pattern) = match lower.strip_prefix("*.") {
+        Some(suffix) => (suffix, true),
+        None => (lower.as_str(), false),
+    };
+    // A port would never match: routes compare the host without the request's port.
+    let valid = Authority::parse(name.as_bytes()).is_ok_and(|authority| {
+        authority.host.len() == name.len() && !(is_pattern && name.starts_with('['))
+    });
     if !valid {
         let reason = format!("{host:?} is not a host name or a `*.suffix` pattern");
         errors.push(ConfigError::invalid(at, reason));

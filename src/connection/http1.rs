@@ -11,7 +11,9 @@ use super::report::{Finished, LogFields, finish};
 use crate::config::AccessLogFormat;
 use crate::config::{FixedResponse, RouteAction};
 use crate::error::ProxyError;
-use crate::http::{BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head};
+use crate::http::{
+    Authority, BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head,
+};
 use crate::proxy::buffer::read_body;
 use crate::proxy::exchange::{
     Downstream, Exchange, ExchangeEnd, ExchangeReport, RequestView, Target,
@@ -455,17 +457,10 @@ async fn send(client: &mut Client, out: Vec<u8>, keep_alive: bool) -> Next {
 }
 
 /// `https://HOST[:PORT]/PATH?QUERY` for a request, or `None` when it names no host. HOST is
-/// the authority of an absolute-form target, else the Host value.
+/// that of the authority of an absolute-form target, else of the Host value.
 fn https_location(buf: &[u8], head: &RequestHead, port: u16) -> Option<Vec<u8>> {
-    let host = head.effective_host()?.of(buf);
-    // Drop a port the client used for plain http; keep an IPv6 literal whole.
-    let name = match host.iter().rposition(|&byte| byte == b':') {
-        Some(colon) if !host[colon..].contains(&b']') => &host[..colon],
-        _ => host,
-    };
-    if name.is_empty() {
-        return None;
-    }
+    // The port the client used for plain http is dropped; an IPv6 literal stays whole.
+    let name = Authority::parse(head.effective_host()?.of(buf)).ok()?.host;
     let origin = head.origin.of(buf);
     let mut location = Vec::with_capacity(name.len() + origin.len() + 16);
     location.extend_from_slice(b"https://");

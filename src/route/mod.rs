@@ -4,7 +4,7 @@
 //! Pure: takes the parsed head and the buffer it points into, returns a route index.
 
 use crate::config::{HostMatch, NameValue, PathMatch, Route};
-use crate::http::{HeaderLine, RequestHead, cookies};
+use crate::http::{Authority, HeaderLine, RequestHead, cookies};
 
 /// The parts of a request that routes look at.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +51,7 @@ fn matches(route: &Route, request: &RouteRequest<'_>) -> bool {
         }
     }
     if let Some(host) = &route.host {
-        let Some(name) = request.host.map(host_name) else { return false };
+        let Some(name) = request.host.and_then(host_name) else { return false };
         let is_match = match host {
             HostMatch::Exact(exact) => name.eq_ignore_ascii_case(exact),
             HostMatch::Suffix(suffix) => {
@@ -76,21 +76,12 @@ fn matches(route: &Route, request: &RouteRequest<'_>) -> bool {
     true
 }
 
-/// The host name of a Host value: the port and a trailing dot removed. IPv6 literals
-/// keep their brackets.
-pub fn host_name(host: &[u8]) -> &[u8] {
-    let name = if host.first() == Some(&b'[') {
-        match host.iter().position(|&byte| byte == b']') {
-            Some(end) => &host[..=end],
-            None => host,
-        }
-    } else {
-        match host.iter().rposition(|&byte| byte == b':') {
-            Some(colon) => &host[..colon],
-            None => host,
-        }
-    };
-    name.strip_suffix(b".").unwrap_or(name)
+/// The host name of a Host value or target authority ([`Authority`]): the port and a
+/// trailing dot removed, an IPv6 literal in its brackets. `None` when it is not an authority,
+/// which no host route matches.
+pub fn host_name(host: &[u8]) -> Option<&[u8]> {
+    let name = Authority::parse(host).ok()?.host;
+    Some(name.strip_suffix(b".").unwrap_or(name))
 }
 
 fn header_matches(condition: &NameValue, request: &RouteRequest<'_>) -> bool {
@@ -163,7 +154,7 @@ mod tests {
 
     #[test]
     fn first_match_wins_on_every_condition() {
-        let cases: [(&str, Option<usize>); 19] = [
+        let cases: [(&str, Option<usize>); 20] = [
             ("GET /v1/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", Some(0)),
             // An absolute-form target's authority overrides Host (RFC 9112 §3.2.2).
             ("GET http://api.example.com/v1/users HTTP/1.1\r\nHost: h\r\n\r\n", Some(0)),
@@ -171,6 +162,8 @@ mod tests {
             ("GET http://www.example.com/exact?q HTTP/1.1\r\nHost: h\r\n\r\n", Some(1)),
             ("GET /v1/users HTTP/1.1\r\nHost: API.Example.com:8080\r\n\r\n", Some(0)),
             ("GET /v1/users HTTP/1.1\r\nHost: api.example.com.\r\n\r\n", Some(0)),
+            // A Host that is no authority names no host.
+            ("GET /v1/users HTTP/1.1\r\nHost: api.example.com:x\r\n\r\n", None),
             ("GET /v2/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", None),
             ("GET /exact HTTP/1.1\r\nHost: www.example.com\r\n\r\n", Some(1)),
             ("GET /exact?q=1 HTTP/1.1\r\nHost: a.b.example.com\r\n\r\n", Some(1)),
@@ -192,12 +185,15 @@ mod tests {
 
     #[test]
     fn host_name_strips_port_and_trailing_dot() {
-        let cases: [(&[u8], &[u8]); 5] = [
-            (b"example.com", b"example.com"),
-            (b"example.com:8080", b"example.com"),
-            (b"example.com.", b"example.com"),
-            (b"[::1]:8080", b"[::1]"),
-            (b"[::1]", b"[::1]"),
+        let cases: [(&[u8], Option<&[u8]>); 8] = [
+            (b"example.com", Some(b"example.com")),
+            (b"example.com:8080", Some(b"example.com")),
+            (b"example.com.", Some(b"example.com")),
+            (b"[::1]:8080", Some(b"[::1]")),
+            (b"[::1]", Some(b"[::1]")),
+            (b"user@example.com", None),
+            (b"example.com:http", None),
+            (b"", None),
         ];
         for (host, name) in cases {
             assert_eq!(host_name(host), name, "host: {}", host.escape_ascii());

@@ -193,3 +193,27 @@ fn route_hosts_are_authorities_without_a_port() {
         assert!(from_toml(&route(host)).is_err(), "host: {host:?}");
     }
 }
+
+#[test]
+fn route_ids_count_on_across_listeners() {
+    let text = r#"
+        [[listener]]
+        addr = "127.0.0.1:8080"
+        [[listener.route]]
+        path = "/a"
+        respond = { status = 200 }
+        [[listener.route]]
+        respond = { status = 200 }
+        [[listener]]
+        addr = "127.0.0.1:8081"
+        [[listener.route]]
+        respond = { status = 200 }
+    "#;
+    let config = from_toml(text).unwrap();
+    let ids: Vec<Vec<RouteId>> = config
+        .listeners
+        .iter()
+        .map(|listener| listener.routes.iter().map(|route| route.id).collect())
+        .collect();
+    assert_eq!(ids, [vec![RouteId(0), RouteId(1)], vec![RouteId(2)]]);
+}

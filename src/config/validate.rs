@@ -16,7 +16,7 @@ use super::names::one_of;
 use super::{
     AccessLogConfig, AccessLogFormat, Admin, Cluster, ClusterId, Config, ConfigError, ConfigErrors,
     FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route,
-    RouteAction, Timeouts, Workers,
+    RouteAction, RouteId, Timeouts, Workers,
 };
 use crate::http::{Authority, ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
 use std::net::SocketAddr;
@@ -45,11 +45,14 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
     if file.listener.is_empty() {
         errors.push(ConfigError::invalid("listener", "no listener; add at least one [[listener]]"));
     }
+    let mut next_route = RouteId(0);
     let listeners = file
         .listener
         .iter()
         .enumerate()
-        .map(|(index, listener)| validate_listener(index, listener, &names, errors))
+        .map(|(index, listener)| {
+            validate_listener(index, listener, &mut next_route, &names, errors)
+        })
         .collect();
     Config {
         workers: validate_workers(file.workers.as_ref(), errors),
@@ -303,9 +306,11 @@ fn validate_workers(workers: Option<&FileWorkers>, errors: &mut Vec<ConfigError>
     }
 }
 
+/// Validates listener `index`, numbering its routes from `next_route` on.
 fn validate_listener(
     index: usize,
     listener: &FileListener,
+    next_route: &mut RouteId,
     clusters: &[&str],
     errors: &mut Vec<ConfigError>,
 ) -> Listener {
@@ -326,7 +331,10 @@ fn validate_listener(
         .iter()
         .enumerate()
         .map(|(route_index, route)| {
-            validate_route(&format!("{at}.route[{route_index}]"), route, clusters, errors)
+            let id = *next_route;
+            // A config cannot hold 2^32 routes: each takes a line of TOML, at the least.
+            next_route.0 += 1;
+            validate_route(id, &format!("{at}.route[{route_index}]"), route, clusters, errors)
         })
         .collect();
     let name = listener.access_log.as_deref().unwrap_or(AccessLogFormat::Off.as_str());
@@ -362,6 +370,7 @@ fn validate_listener(
 }
 
 fn validate_route(
+    id: RouteId,
     at: &str,
     route: &FileRoute,
     clusters: &[&str],
@@ -409,6 +418,7 @@ fn validate_route(
         }
     }
     Route {
+        id,
         acl: super::guard::acl(at, route.allow.as_ref(), route.deny.as_ref(), errors),
         filter: super::guard::filter(
             at,

@@ -9,7 +9,7 @@ use super::guard::{self, Checked};
 use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, finish};
 use crate::config::AccessLogFormat;
-use crate::config::{FixedResponse, RouteAction};
+use crate::config::{FixedResponse, RouteAction, RouteId};
 use crate::error::ProxyError;
 use crate::http::{
     Authority, BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head,
@@ -101,7 +101,7 @@ struct Client {
 /// How the current request went, as the connection saw it.
 #[derive(Debug, Default)]
 struct Outcome {
-    route: Option<usize>,
+    route: Option<RouteId>,
     cluster: Option<usize>,
     /// The status the client got.
     status: u16,
@@ -258,10 +258,9 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
     let worker = client.worker.clone();
     let routes = &worker.config.listeners[client.listener].routes;
     let chosen = route::select(routes, &RouteRequest::new(&buf, head, &client.headers));
-    // `Content-Length: 0` is no body: answering it without reading keeps the stream in step.
-    let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0));
-    let action = chosen.map(|index| &routes[index].action);
-    client.outcome.route = chosen;
+    let has_body = has_body(head);
+    let action = chosen.map(|route| &route.action);
+    client.outcome.route = chosen.map(|route| route.id);
     let checked = Checked {
         listener: client.listener,
         route: chosen,
@@ -320,9 +319,16 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
-            proxy_to_cluster(client, head, buf, *cluster, has_body).await
+            let buffering = chosen.is_none_or(|route| route.request_buffering);
+            proxy_to_cluster(client, head, buf, *cluster, buffering).await
         }
     }
+}
+
+/// Whether a request has a body to read. `Content-Length: 0` is none: answering it
+/// without reading keeps the stream in step.
+fn has_body(head: &RequestHead) -> bool {
+    !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0))
 }
 
 /// The methods a reverse-proxy route takes, for the 405 that answers CONNECT.
@@ -337,17 +343,17 @@ fn unread_body(next: Next, has_body: bool) -> Next {
 }
 
 /// Hands the request to `cluster` and turns the outcome into what the loop does next.
+/// `buffering` is the route's `request_buffering`.
 async fn proxy_to_cluster(
     client: &mut Client,
     head: &RequestHead,
     buf: Vec<u8>,
     cluster: crate::config::ClusterId,
-    has_body: bool,
+    buffering: bool,
 ) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
     client.outcome.cluster = Some(cluster.0 as usize);
-    let routes = &worker.config.listeners[client.listener].routes;
-    let buffering = client.outcome.route.is_none_or(|route| routes[route].request_buffering);
+    let has_body = has_body(head);
     let (read, buf) = read_body(&worker, &mut client.stream, head, buffering, buf).await;
     let read = match read {
         Ok(read) => read,

@@ -1,7 +1,8 @@
 //! Picks the route for a request: the first rule of the listener whose every condition
 //! holds (host, path, method, header, cookie).
 //!
-//! Pure: takes the parsed head and the buffer it points into, returns a route index.
+//! Pure: takes the parsed head and the buffer it points into, returns the route, which
+//! carries its [`RouteId`](crate::config::RouteId).
 
 use crate::config::{HostMatch, NameValue, PathMatch, Route};
 use crate::http::{Authority, HeaderLine, RequestHead, cookies};
@@ -31,9 +32,9 @@ impl<'a> RouteRequest<'a> {
     }
 }
 
-/// Index of the first route in `routes` that matches, or `None` (the client gets 404).
-pub fn select(routes: &[Route], request: &RouteRequest<'_>) -> Option<usize> {
-    routes.iter().position(|route| matches(route, request))
+/// The first route in `routes` that matches, or `None` (the client gets 404).
+pub fn select<'a>(routes: &'a [Route], request: &RouteRequest<'_>) -> Option<&'a Route> {
+    routes.iter().find(|route| matches(route, request))
 }
 
 fn matches(route: &Route, request: &RouteRequest<'_>) -> bool {
@@ -136,7 +137,8 @@ mod tests {
         respond = { status = 200, body = "6" }
     "#;
 
-    fn route_of(request: &str) -> Option<usize> {
+    /// The id of the route `request` selects; the one listener's ids are its indexes.
+    fn route_of(request: &str) -> Option<u32> {
         let config = Config::parse(ROUTES).unwrap();
         let routes = &config.listeners[0].routes;
         for route in routes {
@@ -149,12 +151,12 @@ mod tests {
         else {
             panic!("test request must parse: {request}");
         };
-        select(routes, &RouteRequest::new(buf, &head, &headers))
+        select(routes, &RouteRequest::new(buf, &head, &headers)).map(|route| route.id.0)
     }
 
     #[test]
     fn first_match_wins_on_every_condition() {
-        let cases: [(&str, Option<usize>); 20] = [
+        let cases: [(&str, Option<u32>); 20] = [
             ("GET /v1/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", Some(0)),
             // An absolute-form target's authority overrides Host (RFC 9112 §3.2.2).
             ("GET http://api.example.com/v1/users HTTP/1.1\r\nHost: h\r\n\r\n", Some(0)),

@@ -154,3 +154,24 @@ fn numbers_are_written_in_decimal() {
         assert_eq!(decimal_len(value), out.len());
     }
 }
+
+#[test]
+fn content_names_its_type_and_is_not_stored() {
+    let content = Content {
+        status: 405,
+        content_type: b"application/json",
+        extra: b"Allow: GET\r\n",
+        body: b"{}\n",
+    };
+    let mut out = Vec::new();
+    assert_eq!(write_content(&content, GET_11, false, &mut out), 3);
+    assert_eq!(
+        text(out),
+        "HTTP/1.1 405 Method Not Allowed\r\nServer: ringway\r\nContent-Type: application/json\r\n\
+         Cache-Control: no-store\r\nAllow: GET\r\nContent-Length: 3\r\nConnection: close\r\n\r\n\
+         {}\n"
+    );
+    let mut out = Vec::new();
+    assert_eq!(write_content(&content, HEAD_11, false, &mut out), 0);
+    assert!(text(out).ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
+}

@@ -263,12 +263,13 @@ pub enum RouteAction {
     },
 }
 
-/// A response the proxy answers itself, rendered once at load time.
+/// A response the proxy answers itself, as configured; `response::write_fixed` renders it.
 #[derive(Debug, Clone)]
 pub struct FixedResponse {
     pub status: u16,
-    /// Status line and headers, `Content-Length` included, without the blank line.
-    pub head: Box<[u8]>,
+    /// The configured header lines, each ending in CRLF; never framing lines
+    /// (`Content-Length`, `Transfer-Encoding`, `Connection`), which the writer adds.
+    pub lines: Box<[u8]>,
     pub body: Box<[u8]>,
 }
 

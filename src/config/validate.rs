@@ -508,7 +508,7 @@ fn validate_respond(
     ));
     let status = u16::try_from(status).unwrap_or(200);
     let body = respond.body.clone().unwrap_or_default().into_bytes();
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", crate::response::reason(status));
+    let mut lines = String::new();
     for (name, value) in &respond.headers {
         let key = format!("{at}.respond.headers.{name}");
         let valid_name = !name.is_empty()
@@ -522,8 +522,7 @@ fn validate_respond(
         if value.bytes().any(|byte| byte == b'\r' || byte == b'\n' || byte == 0) {
             errors.push(ConfigError::invalid(&key, "header values may not hold CR, LF or NUL"));
         }
-        head.push_str(&format!("{name}: {value}\r\n"));
+        lines.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    FixedResponse { status, head: head.into_bytes().into(), body: body.into() }
+    FixedResponse { status, lines: lines.into_bytes().into(), body: body.into() }
 }

@@ -503,7 +503,7 @@ async fn answer_fixed(
     head: &RequestHead,
     keep_alive: bool,
 ) -> Next {
-    let mut out = Vec::with_capacity(fixed.head.len() + fixed.body.len() + 32);
+    let mut out = Vec::with_capacity(fixed.lines.len() + fixed.body.len() + 64);
     let body_len = response::write_fixed(fixed, Request::of(head), keep_alive, &mut out);
     client.outcome.status = fixed.status;
     client.outcome.report.body_bytes_out = body_len;

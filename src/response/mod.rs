@@ -15,10 +15,8 @@ pub use error::write_error;
 pub use fixed::write_fixed;
 pub use redirect::write_redirect;
 
+use crate::http::status::reason;
 use crate::http::{Method, RequestHead, Version};
-
-/// Re-exported from its home in `http` for `config`, which reads it here still.
-pub use crate::http::status::reason;
 
 /// The interim response sent before reading a body the client offered with
 /// `Expect: 100-continue`. The same bytes [`write()`] renders for status 100.

@@ -22,14 +22,9 @@ fn error(error: &ProxyError, request: Request, keep_alive: bool, extra: &[u8]) -
     text
 }
 
-/// A fixed answer as config renders it.
+/// A fixed answer as config holds it.
 fn fixed(status: u16, lines: &str, body: &str) -> FixedResponse {
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\n{lines}Content-Length: {}\r\n",
-        reason(status),
-        body.len()
-    );
-    FixedResponse { status, head: head.into_bytes().into(), body: body.as_bytes().into() }
+    FixedResponse { status, lines: lines.as_bytes().into(), body: body.as_bytes().into() }
 }
 
 fn answer(fixed: &FixedResponse, request: Request, keep_alive: bool) -> (String, u64) {

@@ -7,8 +7,8 @@ mod idle;
 pub use idle::IdleConnections;
 
 use crate::access_log::{RequestIdGenerator, WorkerLog, process_seed};
-use crate::config::RateLimitConfig;
 use crate::config::{BackendId, BackendState, ClusterId, Config};
+use crate::config::{RateLimitConfig, RouteId};
 use crate::http::HeaderLine;
 use crate::limit::{RateExchange, RateLimiter};
 use crate::stats::{BackendGauge, StatsLayout, WorkerStats};
@@ -281,9 +281,9 @@ impl Worker {
         listener
     }
 
-    /// The slot of a route's rate limiter (`route` indexes the stats layout's routes).
-    pub fn route_rate_slot(&self, route: usize) -> usize {
-        self.config.listeners.len() + route
+    /// The slot of a route's rate limiter: after the listeners', in route id order.
+    pub fn route_rate_slot(&self, route: RouteId) -> usize {
+        self.config.listeners.len() + route.index()
     }
 
     /// Admits a new connection from `ip` under the connection caps, counting it when
@@ -376,7 +376,7 @@ pub struct Shared {
 }
 
 /// Every rate-limit slot of `config`: one per listener, then one per route of every
-/// listener, in order; `None` where there is no limit.
+/// listener, in order, which is [`RouteId`] order; `None` where there is no limit.
 pub fn rate_limits(config: &Config) -> impl Iterator<Item = Option<&RateLimitConfig>> {
     let listeners = config.listeners.iter().map(|listener| listener.rate_limit.as_ref());
     let routes = config

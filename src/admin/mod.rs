@@ -11,6 +11,7 @@ use crate::control::{ControlState, ServeAdmin};
 use crate::http::{
     BodyFraming, HeadLimits, Method, Parsed, RequestHead, find_header, parse_request_head,
 };
+use crate::response::{self, Content, Request};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -81,37 +82,33 @@ pub async fn serve(socket: std::net::TcpListener, state: Rc<RefCell<ControlState
 }
 
 async fn handle(mut stream: TcpStream, state: Rc<RefCell<ControlState>>) {
-    let mut is_head = false;
+    let mut request = Request::UNPARSED;
     let reply = match monoio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
         Ok(Ok((buf, head, headers))) => {
-            is_head = head.method == Method::Head;
+            request = Request::of(&head);
             let body = &buf[head.head_len as usize..];
             respond_to(&state, &buf, &head, &headers, body)
         }
         Ok(Err(reply)) => reply,
         Err(_) => Reply::error(408, "request timeout"),
     };
-    let reason = crate::response::reason(reply.status);
-    let mut out = format!(
-        "HTTP/1.1 {} {reason}\r\nServer: ringway\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\n{}Connection: close\r\n\r\n",
-        reply.status,
-        reply.content_type,
-        reply.body.len(),
-        reply.headers
-    )
-    .into_bytes();
-    // A response to HEAD has the headers of the GET response and no body (RFC 9110 9.3.2).
-    if !is_head {
-        out.extend_from_slice(&reply.body);
-    }
+    let content = Content {
+        status: reply.status,
+        content_type: reply.content_type.as_bytes(),
+        extra: reply.headers.as_bytes(),
+        body: &reply.body,
+    };
+    let mut out = Vec::with_capacity(256 + reply.body.len());
+    // One request per connection: the response closes it.
+    response::write_content(&content, request, false, &mut out);
     let _ = monoio::time::timeout(REQUEST_TIMEOUT, stream.write_all(out)).await;
 }
 
-type Request = (Vec<u8>, RequestHead, Vec<crate::http::HeaderLine>);
+/// A request as read: its buffer (head, then body), head and header lines.
+type Received = (Vec<u8>, RequestHead, Vec<crate::http::HeaderLine>);
 
 /// Reads one request head and its body (bounded); the body follows the head in the buffer.
-async fn read_request(stream: &mut TcpStream) -> Result<Request, Reply> {
+async fn read_request(stream: &mut TcpStream) -> Result<Received, Reply> {
     let mut buf = Vec::with_capacity(4096);
     let mut headers = Vec::new();
     loop {

@@ -11,6 +11,7 @@ use super::{
     Backend, BackendState, Balance, Cluster, ConfigError, HashKey, HealthCheck, HttpCheck, Outlier,
     Sticky, StickyKey,
 };
+use crate::http::Authority;
 use aws_lc_rs::hmac;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::OnceLock;
@@ -236,11 +237,12 @@ fn validate_http_check(
         let reason = format!("{path:?} must start with '/' and hold no spaces or controls");
         errors.push(ConfigError::invalid(format!("{at}.path"), reason));
     }
+    // Sent as the Host value, which is `host[:port]` (RFC 9110 §7.2).
     if let Some(host) = &check.host {
-        if !printable(host) {
+        if let Err(error) = Authority::parse(host.as_bytes()) {
             errors.push(ConfigError::invalid(
                 format!("{at}.host"),
-                format!("{host:?} is not a host"),
+                format!("{host:?} is not a host: {error}"),
             ));
         }
     }

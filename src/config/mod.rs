@@ -195,9 +195,23 @@ pub struct ClusterId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BackendId(pub u32);
 
+/// A route's number, unique across listeners: validation numbers the routes of the first
+/// listener in order, then those of the next. It indexes the stats layout's routes and,
+/// after the listeners' slots, the route rate limiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteId(pub u32);
+
+impl RouteId {
+    /// The id as an index into a table with one entry per route, in id order.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// One routing rule: every present condition must hold.
 #[derive(Debug, Clone)]
 pub struct Route {
+    pub id: RouteId,
     pub host: Option<HostMatch>,
     pub path: Option<PathMatch>,
     /// Empty means any method.
@@ -249,12 +263,13 @@ pub enum RouteAction {
     },
 }
 
-/// A response the proxy answers itself, rendered once at load time.
+/// A response the proxy answers itself, as configured; `response::write_fixed` renders it.
 #[derive(Debug, Clone)]
 pub struct FixedResponse {
     pub status: u16,
-    /// Status line and headers, `Content-Length` included, without the blank line.
-    pub head: Box<[u8]>,
+    /// The configured header lines, each ending in CRLF; never framing lines
+    /// (`Content-Length`, `Transfer-Encoding`, `Connection`), which the writer adds.
+    pub lines: Box<[u8]>,
     pub body: Box<[u8]>,
 }
 

@@ -139,7 +139,7 @@ fn parses_workers_forms_and_backend_forms() {
 }
 
 #[test]
-fn fixed_response_is_rendered_once() {
+fn fixed_response_keeps_its_lines_and_body() {
     let text = r#"
         [[listener]]
         addr = "127.0.0.1:8080"
@@ -151,10 +151,7 @@ fn fixed_response_is_rendered_once() {
         panic!("a respond route");
     };
     assert_eq!(fixed.status, 404);
-    assert_eq!(
-        &*fixed.head,
-        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
-    );
+    assert_eq!(&*fixed.lines, b"Content-Type: text/plain\r\n");
     assert_eq!(&*fixed.body, b"gone\n");
 }
 
@@ -169,4 +166,51 @@ fn embedded_default_is_valid() {
     let config = from_toml(EMBEDDED_DEFAULT).unwrap();
     assert_eq!(config.listeners.len(), 3);
     assert_eq!(config.clusters[0].backends.len(), 2);
+}
+
+#[test]
+fn route_hosts_are_authorities_without_a_port() {
+    let route = |host: &str| {
+        format!(
+            "[[listener]]\naddr = \"127.0.0.1:8080\"\n[[listener.route]]\nhost = {host:?}\n\
+             respond = {{ status = 200 }}\n"
+        )
+    };
+    let accepted = [
+        ("API.Example.com", HostMatch::Exact(b"api.example.com"[..].into())),
+        ("*.example.com", HostMatch::Suffix(b".example.com"[..].into())),
+        ("10.0.0.1", HostMatch::Exact(b"10.0.0.1"[..].into())),
+        ("[::1]", HostMatch::Exact(b"[::1]"[..].into())),
+    ];
+    for (host, expected) in accepted {
+        let config = from_toml(&route(host)).unwrap_or_else(|error| panic!("{host}: {error}"));
+        assert_eq!(config.listeners[0].routes[0].host, Some(expected), "host: {host}");
+    }
+    for host in ["", "*.", "example.com:80", "example.com:", "*.[::1]", "user@a", "a%2eb", "a b"] {
+        assert!(from_toml(&route(host)).is_err(), "host: {host:?}");
+    }
+}
+
+#[test]
+fn route_ids_count_on_across_listeners() {
+    let text = r#"
+        [[listener]]
+        addr = "127.0.0.1:8080"
+        [[listener.route]]
+        path = "/a"
+        respond = { status = 200 }
+        [[listener.route]]
+        respond = { status = 200 }
+        [[listener]]
+        addr = "127.0.0.1:8081"
+        [[listener.route]]
+        respond = { status = 200 }
+    "#;
+    let config = from_toml(text).unwrap();
+    let ids: Vec<Vec<RouteId>> = config
+        .listeners
+        .iter()
+        .map(|listener| listener.routes.iter().map(|route| route.id).collect())
+        .collect();
+    assert_eq!(ids, [vec![RouteId(0), RouteId(1)], vec![RouteId(2)]]);
 }

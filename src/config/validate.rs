@@ -16,9 +16,9 @@ use super::names::one_of;
 use super::{
     AccessLogConfig, AccessLogFormat, Admin, Cluster, ClusterId, Config, ConfigError, ConfigErrors,
     FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route,
-    RouteAction, Timeouts, Workers,
+    RouteAction, RouteId, Timeouts, Workers,
 };
-use crate::http::{ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
+use crate::http::{Authority, ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -45,11 +45,14 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
     if file.listener.is_empty() {
         errors.push(ConfigError::invalid("listener", "no listener; add at least one [[listener]]"));
     }
+    let mut next_route = RouteId(0);
     let listeners = file
         .listener
         .iter()
         .enumerate()
-        .map(|(index, listener)| validate_listener(index, listener, &names, errors))
+        .map(|(index, listener)| {
+            validate_listener(index, listener, &mut next_route, &names, errors)
+        })
         .collect();
     Config {
         workers: validate_workers(file.workers.as_ref(), errors),
@@ -303,9 +306,11 @@ fn validate_workers(workers: Option<&FileWorkers>, errors: &mut Vec<ConfigError>
     }
 }
 
+/// Validates listener `index`, numbering its routes from `next_route` on.
 fn validate_listener(
     index: usize,
     listener: &FileListener,
+    next_route: &mut RouteId,
     clusters: &[&str],
     errors: &mut Vec<ConfigError>,
 ) -> Listener {
@@ -326,7 +331,10 @@ fn validate_listener(
         .iter()
         .enumerate()
         .map(|(route_index, route)| {
-            validate_route(&format!("{at}.route[{route_index}]"), route, clusters, errors)
+            let id = *next_route;
+            // A config cannot hold 2^32 routes: each takes a line of TOML, at the least.
+            next_route.0 += 1;
+            validate_route(id, &format!("{at}.route[{route_index}]"), route, clusters, errors)
         })
         .collect();
     let name = listener.access_log.as_deref().unwrap_or(AccessLogFormat::Off.as_str());
@@ -362,6 +370,7 @@ fn validate_listener(
 }
 
 fn validate_route(
+    id: RouteId,
     at: &str,
     route: &FileRoute,
     clusters: &[&str],
@@ -409,6 +418,7 @@ fn validate_route(
         }
     }
     Route {
+        id,
         acl: super::guard::acl(at, route.allow.as_ref(), route.deny.as_ref(), errors),
         filter: super::guard::filter(
             at,
@@ -438,11 +448,17 @@ fn validate_route(
     }
 }
 
+/// A route's `host`: a host as [`Authority`] reads it, without a port, or `*.` and a name.
 fn validate_host(at: &str, host: &str, errors: &mut Vec<ConfigError>) -> HostMatch {
     let lower = host.to_ascii_lowercase();
-    let name = lower.strip_prefix("*.").unwrap_or(&lower);
-    let valid = !name.is_empty()
-        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.');
+    let (name, is_pattern) = match lower.strip_prefix("*.") {
+        Some(suffix) => (suffix, true),
+        None => (lower.as_str(), false),
+    };
+    // A port would never match: routes compare the host without the request's port.
+    let valid = Authority::parse(name.as_bytes()).is_ok_and(|authority| {
+        authority.host.len() == name.len() && !(is_pattern && name.starts_with('['))
+    });
     if !valid {
         let reason = format!("{host:?} is not a host name or a `*.suffix` pattern");
         errors.push(ConfigError::invalid(at, reason));
@@ -492,7 +508,7 @@ fn validate_respond(
     ));
     let status = u16::try_from(status).unwrap_or(200);
     let body = respond.body.clone().unwrap_or_default().into_bytes();
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", crate::response::reason(status));
+    let mut lines = String::new();
     for (name, value) in &respond.headers {
         let key = format!("{at}.respond.headers.{name}");
         let valid_name = !name.is_empty()
@@ -506,8 +522,7 @@ fn validate_respond(
         if value.bytes().any(|byte| byte == b'\r' || byte == b'\n' || byte == 0) {
             errors.push(ConfigError::invalid(&key, "header values may not hold CR, LF or NUL"));
         }
-        head.push_str(&format!("{name}: {value}\r\n"));
+        lines.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    FixedResponse { status, head: head.into_bytes().into(), body: body.into() }
+    FixedResponse { status, lines: lines.into_bytes().into(), body: body.into() }
 }

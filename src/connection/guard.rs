@@ -4,7 +4,7 @@
 //! All state is the worker's own; rate limiters swap usage with other workers on a tick.
 
 use crate::balance::hash_key;
-use crate::config::{RateKey, RateLimitConfig};
+use crate::config::{RateKey, RateLimitConfig, Route};
 use crate::error::ProxyError;
 use crate::http::{HeaderKind, HeaderLine, RequestHead, find_header};
 use crate::limit::{FilterVerdict, client_ip};
@@ -30,8 +30,8 @@ impl From<ProxyError> for Refusal {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Checked<'a> {
     pub(super) listener: usize,
-    /// The matched route's index within the listener.
-    pub(super) route: Option<usize>,
+    /// The matched route, of this listener.
+    pub(super) route: Option<&'a Route>,
     pub(super) peer: SocketAddr,
     pub(super) buf: &'a [u8],
     pub(super) head: &'a RequestHead,
@@ -47,8 +47,7 @@ pub(super) fn check(worker: &Worker, request: &Checked<'_>) -> Result<(), Refusa
     }
     let slot = worker.listener_rate_slot(request.listener);
     take_token(worker, slot, listener.rate_limit.as_ref(), ip, request)?;
-    let Some(route_index) = request.route else { return Ok(()) };
-    let route = &listener.routes[route_index];
+    let Some(route) = request.route else { return Ok(()) };
     if route.acl.as_ref().is_some_and(|acl| !acl.permits(ip)) {
         return Err(ProxyError::Forbidden.into());
     }
@@ -72,8 +71,7 @@ pub(super) fn check(worker: &Worker, request: &Checked<'_>) -> Result<(), Refusa
             }
         }
     }
-    let global_route = worker.stats_layout.route_index(request.listener, route_index);
-    let slot = worker.route_rate_slot(global_route);
+    let slot = worker.route_rate_slot(route.id);
     take_token(worker, slot, route.rate_limit.as_ref(), ip, request)
 }
 

@@ -9,9 +9,11 @@ use super::guard::{self, Checked};
 use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, finish};
 use crate::config::AccessLogFormat;
-use crate::config::{FixedResponse, RouteAction};
+use crate::config::{FixedResponse, RouteAction, RouteId};
 use crate::error::ProxyError;
-use crate::http::{BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head};
+use crate::http::{
+    Authority, BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head,
+};
 use crate::proxy::buffer::read_body;
 use crate::proxy::exchange::{
     Downstream, Exchange, ExchangeEnd, ExchangeReport, RequestView, Target,
@@ -99,7 +101,7 @@ struct Client {
 /// How the current request went, as the connection saw it.
 #[derive(Debug, Default)]
 struct Outcome {
-    route: Option<usize>,
+    route: Option<RouteId>,
     cluster: Option<usize>,
     /// The status the client got.
     status: u16,
@@ -256,10 +258,9 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
     let worker = client.worker.clone();
     let routes = &worker.config.listeners[client.listener].routes;
     let chosen = route::select(routes, &RouteRequest::new(&buf, head, &client.headers));
-    // `Content-Length: 0` is no body: answering it without reading keeps the stream in step.
-    let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0));
-    let action = chosen.map(|index| &routes[index].action);
-    client.outcome.route = chosen;
+    let has_body = has_body(head);
+    let action = chosen.map(|route| &route.action);
+    client.outcome.route = chosen.map(|route| route.id);
     let checked = Checked {
         listener: client.listener,
         route: chosen,
@@ -318,9 +319,16 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
-            proxy_to_cluster(client, head, buf, *cluster, has_body).await
+            let buffering = chosen.is_none_or(|route| route.request_buffering);
+            proxy_to_cluster(client, head, buf, *cluster, buffering).await
         }
     }
+}
+
+/// Whether a request has a body to read. `Content-Length: 0` is none: answering it
+/// without reading keeps the stream in step.
+fn has_body(head: &RequestHead) -> bool {
+    !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0))
 }
 
 /// The methods a reverse-proxy route takes, for the 405 that answers CONNECT.
@@ -335,17 +343,17 @@ fn unread_body(next: Next, has_body: bool) -> Next {
 }
 
 /// Hands the request to `cluster` and turns the outcome into what the loop does next.
+/// `buffering` is the route's `request_buffering`.
 async fn proxy_to_cluster(
     client: &mut Client,
     head: &RequestHead,
     buf: Vec<u8>,
     cluster: crate::config::ClusterId,
-    has_body: bool,
+    buffering: bool,
 ) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
     client.outcome.cluster = Some(cluster.0 as usize);
-    let routes = &worker.config.listeners[client.listener].routes;
-    let buffering = client.outcome.route.is_none_or(|route| routes[route].request_buffering);
+    let has_body = has_body(head);
     let (read, buf) = read_body(&worker, &mut client.stream, head, buffering, buf).await;
     let read = match read {
         Ok(read) => read,
@@ -455,17 +463,10 @@ async fn send(client: &mut Client, out: Vec<u8>, keep_alive: bool) -> Next {
 }
 
 /// `https://HOST[:PORT]/PATH?QUERY` for a request, or `None` when it names no host. HOST is
-/// the authority of an absolute-form target, else the Host value.
+/// that of the authority of an absolute-form target, else of the Host value.
 fn https_location(buf: &[u8], head: &RequestHead, port: u16) -> Option<Vec<u8>> {
-    let host = head.effective_host()?.of(buf);
-    // Drop a port the client used for plain http; keep an IPv6 literal whole.
-    let name = match host.iter().rposition(|&byte| byte == b':') {
-        Some(colon) if !host[colon..].contains(&b']') => &host[..colon],
-        _ => host,
-    };
-    if name.is_empty() {
-        return None;
-    }
+    // The port the client used for plain http is dropped; an IPv6 literal stays whole.
+    let name = Authority::parse(head.effective_host()?.of(buf)).ok()?.host;
     let origin = head.origin.of(buf);
     let mut location = Vec::with_capacity(name.len() + origin.len() + 16);
     location.extend_from_slice(b"https://");
@@ -502,7 +503,7 @@ async fn answer_fixed(
     head: &RequestHead,
     keep_alive: bool,
 ) -> Next {
-    let mut out = Vec::with_capacity(fixed.head.len() + fixed.body.len() + 32);
+    let mut out = Vec::with_capacity(fixed.lines.len() + fixed.body.len() + 64);
     let body_len = response::write_fixed(fixed, Request::of(head), keep_alive, &mut out);
     client.outcome.status = fixed.status;
     client.outcome.report.body_bytes_out = body_len;

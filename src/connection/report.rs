@@ -5,7 +5,7 @@
 //! listener logs).
 
 use crate::access_log::{LogEntry, LogFormat, REQUEST_ID_LEN, is_acceptable_request_id};
-use crate::config::AccessLogFormat;
+use crate::config::{AccessLogFormat, RouteId};
 use crate::http::{HeaderLine, RequestHead, find_header};
 use crate::proxy::exchange::ExchangeReport;
 use crate::stats::RequestRecord;
@@ -82,8 +82,7 @@ impl LogFields {
 pub(super) struct Finished<'a> {
     pub(super) listener: usize,
     pub(super) peer: SocketAddr,
-    /// Index of the matched route within the listener.
-    pub(super) route: Option<usize>,
+    pub(super) route: Option<RouteId>,
     pub(super) cluster: Option<usize>,
     /// The status the client got.
     pub(super) status: u16,
@@ -95,7 +94,6 @@ pub(super) struct Finished<'a> {
 pub(super) fn finish(worker: &Worker, finished: &Finished<'_>, fields: &LogFields) {
     let layout = &worker.stats_layout;
     let report = finished.report;
-    let route = finished.route.map(|route| layout.route_index(finished.listener, route));
     let backend = match (finished.cluster, report.backend) {
         (Some(cluster), Some(backend)) => Some(layout.backend_index(cluster, backend.0 as usize)),
         _ => None,
@@ -103,7 +101,7 @@ pub(super) fn finish(worker: &Worker, finished: &Finished<'_>, fields: &LogField
     let total = finished.started.elapsed();
     worker.stats.borrow_mut().request_done(&RequestRecord {
         listener: finished.listener,
-        route,
+        route: finished.route,
         cluster: finished.cluster,
         backend,
         status: finished.status,
@@ -118,7 +116,7 @@ pub(super) fn finish(worker: &Worker, finished: &Finished<'_>, fields: &LogField
         AccessLogFormat::Json => LogFormat::Json,
     };
     let field = |range: &Range<usize>| &fields.bytes[range.clone()];
-    let route_name = route.map_or("-", |route| layout.routes[route].name.as_str());
+    let route_name = finished.route.map_or("-", |route| layout.routes[route.index()].name.as_str());
     let cluster = finished.cluster.map(|cluster| layout.clusters[cluster].as_str());
     let entry = LogEntry {
         time: SystemTime::now() - total,

@@ -1,16 +1,19 @@
 //! Sans-I/O HTTP/1.1: bytes in, heads and decoded body bytes out, and how many bytes were used.
 //!
 //! [`head`] parses request and response heads into [`Span`]s of the connection's buffer;
-//! [`body`] decodes the chunked transfer coding in place; `target` tells the forms of a
-//! request target apart; [`status`] holds the reason phrases. Nothing here reads a socket or
-//! a clock, so every rule is checked by table tests and by splitting input at every byte.
+//! [`authority`] reads `host[:port]` wherever it appears; [`body`] decodes the chunked
+//! transfer coding in place; `target` tells the forms of a request target apart; [`status`]
+//! holds the reason phrases. Nothing here reads a socket or a clock, so every rule is checked
+//! by table tests and by splitting input at every byte.
 
 pub mod head;
+pub mod authority;
 pub mod body;
 pub mod fields;
 pub mod status;
 mod target;
 
+pub use authority::{Authority, AuthorityError};
 pub use body::*;
 pub use fields::{cookies, find_cookie, find_header};
 pub use head::*;

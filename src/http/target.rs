@@ -5,7 +5,7 @@
 //! Pure: takes the target's span in a head's buffer, hands back spans of its parts. The
 //! bytes themselves were already checked by httparse (visible ASCII, no space).
 
-use super::{MalformedKind, Method, Span};
+use super::{Authority, MalformedKind, Method, Span};
 
 #[cfg(test)]
 mod tests;
@@ -67,7 +67,8 @@ fn parse_absolute(buf: &[u8], target: Span) -> Result<TargetParts, MalformedKind
     let rest = &bytes[authority_start..];
     let authority_len =
         rest.iter().position(|&byte| matches!(byte, b'/' | b'?' | b'#')).unwrap_or(rest.len());
-    // RFC 9110 §4.2.4: userinfo (`user@host`) in an http(s) URI is treated as an error.
+    // RFC 9110 §4.2.4: userinfo (`user@host`) in an http(s) URI is treated as an error,
+    // and `Authority` refuses it.
     if !is_authority(&rest[..authority_len], false) {
         return Err(MalformedKind::TargetForm);
     }
@@ -93,40 +94,10 @@ fn scheme_len(bytes: &[u8]) -> Option<usize> {
     valid.then_some(colon)
 }
 
-/// `host [":" port]` (RFC 3986 §3.2.2): a non-empty reg-name or a bracketed IP literal, and
-/// digits after the colon; `port_required` for CONNECT's authority-form.
+/// Whether `bytes` is an authority ([`Authority::parse`]); `port_required` for CONNECT's
+/// authority-form, which must name a port.
 fn is_authority(bytes: &[u8], port_required: bool) -> bool {
-    let (host, port) = if bytes.first() == Some(&b'[') {
-        let Some(close) = bytes.iter().position(|&byte| byte == b']') else { return false };
-        let literal = &bytes[1..close];
-        let is_literal_byte = |byte: &u8| is_reg_name_byte(*byte) || *byte == b':';
-        if literal.is_empty() || !literal.iter().all(is_literal_byte) {
-            return false;
-        }
-        (&bytes[..=close], &bytes[close + 1..])
-    } else {
-        let colon = bytes.iter().position(|&byte| byte == b':').unwrap_or(bytes.len());
-        let host = &bytes[..colon];
-        if !host.iter().copied().all(is_reg_name_byte) {
-            return false;
-        }
-        (host, &bytes[colon..])
-    };
-    let port_valid = match port.split_first() {
-        None => !port_required,
-        Some((b':', digits)) => {
-            digits.iter().all(u8::is_ascii_digit) && !(port_required && digits.is_empty())
-        }
-        Some(_) => false,
-    };
-    !host.is_empty() && port_valid
-}
-
-/// RFC 3986 §3.2.2 reg-name bytes: unreserved and sub-delims. Not `@`, so userinfo is
-/// refused; not `%`: `admin%2einternal` is `admin.internal` to a backend that decodes it but
-/// matches no host route for it, and no client needs to percent-encode a host name.
-fn is_reg_name_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&byte)
+    Authority::parse(bytes).is_ok_and(|authority| !port_required || authority.port.is_some())
 }
 
 /// `span` up to its first `?`, or all of it.

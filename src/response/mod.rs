@@ -1,22 +1,22 @@
 //! The one writer of responses the proxy makes itself: errors, fixed route answers,
-//! redirects, the connection cap's 429 and `100 Continue`.
+//! redirects, the connection cap's 429, `100 Continue` and the admin listener's answers.
 //!
 //! Each kind turns its facts into a plain [`Response`]; [`write()`] renders it into the
 //! caller's buffer and decides the framing (HEAD, 204 and 304 get no body; an HTTP/1.0
 //! client that keeps alive is told so). Nothing here does I/O.
 
+mod content;
 mod error;
 mod fixed;
 mod redirect;
 
+pub use content::{Content, write_content};
 pub use error::write_error;
 pub use fixed::write_fixed;
 pub use redirect::write_redirect;
 
+use crate::http::status::reason;
 use crate::http::{Method, RequestHead, Version};
-
-/// Re-exported from its home in `http` for `config` and `admin`, which read it here still.
-pub use crate::http::status::reason;
 
 /// The interim response sent before reading a body the client offered with
 /// `Expect: 100-continue`. The same bytes [`write()`] renders for status 100.

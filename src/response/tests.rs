@@ -22,14 +22,9 @@ fn error(error: &ProxyError, request: Request, keep_alive: bool, extra: &[u8]) -
     text
 }
 
-/// A fixed answer as config renders it.
+/// A fixed answer as config holds it.
 fn fixed(status: u16, lines: &str, body: &str) -> FixedResponse {
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\n{lines}Content-Length: {}\r\n",
-        reason(status),
-        body.len()
-    );
-    FixedResponse { status, head: head.into_bytes().into(), body: body.as_bytes().into() }
+    FixedResponse { status, lines: lines.as_bytes().into(), body: body.as_bytes().into() }
 }
 
 fn answer(fixed: &FixedResponse, request: Request, keep_alive: bool) -> (String, u64) {
@@ -153,4 +148,25 @@ fn numbers_are_written_in_decimal() {
         assert_eq!(out, value.to_string().as_bytes());
         assert_eq!(decimal_len(value), out.len());
     }
+}
+
+#[test]
+fn content_names_its_type_and_is_not_stored() {
+    let content = Content {
+        status: 405,
+        content_type: b"application/json",
+        extra: b"Allow: GET\r\n",
+        body: b"{}\n",
+    };
+    let mut out = Vec::new();
+    assert_eq!(write_content(&content, GET_11, false, &mut out), 3);
+    assert_eq!(
+        text(out),
+        "HTTP/1.1 405 Method Not Allowed\r\nServer: ringway\r\nContent-Type: application/json\r\n\
+         Cache-Control: no-store\r\nAllow: GET\r\nContent-Length: 3\r\nConnection: close\r\n\r\n\
+         {}\n"
+    );
+    let mut out = Vec::new();
+    assert_eq!(write_content(&content, HEAD_11, false, &mut out), 0);
+    assert!(text(out).ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
 }

@@ -1,10 +1,11 @@
 //! Picks the route for a request: the first rule of the listener whose every condition
 //! holds (host, path, method, header, cookie).
 //!
-//! Pure: takes the parsed head and the buffer it points into, returns a route index.
+//! Pure: takes the parsed head and the buffer it points into, returns the route, which
+//! carries its [`RouteId`](crate::config::RouteId).
 
 use crate::config::{HostMatch, NameValue, PathMatch, Route};
-use crate::http::{HeaderLine, RequestHead, cookies};
+use crate::http::{Authority, HeaderLine, RequestHead, cookies};
 
 /// The parts of a request that routes look at.
 #[derive(Debug, Clone, Copy)]
@@ -31,9 +32,9 @@ impl<'a> RouteRequest<'a> {
     }
 }
 
-/// Index of the first route in `routes` that matches, or `None` (the client gets 404).
-pub fn select(routes: &[Route], request: &RouteRequest<'_>) -> Option<usize> {
-    routes.iter().position(|route| matches(route, request))
+/// The first route in `routes` that matches, or `None` (the client gets 404).
+pub fn select<'a>(routes: &'a [Route], request: &RouteRequest<'_>) -> Option<&'a Route> {
+    routes.iter().find(|route| matches(route, request))
 }
 
 fn matches(route: &Route, request: &RouteRequest<'_>) -> bool {
@@ -51,7 +52,7 @@ fn matches(route: &Route, request: &RouteRequest<'_>) -> bool {
         }
     }
     if let Some(host) = &route.host {
-        let Some(name) = request.host.map(host_name) else { return false };
+        let Some(name) = request.host.and_then(host_name) else { return false };
         let is_match = match host {
             HostMatch::Exact(exact) => name.eq_ignore_ascii_case(exact),
             HostMatch::Suffix(suffix) => {
@@ -76,21 +77,12 @@ fn matches(route: &Route, request: &RouteRequest<'_>) -> bool {
     true
 }
 
-/// The host name of a Host value: the port and a trailing dot removed. IPv6 literals
-/// keep their brackets.
-pub fn host_name(host: &[u8]) -> &[u8] {
-    let name = if host.first() == Some(&b'[') {
-        match host.iter().position(|&byte| byte == b']') {
-            Some(end) => &host[..=end],
-            None => host,
-        }
-    } else {
-        match host.iter().rposition(|&byte| byte == b':') {
-            Some(colon) => &host[..colon],
-            None => host,
-        }
-    };
-    name.strip_suffix(b".").unwrap_or(name)
+/// The host name of a Host value or target authority ([`Authority`]): the port and a
+/// trailing dot removed, an IPv6 literal in its brackets. `None` when it is not an authority,
+/// which no host route matches.
+pub fn host_name(host: &[u8]) -> Option<&[u8]> {
+    let name = Authority::parse(host).ok()?.host;
+    Some(name.strip_suffix(b".").unwrap_or(name))
 }
 
 fn header_matches(condition: &NameValue, request: &RouteRequest<'_>) -> bool {
@@ -145,7 +137,8 @@ mod tests {
         respond = { status = 200, body = "6" }
     "#;
 
-    fn route_of(request: &str) -> Option<usize> {
+    /// The id of the route `request` selects; the one listener's ids are its indexes.
+    fn route_of(request: &str) -> Option<u32> {
         let config = Config::parse(ROUTES).unwrap();
         let routes = &config.listeners[0].routes;
         for route in routes {
@@ -158,12 +151,12 @@ mod tests {
         else {
             panic!("test request must parse: {request}");
         };
-        select(routes, &RouteRequest::new(buf, &head, &headers))
+        select(routes, &RouteRequest::new(buf, &head, &headers)).map(|route| route.id.0)
     }
 
     #[test]
     fn first_match_wins_on_every_condition() {
-        let cases: [(&str, Option<usize>); 19] = [
+        let cases: [(&str, Option<u32>); 20] = [
             ("GET /v1/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", Some(0)),
             // An absolute-form target's authority overrides Host (RFC 9112 §3.2.2).
             ("GET http://api.example.com/v1/users HTTP/1.1\r\nHost: h\r\n\r\n", Some(0)),
@@ -171,6 +164,8 @@ mod tests {
             ("GET http://www.example.com/exact?q HTTP/1.1\r\nHost: h\r\n\r\n", Some(1)),
             ("GET /v1/users HTTP/1.1\r\nHost: API.Example.com:8080\r\n\r\n", Some(0)),
             ("GET /v1/users HTTP/1.1\r\nHost: api.example.com.\r\n\r\n", Some(0)),
+            // A Host that is no authority names no host.
+            ("GET /v1/users HTTP/1.1\r\nHost: api.example.com:x\r\n\r\n", None),
             ("GET /v2/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", None),
             ("GET /exact HTTP/1.1\r\nHost: www.example.com\r\n\r\n", Some(1)),
             ("GET /exact?q=1 HTTP/1.1\r\nHost: a.b.example.com\r\n\r\n", Some(1)),
@@ -192,12 +187,15 @@ mod tests {
 
     #[test]
     fn host_name_strips_port_and_trailing_dot() {
-        let cases: [(&[u8], &[u8]); 5] = [
-            (b"example.com", b"example.com"),
-            (b"example.com:8080", b"example.com"),
-            (b"example.com.", b"example.com"),
-            (b"[::1]:8080", b"[::1]"),
-            (b"[::1]", b"[::1]"),
+        let cases: [(&[u8], Option<&[u8]>); 8] = [
+            (b"example.com", Some(b"example.com")),
+            (b"example.com:8080", Some(b"example.com")),
+            (b"example.com.", Some(b"example.com")),
+            (b"[::1]:8080", Some(b"[::1]")),
+            (b"[::1]", Some(b"[::1]")),
+            (b"user@example.com", None),
+            (b"example.com:http", None),
+            (b"", None),
         ];
         for (host, name) in cases {
             assert_eq!(host_name(host), name, "host: {}", host.escape_ascii());

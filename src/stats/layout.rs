@@ -11,14 +11,13 @@ use crate::config::Config;
 pub struct StatsLayout {
     /// Listener names.
     pub listeners: Vec<String>,
-    /// All routes of all listeners, flattened in config order.
+    /// All routes of all listeners, flattened in config order: indexed by
+    /// [`RouteId::index`](crate::config::RouteId::index).
     pub routes: Vec<RouteLabel>,
     /// Cluster names.
     pub clusters: Vec<String>,
     /// All backends of all clusters, flattened in config order.
     pub backends: Vec<BackendLabel>,
-    /// INVARIANT: `route_starts[l]` is the index in `routes` of listener `l`'s first route.
-    route_starts: Vec<usize>,
     /// INVARIANT: `backend_starts[c]` is the index in `backends` of cluster `c`'s first one.
     backend_starts: Vec<usize>,
 }
@@ -43,13 +42,14 @@ impl StatsLayout {
     /// Collects the labels of `config`'s listeners, routes, clusters and backends.
     pub fn new(config: &Config) -> Self {
         let mut routes = Vec::new();
-        let mut route_starts = Vec::with_capacity(config.listeners.len());
         for (listener_index, listener) in config.listeners.iter().enumerate() {
-            route_starts.push(routes.len());
-            routes.extend((0..listener.routes.len()).map(|route| RouteLabel {
-                listener: listener_index,
-                name: format!("{}/{route}", listener.name),
-            }));
+            for (route_index, route) in listener.routes.iter().enumerate() {
+                assert_eq!(route.id.index(), routes.len(), "route ids follow config order");
+                routes.push(RouteLabel {
+                    listener: listener_index,
+                    name: format!("{}/{route_index}", listener.name),
+                });
+            }
         }
         let mut backends = Vec::new();
         let mut backend_starts = Vec::with_capacity(config.clusters.len());
@@ -65,21 +65,8 @@ impl StatsLayout {
             routes,
             clusters: config.clusters.iter().map(|cluster| cluster.name.clone()).collect(),
             backends,
-            route_starts,
             backend_starts,
         }
-    }
-
-    /// Index of route `route` of listener `listener` in `routes`.
-    ///
-    /// # Panics
-    ///
-    /// When `listener` is not a listener of the config this layout was built from: both
-    /// indexes come from that same config, so that is a bug, not an input.
-    pub fn route_index(&self, listener: usize, route: usize) -> usize {
-        let index = self.route_starts[listener] + route;
-        debug_assert!(self.routes.get(index).is_some_and(|label| label.listener == listener));
-        index
     }
 
     /// Index of backend `backend` of cluster `cluster` in `backends`.

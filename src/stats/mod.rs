@@ -16,7 +16,7 @@ pub use aggregate::Aggregate;
 pub use layout::{BackendLabel, RouteLabel, StatsLayout};
 pub use worker::WorkerStats;
 
-use crate::config::BackendState;
+use crate::config::{BackendState, RouteId};
 use std::time::Duration;
 
 /// Why the proxy refused a request before it reached a backend.
@@ -111,8 +111,9 @@ impl RejectReason {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestRecord {
     pub listener: usize,
-    /// Index into [`StatsLayout::routes`]; `None` when no route matched.
-    pub route: Option<usize>,
+    /// The matched route, whose index is its place in [`StatsLayout::routes`]; `None` when
+    /// no route matched.
+    pub route: Option<RouteId>,
     /// Index into [`StatsLayout::clusters`]; `None` for a fixed response.
     pub cluster: Option<usize>,
     /// Index into [`StatsLayout::backends`]; `None` when no backend answered.

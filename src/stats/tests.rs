@@ -2,7 +2,7 @@
 
 use super::latency::{LATENCY_HISTOGRAM_BYTES, Latency};
 use super::*;
-use crate::config::{BackendState, Config};
+use crate::config::{BackendState, Config, RouteId};
 use serde_json::Value;
 
 /// 2 listeners, 5 routes, 3 clusters, 10 backends.
@@ -57,7 +57,7 @@ pub(super) fn ms(millis: u64) -> Duration {
 pub(super) fn api_request(layout: &StatsLayout, addr: &str, status: u16) -> RequestRecord {
     RequestRecord {
         listener: 0,
-        route: Some(layout.route_index(0, 0)),
+        route: Some(RouteId(0)),
         cluster: Some(cluster(layout, "api")),
         backend: Some(backend(layout, addr)),
         status,
@@ -107,7 +107,7 @@ pub(super) fn known_mix(layout: &StatsLayout) -> Aggregate {
     one.connection_opened(0);
     one.connection_opened(1);
     let fixed = RequestRecord {
-        route: Some(layout.route_index(0, 1)),
+        route: Some(RouteId(1)),
         cluster: None,
         backend: None,
         upstream: None,
@@ -119,7 +119,7 @@ pub(super) fn known_mix(layout: &StatsLayout) -> Aggregate {
     one.request_done(&RecordBuilder::no_route(404));
     one.request_done(&RequestRecord {
         listener: 1,
-        route: Some(layout.route_index(1, 0)),
+        route: Some(RouteId(3)),
         cluster: Some(cluster(layout, "static")),
         backend: Some(backend(layout, "10.0.2.2:80")),
         total: ms(20),
@@ -183,7 +183,9 @@ fn layout_flattens_routes_and_backends_in_config_order() {
         routes,
         [(0, "public/0"), (0, "public/1"), (0, "public/2"), (1, "internal/0"), (1, "internal/1")]
     );
-    assert_eq!(layout.route_index(1, 1), 4);
+    let config = Config::parse(CONFIG).unwrap();
+    let internal_1 = config.listeners[1].routes[1].id;
+    assert_eq!(layout.routes[internal_1.index()].name, "internal/1");
     assert_eq!(layout.backends.len(), 10);
     let web = cluster(&layout, "web");
     let index = layout.backend_index(web, 4);

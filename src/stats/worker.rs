@@ -147,7 +147,7 @@ impl WorkerStats {
             stats.bytes_received += record.bytes_in;
             stats.bytes_sent += record.bytes_out;
         }
-        if let Some(stats) = record.route.and_then(|route| slot(&mut self.routes, route)) {
+        if let Some(stats) = record.route.and_then(|route| slot(&mut self.routes, route.index())) {
             stats.requests.count(record.status);
             stats.latency.record(record.total);
         }

@@ -5,6 +5,7 @@
 use super::UpstreamStream;
 use super::server::{Provider, load_certified_key, load_key, load_roots};
 use super::stream::TlsStream;
+use crate::http::Authority;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -96,12 +97,13 @@ impl ClientTls {
     }
 }
 
-/// `host` without its port; an IPv6 literal without its brackets.
+/// `host` without its port ([`Authority`]); an IPv6 literal without its brackets.
 fn host_part(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split_once(']').map_or(rest, |(ip, _)| ip);
-    }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
+    // The parsed host is a prefix of `host`, and ASCII, so it ends on a char boundary.
+    let len =
+        Authority::parse(host.as_bytes()).map_or(host.len(), |authority| authority.host.len());
+    let name = &host[..len];
+    name.strip_prefix('[').and_then(|literal| literal.strip_suffix(']')).unwrap_or(name)
 }
 
 /// The operating system's trusted roots.
@@ -156,5 +158,24 @@ impl ServerCertVerifier for NoVerification {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_part;
+
+    #[test]
+    fn host_part_drops_the_port_and_brackets() {
+        let cases = [
+            ("backend.internal:8443", "backend.internal"),
+            ("backend.internal", "backend.internal"),
+            ("10.0.0.1:443", "10.0.0.1"),
+            ("[::1]:443", "::1"),
+            ("[::1]", "::1"),
+        ];
+        for (host, name) in cases {
+            assert_eq!(host_part(host), name, "host: {host}");
+        }
     }
 }

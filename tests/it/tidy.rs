@@ -21,6 +21,7 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("config", "monoio", "config is parsed and validated without I/O"),
     ("config", "std::net::TcpStream", "config is parsed and validated without I/O"),
     ("config", "std::fs", "main.rs reads the file; config gets its text"),
+    ("config", "crate::response", "config holds what was configured; response/ renders it"),
     ("worker", "crate::connection", "connections use the worker's state, not the reverse"),
     ("control", "crate::admin", "admin is the HTTP face of control: admin uses control"),
 ];

@@ -61,7 +61,7 @@ fn target_forms_and_their_parts() {
 
 #[test]
 fn rejects_targets_in_no_allowed_form() {
-    let cases: [(&[u8], MalformedKind); 23] = [
+    let cases: [(&[u8], MalformedKind); 26] = [
         (b"GET * HTTP/1.1", MalformedKind::AsteriskForm),
         (b"POST * HTTP/1.1", MalformedKind::AsteriskForm),
         (b"HEAD * HTTP/1.1", MalformedKind::AsteriskForm),
@@ -79,6 +79,9 @@ fn rejects_targets_in_no_allowed_form() {
         (b"GET http://admin%2einternal/ HTTP/1.1", MalformedKind::TargetForm),
         (b"GET http://[::1%25lo]/ HTTP/1.1", MalformedKind::TargetForm),
         (b"GET http://a:8x/ HTTP/1.1", MalformedKind::TargetForm),
+        (b"GET http://a:65536/ HTTP/1.1", MalformedKind::TargetForm),
+        (b"GET http://[v1.fe]/ HTTP/1.1", MalformedKind::TargetForm),
+        (b"CONNECT a.example: HTTP/1.1", MalformedKind::TargetForm),
         (b"GET http://[::1/ HTTP/1.1", MalformedKind::TargetForm),
         (b"GET a.example:443 HTTP/1.1", MalformedKind::TargetScheme),
         (b"GET 1.2.3.4:80 HTTP/1.1", MalformedKind::TargetForm),

@@ -8,14 +8,16 @@ use super::edits::HeadEdits;
 use crate::config::Sticky;
 use crate::error::ProxyError;
 use crate::http::{
-    BodyFraming, HeadLimits, HeaderKind, HeaderLine, Method, Parsed, RequestHead, ResponseHead,
-    Version, parse_response_head, response_framing,
+    BodyFraming, HeadLimits, HeaderKind, HeaderLine, Method, ParseError, Parsed, RequestHead,
+    ResponseHead, Version, parse_response_head, response_framing,
 };
 use crate::wire::OutVec;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 /// Reads response heads from `stream` until a final one and parses its lines into `lines`.
 /// Interim 1xx heads other than 100 go to `client` as they are when it speaks HTTP/1.1.
+/// All the interim heads together count against `limits.header_bytes_max`, as one head
+/// would: a backend cannot hold an exchange with endless 103s.
 pub async fn read_final_head(
     request: &RequestHead,
     (stream, client): (&mut impl AsyncReadRent, &mut impl AsyncWriteRent),
@@ -23,6 +25,7 @@ pub async fn read_final_head(
     limits: &HeadLimits,
     options: &RelayOptions,
 ) -> (Result<ResponseHead, ProxyError>, Vec<u8>) {
+    let mut interim_bytes = 0u32;
     loop {
         match parse_response_head(&buf, limits, lines) {
             Ok(Parsed::Complete(response))
@@ -34,6 +37,11 @@ pub async fn read_final_head(
                 if (100..200).contains(&response.status) && response.status != 101 =>
             {
                 let head_len = response.head_len as usize;
+                interim_bytes = interim_bytes.saturating_add(response.head_len);
+                if interim_bytes > limits.header_bytes_max {
+                    let too_large = ParseError::HeadTooLarge { bytes_max: limits.header_bytes_max };
+                    return (Err(ProxyError::BadResponse(too_large)), buf);
+                }
                 if request.version == Version::Http11 && response.status != 100 {
                     let interim = buf[..head_len].to_vec();
                     if client.write_all(interim).await.0.is_err() {
@@ -54,7 +62,14 @@ pub async fn read_final_head(
                 return (Err(ProxyError::UpstreamClosed), buf);
             }
             Ok(_) => {}
-            Err(_) => return (Err(ProxyError::UpstreamTimeout), buf),
+            Err(
+                RelayError::SourceTimeout
+                | RelayError::SinkTimeout
+                | RelayError::SinkIo
+                | RelayError::SinkAnswered
+                | RelayError::TooLarge
+                | RelayError::BadChunk(_),
+            ) => return (Err(ProxyError::UpstreamTimeout), buf),
         }
     }
 }
@@ -386,6 +401,19 @@ mod tests {
         let (result, _, client) = read_steps(GET11, vec![bytes(EARLY_HINTS), Step::Eof]);
         assert_eq!(result, Err(ProxyError::UpstreamClosed));
         assert_eq!(client.written, EARLY_HINTS);
+    }
+
+    #[test]
+    fn endless_interim_heads_are_a_bad_response() {
+        let mut steps: Vec<Step> =
+            (0..2000).map(|_| bytes(b"HTTP/1.1 103 Early\r\n\r\n")).collect();
+        steps.push(bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        let backend = ScriptedStream::new(steps);
+        let (result, _, _) = read_head(GET11, (backend, ScriptedStream::new([])), &OPTIONS);
+        assert!(
+            matches!(result, Err(ProxyError::BadResponse(ParseError::HeadTooLarge { .. }))),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Per-request counts for GET / or a POST with a body, like perf/callgrind.sh (whose method
+# it copies: runs with N1 and N2 keep-alive requests from curl, (X(N2) - X(N1)) / (N2 - N1),
+# so startup and shutdown cancel), with two additions:
+#
+#   TOOL=callgrind   user-space instructions per request (valgrind; epoll driver, since
+#                    valgrind does not model io_uring). The default.
+#   TOOL=strace      system calls per request, by name (strace -f -c). DRIVER=epoll (the
+#                    default) or io_uring.
+#   BODY=16384       POST /upload with a body of this many bytes (the origin reads it all
+#                    before it answers); 0 (the default): GET /.
+#   REQUEST_BUFFERING=true|false   sets request_buffering on the route (builds that know
+#                    it); unset: the build's default.
+#
+#   perf/per_request_counts.sh /work/bins/ringway-f9aa5fa
+#   BODY=16384 REQUEST_BUFFERING=false perf/per_request_counts.sh /work/bins/ringway-f9aa5fa
+#   TOOL=strace DRIVER=io_uring perf/per_request_counts.sh /work/bins/ringway-f0aa103
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:?ringway binary}
+N1=${N1:-500}
+N2=${N2:-2500}
+TOOL=${TOOL:-callgrind}
+DRIVER=${DRIVER:-epoll}
+BODY=${BODY:-0}
+WORK=perf/work/per-request-counts
+rm -rf "$WORK"
+mkdir -p "$WORK/origin/tmp"
+sed -e "s|@ORIGIN_PORT@|18080|g" perf/origin/nginx.conf >"$WORK/origin/nginx.conf"
+nginx -p "$PWD/$WORK/origin/" -c "$PWD/$WORK/origin/nginx.conf" -e "$PWD/$WORK/origin/error.log" &
+origin=$!
+trap 'kill $origin 2>/dev/null || true' EXIT
+{
+    printf 'workers = 1\n[io]\ndriver = "%s"\n[admin]\nenabled = false\n' "$DRIVER"
+    printf '[access_log]\npath = "%s"\n' "$PWD/$WORK/access.log"
+    printf '[[listener]]\naddr = "127.0.0.1:18091"\naccess_log = "off"\n[[listener.route]]\ncluster = "origin"\n'
+    [[ -n ${REQUEST_BUFFERING:-} ]] && printf 'request_buffering = %s\n' "$REQUEST_BUFFERING"
+    printf '[cluster.origin]\nbackends = ["127.0.0.1:18080"]\nbalance = "round_robin"\n'
+} >"$WORK/ringway.toml"
+"$BIN" check "$WORK/ringway.toml" >/dev/null
+head -c "$BODY" /dev/zero | tr '\0' 'x' >"$WORK/body"
+request=(curl -s -o /dev/null -w '%{http_code}\n')
+if ((BODY > 0)); then
+    # No Expect: 100-continue: wrk does not send it either.
+    request+=(-H 'Expect:' -H 'Content-Type: application/octet-stream' --data-binary "@$WORK/body")
+    path=/upload
+else
+    path=/
+fi
+
+run() { # n: the tool's output file for a run serving n requests (plus one GET / probe)
+    local n=$1 out="$WORK/$TOOL.out.$1"
+    case $TOOL in
+        callgrind) valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" --config "$WORK/ringway.toml" \
+            >"$WORK/tool.$n.log" 2>&1 & ;;
+        strace) strace -f -c -o "$out" "$BIN" --config "$WORK/ringway.toml" >"$WORK/tool.$n.log" 2>&1 & ;;
+    esac
+    local pid=$!
+    for _ in $(seq 1 200); do
+        curl -s -o /dev/null http://127.0.0.1:18091/ 2>/dev/null && break
+        sleep 0.1
+    done
+    # One curl, one client connection: requests 2..n, all keep-alive.
+    "${request[@]}" "http://127.0.0.1:18091$path?[2-$n]" >"$WORK/codes.$n" || true
+    kill -TERM "$pid"
+    wait "$pid" || true
+    local ok
+    ok=$(grep -c '^200$' "$WORK/codes.$n" || true)
+    ((ok == n - 1)) || { echo "only $ok of $((n - 1)) requests got 200" >&2; exit 1; }
+    echo "$out"
+}
+o1=$(run "$N1")
+o2=$(run "$N2")
+python3 - "$TOOL" "$o1" "$o2" "$N1" "$N2" <<'PY'
+import re, sys
+tool, o1, o2 = sys.argv[1:4]
+n1, n2 = int(sys.argv[4]), int(sys.argv[5])
+if tool == "callgrind":
+    def total(path):
+        for line in open(path):
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    a, b = total(o1), total(o2)
+    print(f"instructions: {a} for {n1} requests, {b} for {n2} requests")
+    print(f"instructions per request: {(b - a) / (n2 - n1):.0f}")
+else:
+    def calls(path):
+        out = {}
+        for line in open(path):
+            f = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(f) >= 5 and re.fullmatch(r"[\d.]+", f[0]) and f[-1] != "total":
+                out[f[-1]] = int(f[3])
+        return out
+    a, b = calls(o1), calls(o2)
+    per = {k: (b.get(k, 0) - a.get(k, 0)) / (n2 - n1) for k in set(a) | set(b)}
+    for k, v in sorted(per.items(), key=lambda kv: -kv[1]):
+        if abs(v) >= 0.005:
+            print(f"{k:24s} {v:7.3f}")
+    print(f"{'syscalls per request':24s} {sum(per.values()):7.3f}")
+PY

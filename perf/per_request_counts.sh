@@ -9,6 +9,11 @@
 #                    default) or io_uring.
 #   BODY=16384       POST /upload with a body of this many bytes (the origin reads it all
 #                    before it answers); 0 (the default): GET /.
+#   QUIET_TICKS=1    (the default) stats.interval_ms and the cluster's load_sync_interval_ms
+#                    at 60 s: the worker's periodic work (a stats snapshot costs ~160k
+#                    instructions each second) then adds nothing that scales with how long
+#                    the run took, which under valgrind on a busy machine varies by seconds.
+#                    0: the defaults, as perf/callgrind.sh has them.
 #   REQUEST_BUFFERING=true|false   sets request_buffering on the route (builds that know
 #                    it); unset: the build's default.
 #
@@ -32,10 +37,12 @@ origin=$!
 trap 'kill $origin 2>/dev/null || true' EXIT
 {
     printf 'workers = 1\n[io]\ndriver = "%s"\n[admin]\nenabled = false\n' "$DRIVER"
+    if [[ ${QUIET_TICKS:-1} == 1 ]]; then printf '[stats]\ninterval_ms = 60000\n'; fi
     printf '[access_log]\npath = "%s"\n' "$PWD/$WORK/access.log"
     printf '[[listener]]\naddr = "127.0.0.1:18091"\naccess_log = "off"\n[[listener.route]]\ncluster = "origin"\n'
     [[ -n ${REQUEST_BUFFERING:-} ]] && printf 'request_buffering = %s\n' "$REQUEST_BUFFERING"
     printf '[cluster.origin]\nbackends = ["127.0.0.1:18080"]\nbalance = "round_robin"\n'
+    if [[ ${QUIET_TICKS:-1} == 1 ]]; then printf 'load_sync_interval_ms = 60000\n'; fi
 } >"$WORK/ringway.toml"
 "$BIN" check "$WORK/ringway.toml" >/dev/null
 head -c "$BODY" /dev/zero | tr '\0' 'x' >"$WORK/body"
@@ -61,8 +68,15 @@ run() { # n: the tool's output file for a run serving n requests (plus one GET /
         sleep 0.1
     done
     # One curl, one client connection: requests 2..n, all keep-alive.
+    local t0 t1
+    t0=$(date +%s.%N)
     "${request[@]}" "http://127.0.0.1:18091$path?[2-$n]" >"$WORK/codes.$n" || true
-    kill -TERM "$pid"
+    t1=$(date +%s.%N)
+    echo "$t0 $t1" | awk '{printf "%.1f\n", $2 - $1}' >"$WORK/seconds.$n"
+    # Stop ringway itself: strace's child, or valgrind (which runs it in its own process).
+    local target=$pid
+    [[ $TOOL == strace ]] && target=$(cat "/proc/$pid/task/$pid/children")
+    kill -TERM "$target"
     wait "$pid" || true
     local ok
     ok=$(grep -c '^200$' "$WORK/codes.$n" || true)
@@ -71,10 +85,11 @@ run() { # n: the tool's output file for a run serving n requests (plus one GET /
 }
 o1=$(run "$N1")
 o2=$(run "$N2")
-python3 - "$TOOL" "$o1" "$o2" "$N1" "$N2" <<'PY'
+python3 - "$TOOL" "$o1" "$o2" "$N1" "$N2" "$(cat "$WORK/seconds.$N1")" "$(cat "$WORK/seconds.$N2")" <<'PY'
 import re, sys
 tool, o1, o2 = sys.argv[1:4]
 n1, n2 = int(sys.argv[4]), int(sys.argv[5])
+print(f"curl batch seconds: {sys.argv[6]} for {n1} requests, {sys.argv[7]} for {n2} requests")
 if tool == "callgrind":
     def total(path):
         for line in open(path):

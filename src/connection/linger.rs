@@ -19,8 +19,10 @@ const LINGER_IDLE: Duration = Duration::from_secs(2);
 
 /// Half-closes `stream` and drops what the client sends until it stops, within bounds.
 pub(super) async fn linger(worker: &Worker, stream: &mut ClientStream) {
-    if stream.shutdown().await.is_err() {
-        return;
+    // A TLS client's close_notify is a write: bounded like the rest.
+    match monoio::time::timeout(LINGER_IDLE, stream.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => return,
     }
     let deadline = Instant::now() + LINGER_TOTAL;
     let mut buf = worker.take_buffer();

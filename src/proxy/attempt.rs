@@ -5,15 +5,15 @@
 //! it counts against the backend is [`ProxyError::counts_against_backend`].
 
 use super::body::{self, Body, Decoder, Encoder, RelayError, RelayOptions};
-use super::exchange::{Exchange, Target};
+use super::exchange::{Downstream, Exchange, Target};
 use super::request_head::{Forwarding, render_request_head};
-use super::response_head::read_final_head;
+use super::response_head::{Interim, read_final_head, take_interim_heads};
 use crate::balance::hash_key;
 use crate::config::{BackendId, Balance, Cluster, ClusterId, HashKey, RETRIES_MAX};
 use crate::error::ProxyError;
 use crate::http::{BodyFraming, HeaderLine, ResponseHead, Version, find_cookie, find_header};
-use crate::tls::UpstreamStream;
 use crate::tls::client::ClientTls;
+use crate::tls::{MaybeTls, UpstreamStream};
 use crate::upstream::{self, Outcome, Pick, PoolKey, PoolLimits, UpstreamConnection};
 use crate::wire::OutVec;
 use crate::worker::{InFlight, Worker};
@@ -181,8 +181,11 @@ async fn attempt_backends<'a>(
             Err(error) => error,
         };
         note_failure(worker, (cluster_index, cluster), backend, error);
+        // A head lost with a timed-out write cannot be sent again.
+        let head_kept = out.buf.len() >= x.request.head.head_len as usize;
         let replayable = x.request.head.method.is_idempotent()
-            && Decoder::for_framing(x.request.head.framing).is_none();
+            && Decoder::for_framing(x.request.head.framing).is_none()
+            && head_kept;
         if !error.is_retryable(replayable)
             || attempts > cluster.retries as usize
             || attempts >= tried.len()
@@ -364,8 +367,13 @@ async fn send_request(
         render_request_head(&forwarding, &mut out);
         let (sent, back, paused) = send_head_and_body(x, destination, &mut upstream, out).await;
         out = back;
+        let head_kept = out.buf.len() >= head.head_len as usize;
         let retry = |error: &ProxyError| {
-            upstream.reused && replayable && !fresh_only && *error == ProxyError::UpstreamIo
+            upstream.reused
+                && replayable
+                && head_kept
+                && !fresh_only
+                && *error == ProxyError::UpstreamIo
         };
         let mut request = RequestSent::Whole;
         let timeout = destination.response_timeout;
@@ -443,8 +451,9 @@ async fn send_head_and_body(
         && out.buf.len() == head_len
         && !x.continue_sent
     {
-        let (result, _) = x.downstream.write_all(crate::response::CONTINUE).await;
-        if result.is_err() {
+        let write = x.downstream.write_all(crate::response::CONTINUE);
+        let timeout = x.worker.config.timeouts.client_write;
+        if !matches!(monoio::time::timeout(timeout, write).await, Ok((Ok(_), _))) {
             return (Err(ProxyError::ClientIo), out, None);
         }
     }
@@ -452,10 +461,33 @@ async fn send_head_and_body(
         BodyFraming::Chunked => Encoder::Chunked,
         BodyFraming::None | BodyFraming::Length(_) | BodyFraming::CloseDelimited => Encoder::Raw,
     };
-    let options = request_relay_options(x.worker, destination.response_timeout, true);
+    // The backend is watched for an early answer only where the rest of the body can then
+    // go on at the same time (plain TCP both sides, see `duplex`); elsewhere an answer is
+    // heard when the upload ends, or when the backend stops reading it.
+    let Downstream::H1(client) = &x.downstream;
+    let watch = matches!(**client, MaybeTls::Plain(_));
+    let options = request_relay_options(x.worker, destination.response_timeout, watch);
     let mut body = Body::new(head_len, decoder, encoder);
-    let (result, out) =
-        body::relay(&mut x.downstream, &mut upstream.stream, out, &mut body, &options).await;
+    let mut out = out;
+    let result = loop {
+        let (result, back) =
+            body::relay(&mut x.downstream, &mut upstream.stream, out, &mut body, &options).await;
+        out = back;
+        if result != Err(RelayError::SinkAnswered) {
+            break result;
+        }
+        // Interim heads (103 Early Hints) are no answer: the upload goes on after them.
+        let limits = x.worker.config.limits.head;
+        let timeout = destination.response_timeout;
+        let client = &mut x.downstream;
+        match take_interim_heads(x.request.head, (&mut upstream.stream, client), &limits, timeout)
+            .await
+        {
+            Ok(Interim::Consumed) => {}
+            Ok(Interim::Answer) => break result,
+            Err(error) => return (Err(error), out, None),
+        }
+    };
     if let Ok(received) = result {
         x.report.bytes_in += received;
     }

@@ -78,8 +78,9 @@ pub async fn read_body(
         return (Ok(read), buf);
     }
     if head.expect_continue && head.version == Version::Http11 && buf.len() == head_len {
-        let (result, _) = client.write_all(crate::response::CONTINUE).await;
-        if result.is_err() {
+        let write = client.write_all(crate::response::CONTINUE);
+        let timeout = worker.config.timeouts.client_write;
+        if !matches!(monoio::time::timeout(timeout, write).await, Ok((Ok(_), _))) {
             return (Err(ProxyError::ClientIo), buf);
         }
         read.continue_sent = true;

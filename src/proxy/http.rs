@@ -76,13 +76,15 @@ async fn respond(
         x.report.body_bytes_out = body_bytes;
     }
     let response_buf = worker.into_buf(out);
+    // Bytes past the response may also wait inside a TLS session.
+    let leftover = !response_buf.is_empty() || attempt.upstream.stream.has_buffered();
     let reuse = ReuseFacts {
         method: x.request.head.method,
         request_complete: request_whole,
         response_keep_alive: response.keep_alive,
         framing: plan.framing,
         response_complete: result.is_ok(),
-        leftover: !response_buf.is_empty(),
+        leftover,
         backend_active: true,
         shutting_down: worker.shutting_down.get(),
     };

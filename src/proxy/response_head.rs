@@ -11,8 +11,12 @@ use crate::http::{
     BodyFraming, HeadLimits, HeaderKind, HeaderLine, Method, ParseError, Parsed, RequestHead,
     ResponseHead, Version, parse_response_head, response_framing,
 };
+use crate::tls::UpstreamStream;
+use crate::upstream::peer::peek;
 use crate::wire::OutVec;
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use std::os::fd::AsRawFd;
 
 /// Reads response heads from `stream` until a final one and parses its lines into `lines`.
 /// Interim 1xx heads other than 100 go to `client` as they are when it speaks HTTP/1.1.
@@ -44,8 +48,10 @@ pub async fn read_final_head(
                 }
                 if request.version == Version::Http11 && response.status != 100 {
                     let interim = buf[..head_len].to_vec();
-                    if client.write_all(interim).await.0.is_err() {
-                        return (Err(ProxyError::ClientIo), buf);
+                    let write = client.write_all(interim);
+                    match monoio::time::timeout(options.write_timeout, write).await {
+                        Ok((Ok(_), _)) => {}
+                        Ok((Err(_), _)) | Err(_) => return (Err(ProxyError::ClientIo), buf),
                     }
                 }
                 buf.drain(..head_len);
@@ -70,6 +76,81 @@ pub async fn read_final_head(
                 | RelayError::TooLarge
                 | RelayError::BadChunk(_),
             ) => return (Err(ProxyError::UpstreamTimeout), buf),
+        }
+    }
+}
+
+/// What a backend that spoke during an upload had to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interim {
+    /// Only interim heads, now forwarded: the upload goes on.
+    Consumed,
+    /// Something else (a final head, an end of file): the answer, left unread.
+    Answer,
+}
+
+/// Takes complete interim (1xx, not 101) heads from the front of what `stream` holds,
+/// peeking first so nothing else is taken, and forwards them as [`read_final_head`]
+/// does. Only a plain socket can be peeked at; from a TLS one everything is an answer.
+pub async fn take_interim_heads(
+    request: &RequestHead,
+    (stream, client): (&mut UpstreamStream, &mut impl AsyncWriteRent),
+    limits: &HeadLimits,
+    timeout: std::time::Duration,
+) -> Result<Interim, ProxyError> {
+    let UpstreamStream::Plain(tcp) = stream else { return Ok(Interim::Answer) };
+    let deadline = monoio::time::Instant::now() + timeout;
+    let mut peeked = vec![0u8; limits.header_bytes_max as usize];
+    let mut lines = Vec::new();
+    let mut interim_bytes = 0u32;
+    loop {
+        let len = match peek(tcp.as_raw_fd(), &mut peeked) {
+            Ok(0) => return Ok(Interim::Answer),
+            Ok(len) => len,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                return Ok(Interim::Consumed);
+            }
+            Err(_) => return Ok(Interim::Answer),
+        };
+        let head_len = match parse_response_head(&peeked[..len], limits, &mut lines) {
+            Ok(Parsed::Complete(head))
+                if (100..200).contains(&head.status) && head.status != 101 =>
+            {
+                (head.head_len, head.status)
+            }
+            // A head still arriving: look again shortly (the socket stays readable, so
+            // waiting for readiness would spin), unless it cannot fit.
+            Ok(Parsed::Partial) if len < peeked.len() => {
+                if monoio::time::Instant::now() >= deadline {
+                    return Err(ProxyError::UpstreamTimeout);
+                }
+                monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+                continue;
+            }
+            Ok(Parsed::Complete(_) | Parsed::Partial) | Err(_) => return Ok(Interim::Answer),
+        };
+        let (head_len, status) = head_len;
+        interim_bytes = interim_bytes.saturating_add(head_len);
+        if interim_bytes > limits.header_bytes_max {
+            let too_large = ParseError::HeadTooLarge { bytes_max: limits.header_bytes_max };
+            return Err(ProxyError::BadResponse(too_large));
+        }
+        // Takes exactly the interim head: it is all there, as the peek showed.
+        let mut taken = Vec::with_capacity(head_len as usize);
+        while taken.len() < head_len as usize {
+            let filled = taken.len();
+            let (result, back) = tcp.read(taken.slice_mut(filled..head_len as usize)).await;
+            taken = back.into_inner();
+            if !matches!(result, Ok(1..)) {
+                return Err(ProxyError::UpstreamClosed);
+            }
+        }
+        if request.version == Version::Http11 && status != 100 {
+            let write = client.write_all(taken);
+            match monoio::time::timeout_at(deadline, write).await {
+                Ok((Ok(_), _)) => {}
+                Ok((Err(_), _)) | Err(_) => return Err(ProxyError::ClientIo),
+            }
         }
     }
 }

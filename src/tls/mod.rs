@@ -49,6 +49,15 @@ where
         }
     }
 
+    /// True when bytes wait inside a TLS session (plaintext, or ciphertext not yet given
+    /// to it), where a peek at the socket cannot see them.
+    pub fn has_buffered(&mut self) -> bool {
+        match self {
+            Self::Plain(_) => false,
+            Self::Tls(stream) => stream.has_buffered(),
+        }
+    }
+
     /// Waits until a read will not block, without holding a read buffer.
     pub async fn readable(&mut self) -> io::Result<()> {
         match self {

@@ -38,6 +38,17 @@ pub fn peer_state(fd: RawFd) -> PeerState {
     }
 }
 
+/// Copies up to `buf.len()` waiting bytes into `buf` without taking them from the socket
+/// and without blocking: `Ok(0)` is end of file, `WouldBlock` means nothing waits.
+pub fn peek(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes for the whole call; recv(2)
+    // with MSG_PEEK | MSG_DONTWAIT writes at most that many and takes nothing.
+    let read = unsafe {
+        libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    usize::try_from(read).map_err(|_| std::io::Error::last_os_error())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

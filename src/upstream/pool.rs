@@ -101,19 +101,21 @@ impl Pool {
         now: Instant,
     ) -> Option<UpstreamConnection> {
         let queue = self.queue(key)?;
-        while let Some(idle) = queue.pop_back() {
+        while let Some(mut idle) = queue.pop_back() {
             if now.saturating_duration_since(idle.since) >= limits.idle_timeout {
                 // Everything older is expired too.
                 queue.clear();
                 break;
             }
+            // Bytes inside a TLS session are as unasked as bytes on the socket.
+            let buffered = idle.connection.stream.has_buffered();
             match peer_state(idle.connection.stream.tcp().as_raw_fd()) {
-                PeerState::Quiet => {
+                PeerState::Quiet if !buffered => {
                     let mut connection = idle.connection;
                     connection.reused = true;
                     return Some(connection);
                 }
-                PeerState::Spoke | PeerState::Closed => {
+                PeerState::Quiet | PeerState::Spoke | PeerState::Closed => {
                     log::debug!("pool: dropped an idle connection its peer closed or wrote to");
                 }
             }

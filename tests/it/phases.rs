@@ -12,6 +12,7 @@ on_both_drivers!(
     trailers_travel_both_ways,
     an_origin_that_streams_while_it_reads_gets_64_mib_both_ways,
     an_early_413_during_a_64_mib_upload_arrives_within_a_second,
+    early_hints_during_an_upload_do_not_stop_it,
 );
 
 fn trailers_travel_both_ways(driver: Driver) {
@@ -134,4 +135,31 @@ fn an_early_413_during_a_64_mib_upload_arrives_within_a_second(driver: Driver) {
     assert!(elapsed < Duration::from_secs(1), "the answer took {elapsed:?}");
     drop(stream);
     let _ = sender.join();
+}
+
+fn early_hints_during_an_upload_do_not_stop_it(driver: Driver) {
+    // Sends 103 Early Hints as soon as the head arrives, then reads the whole upload and
+    // answers with its length: an interim head is no answer, the upload must go on.
+    let origin = Origin::start_raw(|conn| {
+        let Some(head) = conn.head() else { return };
+        let _ = conn.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
+        let Ok(body) = conn.reader.exact(head.content_length().unwrap_or(0)) else { return };
+        let answer = body.len().to_string();
+        let _ =
+            conn.write(crate::support::origin::response(200, &[], answer.as_bytes()).as_slice());
+    });
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
+    let mut client = Client::connect(proxy.addr());
+    let mut writer = client.writer();
+    let sender = std::thread::spawn(move || {
+        let length = 4 << 20;
+        let head = format!("POST /up HTTP/1.1\r\nHost: test\r\nContent-Length: {length}\r\n\r\n");
+        writer.write_all(head.as_bytes()).expect("send the head");
+        writer.write_all(&vec![b'b'; length]).expect("send the body");
+    });
+    let hints = client.response_head_only();
+    assert_eq!(hints.status, 103);
+    let answer = client.response();
+    assert_eq!((answer.status, answer.text()), (200, (4 << 20).to_string()));
+    sender.join().expect("the sender");
 }

@@ -10,6 +10,7 @@
 #   post:hard        HARD_BIN, the same config (request buffering on)  POST /upload 16 KiB
 #   post:hard_nobuf  HARD_BIN, plus `request_buffering = false` on the route
 #   get:base, get:hard  GET /, like perf/run.sh's small_c16
+# VARIANTS="get:base get:hard" runs a subset.
 # Each run: a fresh ringway, WARMUP s of unrecorded load, then DURATION s recorded.
 # Output: one TSV line per run on stdout and in $WORK/runs.tsv (ticks are clock ticks).
 set -euo pipefail
@@ -108,7 +109,7 @@ load() { # seconds: wrk on CPU 1, bounded by timeout
     taskset -c 1 timeout $(($1 + 20)) wrk -t1 -c16 -d"$1"s --latency "${target[@]}"
 }
 
-VARIANTS=(post:base post:hard post:hard_nobuf get:base get:hard)
+read -r -a VARIANTS <<<"${VARIANTS:-post:base post:hard post:hard_nobuf get:base get:hard}"
 printf 'round\tvariant\trequests\treq_s\tproxy_ticks\tcpu_us_per_req\tcpu0_other_pct\tcpu1_busy_pct\twall_s\terrors\n' |
     tee "$WORK/runs.tsv"
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -71,6 +71,9 @@ impl<'a> HeadEdits<'a> {
         if line.hop_by_hop || self.dropped_kinds & (1 << line.kind as u32) != 0 {
             return false;
         }
+        if self.dropped_names.is_empty() {
+            return true;
+        }
         let name = line.name.of(buf);
         !self.dropped_names.iter().any(|dropped| dropped.eq_ignore_ascii_case(name))
     }

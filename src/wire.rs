@@ -46,6 +46,8 @@ pub struct OutVec {
     written: u64,
     /// Bytes of the current write already sent, so it can go on after `buf` moved.
     progress: usize,
+    /// The next `write_all` goes on from `progress` ([`OutVec::prepare_resume`]).
+    resuming: bool,
 }
 
 impl std::fmt::Debug for OutVec {
@@ -148,6 +150,7 @@ impl OutVec {
         self.iovecs.clear();
         self.next = 0;
         self.progress = 0;
+        self.resuming = false;
     }
 
     fn build_iovecs(&mut self) {
@@ -186,8 +189,33 @@ impl OutVec {
     /// Writes every queued part to `stream`, then clears the parts. Returns the value on
     /// every path so its buffers are reused.
     pub async fn write_all(mut self, stream: &mut impl AsyncWriteRent) -> (io::Result<()>, Self) {
-        self.build_iovecs();
-        self.write_rest(stream).await
+        if std::mem::take(&mut self.resuming) {
+            // `prepare_resume` built the iovecs already, past what went before.
+        } else {
+            self.build_iovecs();
+        }
+        while self.next < self.iovecs.len() {
+            let (result, this) = stream.writev(self).await;
+            self = this;
+            match result {
+                Ok(0) => {
+                    let error = io::Error::new(io::ErrorKind::WriteZero, "peer took no bytes");
+                    self.clear();
+                    return (Err(error), self);
+                }
+                Ok(written) => {
+                    self.written += written as u64;
+                    self.advance(written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    self.clear();
+                    return (Err(error), self);
+                }
+            }
+        }
+        self.clear();
+        (Ok(()), self)
     }
 
     /// Starts a write made of single steps ([`OutVec::write_step`]): no part may be pushed
@@ -228,44 +256,16 @@ impl OutVec {
         }
     }
 
-    /// Writes what is left of a write begun by [`OutVec::write_step`], to the end, then
-    /// clears the parts. The iovecs are built again: `buf` may have moved meanwhile.
-    pub async fn resume_write_all(
-        mut self,
-        stream: &mut impl AsyncWriteRent,
-    ) -> (io::Result<()>, Self) {
+    /// Makes the next [`OutVec::write_all`] send only what is left of a write begun by
+    /// [`OutVec::write_step`]. The iovecs are built again: `buf` may have moved meanwhile.
+    pub fn prepare_resume(&mut self) {
         let progress = self.progress;
         self.build_iovecs();
         self.advance(progress);
         self.progress = progress;
-        self.write_rest(stream).await
+        self.resuming = true;
     }
 
-    /// Writes `iovecs[next..]` to the end, then clears the parts.
-    async fn write_rest(mut self, stream: &mut impl AsyncWriteRent) -> (io::Result<()>, Self) {
-        while self.next < self.iovecs.len() {
-            let (result, this) = stream.writev(self).await;
-            self = this;
-            match result {
-                Ok(0) => {
-                    let error = io::Error::new(io::ErrorKind::WriteZero, "peer took no bytes");
-                    self.clear();
-                    return (Err(error), self);
-                }
-                Ok(written) => {
-                    self.written += written as u64;
-                    self.advance(written);
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    self.clear();
-                    return (Err(error), self);
-                }
-            }
-        }
-        self.clear();
-        (Ok(()), self)
-    }
 }
 
 // SAFETY: the pointer and length describe `iovecs[next..]`, which point into `buf`,

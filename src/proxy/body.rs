@@ -321,7 +321,8 @@ pub async fn relay(
     }
     if let Some(pending) = body.pending_write.take() {
         // A write an early answer interrupted goes out first, from where it stopped.
-        let write = out.resume_write_all(sink);
+        out.prepare_resume();
+        let write = out.write_all(sink);
         match monoio::time::timeout(options.write_timeout, write).await {
             Ok((Ok(()), written)) => out = written,
             Ok((Err(_), written)) => return (Err(RelayError::SinkIo), written),

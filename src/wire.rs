@@ -265,7 +265,6 @@ impl OutVec {
         self.progress = progress;
         self.resuming = true;
     }
-
 }
 
 // SAFETY: the pointer and length describe `iovecs[next..]`, which point into `buf`,

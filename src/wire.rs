@@ -197,25 +197,30 @@ impl OutVec {
         while self.next < self.iovecs.len() {
             let (result, this) = stream.writev(self).await;
             self = this;
-            match result {
-                Ok(0) => {
-                    let error = io::Error::new(io::ErrorKind::WriteZero, "peer took no bytes");
-                    self.clear();
-                    return (Err(error), self);
-                }
-                Ok(written) => {
-                    self.written += written as u64;
-                    self.advance(written);
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    self.clear();
-                    return (Err(error), self);
-                }
+            if let Err(error) = self.account(result) {
+                return (Err(error), self);
             }
         }
         self.clear();
         (Ok(()), self)
+    }
+
+    /// Takes one `writev`'s result into account: the bytes sent, or the error, which
+    /// clears the parts (the write is over).
+    fn account(&mut self, result: io::Result<usize>) -> io::Result<()> {
+        let error = match result {
+            Ok(0) => io::Error::new(io::ErrorKind::WriteZero, "peer took no bytes"),
+            Ok(written) => {
+                self.written += written as u64;
+                self.progress += written;
+                self.advance(written);
+                return Ok(());
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(error) => error,
+        };
+        self.clear();
+        Err(error)
     }
 
     /// Starts a write made of single steps ([`OutVec::write_step`]): no part may be pushed
@@ -233,27 +238,11 @@ impl OutVec {
     pub async fn write_step(mut self, stream: &mut impl AsyncWriteRent) -> (io::Result<()>, Self) {
         let (result, this) = stream.writev(self).await;
         self = this;
-        match result {
-            Ok(0) => {
-                let error = io::Error::new(io::ErrorKind::WriteZero, "peer took no bytes");
-                self.clear();
-                (Err(error), self)
-            }
-            Ok(written) => {
-                self.written += written as u64;
-                self.progress += written;
-                self.advance(written);
-                if self.is_written() {
-                    self.clear();
-                }
-                (Ok(()), self)
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => (Ok(()), self),
-            Err(error) => {
-                self.clear();
-                (Err(error), self)
-            }
+        let result = self.account(result);
+        if result.is_ok() && self.is_written() {
+            self.clear();
         }
+        (result, self)
     }
 
     /// Makes the next [`OutVec::write_all`] send only what is left of a write begun by

@@ -258,7 +258,7 @@ pub fn render_response_head(
 mod tests {
     use super::*;
     use crate::http::{ChunkedLimits, parse_request_head};
-    use crate::proxy::scripted::{ScriptedStream, Step, WriteFault, bytes};
+    use crate::proxy::scripted::{ScriptedStream, Step, WriteFault, bytes, run};
     use std::io::ErrorKind;
     use std::time::Duration;
 
@@ -368,11 +368,7 @@ mod tests {
     ) -> Read {
         let request = request(request_bytes);
         let mut lines = Vec::new();
-        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime");
-        let (result, buf) = runtime.block_on(read_final_head(
+        let (result, buf) = run(read_final_head(
             &request,
             (&mut backend, &mut client),
             (Vec::new(), &mut lines),

@@ -35,6 +35,15 @@ pub(crate) enum Step {
     Eof,
 }
 
+/// Runs `future` to its end on a fresh epoll-driver runtime with timers: one per test.
+pub(crate) fn run<F: Future>(future: F) -> F::Output {
+    let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime");
+    runtime.block_on(future)
+}
+
 /// `bytes` as a step.
 pub(crate) fn bytes(bytes: &[u8]) -> Step {
     Step::Bytes(bytes.to_vec())
@@ -320,14 +329,6 @@ impl Sink for ScriptedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run<F: Future>(future: F) -> F::Output {
-        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime");
-        runtime.block_on(future)
-    }
 
     #[test]
     fn reads_follow_the_script_in_pieces() {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::http::ChunkedDecoder;
-use crate::proxy::scripted::{Answer, ScriptedStream, Step, WriteFault, bytes};
+use crate::proxy::scripted::{Answer, ScriptedStream, Step, WriteFault, bytes, run};
 use std::io::ErrorKind;
 use std::time::Instant;
 
@@ -27,14 +27,6 @@ const DATA: &[u8] = b"hello, world";
 const CHUNKED: &[u8] = b"5;name=value\r\nhello\r\n7 ; q=\"a;b\"\r\n, world\r\n0;last\r\n\
     Expires: never\r\nX-Sum: 1\r\n\r\n";
 const TRAILERS: &[u8] = b"Expires: never\r\nX-Sum: 1\r\n";
-
-fn run<F: Future>(future: F) -> F::Output {
-    let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
-    runtime.block_on(future)
-}
 
 /// What one relay did.
 #[derive(Debug)]

@@ -45,9 +45,9 @@ async fn respond(
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
     let worker = x.worker;
     let options = upstream_read_options(worker, attempt.response_timeout);
-    let response = attempt.response.clone();
+    let (head_len, response_keep_alive) =
+        (attempt.response.head_len as usize, attempt.response.keep_alive);
     let (plan, out) = response_head(x, &mut attempt);
-    let head_len = response.head_len as usize;
     if plan.upgrade {
         let (result, mut out) = body::write(&mut x.downstream, out, options.write_timeout).await;
         x.report.bytes_out = out.take_written();
@@ -81,7 +81,7 @@ async fn respond(
     let reuse = ReuseFacts {
         method: x.request.head.method,
         request_complete: request_whole,
-        response_keep_alive: response.keep_alive,
+        response_keep_alive,
         framing: plan.framing,
         response_complete: result.is_ok(),
         leftover,

@@ -231,7 +231,7 @@ async fn read_request(
     }
     client.busy.set(true);
     client.started = Instant::now();
-    let deadline = Instant::now() + config.timeouts.client_header;
+    let deadline = client.started + config.timeouts.client_header;
     let limits = config.limits.head;
     loop {
         match parse_request_head(&buf, &limits, &mut client.headers) {

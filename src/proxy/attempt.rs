@@ -106,7 +106,7 @@ pub async fn attempt<'a>(
                 stats_index: None,
             };
             x.report.upstream_addr = Some(addr);
-            let (result, out) = try_destination(x, &destination, out).await;
+            let (result, out) = try_destination(x, &destination, Instant::now(), out).await;
             let attempt = result.map(|answered| answered.into_attempt(None, &destination, None));
             (attempt, out)
         }
@@ -164,17 +164,16 @@ async fn attempt_backends<'a>(
         attempts += 1;
         let in_flight = InFlight::new(worker, cluster_id, backend);
         let destination = backend_destination(worker, (cluster_id, cluster), backend);
-        let started = Instant::now();
         x.report.backend = Some(backend);
         x.report.upstream_addr = Some(destination.addr);
-        let (result, back) = try_destination(x, &destination, out).await;
+        let (result, back) = try_destination(x, &destination, now, out).await;
         out = back;
         let error = match result {
             Ok(answered) => {
                 let failed = answered.response.status >= 500 && cluster.outlier.on_5xx;
-                let outcome = Outcome::Response { latency: started.elapsed(), failed };
+                let outcome = Outcome::Response { latency: answered.at.saturating_duration_since(now), failed };
                 let mut clusters = worker.clusters.borrow_mut();
-                clusters[cluster_index].record(cluster, backend, outcome, Instant::now());
+                clusters[cluster_index].record(cluster, backend, outcome, answered.at);
                 let attempt = answered.into_attempt(Some(backend), &destination, Some(in_flight));
                 return (Ok(Attempt { sticky_held: sticky == Some(backend), ..attempt }), out);
             }
@@ -246,6 +245,8 @@ struct Answered {
     response_buf: Vec<u8>,
     response_lines: Vec<HeaderLine>,
     request: RequestSent,
+    /// When the response head arrived.
+    at: Instant,
 }
 
 impl Answered {
@@ -270,14 +271,14 @@ impl Answered {
     }
 }
 
-/// One destination: send the request, read the response head.
+/// One destination, tried from `started` on: send the request, read the response head.
 async fn try_destination(
     x: &mut Exchange<'_>,
     destination: &Destination<'_>,
+    started: Instant,
     out: OutVec,
 ) -> (Result<Answered, ProxyError>, OutVec) {
-    let started = Instant::now();
-    let (sent, mut out) = send_request(x, destination, out).await;
+    let (sent, mut out) = send_request(x, destination, started, out).await;
     let (mut upstream, response_buf, request) = match sent {
         Ok(sent) => sent,
         Err(error) => return (Err(error), out),
@@ -306,9 +307,12 @@ async fn try_destination(
     if Decoder::for_framing(x.request.head.framing).is_none() {
         out.buf.drain(..x.request.head.head_len as usize);
     }
-    x.report.upstream_time = Some(started.elapsed());
+    // One clock read serves the report, the balancer's latency and the passive checks.
+    let at = Instant::now();
+    x.report.upstream_time = Some(at.saturating_duration_since(started));
     x.report.status = response.status;
-    let answered = Answered { upstream, response, response_buf, response_lines: lines, request };
+    let answered =
+        Answered { upstream, response, response_buf, response_lines: lines, request, at };
     (Ok(answered), out)
 }
 
@@ -344,6 +348,7 @@ fn hash_key_of(x: &Exchange<'_>, cluster: &Cluster, buf: &[u8]) -> u64 {
 async fn send_request(
     x: &mut Exchange<'_>,
     destination: &Destination<'_>,
+    started: Instant,
     mut out: OutVec,
 ) -> (Result<(UpstreamConnection, Vec<u8>, RequestSent), ProxyError>, OutVec) {
     // A request without body bytes keeps its head in `out.buf` until it is answered, so
@@ -352,7 +357,7 @@ async fn send_request(
     let replayable = head.method.is_idempotent() && Decoder::for_framing(head.framing).is_none();
     let mut fresh_only = false;
     loop {
-        let mut upstream = match checkout_or_connect(x.worker, destination, fresh_only).await {
+        let mut upstream = match checkout_or_connect(x.worker, destination, fresh_only, started).await {
             Ok(upstream) => upstream,
             Err(error) => return (Err(error), out),
         };
@@ -398,11 +403,13 @@ async fn send_request(
     }
 }
 
-/// A pooled connection to the destination (unless `fresh_only`), or a new one.
+/// A pooled connection to the destination (unless `fresh_only`), or a new one. `now`:
+/// the attempt's start, microseconds ago at most.
 async fn checkout_or_connect(
     worker: &Worker,
     destination: &Destination<'_>,
     fresh_only: bool,
+    now: Instant,
 ) -> Result<UpstreamConnection, ProxyError> {
     let connected = |reused: bool| {
         if let Some(index) = destination.stats_index {
@@ -410,7 +417,6 @@ async fn checkout_or_connect(
         }
     };
     if !fresh_only {
-        let now = Instant::now();
         let pooled = worker.pool.borrow_mut().checkout(destination.key, &destination.limits, now);
         if let Some(upstream) = pooled {
             connected(true);

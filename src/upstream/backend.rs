@@ -134,6 +134,8 @@ impl ClusterStatus {
     ) -> Option<BackendId> {
         let Pick { key, tried, now } = *pick;
         let count = self.backends.len();
+        // Only one policy reads latency: the others skip its decay (a clock read and exp).
+        let by_latency = self.balancer.policy() == Policy::LeastResponseTime;
         let candidate = |this: &Self, index: usize| {
             let status = &this.backends[index];
             let excluded = tried.iter().any(|id| id.0 as usize == index);
@@ -147,7 +149,11 @@ impl ClusterStatus {
                 weight,
                 in_flight: status.in_flight,
                 in_flight_others: status.in_flight_others,
-                latency_ewma_ns: status.latency.decayed_ns(now, cluster.latency_decay),
+                latency_ewma_ns: if by_latency {
+                    status.latency.decayed_ns(now, cluster.latency_decay)
+                } else {
+                    0.0
+                },
             }
         };
         if count <= STACK_CANDIDATES {
@@ -197,7 +203,9 @@ impl ClusterStatus {
         let status = &mut self.backends[backend.0 as usize];
         let failed = match outcome {
             Outcome::Response { latency, failed } => {
-                status.latency.observe(latency.as_nanos() as f64, now, cluster.latency_decay);
+                if self.balancer.policy() == Policy::LeastResponseTime {
+                    status.latency.observe(latency.as_nanos() as f64, now, cluster.latency_decay);
+                }
                 failed
             }
             Outcome::Failure => true,

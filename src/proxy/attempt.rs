@@ -424,7 +424,9 @@ async fn checkout_or_connect(
         }
     }
     let Destination { addr, host, tls, connect_timeout, key, .. } = *destination;
-    match upstream::connect(addr, host, tls, connect_timeout).await {
+    // Boxed: a connect (with a TLS handshake) is a large future, and most requests take a
+    // pooled connection instead.
+    match Box::pin(upstream::connect(addr, host, tls, connect_timeout)).await {
         Ok(stream) => {
             connected(false);
             Ok(UpstreamConnection { stream, key, requests: 0, reused: false })
@@ -446,12 +448,26 @@ async fn send_head_and_body(
     out: OutVec,
 ) -> (Result<(), ProxyError>, OutVec, Option<Body>) {
     let head = x.request.head;
-    let head_len = head.head_len as usize;
     let Some(decoder) = Decoder::for_framing(head.framing) else {
         let timeout = destination.response_timeout;
         let (result, out) = body::write(&mut upstream.stream, out, timeout).await;
         return (result.map_err(|_| ProxyError::UpstreamIo), out, None);
     };
+    // Boxed: the body relay's future is large, and a request without a body (most of
+    // them) should not move its bytes around at every step.
+    Box::pin(send_body(x, destination, upstream, out, decoder)).await
+}
+
+/// [`send_head_and_body`] for a request with a body.
+async fn send_body(
+    x: &mut Exchange<'_>,
+    destination: &Destination<'_>,
+    upstream: &mut UpstreamConnection,
+    out: OutVec,
+    decoder: Decoder,
+) -> (Result<(), ProxyError>, OutVec, Option<Body>) {
+    let head = x.request.head;
+    let head_len = head.head_len as usize;
     if head.expect_continue
         && head.version == Version::Http11
         && out.buf.len() == head_len

@@ -48,7 +48,8 @@ pub async fn read_final_head(
                 }
                 if request.version == Version::Http11 && response.status != 100 {
                     let interim = buf[..head_len].to_vec();
-                    let write = client.write_all(interim);
+                    // Boxed: rare, and it would make every response head's read larger.
+                    let write = Box::pin(client.write_all(interim));
                     match monoio::time::timeout(options.write_timeout, write).await {
                         Ok((Ok(_), _)) => {}
                         Ok((Err(_), _)) | Err(_) => return (Err(ProxyError::ClientIo), buf),

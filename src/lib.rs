@@ -24,6 +24,7 @@ pub mod route;
 pub mod limit;
 pub mod balance;
 pub mod upstream;
+pub mod compress;
 pub mod proxy;
 pub mod wire;
 pub mod tls;

@@ -18,6 +18,7 @@ use monoio::io::Canceller;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -78,6 +79,9 @@ pub struct Worker {
     pub shutting_down: Cell<bool>,
     /// Bytes reserved by request bodies being read whole (`limits.request_buffers_bytes_max`).
     pub request_buffers_bytes: Cell<u64>,
+    /// Response coders alive (`limits.compression_encoders_max`); each holds a
+    /// [`crate::proxy::compression::CoderSlot`], which gives its place back when dropped.
+    pub coders: Rc<Cell<u32>>,
     /// Connections waiting for their next request; shut down at shutdown.
     pub idle: RefCell<IdleConnections>,
     /// Cancels the accept loops at shutdown.
@@ -148,6 +152,7 @@ impl Worker {
             connections: Cell::new(0),
             busy: Cell::new(0),
             shutting_down: Cell::new(false),
+            coders: Rc::new(Cell::new(0)),
             request_buffers_bytes: Cell::new(0),
             idle: RefCell::new(IdleConnections::default()),
             accept_canceller: RefCell::new(Canceller::new()),

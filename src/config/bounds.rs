@@ -28,6 +28,14 @@ pub(super) const BODY_RATE_MIN_BYTES: u64 = 1024;
 pub(super) const REQUEST_BUFFER_BYTES: u64 = 64 * 1024;
 /// 1,024 bodies of 64 KiB buffered at once per worker.
 pub(super) const REQUEST_BUFFERS_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Encoder states per worker: 256 gzip states of ~270 KiB are ~70 MiB; zstd and brotli at
+/// their default levels hold more (see `compress::encoder`).
+pub(super) const COMPRESSION_ENCODERS_MAX: u64 = 256;
+pub(super) const GZIP_LEVEL: u64 = 1;
+pub(super) const BR_LEVEL: u64 = 4;
+pub(super) const ZSTD_LEVEL: u64 = 3;
+/// Below about this size, gzip's 18 bytes of framing and a chunk's CPU outweigh the saving.
+pub(super) const COMPRESSION_LENGTH_MIN_BYTES: u64 = 256;
 pub(super) const CLIENT_HEADER_TIMEOUT_MS: u64 = 10_000;
 pub(super) const CLIENT_BODY_TIMEOUT_MS: u64 = 60_000;
 pub(super) const CLIENT_WRITE_TIMEOUT_MS: u64 = 60_000;

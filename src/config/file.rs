@@ -66,6 +66,7 @@ pub(super) struct FileLimits {
     pub(super) body_rate_min_bytes: Option<u64>,
     pub(super) request_buffer_bytes: Option<u64>,
     pub(super) request_buffers_bytes_max: Option<u64>,
+    pub(super) compression_encoders_max: Option<u64>,
 }
 
 /// `[timeouts]`: the client side. Upstream timeouts live on each cluster.
@@ -177,6 +178,21 @@ pub(super) struct FileRoute {
     pub(super) deny_header: Option<Vec<FileHeaderPattern>>,
     pub(super) rate_limit: Option<FileRateLimit>,
     pub(super) request_buffering: Option<bool>,
+    pub(super) compression: Option<FileCompression>,
+}
+
+/// `compression = { enabled, encodings, gzip_level, ... }`: response compression.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCompression {
+    pub(super) enabled: Option<bool>,
+    pub(super) encodings: Option<Vec<String>>,
+    pub(super) gzip_level: Option<u64>,
+    pub(super) br_level: Option<u64>,
+    pub(super) zstd_level: Option<u64>,
+    pub(super) types: Option<Vec<String>>,
+    pub(super) length_min_bytes: Option<u64>,
+    pub(super) decompress_gzip: Option<bool>,
 }
 
 /// `redirect_https = { port = 443, status = 301 }`: send the client to the same URL

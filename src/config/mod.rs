@@ -5,6 +5,7 @@
 
 mod bounds;
 mod cluster;
+mod compression;
 mod error;
 mod guard;
 mod file;
@@ -128,6 +129,9 @@ pub struct Limits {
     /// Bytes one worker may hold in request bodies being buffered at once; past it,
     /// requests stream instead of waiting.
     pub request_buffers_bytes_max: u64,
+    /// Response encoders (compressing or decompressing) one worker holds at once; past it,
+    /// responses go as they came. Each holds up to a few hundred KiB to a few MiB.
+    pub compression_encoders_max: u32,
 }
 
 /// Client-side timeouts.
@@ -227,6 +231,48 @@ pub struct Route {
     /// Read small request bodies whole before choosing a backend (`limits.request_buffer_bytes`);
     /// off for routes that must stream uploads as they come.
     pub request_buffering: bool,
+    /// Response compression, when the route has an enabled `compression` table.
+    pub compression: Option<Box<Compression>>,
+}
+
+/// A content coding the proxy can apply to a response (RFC 9110 §8.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Zstandard (RFC 8878), with a window of at most 8 MiB as RFC 9659 asks.
+    Zstd,
+    /// Brotli (RFC 7932).
+    Br,
+    /// gzip (RFC 1952).
+    Gzip,
+}
+
+/// A route's `compression` table, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compression {
+    /// The encodings the proxy may apply, most preferred first; never empty.
+    pub encodings: Vec<Encoding>,
+    pub gzip_level: u32,
+    pub br_level: u32,
+    pub zstd_level: u32,
+    /// Media types compressed, lowercase; one `*` each at most (`text/*`,
+    /// `application/*+json`).
+    pub types: Vec<Box<[u8]>>,
+    /// Responses whose Content-Length is smaller go as they are; an unknown length counts
+    /// as large enough.
+    pub length_min_bytes: u64,
+    /// Decode a gzip response for a client that does not accept gzip.
+    pub decompress_gzip: bool,
+}
+
+impl Compression {
+    /// The level configured for `encoding`.
+    pub fn level(&self, encoding: Encoding) -> u32 {
+        match encoding {
+            Encoding::Zstd => self.zstd_level,
+            Encoding::Br => self.br_level,
+            Encoding::Gzip => self.gzip_level,
+        }
+    }
 }
 
 /// How a route matches the Host header (lowercase, port stripped).

@@ -4,7 +4,7 @@
 //! The validator parses with `from_name`; `admin/` and `stats/` render with `as_str`, so a
 //! name is written once, here.
 
-use super::{AccessLogFormat, BackendState, Balance, HashKey, IoDriver, RateKey};
+use super::{AccessLogFormat, BackendState, Balance, Encoding, HashKey, IoDriver, RateKey};
 use crate::tls::server::Provider;
 use std::fmt;
 
@@ -72,6 +72,14 @@ names!(BackendState {
     Active => "active",
     Draining => "draining",
     Disabled => "disabled",
+});
+
+// The content-coding tokens of RFC 9110 §8.4.1, as Accept-Encoding and Content-Encoding
+// write them.
+names!(Encoding {
+    Zstd => "zstd",
+    Br => "br",
+    Gzip => "gzip",
 });
 
 names!(Provider {

@@ -11,6 +11,7 @@ use super::bounds::{
     SHUTDOWN_TIMEOUT_MS, STATS_INTERVAL_MS, TRAILER_BYTES_MAX, URI_BYTES_MAX, ranged,
     ranged_signed, timeout_ms, to_u32, to_usize,
 };
+use super::compression;
 use super::file::{FileConfig, FileListener, FileNameValue, FileRespond, FileRoute, FileWorkers};
 use super::names::one_of;
 use super::{
@@ -250,6 +251,7 @@ fn validate_limits(file: &super::file::FileLimits, errors: &mut Vec<ConfigError>
         ),
         request_buffer_bytes,
         request_buffers_bytes_max,
+        compression_encoders_max: compression::encoders_max(file.compression_encoders_max, errors),
     }
 }
 
@@ -410,13 +412,7 @@ fn validate_route(
         }
     };
     let methods = route.methods.as_deref().unwrap_or_default();
-    for (index, method) in methods.iter().enumerate() {
-        let is_token = !method.is_empty() && method.bytes().all(|byte| byte.is_ascii_uppercase());
-        if !is_token {
-            let reason = format!("{method:?} is not a method; write it in capitals, like \"GET\"");
-            errors.push(ConfigError::invalid(format!("{at}.methods[{index}]"), reason));
-        }
-    }
+    check_methods(at, methods, errors);
     Route {
         id,
         acl: super::guard::acl(at, route.allow.as_ref(), route.deny.as_ref(), errors),
@@ -445,6 +441,18 @@ fn validate_route(
             .map(|cookie| name_value(&format!("{at}.cookie"), cookie, errors)),
         action,
         request_buffering: route.request_buffering.unwrap_or(true),
+        compression: compression::validate_compression(at, route.compression.as_ref(), errors),
+    }
+}
+
+/// A route's `methods`: tokens in capitals.
+fn check_methods(at: &str, methods: &[String], errors: &mut Vec<ConfigError>) {
+    for (index, method) in methods.iter().enumerate() {
+        let is_token = !method.is_empty() && method.bytes().all(|byte| byte.is_ascii_uppercase());
+        if !is_token {
+            let reason = format!("{method:?} is not a method; write it in capitals, like \"GET\"");
+            errors.push(ConfigError::invalid(format!("{at}.methods[{index}]"), reason));
+        }
     }
 }
 

@@ -319,8 +319,7 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
-            let buffering = chosen.is_none_or(|route| route.request_buffering);
-            proxy_to_cluster(client, head, buf, *cluster, buffering).await
+            proxy_to_cluster(client, head, buf, *cluster, chosen).await
         }
     }
 }
@@ -343,15 +342,16 @@ fn unread_body(next: Next, has_body: bool) -> Next {
 }
 
 /// Hands the request to `cluster` and turns the outcome into what the loop does next.
-/// `buffering` is the route's `request_buffering`.
 async fn proxy_to_cluster(
     client: &mut Client,
     head: &RequestHead,
     buf: Vec<u8>,
     cluster: crate::config::ClusterId,
-    buffering: bool,
+    route: Option<&crate::config::Route>,
 ) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
+    let buffering = route.is_none_or(|route| route.request_buffering);
+    let compression = crate::proxy::compression::for_request(route, &buf, &client.headers);
     client.outcome.cluster = Some(cluster.0 as usize);
     let has_body = has_body(head);
     let (read, buf) = read_body(&worker, &mut client.stream, head, buffering, buf).await;
@@ -387,6 +387,7 @@ async fn proxy_to_cluster(
         request_id,
         report: &mut client.outcome.report,
         continue_sent: read.continue_sent,
+        compression,
     };
     let (result, mut buf) = exchange(x, buf).await;
     client.outcome.status = client.outcome.report.status;

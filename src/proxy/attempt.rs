@@ -368,6 +368,7 @@ async fn send_request(
             https: x.https,
             host_rewrite: destination.host_rewrite.then_some(destination.host),
             request_id: x.request_id.map(|id| (&*x.worker.config.access_log.request_id_header, id)),
+            strong_if_none_match: x.compression.is_some(),
         };
         render_request_head(&forwarding, &mut out);
         let (sent, back, paused) = send_head_and_body(x, destination, &mut upstream, out).await;
@@ -524,6 +525,7 @@ async fn send_body(
         }
         RelayError::TooLarge => ProxyError::BodyTooLarge,
         RelayError::BadChunk(error) => ProxyError::BadRequestBody(error),
+        RelayError::Coder(_) => unreachable!("a request body is relayed as it is"),
     });
     (result, out, paused)
 }

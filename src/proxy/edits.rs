@@ -16,8 +16,9 @@ const STATIC_LINES_MAX: usize = 4;
 pub struct HeadEdits<'a> {
     /// A bit per [`HeaderKind`]: lines of these kinds are dropped.
     dropped_kinds: u32,
-    /// Lines with these names are dropped too (rewrite rules), compared without case.
-    dropped_names: &'a [Box<[u8]>],
+    /// Lines with these names are dropped too (compression, rewrite rules), compared
+    /// without case.
+    dropped_names: &'a [&'a [u8]],
     /// Constant lines added after the kept ones, each ending in CRLF.
     static_lines: [&'static [u8]; STATIC_LINES_MAX],
     static_count: usize,
@@ -44,7 +45,7 @@ impl<'a> HeadEdits<'a> {
     }
 
     /// Drops every line whose name is one of `names`.
-    pub fn drop_names(&mut self, names: &'a [Box<[u8]>]) {
+    pub fn drop_names(&mut self, names: &'a [&'a [u8]]) {
         self.dropped_names = names;
     }
 

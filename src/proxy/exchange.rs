@@ -121,6 +121,8 @@ pub struct Exchange<'a> {
     pub report: &'a mut ExchangeReport,
     /// The read phase already sent `100 Continue` (see [`super::buffer`]).
     pub continue_sent: bool,
+    /// The route's compression and what the client accepts, when the route compresses.
+    pub compression: Option<super::compression::RouteCompression<'a>>,
 }
 
 /// How an exchange ended, when the client got a response.

@@ -4,7 +4,8 @@
 //! gives the upstream connection back to the pool when [`super::reuse`] says it may.
 
 use super::attempt::{Attempt, RequestSent, attempt, request_relay_options, upstream_read_options};
-use super::body::{self, Body, Decoder};
+use super::body::{self, Body, Decoder, Transform};
+use super::compression;
 use super::duplex::{Direction, Relayed, relay_both_ways};
 use super::exchange::{Downstream, Exchange, ExchangeEnd, Target};
 use super::response_head::{
@@ -47,7 +48,7 @@ async fn respond(
     let options = upstream_read_options(worker, attempt.response_timeout);
     let (head_len, response_keep_alive) =
         (attempt.response.head_len as usize, attempt.response.keep_alive);
-    let (plan, out) = response_head(x, &mut attempt);
+    let (plan, out, transform) = response_head(x, &mut attempt);
     if plan.upgrade {
         let (result, mut out) = body::write(&mut x.downstream, out, options.write_timeout).await;
         x.report.bytes_out = out.take_written();
@@ -66,11 +67,15 @@ async fn respond(
         };
     }
     let mut body = Decoder::for_framing(plan.framing)
-        .map(|decoder| Body::new(head_len, decoder, plan.encoder));
+        .map(|decoder| Body::new(head_len, decoder, plan.encoder).with_transform(transform));
     let download = Direction { out, head_len, body: body.as_mut(), options: &options };
     let (relayed, client_buf, request_whole) =
         relay_response(x, &mut attempt, download, client_out).await;
     let (result, mut out) = relayed;
+    if let Some(body) = &body {
+        let failed = matches!(result, Err(body::RelayError::Coder(_)));
+        compression::record_end(worker, x.compression, &body.transform, failed);
+    }
     x.report.bytes_out = out.take_written();
     if let Ok(body_bytes) = result {
         x.report.body_bytes_out = body_bytes;
@@ -143,8 +148,8 @@ async fn relay_response(
 }
 
 /// The response plan phase: plans the client's response and queues its head in a write
-/// around the response buffer.
-fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, OutVec) {
+/// around the response buffer; the body's transform comes with it.
+fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, OutVec, Transform) {
     let worker = x.worker;
     let sticky = match (x.target, attempt.backend) {
         (Target::Cluster(id), Some(backend)) if !attempt.sticky_held => {
@@ -155,17 +160,25 @@ fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, 
         }
         _ => None,
     };
+    let response = (&attempt.response, &attempt.response_buf[..], &attempt.response_lines[..]);
+    let (changes, transform) =
+        compression::plan(worker, x.compression, x.request.head.method, response);
     let facts = PlanFacts {
         request_complete: attempt.request.is_whole(),
         shutting_down: worker.shutting_down.get(),
+        coded: changes.coded,
     };
     let plan = plan_response(x.request.head, &attempt.response, facts);
-    let additions = ResponseAdditions { listener_lines: x.response_headers, set_cookie: sticky };
+    let additions = ResponseAdditions {
+        listener_lines: x.response_headers,
+        set_cookie: sticky,
+        compression: changes,
+    };
     let mut out = worker.out_vec(std::mem::take(&mut attempt.response_buf));
     let head = (x.request.head, &attempt.response, attempt.response_lines.as_slice());
     render_response_head(head, &plan, &additions, &mut out);
     worker.give_header_lines(std::mem::take(&mut attempt.response_lines));
-    (plan, out)
+    (plan, out, transform)
 }
 
 /// The finish phase: the upstream connection goes back to the pool when the one rule

@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod buffer;
 pub mod attempt;
 pub mod edits;
+pub mod compression;
 pub mod request_head;
 pub mod response_head;
 pub mod body;

@@ -2,7 +2,8 @@
 //! and HTTP/1.1, its header lines minus hop-by-hop ones and the ones the proxy replaces,
 //! plus the lines it adds: X-Forwarded-For/-Proto/-Host, Via, Host (rewritten, or the
 //! authority of an absolute-form target), one plain Content-Length where the client's was
-//! ambiguous, the request id, and what an upgrade needs.
+//! ambiguous, the request id, what an upgrade needs, and on a compressing route the strong
+//! form of each weak If-None-Match tag.
 
 use super::edits::HeadEdits;
 use crate::http::{BodyFraming, HeaderKind, HeaderLine, Method, RequestHead, Version};
@@ -22,6 +23,10 @@ pub struct Forwarding<'a> {
     pub host_rewrite: Option<&'a str>,
     /// A generated request id and the header that carries it.
     pub request_id: Option<(&'a [u8], &'a [u8])>,
+    /// The route compresses: its clients hold weakened ETags (`W/"x"` for the backend's
+    /// `"x"`), so If-None-Match gets each weak tag's strong form too, for backends that
+    /// compare tags as strings.
+    pub strong_if_none_match: bool,
 }
 
 /// Queues the forwarded head in `out`, whose `buf` holds the client's head at its front.
@@ -120,8 +125,43 @@ fn request_edits<'e>(forwarding: &Forwarding<'_>, out: &mut OutVec) -> HeadEdits
     if let Some(upgrade) = head.upgrade {
         add_line(extra, b"Upgrade", upgrade.of(buf));
     }
+    if forwarding.strong_if_none_match && add_strong_tags(headers, buf, extra) {
+        edits.drop_names(IF_NONE_MATCH);
+    }
     edits.add_extra(start..extra.len());
     edits
+}
+
+const IF_NONE_MATCH: &[&[u8]] = &[b"if-none-match"];
+
+/// Writes one If-None-Match line with every tag of the request's lines plus the strong form
+/// of each weak one, when there is a weak one; true when it wrote it. RFC 9110 §13.1.2
+/// compares If-None-Match tags weakly, so `W/"x"` and `"x"` match the same: adding the
+/// strong form changes nothing for a backend that follows it.
+fn add_strong_tags(headers: &[HeaderLine], buf: &[u8], extra: &mut Vec<u8>) -> bool {
+    let values = || {
+        headers
+            .iter()
+            .filter(|line| line.name.of(buf).eq_ignore_ascii_case(b"if-none-match"))
+            .map(|line| line.value.of(buf))
+    };
+    let tags =
+        || values().flat_map(|value| value.split(|&byte| byte == b',')).map(<[u8]>::trim_ascii);
+    if !tags().any(|tag| tag.starts_with(b"W/")) {
+        return false;
+    }
+    extra.extend_from_slice(b"If-None-Match: ");
+    let mut first = true;
+    let strong = tags().filter_map(|tag| tag.strip_prefix(b"W/"));
+    for tag in tags().filter(|tag| !tag.is_empty()).chain(strong) {
+        if !first {
+            extra.extend_from_slice(b", ");
+        }
+        first = false;
+        extra.extend_from_slice(tag);
+    }
+    extra.extend_from_slice(b"\r\n");
+    true
 }
 
 /// Appends `name: value` and CRLF.
@@ -167,6 +207,7 @@ mod tests {
             https: false,
             host_rewrite: None,
             request_id: None,
+            strong_if_none_match: false,
         };
         adjust(&mut forwarding);
         let mut out = OutVec::new(request.to_vec());
@@ -210,6 +251,23 @@ mod tests {
         let chunked =
             forwarded(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", |_| {});
         assert_eq!(chunked.matches("Transfer-Encoding: chunked\r\n").count(), 1, "{chunked}");
+    }
+
+    #[test]
+    fn weak_tags_get_their_strong_form_on_a_compressing_route() {
+        let request = b"GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: W/\"a\", \"b\"\r\n\
+                        If-None-Match: W/\"c\"\r\n\r\n";
+        let head = forwarded(request, |forwarding| forwarding.strong_if_none_match = true);
+        assert!(
+            head.contains("If-None-Match: W/\"a\", \"b\", W/\"c\", \"a\", \"c\"\r\n"),
+            "{head}"
+        );
+        assert_eq!(head.matches("If-None-Match").count(), 1, "{head}");
+        let plain = forwarded(request, |_| {});
+        assert_eq!(plain.matches("If-None-Match: W/").count(), 2, "{plain}");
+        let strong = b"GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\"\r\n\r\n";
+        let head = forwarded(strong, |forwarding| forwarding.strong_if_none_match = true);
+        assert!(head.contains("Host: h\r\nIf-None-Match: \"a\"\r\n"), "left as it is: {head}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Connection, Transfer-Encoding, the listener's HSTS and a sticky cookie.
 
 use super::body::{self, Encoder, RelayError, RelayOptions};
+use super::compression::HeadChanges;
 use super::edits::HeadEdits;
 use crate::config::Sticky;
 use crate::error::ProxyError;
@@ -75,7 +76,8 @@ pub async fn read_final_head(
                 | RelayError::SinkIo
                 | RelayError::SinkAnswered
                 | RelayError::TooLarge
-                | RelayError::BadChunk(_),
+                | RelayError::BadChunk(_)
+                | RelayError::Coder(_),
             ) => return (Err(ProxyError::UpstreamTimeout), buf),
         }
     }
@@ -173,6 +175,8 @@ pub struct PlanFacts {
     /// The request body went to the backend whole (false after an early answer).
     pub request_complete: bool,
     pub shutting_down: bool,
+    /// The body is compressed or decompressed on the way: its length changes.
+    pub coded: bool,
 }
 
 /// Plans the client's response: a chunked or close-delimited body is re-framed chunked
@@ -190,6 +194,9 @@ pub fn plan_response(
     let (encoder, reframed) = match framing {
         BodyFraming::Chunked | BodyFraming::CloseDelimited if http11 => (Encoder::Chunked, true),
         BodyFraming::Chunked | BodyFraming::CloseDelimited => (Encoder::Raw, true),
+        // A coded body's length is known only at its end.
+        BodyFraming::Length(_) if facts.coded && http11 => (Encoder::Chunked, true),
+        BodyFraming::Length(_) if facts.coded => (Encoder::Raw, true),
         BodyFraming::None | BodyFraming::Length(_) => (Encoder::Raw, false),
     };
     let client_keep_alive = request.keep_alive
@@ -207,6 +214,8 @@ pub struct ResponseAdditions<'a> {
     pub listener_lines: &'a [u8],
     /// A sticky cookie to set: the cluster's settings and the value naming the backend.
     pub set_cookie: Option<(&'a Sticky, [u8; 16])>,
+    /// Content-Encoding, Vary and a weakened ETag, when the route compresses.
+    pub compression: HeadChanges,
 }
 
 /// Queues the client's response head in `out`, whose `buf` holds the backend's head at
@@ -220,10 +229,18 @@ pub fn render_response_head(
     let status_line = response.status_line;
     out.push_buf(status_line.start as usize, status_line.end as usize);
     let mut edits = HeadEdits::default();
-    if matches!(plan.framing, BodyFraming::Chunked | BodyFraming::CloseDelimited) {
+    let coding = &additions.compression;
+    if matches!(plan.framing, BodyFraming::Chunked | BodyFraming::CloseDelimited) || coding.coded {
         // A Content-Length beside Transfer-Encoding is void (RFC 9112 §6.3), and the body
-        // is re-framed.
+        // is re-framed; a coded body has another length.
         edits.drop_kind(HeaderKind::ContentLength);
+    }
+    edits.drop_names(coding.dropped);
+    if let Some(line) = coding.content_encoding {
+        edits.add_static(line);
+    }
+    if coding.vary {
+        edits.add_static(b"Vary: Accept-Encoding\r\n");
     }
     let http11 = request.version == Version::Http11;
     match (plan.upgrade, plan.client_keep_alive, http11) {
@@ -240,6 +257,13 @@ pub fn render_response_head(
     if let (true, Some(value)) = (plan.upgrade, response.upgrade) {
         extra.extend_from_slice(b"Upgrade: ");
         extra.extend_from_slice(value.of(buf));
+        extra.extend_from_slice(b"\r\n");
+    }
+    if let Some(etag) = coding.weak_etag {
+        // RFC 9110 §8.8.1: a coded body is not byte-for-byte the backend's, so its
+        // validator can only be weak.
+        extra.extend_from_slice(b"ETag: W/");
+        extra.extend_from_slice(etag.of(buf));
         extra.extend_from_slice(b"\r\n");
     }
     extra.extend_from_slice(additions.listener_lines);
@@ -263,7 +287,8 @@ mod tests {
     use std::io::ErrorKind;
     use std::time::Duration;
 
-    const PLAIN: PlanFacts = PlanFacts { request_complete: true, shutting_down: false };
+    const PLAIN: PlanFacts =
+        PlanFacts { request_complete: true, shutting_down: false, coded: false };
 
     fn request(bytes: &[u8]) -> RequestHead {
         let parsed = parse_request_head(bytes, &HeadLimits::DEFAULT, &mut Vec::new());
@@ -282,6 +307,7 @@ mod tests {
         let additions = ResponseAdditions {
             listener_lines: b"Strict-Transport-Security: x\r\n",
             set_cookie: None,
+            compression: HeadChanges::default(),
         };
         render_response_head((&request, &head, &lines), &plan, &additions, &mut out);
         (plan, String::from_utf8(out.to_bytes()).expect("ascii"))
@@ -324,11 +350,11 @@ mod tests {
     #[test]
     fn an_early_answer_or_a_shutdown_closes_the_client() {
         let response = b"HTTP/1.1 413 Too Big\r\nContent-Length: 0\r\n\r\n";
-        let early = PlanFacts { request_complete: false, shutting_down: false };
+        let early = PlanFacts { request_complete: false, ..PLAIN };
         let (plan, head) = respond(GET11, response, early);
         assert!(!plan.client_keep_alive);
         assert!(head.contains("Connection: close\r\n"), "{head}");
-        let stopping = PlanFacts { request_complete: true, shutting_down: true };
+        let stopping = PlanFacts { shutting_down: true, ..PLAIN };
         assert!(!respond(GET11, response, stopping).0.client_keep_alive);
     }
 

@@ -13,7 +13,6 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::collections::VecDeque;
 use std::io;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// One step of a read script.
@@ -140,7 +139,7 @@ impl ScriptedStream {
     async fn wait_ready(&mut self) {
         loop {
             match self.reads.front() {
-                Some(Step::Yield) => yield_once().await,
+                Some(Step::Yield) => crate::proxy::body::yield_now().await,
                 Some(&Step::Sleep(duration)) => monoio::time::sleep(duration).await,
                 Some(Step::Hold) => std::future::pending().await,
                 Some(Step::Bytes(bytes)) if bytes.is_empty() => {}
@@ -176,20 +175,6 @@ impl ScriptedStream {
         }
         taken
     }
-}
-
-/// Yields to the runtime once.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|context| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        context.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await;
 }
 
 impl AsyncReadRent for ScriptedStream {

@@ -10,7 +10,7 @@
 //!   "listeners": [ { "name", "requests", "requests_per_class", "bytes_received", "bytes_sent",
 //!                    "connections_active", "connections_total", "rejected": REJECTED } ],
 //!   "routes":    [ { "name": "public/0", "listener", "requests", "requests_per_class",
-//!                    "latency_ms" } ],
+//!                    "latency_ms", "compression": COMPRESSION } ],
 //!   "clusters":  [ { "name", "requests", "requests_per_class", "retries", "latency_ms",
 //!                    "upstream_latency_ms",
 //!                    "backends": [ { "name", "state": "active"|"draining"|"disabled", "up",
@@ -21,6 +21,9 @@
 //! CLASSES  = { "1xx": n, "2xx": n, "3xx": n, "4xx": n, "5xx": n }
 //! LATENCY  = { "count": n, "p50": f64, "p90": f64, "p99": f64, "p999": f64 }
 //! REJECTED = { "head_too_large": n, ... one key per RejectReason, in RejectReason::ALL order }
+//! COMPRESSION = { "coded": { "zstd"|"br"|"gzip"|"gunzip": { "responses", "bytes_in",
+//!                 "bytes_out" } }, "skipped": { "not_accepted": n, ... per SkipReason },
+//!                 "errors": n }
 //! ```
 //!
 //! `reported` is false for a worker whose first snapshot has not arrived (its counts read 0).
@@ -78,6 +81,7 @@ struct RouteJson<'a> {
     requests: u64,
     requests_per_class: ClassCounts,
     latency_ms: LatencyJson,
+    compression: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -172,6 +176,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         requests: stats.requests.total(),
         requests_per_class: stats.requests,
         latency_ms: LatencyJson::from(&stats.latency),
+        compression: super::compression::to_json(&stats.compression),
     });
     let stats = Stats {
         uptime_seconds: view.uptime.as_secs_f64(),

@@ -6,6 +6,7 @@
 //! so a request never touches shared state.
 
 mod aggregate;
+mod compression;
 mod json;
 mod latency;
 mod layout;

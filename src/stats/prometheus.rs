@@ -24,6 +24,9 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
     render_upstream(layout, &merged.total, out);
     render_backend_gauges(layout, &merged, view, out);
     render_latencies(layout, &merged.total, out);
+    let writers: (super::compression::FamilyFn, super::compression::SampleFn) =
+        (family, |out, name, labels, value| sample(out, name, labels, value));
+    super::compression::render_prometheus(layout, &merged.total, writers, out);
 }
 
 /// Uptime, worker count and the per-worker breakdown.

@@ -4,6 +4,7 @@
 //! atomics, no locks, no allocation per request. A snapshot is a `clone()`; what that costs
 //! is stated on [`WorkerStats`].
 
+use super::compression::CompressionCounts;
 use super::latency::{LATENCY_HISTOGRAM_BYTES, Latency};
 use super::{BackendGauge, ClassCounts, RejectReason, RequestRecord, StatsLayout};
 use std::mem::size_of;
@@ -48,6 +49,7 @@ pub(super) struct ListenerStats {
 pub(super) struct RouteStats {
     pub(super) requests: ClassCounts,
     pub(super) latency: Latency,
+    pub(super) compression: CompressionCounts,
 }
 
 /// Counters of one cluster.
@@ -79,7 +81,11 @@ pub(super) struct BackendStats {
 impl WorkerStats {
     /// Zeroed counters for every label of `layout`.
     pub fn new(layout: &StatsLayout) -> Self {
-        let route = || RouteStats { requests: ClassCounts::default(), latency: Latency::new() };
+        let route = || RouteStats {
+            requests: ClassCounts::default(),
+            latency: Latency::new(),
+            compression: CompressionCounts::default(),
+        };
         let cluster = || ClusterStats {
             requests: ClassCounts::default(),
             retries: 0,
@@ -234,6 +240,7 @@ impl WorkerStats {
         for (into, from) in self.routes.iter_mut().zip(&other.routes) {
             into.requests.add(&from.requests);
             into.latency.merge(&from.latency);
+            into.compression.add(&from.compression);
         }
         for (into, from) in self.clusters.iter_mut().zip(&other.clusters) {
             into.requests.add(&from.requests);
@@ -267,7 +274,7 @@ impl WorkerStats {
 ///
 /// Indexes come from the same config as the layout, so a miss is a bug: loud in debug
 /// builds, and in release the count is dropped rather than the worker.
-fn slot<T>(items: &mut [T], index: usize) -> Option<&mut T> {
+pub(super) fn slot<T>(items: &mut [T], index: usize) -> Option<&mut T> {
     debug_assert!(index < items.len(), "stats index {index} outside the layout");
     items.get_mut(index)
 }

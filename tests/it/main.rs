@@ -28,6 +28,8 @@ mod lifecycle;
 mod admin;
 // The real curl as the client.
 mod curl;
+// Response compression: negotiation, every encoding and framing, SSE, the coder cap.
+mod compress;
 // The binary's command line: check, --version, --help.
 mod cli;
 // `ringway tune`: host inspection and recommendations, as text and JSON.

@@ -22,6 +22,9 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("config", "std::net::TcpStream", "config is parsed and validated without I/O"),
     ("config", "std::fs", "main.rs reads the file; config gets its text"),
     ("config", "crate::response", "config holds what was configured; response/ renders it"),
+    ("compress", "monoio", "negotiation and coders are sans-I/O; proxy/ runs them"),
+    ("compress", "crate::proxy", "proxy/ uses compress, not the reverse"),
+    ("compress", "crate::upstream", "compression knows heads and bytes, not backends"),
     ("worker", "crate::connection", "connections use the worker's state, not the reverse"),
     ("control", "crate::admin", "admin is the HTTP face of control: admin uses control"),
 ];

@@ -1,0 +1,337 @@
+//! Response compression end to end (issue 22): every encoding round-trips at every size
+//! and framing, curl decodes it, responses that must not change do not, ETags weaken and
+//! still validate, server-sent events are not held back, and the coder cap holds.
+
+use crate::support::admin::{metrics, sample};
+use crate::support::client::{Client, Framing, Response};
+use crate::support::origin::{self, Origin, Reply};
+use crate::support::{Driver, WAIT, on_both_drivers, start_proxy, to_origin};
+use std::io::Read;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+on_both_drivers!(
+    each_encoding_round_trips_at_every_size_and_framing,
+    curl_compressed_decodes_each_encoding,
+    bodies_that_must_not_change_go_as_they_came,
+    etags_are_weakened_and_still_validate,
+    server_sent_events_arrive_as_they_are_sent,
+    past_the_coder_cap_responses_go_uncompressed,
+    gzip_is_decoded_for_a_client_without_it,
+);
+
+/// A route that compresses everything its client accepts, from the first byte.
+fn config(driver: Driver, origin: std::net::SocketAddr, table: &str) -> String {
+    to_origin(driver, origin, "").replace(
+        "cluster = \"app\"\n\n[cluster",
+        &format!("cluster = \"app\"\ncompression = {{ length_min_bytes = 0{table} }}\n\n[cluster"),
+    )
+}
+
+/// JSON-like text that compresses as real API bodies do.
+fn body(len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 64);
+    let mut index = 0u64;
+    while bytes.len() < len {
+        let line =
+            format!("{{\"id\":{index},\"name\":\"item-{}\",\"ok\":true}},\n", index * 7919 % 1000);
+        bytes.extend_from_slice(line.as_bytes());
+        index += 1;
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// The origin's answer to `/LEN/chunked` or `/LEN/length`: LEN bytes of [`body`].
+fn sized(request: &origin::Request) -> Reply {
+    let mut parts = request.target().trim_start_matches('/').split('/');
+    let len: usize = parts.next().and_then(|len| len.parse().ok()).unwrap_or(0);
+    let payload = body(len);
+    let json = [("Content-Type", "application/json")];
+    if parts.next() == Some("chunked") {
+        let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                        Transfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+        for piece in payload.chunks(100_000) {
+            out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            out.extend_from_slice(piece);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        Reply::Send(out)
+    } else {
+        Reply::Send(origin::response(200, &json, &payload))
+    }
+}
+
+fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut decoded = Vec::new();
+    match coding {
+        "gzip" => flate2::read::GzDecoder::new(bytes).read_to_end(&mut decoded).map(drop),
+        "br" => brotli::Decompressor::new(bytes, 4096).read_to_end(&mut decoded).map(drop),
+        "zstd" => zstd::stream::decode_all(bytes).map(|all| decoded = all),
+        other => panic!("unexpected coding {other}"),
+    }
+    .unwrap_or_else(|error| panic!("{coding} body does not decode: {error}"));
+    decoded
+}
+
+fn get(client: &mut Client, path: &str, accept: &str) -> Response {
+    client.send(
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept-Encoding: {accept}\r\n\r\n").as_bytes(),
+    );
+    client.response()
+}
+
+fn each_encoding_round_trips_at_every_size_and_framing(driver: Driver) {
+    let origin = Origin::start(sized);
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    let mut client = Client::connect(proxy.addr());
+    client.set_read_timeout(Duration::from_secs(60));
+    for coding in ["gzip", "br", "zstd"] {
+        for len in [1, 256, 64 * 1024, 16 << 20] {
+            for framing in ["length", "chunked"] {
+                let response = get(&mut client, &format!("/{len}/{framing}"), coding);
+                let what = format!("{coding}, {len} B, {framing}");
+                assert_eq!(response.status, 200, "{what}");
+                assert_eq!(response.header("content-encoding"), Some(coding), "{what}");
+                assert_eq!(response.header("vary"), Some("Accept-Encoding"), "{what}");
+                assert_eq!(response.header("content-length"), None, "{what}");
+                assert_eq!(response.framing, Framing::Chunked, "{what}");
+                assert!(decode(coding, &response.body) == body(len), "{what}: decoded differs");
+                if len >= 64 * 1024 {
+                    assert!(response.body.len() < len / 4, "{what}: {} B", response.body.len());
+                }
+            }
+        }
+    }
+    let text = metrics(proxy.admin_addr());
+    let series = r#"ringway_compression_responses_total{route="listener0/0",coding="br"}"#;
+    crate::support::eventually("the counters reach /metrics", || {
+        sample(&metrics(proxy.admin_addr()), series) == Some(8.0)
+    });
+    assert!(text.contains("ringway_compression_skipped_total"), "{text}");
+    let output_series =
+        r#"ringway_compression_output_bytes_total{route="listener0/0",coding="gzip"}"#;
+    let input_series =
+        r#"ringway_compression_input_bytes_total{route="listener0/0",coding="gzip"}"#;
+    let text = metrics(proxy.admin_addr());
+    let (input, output) = (sample(&text, input_series), sample(&text, output_series));
+    assert!(input.zip(output).is_some_and(|(input, output)| output < input / 4.0), "{text}");
+}
+
+fn curl_compressed_decodes_each_encoding(driver: Driver) {
+    let origin = Origin::start(sized);
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    for coding in ["gzip", "br", "zstd"] {
+        let url = format!("http://{}/70000/length", proxy.addr());
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "10", "--compressed"])
+            .args(["-H", &format!("Accept-Encoding: {coding}"), "-D", "/dev/stderr", &url])
+            .output()
+            .expect("run curl");
+        let headers = String::from_utf8_lossy(&output.stderr).to_ascii_lowercase();
+        assert!(output.status.success(), "curl: {headers}");
+        assert!(headers.contains(&format!("content-encoding: {coding}")), "{headers}");
+        assert!(output.stdout == body(70000), "{coding}: curl decoded something else");
+    }
+}
+
+fn bodies_that_must_not_change_go_as_they_came(driver: Driver) {
+    let origin = Origin::start(|request| {
+        let text = [("Content-Type", "text/plain")];
+        let payload = body(4096);
+        Reply::Send(match request.target() {
+            "/no-transform" => origin::response(
+                200,
+                &[("Content-Type", "text/plain"), ("Cache-Control", "public, no-transform")],
+                &payload,
+            ),
+            "/encoded" => origin::response(
+                200,
+                &[("Content-Type", "text/plain"), ("Content-Encoding", "br")],
+                b"not really brotli",
+            ),
+            "/image" => origin::response(200, &[("Content-Type", "image/png")], &payload),
+            "/204" => b"HTTP/1.1 204 No Content\r\nContent-Type: text/plain\r\n\r\n".to_vec(),
+            "/206" => origin::response(
+                206,
+                &[("Content-Type", "text/plain"), ("Content-Range", "bytes 0-4095/9000")],
+                &payload,
+            ),
+            _ => origin::response(200, &text, &payload),
+        })
+    });
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    let mut client = Client::connect(proxy.addr());
+    for (path, vary) in
+        [("/no-transform", false), ("/encoded", false), ("/image", false), ("/206", false)]
+    {
+        let response = get(&mut client, path, "gzip, br, zstd");
+        let coding = response.header("content-encoding");
+        assert!(coding.is_none() || path == "/encoded", "{path}: {coding:?}");
+        assert_eq!(response.header("vary").is_some(), vary, "{path}");
+        assert!(response.header("content-length").is_some(), "{path} keeps its length");
+    }
+    let response = get(&mut client, "/204", "gzip");
+    assert_eq!((response.status, response.header("content-encoding")), (204, None));
+    client.send(b"HEAD /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let head = client.response_to("HEAD");
+    assert_eq!(head.header("content-encoding"), None, "HEAD is never coded");
+    assert_eq!(head.header("content-length"), Some("4096"));
+    let plain = get(&mut client, "/text", "identity");
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("Accept-Encoding"), "another client could differ");
+    assert!(plain.body == body(4096));
+    let unparsable = get(&mut client, "/text", "gzip;q=2");
+    assert_eq!(unparsable.header("content-encoding"), None, "a bad header is identity");
+    let refused = get(&mut client, "/text", "gzip;q=0, br;q=0.5");
+    assert_eq!(refused.header("content-encoding"), Some("br"));
+}
+
+fn etags_are_weakened_and_still_validate(driver: Driver) {
+    // This origin compares If-None-Match tags as strings, as many do.
+    let origin = Origin::start(|request| {
+        let tags = request.header("if-none-match").unwrap_or_default().to_owned();
+        let etag = [("Content-Type", "text/html"), ("ETag", "\"v1\"")];
+        if tags.split(',').any(|tag| tag.trim() == "\"v1\"") {
+            Reply::Send(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n".to_vec())
+        } else {
+            Reply::Send(origin::response(200, &etag, &body(2000)))
+        }
+    });
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    let mut client = Client::connect(proxy.addr());
+    let first = get(&mut client, "/", "gzip");
+    assert_eq!(first.header("content-encoding"), Some("gzip"));
+    assert_eq!(first.header("etag"), Some("W/\"v1\""));
+    let request = "GET / HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\
+                   If-None-Match: W/\"v1\"\r\n\r\n";
+    client.send(request.as_bytes());
+    let again = client.response();
+    assert_eq!(again.status, 304, "the weak tag still matches");
+    assert_eq!(again.header("etag"), Some("W/\"v1\""), "the 304 names the variant held");
+    let identity = get(&mut client, "/", "identity");
+    assert_eq!(identity.header("etag"), Some("\"v1\""), "an uncoded body keeps its tag");
+}
+
+fn server_sent_events_arrive_as_they_are_sent(driver: Driver) {
+    let (sent, sent_at) = mpsc::channel::<Instant>();
+    let origin = Origin::start_raw(move |conn| {
+        if conn.head().is_none() {
+            return;
+        }
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n";
+        let _ = conn.write(head.as_bytes());
+        for index in 0..5 {
+            crate::support::pause(Duration::from_millis(100));
+            let event = format!("data: {{\"tick\":{index}}}\n\n");
+            let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+            let _ = sent.send(Instant::now());
+            let _ = conn.write(chunk.as_bytes());
+        }
+        let _ = conn.write(b"0\r\n\r\n");
+    });
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    let mut client = Client::connect(proxy.addr());
+    client.send(b"GET /events HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let head = client.response_head_only();
+    assert_eq!(head.header("content-encoding"), Some("gzip"));
+    let mut stream = StreamingGunzip::default();
+    for index in 0..5 {
+        let event = format!("data: {{\"tick\":{index}}}\n\n");
+        while !stream.text.contains(&event) {
+            stream.feed(&client.read_some(64 * 1024));
+        }
+        let delay = sent_at.recv_timeout(WAIT).expect("the origin sent it").elapsed();
+        assert!(delay < Duration::from_millis(50), "event {index} took {delay:?}");
+    }
+}
+
+/// A chunked, gzip-coded body decoded as its bytes arrive.
+#[derive(Default)]
+struct StreamingGunzip {
+    raw: Vec<u8>,
+    inflate: Option<flate2::Decompress>,
+    text: String,
+}
+
+impl StreamingGunzip {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.raw.extend_from_slice(bytes);
+        let inflate = self.inflate.get_or_insert_with(|| flate2::Decompress::new_gzip(15));
+        // Take every whole chunk: "SIZE\r\nDATA\r\n".
+        while let Some(line_end) = self.raw.windows(2).position(|pair| pair == b"\r\n") {
+            let size_text = String::from_utf8_lossy(&self.raw[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.trim(), 16).expect("a chunk size");
+            let end = line_end + 2 + size + 2;
+            if size == 0 || self.raw.len() < end {
+                break;
+            }
+            let data = self.raw[line_end + 2..end - 2].to_vec();
+            self.raw.drain(..end);
+            let mut out = Vec::with_capacity(64 * 1024);
+            inflate.decompress_vec(&data, &mut out, flate2::FlushDecompress::Sync).expect("gzip");
+            self.text.push_str(&String::from_utf8_lossy(&out));
+        }
+    }
+}
+
+fn past_the_coder_cap_responses_go_uncompressed(driver: Driver) {
+    let (release, released) = flume::bounded::<()>(1);
+    let origin = Origin::start_raw(move |conn| {
+        while let Some(head) = conn.head() {
+            let held = head.start[1] == "/held";
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                        Transfer-Encoding: chunked\r\n\r\n";
+            let _ = conn.write(head.as_bytes());
+            let _ = conn.write(b"5\r\nhello\r\n");
+            if held {
+                let _ = released.recv_timeout(WAIT);
+            }
+            let _ = conn.write(b"0\r\n\r\n");
+        }
+    });
+    let text = config(driver, origin.addr(), "")
+        .replace("[io]\n", "[limits]\ncompression_encoders_max = 1\n\n[io]\n");
+    let proxy = start_proxy(&text);
+    let mut holder = Client::connect(proxy.addr());
+    holder.send(b"GET /held HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let held = holder.response_head_only();
+    assert_eq!(held.header("content-encoding"), Some("gzip"), "the one coder");
+    let mut other = Client::connect(proxy.addr());
+    let busy = get(&mut other, "/other", "gzip");
+    assert_eq!(busy.header("content-encoding"), None, "past the cap");
+    assert_eq!(busy.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(busy.text(), "hello");
+    release.send(()).expect("the origin waits");
+    let (coded, _) = holder.chunked_with_trailers();
+    assert_eq!(decode("gzip", &coded), b"hello");
+    let again = get(&mut other, "/other", "gzip");
+    assert_eq!(again.header("content-encoding"), Some("gzip"), "the place was given back");
+    let series = r#"ringway_compression_skipped_total{route="listener0/0",reason="busy"}"#;
+    crate::support::eventually("the busy skip is counted", || {
+        sample(&metrics(proxy.admin_addr()), series) == Some(1.0)
+    });
+}
+
+fn gzip_is_decoded_for_a_client_without_it(driver: Driver) {
+    let payload = body(300_000);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    std::io::Write::write_all(&mut gzip, &payload).expect("encode");
+    let encoded = gzip.finish().expect("encode");
+    let origin = Origin::start(move |_| {
+        let headers = [("Content-Type", "text/plain"), ("Content-Encoding", "gzip")];
+        Reply::Send(origin::response(200, &headers, &encoded))
+    });
+    let proxy = start_proxy(&config(driver, origin.addr(), ", decompress_gzip = true"));
+    let mut client = Client::connect(proxy.addr());
+    let decoded = get(&mut client, "/", "identity");
+    assert_eq!(decoded.header("content-encoding"), None);
+    assert!(decoded.body == body(300_000), "decoded {} bytes", decoded.body.len());
+    let passed = get(&mut client, "/", "gzip");
+    assert_eq!(passed.header("content-encoding"), Some("gzip"), "a gzip client gets gzip");
+    assert!(decode("gzip", &passed.body) == body(300_000));
+}

@@ -27,6 +27,7 @@ pub mod upstream;
 pub mod compress;
 pub mod proxy;
 pub mod wire;
+pub mod deadline;
 pub mod tls;
 pub mod response;
 

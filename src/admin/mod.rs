@@ -83,7 +83,7 @@ pub async fn serve(socket: std::net::TcpListener, state: Rc<RefCell<ControlState
 
 async fn handle(mut stream: TcpStream, state: Rc<RefCell<ControlState>>) {
     let mut request = Request::UNPARSED;
-    let reply = match monoio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+    let reply = match crate::deadline::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
         Ok(Ok((buf, head, headers))) => {
             request = Request::of(&head);
             let body = &buf[head.head_len as usize..];
@@ -101,7 +101,7 @@ async fn handle(mut stream: TcpStream, state: Rc<RefCell<ControlState>>) {
     let mut out = Vec::with_capacity(256 + reply.body.len());
     // One request per connection: the response closes it.
     response::write_content(&content, request, false, &mut out);
-    let _ = monoio::time::timeout(REQUEST_TIMEOUT, stream.write_all(out)).await;
+    let _ = crate::deadline::timeout(REQUEST_TIMEOUT, stream.write_all(out)).await;
 }
 
 /// A request as read: its buffer (head, then body), head and header lines.

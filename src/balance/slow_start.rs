@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 /// Rises from 1 to `weight` over `ramp`; never 0 for an eligible backend (weight > 0), so the
 /// backend does get a first request. `ramp == 0` means no slow start; `weight == 0` stays 0.
 pub fn slow_start_weight(weight: u32, since: Instant, now: Instant, ramp: Duration) -> u32 {
+    if ramp.is_zero() {
+        return weight;
+    }
     let elapsed = now.saturating_duration_since(since);
     if weight == 0 || elapsed >= ramp {
         return weight;

@@ -31,7 +31,7 @@ pub(super) async fn handshake(
     };
     let mut tls = Box::new(TlsStream::new(stream, conn));
     let timeout = worker.config.timeouts.client_header;
-    match monoio::time::timeout(timeout, tls.handshake()).await {
+    match crate::deadline::timeout(timeout, tls.handshake()).await {
         Ok(Ok(())) => Some(ClientStream::Tls(tls)),
         Ok(Err(error)) => {
             log::debug!("worker {}: TLS handshake with {peer} failed: {error}", worker.id);

@@ -214,7 +214,7 @@ async fn read_request(
             // Many connections: wait holding no buffer, so an idle keep-alive connection
             // costs little more than its socket. Readiness costs one more operation.
             client.worker.give_buffer(std::mem::take(&mut buf));
-            match monoio::time::timeout(idle_timeout, client.stream.readable()).await {
+            match crate::deadline::timeout(idle_timeout, client.stream.readable()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return (Ok(None), buf),
             }
@@ -223,7 +223,7 @@ async fn read_request(
             buf = client.worker.take_buffer();
         }
         let read = client.stream.read(buf.slice_mut(0..));
-        match monoio::time::timeout(idle_timeout, read).await {
+        match crate::deadline::timeout(idle_timeout, read).await {
             Ok((Ok(read), slice)) if read > 0 => buf = slice.into_inner(),
             Ok((_, slice)) => return (Ok(None), slice.into_inner()),
             Err(_) => return (Ok(None), Vec::new()),
@@ -244,7 +244,7 @@ async fn read_request(
         }
         let filled = buf.len();
         let read = client.stream.read(buf.slice_mut(filled..));
-        match monoio::time::timeout_at(deadline.into(), read).await {
+        match crate::deadline::timeout_at(deadline.into(), read).await {
             Ok((Ok(0), slice)) => return (Err(ProxyError::ClientClosed), slice.into_inner()),
             Ok((Ok(_), slice)) => buf = slice.into_inner(),
             Ok((Err(_), slice)) => return (Err(ProxyError::ClientClosed), slice.into_inner()),
@@ -457,7 +457,7 @@ async fn answer_error_with(
 async fn send(client: &mut Client, out: Vec<u8>, keep_alive: bool) -> Next {
     client.outcome.report.bytes_out = out.len() as u64;
     let timeout = client.worker.config.timeouts.client_write;
-    match monoio::time::timeout(timeout, client.stream.write_all(out)).await {
+    match crate::deadline::timeout(timeout, client.stream.write_all(out)).await {
         Ok((Ok(_), _)) if keep_alive => Next::Continue,
         Ok((Ok(_) | Err(_), _)) | Err(_) => Next::Close,
     }

@@ -20,7 +20,7 @@ const LINGER_IDLE: Duration = Duration::from_secs(2);
 /// Half-closes `stream` and drops what the client sends until it stops, within bounds.
 pub(super) async fn linger(worker: &Worker, stream: &mut ClientStream) {
     // A TLS client's close_notify is a write: bounded like the rest.
-    match monoio::time::timeout(LINGER_IDLE, stream.shutdown()).await {
+    match crate::deadline::timeout(LINGER_IDLE, stream.shutdown()).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) | Err(_) => return,
     }
@@ -29,7 +29,7 @@ pub(super) async fn linger(worker: &Worker, stream: &mut ClientStream) {
     loop {
         let wait = deadline.saturating_duration_since(Instant::now()).min(LINGER_IDLE);
         buf.clear();
-        match monoio::time::timeout(wait, stream.read(buf.slice_mut(0..))).await {
+        match crate::deadline::timeout(wait, stream.read(buf.slice_mut(0..))).await {
             Ok((Ok(read), slice)) if read > 0 => buf = slice.into_inner(),
             Ok((_, slice)) => {
                 buf = slice.into_inner();

@@ -33,7 +33,7 @@ pub async fn refuse(worker: Rc<Worker>, mut stream: TcpStream, listener: usize) 
     let request = crate::response::Request::UNPARSED;
     crate::response::write_error(&ProxyError::TooManyConnections, request, false, b"", &mut out);
     let write = stream.write_all(out);
-    match monoio::time::timeout(worker.config.timeouts.client_write, write).await {
+    match crate::deadline::timeout(worker.config.timeouts.client_write, write).await {
         Ok((Ok(_), _)) => {}
         Ok((Err(_), _)) | Err(_) => return,
     }
@@ -45,7 +45,7 @@ pub async fn refuse(worker: Rc<Worker>, mut stream: TcpStream, listener: usize) 
     let mut discarded = 0;
     while discarded < LINGER_BYTES_MAX {
         let read = stream.read(buf.slice_mut(0..));
-        match monoio::time::timeout_at(deadline.into(), read).await {
+        match crate::deadline::timeout_at(deadline.into(), read).await {
             Ok((Ok(read), slice)) if read > 0 => {
                 discarded += read;
                 buf = slice.into_inner();

@@ -171,7 +171,8 @@ async fn attempt_backends<'a>(
         let error = match result {
             Ok(answered) => {
                 let failed = answered.response.status >= 500 && cluster.outlier.on_5xx;
-                let outcome = Outcome::Response { latency: answered.at.saturating_duration_since(now), failed };
+                let latency = x.report.upstream_time.unwrap_or_default();
+                let outcome = Outcome::Response { latency, failed };
                 let mut clusters = worker.clusters.borrow_mut();
                 clusters[cluster_index].record(cluster, backend, outcome, answered.at);
                 let attempt = answered.into_attempt(Some(backend), &destination, Some(in_flight));
@@ -357,10 +358,11 @@ async fn send_request(
     let replayable = head.method.is_idempotent() && Decoder::for_framing(head.framing).is_none();
     let mut fresh_only = false;
     loop {
-        let mut upstream = match checkout_or_connect(x.worker, destination, fresh_only, started).await {
-            Ok(upstream) => upstream,
-            Err(error) => return (Err(error), out),
-        };
+        let mut upstream =
+            match checkout_or_connect(x.worker, destination, fresh_only, started).await {
+                Ok(upstream) => upstream,
+                Err(error) => return (Err(error), out),
+            };
         let forwarding = Forwarding {
             head,
             headers: x.request.headers,
@@ -476,7 +478,7 @@ async fn send_body(
     {
         let write = x.downstream.write_all(crate::response::CONTINUE);
         let timeout = x.worker.config.timeouts.client_write;
-        if !matches!(monoio::time::timeout(timeout, write).await, Ok((Ok(_), _))) {
+        if !matches!(crate::deadline::timeout(timeout, write).await, Ok((Ok(_), _))) {
             return (Err(ProxyError::ClientIo), out, None);
         }
     }

@@ -361,7 +361,7 @@ pub async fn relay(
         // A write an early answer interrupted goes out first, from where it stopped.
         out.prepare_resume();
         let write = out.write_all(sink);
-        match monoio::time::timeout(options.write_timeout, write).await {
+        match crate::deadline::timeout(options.write_timeout, write).await {
             Ok((Ok(()), written)) => out = written,
             Ok((Err(_), written)) => return (Err(RelayError::SinkIo), written),
             Err(_) => return (Err(RelayError::SinkTimeout), OutVec::default()),
@@ -539,12 +539,12 @@ async fn write_watched(
                 () = sink.writable() => true,
             }
         };
-        match monoio::time::timeout_at(deadline, room).await {
+        match crate::deadline::timeout_at(deadline, room).await {
             Ok(true) => {}
             Ok(false) => return (Err(RelayError::SinkAnswered), out),
             Err(_) => return (Err(RelayError::SinkTimeout), out),
         }
-        match monoio::time::timeout_at(deadline, out.write_step(sink)).await {
+        match crate::deadline::timeout_at(deadline, out.write_step(sink)).await {
             Ok((Ok(()), written)) => out = written,
             Ok((Err(_), written)) => return (Err(RelayError::SinkIo), written),
             // The buffers went with the cancelled write; the connection is closed anyway.
@@ -560,7 +560,7 @@ pub async fn write(
     out: OutVec,
     timeout: Duration,
 ) -> (Result<(), RelayError>, OutVec) {
-    match monoio::time::timeout(timeout, out.write_all(sink)).await {
+    match crate::deadline::timeout(timeout, out.write_all(sink)).await {
         Ok((Ok(()), out)) => (Ok(()), out),
         Ok((Err(_), out)) => (Err(RelayError::SinkIo), out),
         // The buffers went with the cancelled write; the connection is closed anyway.
@@ -578,7 +578,8 @@ pub async fn read_more(
         buf.reserve(options.buffer_bytes);
     }
     let filled = buf.len();
-    match monoio::time::timeout(options.read_timeout, source.read(buf.slice_mut(filled..))).await {
+    match crate::deadline::timeout(options.read_timeout, source.read(buf.slice_mut(filled..))).await
+    {
         Ok((Ok(read), slice)) => (Ok(read), slice.into_inner()),
         Ok((Err(_), slice)) => (Err(RelayError::SourceIo), slice.into_inner()),
         Err(_) => (Err(RelayError::SourceTimeout), Vec::new()),

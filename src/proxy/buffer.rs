@@ -80,7 +80,7 @@ pub async fn read_body(
     if head.expect_continue && head.version == Version::Http11 && buf.len() == head_len {
         let write = client.write_all(crate::response::CONTINUE);
         let timeout = worker.config.timeouts.client_write;
-        if !matches!(monoio::time::timeout(timeout, write).await, Ok((Ok(_), _))) {
+        if !matches!(crate::deadline::timeout(timeout, write).await, Ok((Ok(_), _))) {
             return (Err(ProxyError::ClientIo), buf);
         }
         read.continue_sent = true;
@@ -143,7 +143,7 @@ async fn read_more(
     let filled = buf.len();
     let end = filled + window;
     let timeout = worker.config.timeouts.client_body;
-    match monoio::time::timeout(timeout, client.read(buf.slice_mut(filled..end))).await {
+    match crate::deadline::timeout(timeout, client.read(buf.slice_mut(filled..end))).await {
         Ok((Ok(0) | Err(_), slice)) => (Err(ProxyError::ClientClosed), slice.into_inner()),
         Ok((Ok(_), slice)) => (Ok(()), slice.into_inner()),
         Err(_) => (Err(ProxyError::ClientBodyTimeout), Vec::new()),

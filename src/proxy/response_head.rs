@@ -51,7 +51,7 @@ pub async fn read_final_head(
                     let interim = buf[..head_len].to_vec();
                     // Boxed: rare, and it would make every response head's read larger.
                     let write = Box::pin(client.write_all(interim));
-                    match monoio::time::timeout(options.write_timeout, write).await {
+                    match crate::deadline::timeout(options.write_timeout, write).await {
                         Ok((Ok(_), _)) => {}
                         Ok((Err(_), _)) | Err(_) => return (Err(ProxyError::ClientIo), buf),
                     }
@@ -150,7 +150,7 @@ pub async fn take_interim_heads(
         }
         if request.version == Version::Http11 && status != 100 {
             let write = client.write_all(taken);
-            match monoio::time::timeout_at(deadline, write).await {
+            match crate::deadline::timeout_at(deadline, write).await {
                 Ok((Ok(_), _)) => {}
                 Ok((Err(_), _)) | Err(_) => return Err(ProxyError::ClientIo),
             }

@@ -28,7 +28,7 @@ pub async fn connect(
             }
         }
     };
-    match monoio::time::timeout(timeout, open).await {
+    match crate::deadline::timeout(timeout, open).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
     }

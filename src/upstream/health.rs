@@ -74,7 +74,7 @@ async fn check_loop(target: Target, publish: Rc<dyn Fn(HealthEvent)>) {
     let mut streak = 0u32;
     loop {
         let passed = matches!(
-            monoio::time::timeout(target.check.timeout, probe(&target)).await,
+            crate::deadline::timeout(target.check.timeout, probe(&target)).await,
             Ok(Ok(true))
         );
         if passed == is_up {

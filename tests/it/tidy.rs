@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 const LINE_CHARS_MAX: usize = 100;
 const FILE_LINES_MAX: usize = 1000;
 
+const TIMER_AT_FIRST_WAIT: &str = "deadline:: makes no timer for an operation that is ready";
+
 /// Paths that would break the layering: (module under src/, forbidden text, reason). A
 /// module is its file `src/NAME.rs` and everything under `src/NAME/`.
 const FORBIDDEN: &[(&str, &str, &str)] = &[
@@ -27,6 +29,10 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("compress", "crate::upstream", "compression knows heads and bytes, not backends"),
     ("worker", "crate::connection", "connections use the worker's state, not the reverse"),
     ("control", "crate::admin", "admin is the HTTP face of control: admin uses control"),
+    ("deadline", "crate::", "a leaf: it times any future and knows nothing else of ringway"),
+    ("proxy", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
+    ("connection", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
+    ("upstream", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

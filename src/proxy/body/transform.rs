@@ -150,7 +150,7 @@ pub(super) async fn flush_if_stalled(
     body: &mut Body,
     options: &RelayOptions,
 ) -> (Result<(), RelayError>, OutVec) {
-    if monoio::time::timeout(STALL_FLUSH, source.readable()).await.is_ok() {
+    if crate::deadline::timeout(STALL_FLUSH, source.readable()).await.is_ok() {
         return (Ok(()), out);
     }
     let encoder = body.encoder;

@@ -9,8 +9,13 @@
 //!
 //! A [`timeout`] counts from that first wait, not from the call: the difference is the
 //! time of one poll.
+//!
+//! A timer is 128-byte aligned, which the allocator serves only on its slow path, so each
+//! worker thread keeps the boxes of timers that ended ([`SPARE_TIMERS_MAX`] of them) and
+//! puts the next timer in one of those.
 
 use monoio::time::{Instant, Sleep};
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +34,47 @@ enum Limit {
     At(Instant),
 }
 
+/// Boxes of ended timers a worker thread keeps for the next ones.
+const SPARE_TIMERS_MAX: usize = 64;
+
+thread_local! {
+    static SPARE_TIMERS: RefCell<Vec<Pin<Box<Option<Sleep>>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A running timer in a box that goes back to the thread's spares when it ends (the
+/// option is empty only inside `drop`).
+struct Timer(Option<Pin<Box<Option<Sleep>>>>);
+
+impl Timer {
+    fn new(sleep: Sleep) -> Self {
+        let spare = SPARE_TIMERS.with(|spares| spares.borrow_mut().pop());
+        let mut slot = spare.unwrap_or_else(|| Box::pin(None));
+        slot.set(Some(sleep));
+        Self(Some(slot))
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.0.as_mut().and_then(|slot| slot.as_mut().as_pin_mut()) {
+            Some(sleep) => sleep.poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        let Some(mut slot) = self.0.take() else { return };
+        // Dropping the timer in its box takes it off the timer wheel.
+        slot.set(None);
+        SPARE_TIMERS.with(|spares| {
+            let mut spares = spares.borrow_mut();
+            if spares.len() < SPARE_TIMERS_MAX {
+                spares.push(slot);
+            }
+        });
+    }
+}
+
 pin_project_lite::pin_project! {
     /// An operation with a time limit: see [`timeout`] and [`timeout_at`].
     #[must_use = "futures do nothing unless polled"]
@@ -36,7 +82,7 @@ pin_project_lite::pin_project! {
         #[pin]
         future: F,
         limit: Limit,
-        sleep: Option<Pin<Box<Sleep>>>,
+        sleep: Option<Timer>,
     }
 }
 
@@ -66,12 +112,12 @@ impl<F: Future> Future for Timeout<F> {
         }
         let limit = *this.limit;
         let sleep = this.sleep.get_or_insert_with(|| {
-            Box::pin(match limit {
+            Timer::new(match limit {
                 Limit::After(after) => monoio::time::sleep(after),
                 Limit::At(deadline) => monoio::time::sleep_until(deadline),
             })
         });
-        match sleep.as_mut().poll(cx) {
+        match sleep.poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
             Poll::Pending => Poll::Pending,
         }
@@ -105,6 +151,22 @@ mod tests {
             assert!(started.elapsed() >= Duration::from_millis(20));
             let deadline = Instant::now() + Duration::from_millis(10);
             assert_eq!(timeout_at(deadline, std::future::pending::<()>()).await, Err(Elapsed));
+        });
+    }
+
+    #[test]
+    fn ended_timers_leave_their_boxes_for_the_next() {
+        run(async {
+            let spares = || SPARE_TIMERS.with(|spares| spares.borrow().len());
+            let before = spares();
+            let never = std::future::pending::<()>();
+            assert_eq!(timeout(Duration::from_millis(1), never).await, Err(Elapsed));
+            assert_eq!(spares(), before + 1);
+            // The next timer takes the spare box, and still fires.
+            let never = std::future::pending::<()>();
+            let timed = timeout_at(Instant::now() + Duration::from_millis(1), never);
+            assert_eq!(timed.await, Err(Elapsed));
+            assert_eq!(spares(), before + 1);
         });
     }
 

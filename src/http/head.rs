@@ -71,7 +71,7 @@ impl HeaderKind {
     /// Classifies a header name by its length, then one case-insensitive comparison: no
     /// lowercased copy is made.
     pub fn of(name: &[u8]) -> Self {
-        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        let is = |known: &[u8]| eq_lowercase(name, known);
         match name.len() {
             2 if is(b"te") => Self::Te,
             4 if is(b"host") => Self::Host,
@@ -118,6 +118,27 @@ impl HeaderKind {
     fn may_be_listed_in_connection(self) -> bool {
         !matches!(self, Self::Host | Self::ContentLength)
     }
+}
+
+/// True when `name` is `lower` (lowercase letters, digits and '-') but for case. Bytes are
+/// OR-ed with 0x20, eight at a time: that lowers ASCII letters and keeps digits and '-'.
+/// Only bytes no header name holds (control characters) could match falsely.
+fn eq_lowercase(name: &[u8], lower: &[u8]) -> bool {
+    const LOWER: u64 = 0x2020_2020_2020_2020;
+    if name.len() != lower.len() {
+        return false;
+    }
+    let (mut names, mut lowers) = (name.chunks_exact(8), lower.chunks_exact(8));
+    for (chunk, known) in (&mut names).zip(&mut lowers) {
+        let (Ok(chunk), Ok(known)) = (<[u8; 8]>::try_from(chunk), <[u8; 8]>::try_from(known))
+        else {
+            return false;
+        };
+        if u64::from_ne_bytes(chunk) | LOWER != u64::from_ne_bytes(known) {
+            return false;
+        }
+    }
+    names.remainder().iter().zip(lowers.remainder()).all(|(&byte, &known)| byte | 0x20 == known)
 }
 
 /// One header line of a head, as offsets into the buffer it was parsed from.
@@ -822,12 +843,8 @@ fn span(start: usize, end: usize) -> Span {
     Span { start: start as u32, end: end as u32 }
 }
 
-/// True when a line of `head` ends in LF without a CR before it: when it has more LFs
-/// than CRLFs. Two counting loops, which the compiler vectorizes, cost less than a scan
-/// that looks back at each LF.
+/// True when a line of `head` ends in LF without a CR before it. memchr finds the LFs
+/// many bytes at a time; only they are looked back from.
 fn has_bare_line_feed(head: &[u8]) -> bool {
-    let line_feeds = head.iter().filter(|&&byte| byte == b'\n').count();
-    let next = head.get(1..).unwrap_or_default();
-    let crlfs = head.iter().zip(next).filter(|&(&cr, &lf)| cr == b'\r' && lf == b'\n').count();
-    line_feeds != crlfs
+    memchr::memchr_iter(b'\n', head).any(|index| index == 0 || head[index - 1] != b'\r')
 }

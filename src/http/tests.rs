@@ -191,6 +191,15 @@ Content-Length: 0\r\n\r\n";
     }
     assert_eq!(HeaderKind::of(b"transfer-ENCODING"), HeaderKind::TransferEncoding);
     assert_eq!(HeaderKind::of(b"transfer-encodin"), HeaderKind::Other);
+    // Word-at-a-time case folding: every position of a long name, and near misses.
+    assert_eq!(HeaderKind::of(b"X-FORWARDED-PROTO"), HeaderKind::XForwardedProto);
+    assert_eq!(HeaderKind::of(b"x-forwarded-protO"), HeaderKind::XForwardedProto);
+    assert_eq!(HeaderKind::of(b"x_forwarded-proto"), HeaderKind::Other);
+    assert_eq!(HeaderKind::of(b"x-forwarded-prot0"), HeaderKind::Other);
+    assert_eq!(HeaderKind::of(b"content-lengtH"), HeaderKind::ContentLength);
+    assert_eq!(HeaderKind::of(b"content_length"), HeaderKind::Other);
+    assert_eq!(HeaderKind::of(b"HOST"), HeaderKind::Host);
+    assert_eq!(HeaderKind::of(b"hosu"), HeaderKind::Other);
 }
 
 #[test]

@@ -9,6 +9,10 @@
 #                    default) or io_uring.
 #   BODY=16384       POST /upload with a body of this many bytes (the origin reads it all
 #                    before it answers); 0 (the default): GET /.
+# Runs of one binary still differ by up to about 3%: whether a read finds its bytes there
+# or has to wait (a timer, one more turn of the event loop) depends on timing. Compare two
+# binaries in interleaved runs (a, b, a, b, ...) and take medians.
+#
 #   QUIET_TICKS=1    (the default) stats.interval_ms and the cluster's load_sync_interval_ms
 #                    at 60 s: the worker's periodic work (a stats snapshot costs ~160k
 #                    instructions each second) then adds nothing that scales with how long

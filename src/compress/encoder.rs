@@ -2,7 +2,7 @@
 //! as they arrive and appending what it makes to the caller's buffer.
 //!
 //! Memory per coder is bounded by its window: gzip 32 KiB (about 270 KiB of state), brotli
-//! 2^18 bytes (about 1 MiB at quality 4), zstd 2^19 bytes (about 1.5 MiB at level 3), far
+//! 2^18 bytes (about 1.5 MiB at quality 4), zstd 2^19 bytes (about 1.5 MiB at level 3), far
 //! under RFC 9659's 8 MiB. A worker caps how many it holds (`compression_encoders_max`).
 
 use crate::config::Encoding;

@@ -2,7 +2,7 @@
 //! and framing, curl decodes it, responses that must not change do not, ETags weaken and
 //! still validate, server-sent events are not held back, and the coder cap holds.
 
-use crate::support::admin::{metrics, sample};
+use crate::support::admin::{metrics, sample, stats};
 use crate::support::client::{Client, Framing, Response};
 use crate::support::origin::{self, Origin, Reply};
 use crate::support::process::Running;
@@ -389,6 +389,21 @@ fn a_coder_error_ends_only_its_response(driver: Driver) {
     assert!(get(&mut fresh, "/good", "identity").body == payload, "new connections work");
     let text = metrics(proxy.admin_addr());
     assert_eq!(sample(&text, series), Some(1.0), "only the corrupt body failed: {text}");
+    // The dashboard's view: the same counts in /stats, with the bytes for the ratio. Three
+    // whole bodies and the cut one.
+    let gunzipped = |stats: &serde_json::Value| {
+        stats["routes"][0]["compression"]["coded"]["gunzip"]["responses"].as_u64()
+    };
+    crate::support::eventually("/stats has every decoded response", || {
+        gunzipped(&stats(proxy.admin_addr())) == Some(4)
+    });
+    let stats = stats(proxy.admin_addr());
+    let counts = &stats["routes"][0]["compression"];
+    assert_eq!(counts["errors"], 1, "{counts}");
+    let gunzip = &counts["coded"]["gunzip"];
+    let (bytes_in, bytes_out) = (gunzip["bytes_in"].as_u64(), gunzip["bytes_out"].as_u64());
+    assert!(bytes_in.zip(bytes_out).is_some_and(|(i, o)| o > 3 * 300_000 && i < o), "{counts}");
+    assert_eq!(counts["skipped"]["not_accepted"], 0, "every response was decoded: {counts}");
 }
 
 fn an_http_1_0_client_gets_a_close_delimited_coded_body(driver: Driver) {

@@ -23,6 +23,7 @@ on_both_drivers!(
     a_coder_error_ends_only_its_response,
     an_http_1_0_client_gets_a_close_delimited_coded_body,
     a_thousand_coded_streams_stay_in_bounded_memory,
+    a_reused_coder_state_carries_nothing_into_the_next_response,
 );
 
 /// A route that compresses everything its client accepts, from the first byte.
@@ -340,6 +341,20 @@ fn gzip_is_decoded_for_a_client_without_it(driver: Driver) {
     assert!(decode("gzip", &passed.body) == body(300_000));
 }
 
+/// Every byte `client` receives until the proxy closes the connection.
+fn read_to_close(client: &mut Client) -> Vec<u8> {
+    let mut wire = Vec::new();
+    loop {
+        match client.try_read_some(64 * 1024) {
+            Ok(bytes) if bytes.is_empty() => return wire,
+            Ok(bytes) => wire.extend_from_slice(&bytes),
+            // A reset is a close too: the proxy may close with bytes unread.
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return wire,
+            Err(error) => panic!("the proxy neither finished nor closed: {error}"),
+        }
+    }
+}
+
 fn a_coder_error_ends_only_its_response(driver: Driver) {
     let payload = body(300_000);
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
@@ -366,16 +381,7 @@ fn a_coder_error_ends_only_its_response(driver: Driver) {
     let head = client.response_head_only();
     assert_eq!((head.status, head.header("content-encoding")), (200, None));
     assert_eq!(head.framing, Framing::Chunked);
-    let mut wire = Vec::new();
-    loop {
-        match client.try_read_some(64 * 1024) {
-            Ok(bytes) if bytes.is_empty() => break,
-            Ok(bytes) => wire.extend_from_slice(&bytes),
-            // A reset is a close too: the proxy may close with bytes unread.
-            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(error) => panic!("the proxy neither finished nor closed: {error}"),
-        }
-    }
+    let wire = read_to_close(&mut client);
     assert!(!wire.ends_with(b"0\r\n\r\n"), "a cut body must not end like a whole one");
     let series = r#"ringway_compression_errors_total{route="listener0/0"}"#;
     crate::support::eventually("the coder error is counted", || {
@@ -466,8 +472,9 @@ const STREAM_BYTES_MAX: u64 = 192 << 10;
 /// Memory with 1,000 streams open, each holding a coder or not, grows by at most
 /// `STREAMS x STREAM_BYTES_MAX + sum over coded streams of coder_bytes_max(coding)`: with
 /// the default cap of 256 and this test's mix, about 187 MiB + 410 MiB = 600 MiB (measured:
-/// 410 MiB). Without the cap all 1,000 would code (about 1.6 GiB); the count of coded
-/// heads rules that out first.
+/// 410 MiB with a fresh state per response; 413 to 419 MiB since states are reused, as a
+/// live brotli state keeps the blocks it frees, up to 16 per type). Without the cap all
+/// 1,000 would code (about 1.6 GiB); the count of coded heads rules that out first.
 /// One stream of [`a_thousand_coded_streams_stay_in_bounded_memory`]'s origin: a chunked
 /// JSON body whose first [`PART_BYTES`] go at once; the last KiB waits until `released`
 /// disconnects (every waiting stream wakes at once), except for `/warm…` requests.
@@ -505,6 +512,9 @@ fn a_thousand_coded_streams_stay_in_bounded_memory(driver: Driver) {
         )
     };
     // Warm up: the worker's buffers, coders of each kind and the allocator's first pages.
+    // The warm-up leaves idle encoder states (at most `IDLE_MAX`, 8, src/compress/idle.rs)
+    // in `before`; the streams below take those first, so the growth counts only states
+    // built on top of them, each live one under the cap.
     for index in 0..30 {
         let mut client = Client::connect(running.addr);
         client.send(request(index).replacen("/", "/warm", 1).as_bytes());
@@ -560,5 +570,51 @@ fn a_thousand_coded_streams_stay_in_bounded_memory(driver: Driver) {
             None => bytes,
         };
         assert!(decoded == whole, "{coding:?}: the body differs after the hold");
+    }
+}
+
+/// [`body`] upper-cased and reversed: a reused state that kept anything of the one would
+/// show it in the other's output.
+fn other_body(len: usize) -> Vec<u8> {
+    body(len).into_iter().rev().map(|byte| byte.to_ascii_uppercase()).collect()
+}
+
+/// One worker codes responses in a row, so each takes the state the one before gave back
+/// (src/compress/idle.rs): different bodies each decode to exactly their own, also after
+/// a response cut mid-body (its backend closed early) handed back a state mid-stream.
+fn a_reused_coder_state_carries_nothing_into_the_next_response(driver: Driver) {
+    const LEN: usize = 100_000;
+    let origin = Origin::start(|request| {
+        let json = [("Content-Type", "application/json")];
+        match request.target() {
+            "/a" => Reply::Send(origin::response(200, &json, &body(LEN))),
+            "/b" => Reply::Send(origin::response(200, &json, &other_body(LEN))),
+            _ => {
+                // Promises LEN bytes, sends 60%, then closes.
+                let mut cut = origin::response(200, &json, &body(LEN));
+                cut.truncate(cut.len() - LEN * 2 / 5);
+                Reply::SendAndClose(cut)
+            }
+        }
+    });
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    for coding in ["gzip", "br", "zstd"] {
+        let mut client = Client::connect(proxy.addr());
+        for (path, expected) in [("/a", body(LEN)), ("/b", other_body(LEN)), ("/a", body(LEN))] {
+            let response = get(&mut client, path, coding);
+            assert_eq!(response.header("content-encoding"), Some(coding), "{coding} {path}");
+            assert!(decode(coding, &response.body) == expected, "{coding} {path}: differs");
+        }
+        let mut cut = Client::connect(proxy.addr());
+        cut.send(
+            format!("GET /cut HTTP/1.1\r\nHost: t\r\nAccept-Encoding: {coding}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(cut.response_head_only().header("content-encoding"), Some(coding));
+        let wire = read_to_close(&mut cut);
+        assert!(!wire.ends_with(b"0\r\n\r\n"), "{coding}: a cut body must not end whole");
+        for (path, expected) in [("/b", other_body(LEN)), ("/a", body(LEN))] {
+            let response = get(&mut client, path, coding);
+            assert!(decode(coding, &response.body) == expected, "{coding} {path} after the cut");
+        }
     }
 }

@@ -7,7 +7,7 @@
 #   SCENARIOS=small_c16,resp_1m ROUNDS=5 perf/run.sh
 #   CONTENDERS=direct,ringway,nginx perf/run.sh   # leave HAProxy out
 #   RINGWAY_BIN=target/release/ringway perf/run.sh   # use this binary, skip the build
-#   SCENARIOS=compress CONTENDERS=ringway,nginx perf/run.sh   # compression (4 scenarios)
+#   SCENARIOS=compress CONTENDERS=ringway,nginx perf/run.sh   # compression (5 scenarios)
 #
 # Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
 set -euo pipefail
@@ -21,7 +21,7 @@ if [[ -n ${RINGWAY_CONF:-} && ${RINGWAY_CONF} != /* ]]; then
 fi
 cd "$ROOT"
 
-COMPRESS_SCENARIOS=compress_gzip1,compress_gzip6,compress_br,compress_zstd
+COMPRESS_SCENARIOS=compress_gzip1,compress_gzip2,compress_gzip6,compress_br,compress_zstd
 ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive,$COMPRESS_SCENARIOS
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
@@ -90,6 +90,7 @@ scenario_tool() {
 compress_coding() {
     case $1 in
         compress_gzip1) echo "gzip 1" ;;
+        compress_gzip2) echo "gzip 2" ;;
         compress_gzip6) echo "gzip 6" ;;
         compress_br) echo "br 4" ;;
         compress_zstd) echo "zstd 3" ;;

@@ -30,6 +30,11 @@ SCENARIOS = {
     "idle_10k": "idle keep-alive client connections held open, fresh proxy instance",
     "tls_handshake": "TLS: full handshake (ECDSA P-256, no resumption) + GET / per connection, 16 at a time",
     "tls_keepalive": "TLS: GET / over keep-alive TLS, 16 connections",
+    "compress_gzip1": "GET ~100 KiB JSON with `Accept-Encoding: gzip`, gzip level 1, keep-alive, 16 connections",
+    "compress_gzip2": "GET ~100 KiB JSON with `Accept-Encoding: gzip`, gzip level 2, keep-alive, 16 connections",
+    "compress_gzip6": "GET ~100 KiB JSON with `Accept-Encoding: gzip`, gzip level 6, keep-alive, 16 connections",
+    "compress_br": "GET ~100 KiB JSON with `Accept-Encoding: br`, brotli quality 4 (ringway only), 16 connections",
+    "compress_zstd": "GET ~100 KiB JSON with `Accept-Encoding: zstd`, zstd level 3 (ringway only), 16 connections",
 }
 
 # The targets of the issue. kind "ratio": the median of the paired (same round) ratio
@@ -51,8 +56,28 @@ TARGETS = [
     ("fixed_rate", "p99 ÷ nginx", "ratio", "p99_us", "ringway", "nginx", "<=", 1.0),
     ("tls_handshake", "handshakes/s ÷ nginx", "ratio", "rps", "ringway", "nginx", ">=", 1.0),
     ("tls_keepalive", "req/s ÷ nginx", "ratio", "rps", "ringway", "nginx", ">=", 1.0),
+    ("compress_gzip1", "CPU per request ÷ nginx", "ratio", "cpu", "ringway", "nginx", "<=", 0.8),
+    ("compress_gzip2", "CPU per request ÷ nginx", "ratio", "cpu", "ringway", "nginx", "<=", 0.8),
+    ("compress_gzip6", "CPU per request ÷ nginx", "ratio", "cpu", "ringway", "nginx", "<=", 0.8),
 ]
 OPS = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b}
+
+
+def compress_sizes(path):
+    """The output size table of the compress scenarios, from run.sh's TSV; None if none."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        rows = [line.rstrip("\n").split("\t") for line in f][1:]
+    if not rows:
+        return None
+    nginx = {r[0]: int(r[3]) for r in rows if r[1] == "nginx"}
+    table = []
+    for s, c, encoding, size, identity in rows:
+        vs = f"{int(size) / nginx[s]:.3f}" if c != "nginx" and s in nginx else "–"
+        table.append([s, c, encoding, size, f"{int(size) / int(identity):.3f}", vs])
+    return md_table(["scenario", "contender", "Content-Encoding", "bytes", "÷ identity",
+                     "÷ nginx"], table)
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -517,6 +542,12 @@ def main():
         md += [f"### {s}", "", SCENARIOS[s] + ".", "", scenario_table(s, summary, ratios, runs), ""]
         if s.startswith("tls_") and tls_note and "ringway" not in summary[s]:
             md += [f"ringway: not run ({tls_note}).", ""]
+    sizes = compress_sizes(env.get("PERF_COMPRESS_SIZES_TSV"))
+    if sizes:
+        md += ["## Compressed output size", "",
+               "One response of each compress scenario as curl receives it (`--compressed`, "
+               "which also checks that it decodes); the ratio to nginx is the issue's "
+               "\"within 1%\".", "", sizes, ""]
     md += ["## Setup", ""]
     for key, label in (("machine", "machine"), ("nproc", "CPUs"), ("memory", "memory"),
                        ("os", "OS"), ("kernel", "kernel"), ("loadavg", "load average at start"),

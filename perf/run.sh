@@ -7,6 +7,7 @@
 #   SCENARIOS=small_c16,resp_1m ROUNDS=5 perf/run.sh
 #   CONTENDERS=direct,ringway,nginx perf/run.sh   # leave HAProxy out
 #   RINGWAY_BIN=target/release/ringway perf/run.sh   # use this binary, skip the build
+#   SCENARIOS=compress CONTENDERS=ringway,nginx perf/run.sh   # compression (5 scenarios)
 #
 # Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
 set -euo pipefail
@@ -20,7 +21,8 @@ if [[ -n ${RINGWAY_CONF:-} && ${RINGWAY_CONF} != /* ]]; then
 fi
 cd "$ROOT"
 
-ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive
+COMPRESS_SCENARIOS=compress_gzip1,compress_gzip2,compress_gzip6,compress_br,compress_zstd
+ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive,$COMPRESS_SCENARIOS
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     ROUNDS=${ROUNDS:-1}
@@ -33,6 +35,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
+[[ ,$SCENARIOS, == *,compress,* ]] && SCENARIOS=$(sed "s/\(^\|,\)compress\(,\|$\)/\1$COMPRESS_SCENARIOS\2/" <<<"$SCENARIOS")
 CONTENDERS=${CONTENDERS:-direct,ringway,nginx,haproxy}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 RATE=${RATE:-5000}
@@ -48,6 +51,9 @@ ORIGIN_PORT=18080
 declare -A PORT=([direct]=18080 [ringway]=18081 [nginx]=18082 [haproxy]=18083)
 declare -A TLS_PORT=([ringway]=18441 [nginx]=18442 [haproxy]=18443)
 IDLE_OFFSET=10
+# The compress scenarios go to a second listener (ringway) or server (nginx) on port + 20,
+# whose routes compress: the other scenarios' listeners stay as they were.
+COMPRESS_OFFSET=20
 
 WORK=$ROOT/perf/work
 log() { echo "perf: $*" >&2; }
@@ -80,6 +86,17 @@ scenario_tool() {
     esac
 }
 
+# compress_gzip1 -> "gzip 1": the Accept-Encoding and the level of a compress scenario.
+compress_coding() {
+    case $1 in
+        compress_gzip1) echo "gzip 1" ;;
+        compress_gzip2) echo "gzip 2" ;;
+        compress_gzip6) echo "gzip 6" ;;
+        compress_br) echo "br 4" ;;
+        compress_zstd) echo "zstd 3" ;;
+    esac
+}
+
 # The contenders that take part: direct has no TLS and nothing to hold connections for.
 scenario_contenders() {
     local c
@@ -87,6 +104,8 @@ scenario_contenders() {
         case $1:$c in
             idle_10k:direct | tls_*:direct) continue ;;
             tls_*:ringway) ((RINGWAY_TLS)) || continue ;;
+            compress_*:direct | compress_*:haproxy) continue ;;
+            compress_br:nginx | compress_zstd:nginx) continue ;; # nginx has no br or zstd here
         esac
         echo "$c"
     done
@@ -107,6 +126,11 @@ load_command() { # scenario contender
         tls_keepalive) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency "https://127.0.0.1:${TLS_PORT[$c]}/" ;;
         tls_handshake) printf '%s\n' perf/tls-client/target/release/tls-handshakes \
             --port "${TLS_PORT[$c]}" --connections 16 --duration "$DURATION" ;;
+        compress_*)
+            local coding level
+            read -r coding level < <(compress_coding "$s")
+            printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency -H "Accept-Encoding: $coding" \
+                "http://127.0.0.1:$((${PORT[$c]} + COMPRESS_OFFSET))/z/$coding$level/data.json" ;;
         idle_10k) printf '%s\n' python3 perf/idle_conns.py --port $((${PORT[$c]} + IDLE_OFFSET)) \
             --connections "$IDLE_CONNS" --ready READY --go GO --result RESULT ;;
     esac
@@ -292,6 +316,7 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # Response bodies for /16k and /1m, and the ECDSA P-256 certificate for the TLS listeners.
 head -c 16384 /dev/zero | tr '\0' 'a' >"$WORK/origin/html/16k"
 head -c 1048576 /dev/zero | tr '\0' 'b' >"$WORK/origin/html/1m"
+python3 perf/compress_json.py "$WORK/origin/html/data.json" 102400 # compress: ~100 KiB JSON
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
     -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>"$WORK/tls/openssl.log" ||
@@ -300,6 +325,7 @@ cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >"$WORK/tls/cert-and-key.pem" # HAP
 
 render() { # template out port tls_port
     sed -e "s|@PORT@|$3|g" -e "s|@TLS_PORT@|$4|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
+        -e "s|@COMPRESS_PORT@|$(($3 + COMPRESS_OFFSET))|g" \
         -e "s|@TLS_PROVIDER@|${TLS_PROVIDER:-aws-lc-rs}|g" \
         -e "s|@WORK@|$WORK|g" "$1" >"$2"
 }
@@ -546,6 +572,26 @@ for f in "$WORK"/*/error.log; do
     fi
 done
 
+# compress: the coded size of the one response, per contender and scenario, as curl
+# receives it (--compressed decodes it, so a response that does not decode fails here).
+COMPRESS_SIZES=$WORK/compress_sizes.tsv
+printf 'scenario\tcontender\tcontent_encoding\tbytes\tidentity_bytes\n' >"$COMPRESS_SIZES"
+for s in "${SCENARIO_LIST[@]}"; do
+    [[ $s == compress_* ]] || continue
+    read -r coding level < <(compress_coding "$s")
+    for c in $(scenario_contenders "$s"); do
+        url=http://127.0.0.1:$((${PORT[$c]} + COMPRESS_OFFSET))/z/$coding$level/data.json
+        size=$(curl -sS --compressed -H "Accept-Encoding: $coding" -o /dev/null \
+            -w '%{size_download}' "$url") || die "curl $url failed"
+        encoding=$(curl -sS -H "Accept-Encoding: $coding" -o /dev/null -D - "$url" |
+            tr -d '\r' | sed -n 's/^[Cc]ontent-[Ee]ncoding: *//p')
+        [[ $encoding == "$coding" ]] || die "$c sent Content-Encoding '$encoding' for $s"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$c" "$encoding" "$size" \
+            "$(stat -c %s "$WORK/origin/html/data.json")" >>"$COMPRESS_SIZES"
+        log "  $s $c: $size bytes ($encoding)"
+    done
+done
+
 # Instructions per request: perf/callgrind.sh runs its own origin on :18080, so the
 # servers stop first.
 CALLGRIND_IR="not run (CALLGRIND=0, QUICK=1 or no ringway)"
@@ -611,6 +657,7 @@ done
 version() { "$@" 2>&1 | head -n1 || true; }
 PERF_CLK_TCK=$CLK_TCK \
 PERF_RUNS_TSV=$RUNS_TSV \
+PERF_COMPRESS_SIZES_TSV=$COMPRESS_SIZES \
 PERF_ROOT=$ROOT \
 PERF_OUT_MD=$base.md \
 PERF_OUT_JSON=$base.json \

@@ -7,6 +7,7 @@ mod idle;
 pub use idle::IdleConnections;
 
 use crate::access_log::{RequestIdGenerator, WorkerLog, process_seed};
+use crate::compress::WorkerCoders;
 use crate::config::{BackendId, BackendState, ClusterId, Config};
 use crate::config::{RateLimitConfig, RouteId};
 use crate::http::HeaderLine;
@@ -79,9 +80,10 @@ pub struct Worker {
     pub shutting_down: Cell<bool>,
     /// Bytes reserved by request bodies being read whole (`limits.request_buffers_bytes_max`).
     pub request_buffers_bytes: Cell<u64>,
-    /// Response coders alive (`limits.compression_encoders_max`); each holds a
-    /// [`crate::proxy::compression::CoderSlot`], which gives its place back when dropped.
-    pub coders: Rc<Cell<u32>>,
+    /// Response coders alive (`limits.compression_encoders_max`) and idle encoder states;
+    /// each live one is a [`crate::proxy::compression::CoderLease`], which gives its place
+    /// and its state back when dropped.
+    pub coders: Rc<WorkerCoders>,
     /// Connections waiting for their next request; shut down at shutdown.
     pub idle: RefCell<IdleConnections>,
     /// Cancels the accept loops at shutdown.
@@ -152,7 +154,7 @@ impl Worker {
             connections: Cell::new(0),
             busy: Cell::new(0),
             shutting_down: Cell::new(false),
-            coders: Rc::new(Cell::new(0)),
+            coders: Rc::new(WorkerCoders::default()),
             request_buffers_bytes: Cell::new(0),
             idle: RefCell::new(IdleConnections::default()),
             accept_canceller: RefCell::new(Canceller::new()),

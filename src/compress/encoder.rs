@@ -2,14 +2,20 @@
 //! as they arrive and appending what it makes to the caller's buffer.
 //!
 //! Memory per coder is bounded by its window: gzip 32 KiB (about 270 KiB of state), brotli
-//! 2^18 bytes (about 1 MiB at quality 4), zstd 2^19 bytes (about 1.5 MiB at level 3), far
+//! 2^18 bytes (about 1.5 MiB at quality 4), zstd 2^19 bytes (about 1.5 MiB at level 3), far
 //! under RFC 9659's 8 MiB. A worker caps how many it holds (`compression_encoders_max`).
+//! An encoder [`Coder::reset`] starts a new stream on the tables it has, which is how a
+//! worker reuses states ([`super::IdleCoders`]) instead of faulting in fresh ones.
+
+pub mod blocks;
 
 use crate::config::Encoding;
+use blocks::BrAlloc;
 use brotli::enc::encode::{
-    BrotliEncoderOperation, BrotliEncoderParameter, BrotliEncoderStateStruct,
+    BrotliEncoderDestroyInstance, BrotliEncoderOperation, BrotliEncoderParameter,
+    BrotliEncoderStateStruct,
 };
-use brotli::enc::{InputPair, InputReferenceMut, StandardAlloc, StaticCommand};
+use brotli::enc::{InputPair, InputReferenceMut, StaticCommand};
 use flate2::{FlushCompress, FlushDecompress, Status};
 use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
 
@@ -57,7 +63,7 @@ pub struct Progress {
 #[expect(clippy::large_enum_variant, reason = "the owner boxes the whole coder")]
 pub enum Coder {
     Gzip(flate2::Compress),
-    Br(BrotliEncoderStateStruct<StandardAlloc>),
+    Br(BrotliEncoderStateStruct<BrAlloc>),
     Zstd(zstd::stream::raw::Encoder<'static>),
     /// Decodes gzip for a client that does not accept it (`decompress_gzip`).
     Gunzip(flate2::Decompress),
@@ -82,17 +88,7 @@ impl Coder {
                 let level = flate2::Compression::new(level.min(9));
                 Self::Gzip(flate2::Compress::new_gzip(level, GZIP_WINDOW_BITS))
             }
-            Encoding::Br => {
-                let mut state = BrotliEncoderStateStruct::new(StandardAlloc::default());
-                let quality = BrotliEncoderParameter::BROTLI_PARAM_QUALITY;
-                let window = BrotliEncoderParameter::BROTLI_PARAM_LGWIN;
-                if !state.set_parameter(quality, level.min(11))
-                    || !state.set_parameter(window, BR_WINDOW_BITS)
-                {
-                    return Err(CoderError::Encode);
-                }
-                Self::Br(state)
-            }
+            Encoding::Br => Self::Br(br_state(BrAlloc::default(), level)?),
             Encoding::Zstd => {
                 let level = i32::try_from(level.min(19)).unwrap_or(3);
                 let mut encoder =
@@ -102,6 +98,36 @@ impl Coder {
                 Self::Zstd(encoder)
             }
         })
+    }
+
+    /// Makes this encoder, made for `level`, start a new stream as if new, keeping its
+    /// tables' memory: no byte of the stream before is kept, nor referred to. gzip and
+    /// zstd reset in place (`deflateReset`, `ZSTD_CCtx_reset(session only)`: the level
+    /// and window stay); the brotli crate has no reset, so its state frees its tables into
+    /// its allocator and a new state is built on that allocator. Not for the decoder.
+    pub fn reset(&mut self, level: u32) -> Result<(), CoderError> {
+        match self {
+            Self::Gzip(gzip) => gzip.reset(),
+            Self::Br(state) => {
+                BrotliEncoderDestroyInstance(state);
+                let alloc = std::mem::take(&mut state.m8);
+                *state = br_state(alloc, level)?;
+            }
+            Self::Zstd(encoder) => encoder.reinit().map_err(|_| CoderError::Encode)?,
+            Self::Gunzip(_) => return Err(CoderError::Decode),
+        }
+        Ok(())
+    }
+
+    /// Whether [`Coder::reset`] may follow a stream that did not end (a response cut
+    /// mid-body). Not for gzip: zlib-rs 0.6.9's `deflateReset` leaves level 1's
+    /// `deflate_quick` believing its last block is still open, and the next stream comes
+    /// out corrupt (the reset tests caught it), so a cut gzip state is dropped instead.
+    pub fn resets_mid_stream(&self) -> bool {
+        match self {
+            Self::Br(_) | Self::Zstd(_) => true,
+            Self::Gzip(_) | Self::Gunzip(_) => false,
+        }
     }
 
     /// A gzip decoder.
@@ -156,6 +182,18 @@ impl Coder {
     }
 }
 
+/// A brotli encoder at quality `level` with the crate's window, allocating from `alloc`.
+fn br_state(alloc: BrAlloc, level: u32) -> Result<BrotliEncoderStateStruct<BrAlloc>, CoderError> {
+    let mut state = BrotliEncoderStateStruct::new(alloc);
+    let quality = BrotliEncoderParameter::BROTLI_PARAM_QUALITY;
+    let window = BrotliEncoderParameter::BROTLI_PARAM_LGWIN;
+    if !state.set_parameter(quality, level.min(11)) || !state.set_parameter(window, BR_WINDOW_BITS)
+    {
+        return Err(CoderError::Encode);
+    }
+    Ok(state)
+}
+
 /// One call into zlib with the spare capacity of `out`.
 fn gzip_step(
     gzip: &mut flate2::Compress,
@@ -185,7 +223,7 @@ fn gzip_step(
 
 /// One call into the brotli encoder, writing into zeroed room at the end of `out`.
 fn br_step(
-    state: &mut BrotliEncoderStateStruct<StandardAlloc>,
+    state: &mut BrotliEncoderStateStruct<BrAlloc>,
     input: &[u8],
     flush: Flush,
     out: &mut Vec<u8>,
@@ -202,7 +240,7 @@ fn br_step(
     let mut nop = |_: &mut brotli::interface::PredictionModeContextMap<InputReferenceMut<'_>>,
                    _: &mut [StaticCommand],
                    _: InputPair<'_>,
-                   _: &mut StandardAlloc| ();
+                   _: &mut BrAlloc| ();
     let ok = state.compress_stream(
         op,
         &mut available_in,

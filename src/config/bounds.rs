@@ -31,7 +31,12 @@ pub(super) const REQUEST_BUFFERS_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Encoder states per worker: 256 gzip states of ~270 KiB are ~70 MiB; zstd and brotli at
 /// their default levels hold more (see `compress::encoder`).
 pub(super) const COMPRESSION_ENCODERS_MAX: u64 = 256;
-pub(super) const GZIP_LEVEL: u64 = 1;
+/// gzip's default level is 2, not nginx's usual 1: zlib-rs's level 1 is zlib-ng's
+/// `deflate_quick` (static Huffman codes), ~20% larger than zlib's level 1; its level 2 is
+/// `deflate_fast` with zlib level 1's parameters: 9% smaller than nginx's level 1 for about
+/// its CPU through the proxy (perf/results/2026-12-03-compress.md). An explicit level is
+/// used as given.
+pub(super) const GZIP_LEVEL: u64 = 2;
 pub(super) const BR_LEVEL: u64 = 4;
 pub(super) const ZSTD_LEVEL: u64 = 3;
 /// Below about this size, gzip's 18 bytes of framing and a chunk's CPU outweigh the saving.

@@ -4,12 +4,13 @@
 //! without a `compression` table pays for none of it.
 
 use super::body::{Coding, Transform};
+use crate::compress::encoder::Progress;
 use crate::compress::negotiate::{Accepted, lists_no_transform};
-use crate::compress::{Coder, Decision, ResponseFacts, SkipReason, accepted, decide};
+use crate::compress::{Coder, CoderError, CoderKind, Decision, Flush, WorkerCoders};
+use crate::compress::{ResponseFacts, SkipReason, accepted, decide};
 use crate::config::{Compression, Encoding, Route, RouteId};
 use crate::http::{BodyFraming, HeaderLine, Method, ResponseHead, Span, response_framing};
 use crate::worker::Worker;
-use std::cell::Cell;
 use std::rc::Rc;
 
 /// A compressing route and what its client accepts, fixed when the request arrives (its
@@ -37,27 +38,88 @@ pub fn for_request<'a>(
     Some(RouteCompression { route: route.id, policy, accepted: accepted(values) })
 }
 
-/// A place under the worker's coder cap (`limits.compression_encoders_max`), given back
-/// when dropped.
+/// A response's coder, holding a place under the worker's coder cap
+/// (`limits.compression_encoders_max`). Dropped, it gives the place back, and an encoder
+/// whose every call succeeded goes, reset, to the worker's idle states
+/// ([`crate::compress::IdleCoders`]). A response cut mid-body hands back its state too
+/// where the encoder resets mid-stream ([`Coder::resets_mid_stream`]).
 #[derive(Debug)]
-pub struct CoderSlot(Rc<Cell<u32>>);
+pub struct CoderLease {
+    /// `None` once a call failed: that state is dropped, not kept.
+    coder: Option<Box<Coder>>,
+    /// The idle list it goes back to; `None` for the decoder, which is never kept.
+    kind: Option<CoderKind>,
+    /// The stream's end was coded: the state may be reset whatever its encoding.
+    ended: bool,
+    coders: Rc<WorkerCoders>,
+}
 
-impl CoderSlot {
-    /// A place, or `None` when the worker holds as many coders as it may.
-    pub fn take(worker: &Worker) -> Option<Self> {
-        let held = worker.coders.get();
-        if held >= worker.config.limits.compression_encoders_max {
+impl CoderLease {
+    /// A coder for `decision`, an idle one when the worker has one of its kind, or `None`
+    /// when the worker holds as many coders as it may or the coder cannot start.
+    pub fn take(worker: &Worker, policy: &Compression, decision: Decision) -> Option<Self> {
+        let coders = &worker.coders;
+        if coders.live.get() >= worker.config.limits.compression_encoders_max {
             return None;
         }
-        worker.coders.set(held + 1);
-        Some(Self(worker.coders.clone()))
+        let (coder, kind) = match decision {
+            Decision::Compress(encoding) => {
+                let kind = CoderKind { encoding, level: policy.level(encoding) };
+                let idle = coders.idle.borrow_mut().take(kind);
+                let coder = match idle {
+                    Some(coder) => coder,
+                    None => Box::new(Coder::encoder(encoding, kind.level).ok()?),
+                };
+                (coder, Some(kind))
+            }
+            Decision::Decompress => (Box::new(Coder::gunzip()), None),
+            Decision::Skip(_) => return None,
+        };
+        coders.live.set(coders.live.get() + 1);
+        Some(Self { coder: Some(coder), kind, ended: false, coders: coders.clone() })
+    }
+
+    /// The encoding the output has (`None` when decoding to identity).
+    pub fn encoding(&self) -> Option<Encoding> {
+        match (self.kind, &self.coder) {
+            (Some(kind), _) => Some(kind.encoding),
+            (None, Some(coder)) => coder.encoding(),
+            (None, None) => None,
+        }
+    }
+
+    /// The coder, or the error it failed with before: a failed state is not used again.
+    pub fn coder(&mut self) -> Result<&mut Coder, CoderError> {
+        self.coder.as_deref_mut().ok_or(CoderError::Encode)
+    }
+
+    /// Takes note of what a [`Coder::code`] call with `flush` gave, and passes it on: an
+    /// error drops the state (it is never kept), a finished stream lets any state be kept.
+    pub fn record(
+        &mut self,
+        flush: Flush,
+        result: Result<Progress, CoderError>,
+    ) -> Result<Progress, CoderError> {
+        match result {
+            Ok(progress) => self.ended |= flush == Flush::Finish && progress.done,
+            Err(_) => self.coder = None,
+        }
+        result
     }
 }
 
-impl Drop for CoderSlot {
+impl Drop for CoderLease {
     fn drop(&mut self) {
-        debug_assert!(self.0.get() > 0, "gave back more coder places than were taken");
-        self.0.set(self.0.get().saturating_sub(1));
+        let live = self.coders.live.get();
+        debug_assert!(live > 0, "gave back more coder places than were taken");
+        self.coders.live.set(live.saturating_sub(1));
+        let Some(kind) = self.kind else { return };
+        match self.coder.take() {
+            Some(coder) if self.ended || coder.resets_mid_stream() => {
+                self.coders.idle.borrow_mut().give(kind, coder);
+            }
+            Some(_) | None => {}
+        }
     }
 }
 
@@ -144,31 +206,21 @@ pub fn plan(
     let policy = compression.policy;
     let decision = decide(policy, &facts);
     let (decision, transform) = match decision {
-        Decision::Compress(_) | Decision::Decompress => match coder(worker, policy, decision) {
-            Some(coder) => {
-                let sse = found.content_type.is_some_and(is_event_stream);
-                (decision, Transform::Code(Box::new(Coding::new(coder.0, sse, coder.1))))
+        Decision::Compress(_) | Decision::Decompress => {
+            match CoderLease::take(worker, policy, decision) {
+                Some(lease) => {
+                    let sse = found.content_type.is_some_and(is_event_stream);
+                    (decision, Transform::Code(Box::new(Coding::new(lease, sse))))
+                }
+                None => (Decision::Skip(SkipReason::Busy), Transform::Identity),
             }
-            None => (Decision::Skip(SkipReason::Busy), Transform::Identity),
-        },
+        }
         Decision::Skip(_) => (decision, Transform::Identity),
     };
     if let Decision::Skip(reason) = decision {
         worker.stats.borrow_mut().compression_skipped(compression.route, reason);
     }
     (head_changes(decision, &facts, &found, policy), transform)
-}
-
-/// A coder for `decision` and its place under the cap, or `None` when the worker is full
-/// or the coder cannot start (counted as busy either way: the response goes as it came).
-fn coder(worker: &Worker, policy: &Compression, decision: Decision) -> Option<(Coder, CoderSlot)> {
-    let slot = CoderSlot::take(worker)?;
-    let coder = match decision {
-        Decision::Compress(encoding) => Coder::encoder(encoding, policy.level(encoding)).ok()?,
-        Decision::Decompress => Coder::gunzip(),
-        Decision::Skip(_) => return None,
-    };
-    Some((coder, slot))
 }
 
 fn head_changes(

@@ -628,6 +628,9 @@ fn endpoints_answer_as_documented(driver: Driver) {
     let page = dashboard.text();
     assert!(page.contains("<html") && page.contains("stats"), "not the dashboard: {page}");
     assert!(!page.contains("http://") && !page.contains("https://"), "fetches from outside");
+    for compression in ["id=\"compression\"", "route.compression", "bytes_out", "skipped"] {
+        assert!(page.contains(compression), "the dashboard shows no compression: {compression}");
+    }
     let mut head = Client::connect(admin_addr);
     head.send(b"HEAD / HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\n\r\n");
     let response = head.response_to("HEAD");

@@ -117,3 +117,44 @@ fn garbage_does_not_decode() {
     let result = gunzip.code(b"this is not gzip at all", Flush::None, &mut Vec::new(), 1024);
     assert_eq!(result, Err(CoderError::Decode));
 }
+
+/// What [`sample`] is not: the same words upper-cased, in reverse order. A reset state
+/// that kept anything of the one would show it in the other's output.
+fn other_sample(len: usize) -> Vec<u8> {
+    sample(len).into_iter().rev().map(|byte| byte.to_ascii_uppercase()).collect()
+}
+
+#[test]
+fn a_reset_encoder_codes_the_next_stream_as_a_new_one() {
+    for encoding in Encoding::ALL.iter().copied() {
+        for level in [1, 4] {
+            let what = format!("{encoding:?} level {level}");
+            let (first, second) = (sample(100_000), other_sample(100_000));
+            let mut coder = Coder::encoder(encoding, level).unwrap();
+            let alone =
+                encode_in_pieces(&mut Coder::encoder(encoding, level).unwrap(), &second, 16 * 1024);
+            assert_eq!(decode(encoding, &encode_in_pieces(&mut coder, &first, 16 * 1024)), first);
+            coder.reset(level).unwrap();
+            let reused = encode_in_pieces(&mut coder, &second, 16 * 1024);
+            assert_eq!(decode(encoding, &reused), second, "{what}: after a whole stream");
+            assert_eq!(reused, alone, "{what}: the same bytes as a new encoder's");
+            if !coder.resets_mid_stream() {
+                continue;
+            }
+            // Cut mid-stream: part of a body taken and partly flushed, never finished.
+            coder.reset(level).unwrap();
+            let mut out = Vec::new();
+            coder.code(&first[..60_000], Flush::Sync, &mut out, 1 << 20).unwrap();
+            coder.code(&first[60_000..70_000], Flush::None, &mut out, 1 << 20).unwrap();
+            coder.reset(level).unwrap();
+            let reused = encode_in_pieces(&mut coder, &second, 16 * 1024);
+            assert_eq!(decode(encoding, &reused), second, "{what}: after a cut stream");
+            assert_eq!(reused, alone, "{what}: after a cut stream, as a new encoder's");
+        }
+    }
+}
+
+#[test]
+fn the_decoder_does_not_reset() {
+    assert_eq!(Coder::gunzip().reset(1), Err(CoderError::Decode));
+}

@@ -5,9 +5,9 @@
 
 use super::{Body, Encoder, RelayError, RelayOptions, Sink, Source, Step, Transform, write};
 use super::{queue_chunk, queue_end, yield_now};
-use crate::compress::{Coder, Flush};
+use crate::compress::Flush;
 use crate::config::Encoding;
-use crate::proxy::compression::CoderSlot;
+use crate::proxy::compression::CoderLease;
 use crate::wire::OutVec;
 use std::time::Duration;
 
@@ -24,7 +24,8 @@ const STALL_FLUSH: Duration = Duration::from_millis(5);
 /// One response's coder and its counts.
 #[derive(Debug)]
 pub struct Coding {
-    coder: Coder,
+    /// The coder, holding its place under the worker's cap until the response ends.
+    coder: CoderLease,
     /// Flush at each upstream step (server-sent events).
     flush_each_step: bool,
     /// Bytes went in since the coder last flushed.
@@ -32,14 +33,12 @@ pub struct Coding {
     /// Body bytes taken and bytes made.
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Holds the coder's place under the worker's cap until the response ends.
-    _slot: CoderSlot,
 }
 
 impl Coding {
-    /// A coding transform around `coder`, holding `slot`.
-    pub fn new(coder: Coder, flush_each_step: bool, slot: CoderSlot) -> Self {
-        Self { coder, flush_each_step, unflushed: false, bytes_in: 0, bytes_out: 0, _slot: slot }
+    /// A coding transform around `coder`.
+    pub fn new(coder: CoderLease, flush_each_step: bool) -> Self {
+        Self { coder, flush_each_step, unflushed: false, bytes_in: 0, bytes_out: 0 }
     }
 
     /// The encoding the output has (`None` when decoding to identity).
@@ -63,10 +62,9 @@ impl Coding {
     ) -> Result<bool, RelayError> {
         let OutVec { buf, extra, .. } = out;
         let coded = extra.len();
-        let progress = self
-            .coder
-            .code(&buf[data.clone()], flush, extra, WRITE_AT_BYTES)
-            .map_err(RelayError::Coder)?;
+        let coder = self.coder.coder().map_err(RelayError::Coder)?;
+        let result = coder.code(&buf[data.clone()], flush, extra, WRITE_AT_BYTES);
+        let progress = self.coder.record(flush, result).map_err(RelayError::Coder)?;
         data.start += progress.consumed;
         self.bytes_in += progress.consumed as u64;
         self.bytes_out += (extra.len() - coded) as u64;

@@ -140,6 +140,11 @@ impl Client {
         self.reader.some(max).expect("read from the proxy")
     }
 
+    /// As [`Client::read_some`], with the error for the caller.
+    pub(crate) fn try_read_some(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        self.reader.some(max)
+    }
+
     /// Exactly `len` raw bytes.
     pub(crate) fn read_exact(&mut self, len: usize) -> Vec<u8> {
         self.reader.exact(len).expect("read from the proxy")

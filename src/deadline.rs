@@ -11,7 +11,7 @@
 //! time of one poll.
 //!
 //! A timer is 128-byte aligned, which the allocator serves only on its slow path, so each
-//! worker thread keeps the boxes of timers that ended ([`SPARE_TIMERS_MAX`] of them) and
+//! worker thread keeps the boxes of timers that ended (64 of them) and
 //! puts the next timer in one of those.
 
 use monoio::time::{Instant, Sleep};

@@ -2,7 +2,7 @@
 //! connections across workers) and runs the accept loop. Accepted connections never
 //! leave the worker that accepted them.
 
-use crate::config::{IoDriver, Listener};
+use crate::config::{IoDriver, Listener, ListenerMode};
 use crate::stats::RejectReason;
 use crate::worker::{Admission, Worker};
 use monoio::net::TcpStream;
@@ -85,6 +85,10 @@ fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usi
         }
         Admission::AddressFull => {
             worker.stats.borrow_mut().rejected(listener, RejectReason::ConnectionLimit);
+            // A TCP listener's client speaks no HTTP: it is closed without a word.
+            if matches!(worker.config.listeners[listener].mode, ListenerMode::Tcp(_)) {
+                return;
+            }
             // Told why in a task of its own: a slow client never holds this loop.
             monoio::spawn(crate::connection::refuse(worker.clone(), stream, listener));
         }

@@ -29,6 +29,7 @@ pub mod proxy;
 pub mod wire;
 pub mod deadline;
 pub mod tls;
+pub mod l4;
 pub mod response;
 
 pub mod control;

@@ -127,6 +127,7 @@ pub(super) fn validate_cluster(
             .as_ref()
             .map(|sticky| validate_sticky(&format!("{at}.sticky"), name, sticky, errors)),
         tls: cluster.tls.as_ref().and_then(|tls| super::tls::cluster_tls(&at, tls, errors)),
+        proxy_protocol: super::l4::proxy_protocol_version(&at, cluster, errors),
     }
 }
 

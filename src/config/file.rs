@@ -118,6 +118,27 @@ pub(super) struct FileListener {
     pub(super) tls: Option<FileListenerTls>,
     #[serde(default)]
     pub(super) route: Vec<FileRoute>,
+    /// `"http"` (the default) or `"tcp"`.
+    pub(super) mode: Option<String>,
+    /// A TCP listener's cluster: where connections go when no SNI route takes them.
+    pub(super) cluster: Option<String>,
+    pub(super) idle_timeout_ms: Option<u64>,
+    pub(super) total_timeout_ms: Option<u64>,
+    /// Sources whose connections start with a PROXY protocol header.
+    pub(super) proxy_protocol_from: Option<Vec<String>>,
+    pub(super) client_hello_timeout_ms: Option<u64>,
+    /// `"default"` or `"close"`: what a hello without SNI, or a malformed one, gets.
+    pub(super) sni_fallback: Option<String>,
+    #[serde(default)]
+    pub(super) sni: Vec<FileSniRoute>,
+}
+
+/// `[[listener.sni]]`: TLS passthrough to `cluster` for these server names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSniRoute {
+    pub(super) names: Vec<String>,
+    pub(super) cluster: String,
 }
 
 /// `[listener.tls]`: terminate TLS on this listener.
@@ -266,6 +287,8 @@ pub(super) struct FileCluster {
     pub(super) outlier: FileOutlier,
     pub(super) sticky: Option<FileSticky>,
     pub(super) tls: Option<FileClusterTls>,
+    /// `"v1"` or `"v2"`: send a PROXY protocol header to the backends.
+    pub(super) proxy_protocol: Option<String>,
 }
 
 /// `[cluster.NAME.health_check]`: active checks, run once per process.

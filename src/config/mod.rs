@@ -9,6 +9,7 @@ mod compression;
 mod error;
 mod guard;
 mod file;
+mod l4;
 mod names;
 mod tls;
 mod validate;
@@ -162,6 +163,69 @@ pub struct Listener {
     pub rate_limit: Option<RateLimitConfig>,
     /// TLS termination, when the listener has a `tls` section.
     pub tls: Option<Arc<ListenerTls>>,
+    /// HTTP, or L4 TCP balancing.
+    pub mode: ListenerMode,
+    /// Sources whose connections open with a PROXY protocol header (v1 or v2); empty when
+    /// the listener takes none. When set, a connection from any other source is closed.
+    pub proxy_protocol_from: IpList,
+}
+
+/// What a listener does with its connections.
+#[derive(Debug, Clone)]
+pub enum ListenerMode {
+    /// Parse HTTP/1.1 requests and route them (`routes`).
+    Http,
+    /// Relay bytes to a cluster's backend, without reading them (TLS passthrough reads
+    /// only the ClientHello).
+    Tcp(Box<TcpMode>),
+}
+
+/// A TCP listener's balancing: its clusters and timeouts.
+#[derive(Debug, Clone)]
+pub struct TcpMode {
+    /// Where connections go when no SNI route takes them; `None` closes those.
+    pub cluster: Option<ClusterId>,
+    /// No byte either way for this long closes the connection.
+    pub idle_timeout: Duration,
+    /// A connection's whole life, when bounded.
+    pub total_timeout: Option<Duration>,
+    /// TLS passthrough by server name, when the listener has `[[listener.sni]]` routes.
+    pub sni: Option<SniRouting>,
+}
+
+/// Routing by the SNI of a TLS ClientHello, without terminating TLS.
+#[derive(Debug, Clone)]
+pub struct SniRouting {
+    /// In config order; the first whose names match wins.
+    pub routes: Vec<SniRoute>,
+    /// The whole ClientHello must arrive within this time.
+    pub hello_timeout: Duration,
+    pub fallback: SniFallback,
+}
+
+/// One `[[listener.sni]]`: server names and their cluster.
+#[derive(Debug, Clone)]
+pub struct SniRoute {
+    /// Lowercase; `*.example.com` is a suffix match, as for HTTP routes.
+    pub names: Vec<HostMatch>,
+    pub cluster: ClusterId,
+}
+
+/// Where a connection goes when its ClientHello names no server, or cannot be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SniFallback {
+    /// To the listener's `cluster` (closed when it has none).
+    Default,
+    Close,
+}
+
+/// The PROXY protocol version a cluster sends its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    /// The text form: `PROXY TCP4 a b p q\r\n`.
+    V1,
+    /// The binary form.
+    V2,
 }
 
 /// A listener's TLS: the certificates and settings, and the HSTS header it adds.
@@ -458,6 +522,8 @@ pub struct Cluster {
     pub sticky: Option<Sticky>,
     /// TLS to the backends, when the cluster has a `tls` section.
     pub tls: Option<crate::tls::client::ClientTls>,
+    /// A PROXY protocol header sent first on every new connection (L4 listeners only).
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 /// One address in a cluster.

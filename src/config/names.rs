@@ -4,7 +4,10 @@
 //! The validator parses with `from_name`; `admin/` and `stats/` render with `as_str`, so a
 //! name is written once, here.
 
-use super::{AccessLogFormat, BackendState, Balance, Encoding, HashKey, IoDriver, RateKey};
+use super::{
+    AccessLogFormat, BackendState, Balance, Encoding, HashKey, IoDriver, ProxyProtocolVersion,
+    RateKey, SniFallback,
+};
 use crate::tls::server::Provider;
 use std::fmt;
 
@@ -50,6 +53,16 @@ names!(IoDriver {
     Auto => "auto",
     IoUring => "io_uring",
     Epoll => "epoll",
+});
+
+names!(SniFallback {
+    Default => "default",
+    Close => "close",
+});
+
+names!(ProxyProtocolVersion {
+    V1 => "v1",
+    V2 => "v2",
 });
 
 names!(AccessLogFormat {

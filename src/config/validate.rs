@@ -16,8 +16,8 @@ use super::file::{FileConfig, FileListener, FileNameValue, FileRespond, FileRout
 use super::names::one_of;
 use super::{
     AccessLogConfig, AccessLogFormat, Admin, Cluster, ClusterId, Config, ConfigError, ConfigErrors,
-    FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, NameValue, PathMatch, Route,
-    RouteAction, RouteId, Timeouts, Workers,
+    FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, ListenerMode, NameValue,
+    PathMatch, Route, RouteAction, RouteId, Timeouts, Workers,
 };
 use crate::http::{Authority, ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
 use std::net::SocketAddr;
@@ -322,7 +322,8 @@ fn validate_listener(
         errors.push(ConfigError::invalid(format!("{at}.addr"), reason));
         SocketAddr::from(([0, 0, 0, 0], 0))
     });
-    if listener.route.is_empty() {
+    let mode = super::l4::listener_mode(&at, listener, clusters, errors);
+    if listener.route.is_empty() && matches!(mode, ListenerMode::Http) {
         errors.push(ConfigError::invalid(
             format!("{at}.route"),
             "no routes; add a [[listener.route]] with a cluster or a respond",
@@ -359,6 +360,12 @@ fn validate_listener(
             errors,
         ),
         tls: listener.tls.as_ref().and_then(|tls| super::tls::listener_tls(&at, tls, errors)),
+        mode,
+        proxy_protocol_from: super::guard::ip_list(
+            &format!("{at}.proxy_protocol_from"),
+            listener.proxy_protocol_from.as_ref(),
+            errors,
+        ),
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(
@@ -457,7 +464,7 @@ fn check_methods(at: &str, methods: &[String], errors: &mut Vec<ConfigError>) {
 }
 
 /// A route's `host`: a host as [`Authority`] reads it, without a port, or `*.` and a name.
-fn validate_host(at: &str, host: &str, errors: &mut Vec<ConfigError>) -> HostMatch {
+pub(super) fn validate_host(at: &str, host: &str, errors: &mut Vec<ConfigError>) -> HostMatch {
     let lower = host.to_ascii_lowercase();
     let (name, is_pattern) = match lower.strip_prefix("*.") {
         Some(suffix) => (suffix, true),

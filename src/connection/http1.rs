@@ -120,12 +120,14 @@ enum Next {
     },
 }
 
-/// Serves `stream`, past its handshake, until the client or the proxy ends it.
+/// Serves `stream`, past its handshake, until the client or the proxy ends it. `buf`
+/// holds bytes already read (after a PROXY header).
 pub(super) async fn serve(
     worker: Rc<Worker>,
     stream: ClientStream,
     peer: SocketAddr,
     listener: usize,
+    buf: Vec<u8>,
 ) {
     let logs = worker.config.listeners[listener].access_log != AccessLogFormat::Off;
     let mut client = Client {
@@ -140,8 +142,14 @@ pub(super) async fn serve(
         outcome: Outcome::default(),
         log: LogFields::default(),
     };
-    // An idle connection holds no buffer: one is taken when bytes arrive.
-    let mut buf = Vec::new();
+    // Bytes read past a PROXY header, if any, start the first request; otherwise an idle
+    // connection holds no buffer: one is taken when bytes arrive.
+    let mut buf = if buf.is_empty() {
+        worker.give_buffer(buf);
+        Vec::new()
+    } else {
+        buf
+    };
     let mut first = true;
     loop {
         let (result, back) = read_request(&mut client, buf, first).await;

@@ -1,6 +1,7 @@
-//! One accepted client connection, from accept to close: counts it open, runs the TLS
-//! handshake on a TLS listener, chooses the protocol from ALPN and hands the ready stream
-//! to that protocol's loop (`http1`, the only one today).
+//! One accepted client connection, from accept to close: counts it open, reads a PROXY
+//! header where the listener takes one, hands a TCP-mode listener's connection to `l4`,
+//! runs the TLS handshake on a TLS listener, chooses the protocol from ALPN and hands the
+//! ready stream to that protocol's loop (`http1`, the only one today).
 //!
 //! A connection refused under the caps never gets here: [`refuse`] answers it.
 
@@ -14,6 +15,8 @@ mod report;
 
 pub use refuse::refuse;
 
+use crate::config::ListenerMode;
+use crate::l4::intake::read_proxy_header;
 use crate::worker::Worker;
 use monoio::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
@@ -40,15 +43,25 @@ impl Protocol {
 
 /// Serves `stream`, accepted on `listener` from `peer`, until the client or the proxy
 /// ends it. `accept` admitted it under the connection caps.
-pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
+pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
     let _open = OpenGuard::new(worker.clone(), listener, peer.ip());
+    // The client is the peer, or who a trusted PROXY header names; from here on the
+    // header is gone and `intake.buf` holds what followed it.
+    let Some(intake) = read_proxy_header(&worker, &mut stream, peer, listener).await else {
+        return;
+    };
+    if matches!(worker.config.listeners[listener].mode, ListenerMode::Tcp(_)) {
+        return Box::pin(crate::l4::tcp::serve(worker.clone(), stream, intake, listener)).await;
+    }
+    let (peer, buf) = (intake.client, intake.buf);
     // TCP_NODELAY comes from the listening socket (Linux copies it to accepted ones; the
     // accept tests check it), so no setsockopt per connection.
     let Some(stream) = Box::pin(handshake::handshake(&worker, stream, peer, listener)).await else {
+        worker.give_buffer(buf);
         return;
     };
     match Protocol::negotiated(handshake::alpn(&stream)) {
-        Protocol::Http1 => http1::serve(worker, stream, peer, listener).await,
+        Protocol::Http1 => http1::serve(worker, stream, peer, listener, buf).await,
     }
 }
 

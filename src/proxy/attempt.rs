@@ -218,9 +218,9 @@ fn backend_destination<'c>(
     }
 }
 
-/// Counts a failed attempt against its backend, when it is the backend's fault:
-/// passive checks and stats.
-fn note_failure(
+/// Counts a failed attempt against its backend, when it is the backend's fault: passive
+/// checks and stats. HTTP and L4 (`l4::tcp`) attempts both report through it.
+pub fn note_failure(
     worker: &Worker,
     (cluster_index, cluster): (usize, &Cluster),
     backend: BackendId,

@@ -8,12 +8,14 @@
 mod aggregate;
 mod compression;
 mod json;
+mod l4;
 mod latency;
 mod layout;
 mod prometheus;
 mod worker;
 
 pub use aggregate::Aggregate;
+pub use l4::L4Record;
 pub use layout::{BackendLabel, RouteLabel, StatsLayout};
 pub use worker::WorkerStats;
 
@@ -43,11 +45,21 @@ pub enum RejectReason {
     ConnectionLimit,
     /// A TLS handshake failed or timed out: the connection was closed.
     TlsHandshake,
+    /// A PROXY protocol header that was missing, malformed or too long from a trusted
+    /// source, or one that never arrived in time: the connection was closed.
+    ProxyHeader,
+    /// A connection to a PROXY protocol listener from a source it does not trust.
+    ProxyUntrusted,
+    /// A ClientHello (TLS passthrough) malformed, over the cap or never completed.
+    ClientHello,
+    /// An L4 connection found no backend to take it (none eligible, or every connect
+    /// failed).
+    NoBackend,
 }
 
 impl RejectReason {
     /// Every reason, in the order of their counters.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 19] = [
         Self::HeadTooLarge,
         Self::TooManyHeaders,
         Self::UriTooLong,
@@ -63,6 +75,10 @@ impl RejectReason {
         Self::RateLimited,
         Self::ConnectionLimit,
         Self::TlsHandshake,
+        Self::ProxyHeader,
+        Self::ProxyUntrusted,
+        Self::ClientHello,
+        Self::NoBackend,
     ];
 
     /// The snake_case label used in metrics and JSON.
@@ -83,6 +99,10 @@ impl RejectReason {
             Self::RateLimited => "rate_limited",
             Self::ConnectionLimit => "connection_limit",
             Self::TlsHandshake => "tls_handshake",
+            Self::ProxyHeader => "proxy_header",
+            Self::ProxyUntrusted => "proxy_untrusted",
+            Self::ClientHello => "client_hello",
+            Self::NoBackend => "no_backend",
         }
     }
 
@@ -104,6 +124,10 @@ impl RejectReason {
             Self::RateLimited => 12,
             Self::ConnectionLimit => 13,
             Self::TlsHandshake => 14,
+            Self::ProxyHeader => 15,
+            Self::ProxyUntrusted => 16,
+            Self::ClientHello => 17,
+            Self::NoBackend => 18,
         }
     }
 }

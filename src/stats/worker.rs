@@ -5,6 +5,7 @@
 //! is stated on [`WorkerStats`].
 
 use super::compression::CompressionCounts;
+use super::l4::L4Counts;
 use super::latency::{LATENCY_HISTOGRAM_BYTES, Latency};
 use super::{BackendGauge, ClassCounts, RejectReason, RequestRecord, StatsLayout};
 use std::mem::size_of;
@@ -76,6 +77,7 @@ pub(super) struct BackendStats {
     /// Time to first response byte.
     pub(super) upstream_latency: Latency,
     pub(super) gauge: BackendGauge,
+    pub(super) l4: L4Counts,
 }
 
 impl WorkerStats {
@@ -101,6 +103,7 @@ impl WorkerStats {
             latency: Latency::new(),
             upstream_latency: Latency::new(),
             gauge: BackendGauge::default(),
+            l4: L4Counts::default(),
         };
         Self {
             requests: ClassCounts::default(),
@@ -170,6 +173,15 @@ impl WorkerStats {
             if let Some(upstream) = record.upstream {
                 stats.upstream_latency.record(upstream);
             }
+        }
+    }
+
+    /// Bytes a connection on `listener` relayed outside any request: `received` from the
+    /// client, `sent` to it (L4 listeners).
+    pub fn listener_bytes(&mut self, listener: usize, received: u64, sent: u64) {
+        if let Some(stats) = slot(&mut self.listeners, listener) {
+            stats.bytes_received += received;
+            stats.bytes_sent += sent;
         }
     }
 
@@ -254,6 +266,7 @@ impl WorkerStats {
             into.pool_hits += from.pool_hits;
             into.connect_errors += from.connect_errors;
             into.timeouts += from.timeouts;
+            into.l4.add(&from.l4);
             into.latency.merge(&from.latency);
             into.upstream_latency.merge(&from.upstream_latency);
         }

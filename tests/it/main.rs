@@ -59,3 +59,6 @@ mod tls;
 
 // TLS origination to backends, a tunnel and large bodies over TLS.
 mod tls_upstream;
+
+// L4: TCP balancing, half-close, PROXY protocol in and out, TLS passthrough by SNI.
+mod l4;

@@ -33,6 +33,9 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("proxy", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
     ("connection", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
     ("upstream", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
+    ("l4", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
+    ("l4", "crate::http", "L4 relays bytes; it never parses HTTP"),
+    ("l4", "crate::connection", "connection/ hands connections to l4, not the reverse"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1,0 +1,261 @@
+//! One connection on a `mode = "tcp"` listener: guard (allow/deny, rate) on the client
+//! address, route (the listener's cluster, or by SNI), attempt (pick a backend by the
+//! cluster's policy, connect, retry the next on failure), then relay until both ends close.
+//!
+//! Only backend faults count against a backend: a refused or timed-out connect.
+
+use super::intake::{Intake, read_client_hello};
+use super::relay::{RelayEnd, RelayLimits, Relayed, relay};
+use crate::balance::hash_key;
+use crate::config::{BackendId, ClusterId, RETRIES_MAX, SniFallback, TcpMode};
+use crate::error::ProxyError;
+use crate::l4::report::{CloseReason, Closed, report};
+use crate::stats::RejectReason;
+use crate::tls::UpstreamStream;
+use crate::upstream::{self, Outcome, Pick};
+use crate::worker::{InFlight, Worker};
+use monoio::io::{AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// A connected backend, counted in flight while the connection lives (least
+/// connections balances TCP by open connections).
+struct Connected<'w> {
+    backend: BackendId,
+    addr: SocketAddr,
+    stream: UpstreamStream,
+    connect_time: Duration,
+    _in_flight: InFlight<'w>,
+}
+
+/// Serves a TCP-mode connection, past its PROXY header, until it closes.
+pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, intake: Intake, listener: usize) {
+    let started = Instant::now();
+    let crate::config::ListenerMode::Tcp(tcp) = &worker.config.listeners[listener].mode else {
+        unreachable!("accept hands only TCP-mode listeners' connections here")
+    };
+    let mut closed = Closed::new(listener, intake.client, started);
+    let Intake { client, local, buf } = intake;
+    if let Err(reason) = guard(&worker, listener, client.ip()) {
+        worker.give_buffer(buf);
+        return report(&worker, &closed.with(reason));
+    }
+    let (cluster, buf) = choose_cluster(&worker, tcp, &mut stream, buf, &mut closed).await;
+    let Some(cluster) = cluster else {
+        worker.give_buffer(buf);
+        return report(&worker, &closed);
+    };
+    closed.cluster = Some(cluster);
+    let Some(connected) = Box::pin(attempt(&worker, cluster, client.ip())).await else {
+        worker.stats.borrow_mut().rejected(listener, RejectReason::NoBackend);
+        worker.give_buffer(buf);
+        return report(&worker, &closed.with(CloseReason::NoBackend));
+    };
+    let Connected { backend, addr, stream: upstream, connect_time, _in_flight } = connected;
+    closed.backend = Some(addr);
+    closed.connect_time = Some(connect_time);
+    let layout = &worker.stats_layout;
+    let stats_index = layout.backend_index(cluster.0 as usize, backend.0 as usize);
+    worker.stats.borrow_mut().l4_opened(stats_index);
+    let client_bytes = buf.len() as u64;
+    let mut first = buf;
+    if let (Some(version), Some(local)) =
+        (worker.config.clusters[cluster.0 as usize].proxy_protocol, local)
+    {
+        let mut header = Vec::with_capacity(first.len().max(worker.config.io.buffer_bytes));
+        super::proxy_protocol::encode(version, client, local, &mut header);
+        header.extend_from_slice(&first);
+        worker.give_buffer(std::mem::replace(&mut first, header));
+    }
+    let limits = RelayLimits {
+        idle: tcp.idle_timeout,
+        until: tcp.total_timeout.map(|total| started + total),
+    };
+    let mut relayed = relay_connection(&worker, stream, upstream, first, limits).await;
+    relayed.bytes_in += client_bytes;
+    closed.relayed = Some(relayed);
+    closed.reason = CloseReason::from(relayed.end);
+    worker.stats.borrow_mut().l4_closed(&crate::stats::L4Record {
+        listener,
+        backend: stats_index,
+        bytes_in: relayed.bytes_in,
+        bytes_out: relayed.bytes_out,
+        timed_out: matches!(relayed.end, RelayEnd::IdleTimeout | RelayEnd::TotalTimeout),
+    });
+    report(&worker, &closed);
+}
+
+/// The listener's allow and deny lists and connection rate limit, on the client address.
+fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), CloseReason> {
+    let config = &worker.config.listeners[listener];
+    if config.acl.as_ref().is_some_and(|acl| !acl.permits(ip)) {
+        worker.stats.borrow_mut().rejected(listener, RejectReason::Forbidden);
+        return Err(CloseReason::Forbidden);
+    }
+    if config.rate_limit.is_none() {
+        return Ok(());
+    }
+    // Every key of an L4 listener's limit is the client address: it has no headers or
+    // routes to count by.
+    let key = ip_key(ip);
+    let slot = worker.listener_rate_slot(listener);
+    let mut limiters = worker.rate_limiters.borrow_mut();
+    let Some(Some(limiter)) = limiters.get_mut(slot) else { return Ok(()) };
+    if limiter.check(key, Instant::now()).is_err() {
+        drop(limiters);
+        worker.stats.borrow_mut().rejected(listener, RejectReason::RateLimited);
+        return Err(CloseReason::RateLimited);
+    }
+    Ok(())
+}
+
+fn ip_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(ip) => hash_key(&ip.octets()),
+        IpAddr::V6(ip) => hash_key(&ip.octets()),
+    }
+}
+
+/// The cluster for this connection: by the ClientHello's SNI when the listener routes by
+/// it, else the listener's. `None` closes the connection (`closed` says why).
+async fn choose_cluster(
+    worker: &Worker,
+    tcp: &TcpMode,
+    stream: &mut TcpStream,
+    buf: Vec<u8>,
+    closed: &mut Closed,
+) -> (Option<ClusterId>, Vec<u8>) {
+    let Some(sni) = &tcp.sni else {
+        return (tcp.cluster, buf);
+    };
+    let buf = if buf.capacity() == 0 { worker.take_buffer() } else { buf };
+    let (hello, buf) = read_client_hello(stream, buf, sni.hello_timeout).await;
+    let cluster = match hello {
+        Ok(Some(name)) => {
+            closed.server_name = Some(name);
+            super::sni::route(&sni.routes, name.as_bytes()).or(tcp.cluster)
+        }
+        Ok(None) => match sni.fallback {
+            SniFallback::Default => tcp.cluster,
+            SniFallback::Close => None,
+        },
+        Err(error) => {
+            log::debug!("worker {}: ClientHello from {}: {error}", worker.id, closed.client);
+            worker.stats.borrow_mut().rejected(closed.listener, RejectReason::ClientHello);
+            match sni.fallback {
+                // A hello that never completed leaves nothing to relay.
+                SniFallback::Default if !buf.is_empty() => tcp.cluster,
+                SniFallback::Default | SniFallback::Close => {
+                    closed.reason = CloseReason::ClientHello;
+                    return (None, buf);
+                }
+            }
+        }
+    };
+    if cluster.is_none() {
+        worker.stats.borrow_mut().rejected(closed.listener, RejectReason::NoRoute);
+        closed.reason = CloseReason::NoRoute;
+    }
+    (cluster, buf)
+}
+
+/// Picks a backend of `cluster` by its policy and connects, moving on to another backend
+/// after a failed connect, at most `retries` times. `None`: no backend took it.
+async fn attempt(worker: &Worker, cluster_id: ClusterId, ip: IpAddr) -> Option<Connected<'_>> {
+    let cluster_index = cluster_id.0 as usize;
+    let cluster = &worker.config.clusters[cluster_index];
+    // Every policy that hashes hashes the client address on an L4 listener.
+    let key = ip_key(ip);
+    let mut tried = [BackendId(0); RETRIES_MAX + 1];
+    let attempts_max = (cluster.retries as usize + 1).min(tried.len());
+    for attempts in 0..attempts_max {
+        let now = Instant::now();
+        let pick = Pick { key, tried: &tried[..attempts], now };
+        let backend = worker.clusters.borrow_mut()[cluster_index].select(cluster, &pick)?;
+        tried[attempts] = backend;
+        if attempts > 0 {
+            worker.stats.borrow_mut().retry(cluster_index);
+        }
+        let in_flight = InFlight::new(worker, cluster_id, backend);
+        let config = &cluster.backends[backend.0 as usize];
+        let connect = upstream::connect(
+            config.addr,
+            &config.host,
+            cluster.tls.as_ref(),
+            cluster.connect_timeout,
+        );
+        let stats_index = worker.stats_layout.backend_index(cluster_index, backend.0 as usize);
+        match connect.await {
+            Ok(stream) => {
+                let at = Instant::now();
+                let connect_time = at.saturating_duration_since(now);
+                // Least response time balances TCP by connect time.
+                let outcome = Outcome::Response { latency: connect_time, failed: false };
+                worker.clusters.borrow_mut()[cluster_index].record(cluster, backend, outcome, at);
+                worker.stats.borrow_mut().upstream_connected(stats_index, false);
+                let addr = config.addr;
+                return Some(Connected {
+                    backend,
+                    addr,
+                    stream,
+                    connect_time,
+                    _in_flight: in_flight,
+                });
+            }
+            Err(error) => {
+                log::warn!("cluster {}: connect to {} failed: {error}", cluster.name, config.addr);
+                let error = if error.kind() == std::io::ErrorKind::TimedOut {
+                    ProxyError::UpstreamTimeout
+                } else {
+                    ProxyError::Connect
+                };
+                crate::proxy::attempt::note_failure(
+                    worker,
+                    (cluster_index, cluster),
+                    backend,
+                    error,
+                );
+            }
+        }
+    }
+    None
+}
+
+/// Sends `first` (bytes read before the relay: a PROXY header for the backend, a
+/// ClientHello) and then relays both ways.
+async fn relay_connection(
+    worker: &Worker,
+    client: TcpStream,
+    backend: UpstreamStream,
+    first: Vec<u8>,
+    limits: RelayLimits,
+) -> Relayed {
+    let mut backend = backend;
+    let mut spare = Vec::new();
+    if !first.is_empty() {
+        let write = crate::deadline::timeout(limits.idle, backend.write_all(first));
+        match write.await {
+            Ok((Ok(_), back)) => spare = back,
+            Ok((Err(_), _)) => {
+                return Relayed { bytes_in: 0, bytes_out: 0, end: RelayEnd::BackendError };
+            }
+            Err(_) => return Relayed { bytes_in: 0, bytes_out: 0, end: RelayEnd::IdleTimeout },
+        }
+    }
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut backend_read, mut backend_write) = backend.into_split();
+    let buffers =
+        (if spare.capacity() > 0 { spare } else { worker.take_buffer() }, worker.take_buffer());
+    let (relayed, (a, b)) = relay(
+        (&mut client_read, &mut client_write),
+        (&mut backend_read, &mut backend_write),
+        buffers,
+        limits,
+    )
+    .await;
+    worker.give_buffer(a);
+    worker.give_buffer(b);
+    relayed
+}

@@ -1,0 +1,236 @@
+//! L4 listeners end to end: TCP balancing to echo backends, half-close, connect retries,
+//! idle timeouts, PROXY protocol in and out, SNI routing, ACLs, counters and log lines.
+
+use crate::support::admin::{metrics, sample};
+use crate::support::{Driver, WAIT, on_both_drivers, preamble, start_proxy, unused_addr};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A backend that greets each connection with `tag` and a newline, echoes every byte, and
+/// half-closes after the client's end of file.
+fn echo_backend(tag: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo backend");
+    let addr = listener.local_addr().expect("echo address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let _ = stream.write_all(format!("{tag}\n").as_bytes());
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => {
+                            if stream.write_all(&buf[..read]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = stream.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `payload` in `pieces` (a pause between them), half-closes, and reads to the end.
+fn exchange(proxy: SocketAddr, pieces: &[&[u8]]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(proxy).expect("connect to the proxy");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    // A refused connection is closed by the proxy at any point: writes may fail then.
+    for piece in pieces {
+        let _ = stream.write_all(piece);
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+fn tcp_listener(extra: &str, backends: &[SocketAddr], cluster_extra: &str) -> String {
+    let backends: Vec<String> = backends.iter().map(|addr| format!("\"{addr}\"")).collect();
+    format!(
+        "[[listener]]\nname = \"db\"\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\ncluster = \"db\"\n\
+         {extra}\n[cluster.db]\nbackends = [{}]\n{cluster_extra}\n",
+        backends.join(", ")
+    )
+}
+
+fn l4_tcp_round_robin_with_half_close(driver: Driver) {
+    let (a, b) = (echo_backend("A"), echo_backend("B"));
+    let toml = format!("{}{}", preamble(driver, 1), tcp_listener("", &[a, b], ""));
+    let proxy = start_proxy(&toml);
+    let mut tags = Vec::new();
+    for _ in 0..4 {
+        // The client's FIN reaches the backend while its reply still flows back.
+        let out = exchange(proxy.addr(), &[b"hello ", b"world"]);
+        let text = String::from_utf8(out).expect("text");
+        let (tag, echoed) = text.split_once('\n').expect("a greeting");
+        assert_eq!(echoed, "hello world");
+        tags.push(tag.to_owned());
+    }
+    assert_eq!(tags, ["A", "B", "A", "B"]);
+    let text = metrics(proxy.admin_addr());
+    let series = format!("ringway_l4_connections_total{{cluster=\"db\",backend=\"{a}\"}}");
+    crate::support::eventually("the L4 counters are published", || {
+        sample(&metrics(proxy.admin_addr()), &series) == Some(2.0)
+    });
+    let bytes = format!("ringway_l4_bytes_to_backend_total{{cluster=\"db\",backend=\"{a}\"}}");
+    assert!(text.contains("ringway_l4_bytes_from_backend_total"), "{text}");
+    crate::support::eventually("bytes are counted", || {
+        sample(&metrics(proxy.admin_addr()), &bytes) == Some(22.0)
+    });
+}
+
+fn l4_connect_failure_retries_the_next_backend(driver: Driver) {
+    let (dead, live) = (unused_addr(), echo_backend("LIVE"));
+    let toml =
+        format!("{}{}", preamble(driver, 1), tcp_listener("", &[dead, live], "retries = 1\n"));
+    let proxy = start_proxy(&toml);
+    for _ in 0..3 {
+        assert_eq!(exchange(proxy.addr(), &[b"x"]), b"LIVE\nx");
+    }
+    let series =
+        format!("ringway_upstream_connect_errors_total{{cluster=\"db\",backend=\"{dead}\"}}");
+    crate::support::eventually("the connect error is counted", || {
+        sample(&metrics(proxy.admin_addr()), &series).is_some_and(|count| count >= 1.0)
+    });
+}
+
+fn l4_idle_timeout_closes_a_silent_connection(driver: Driver) {
+    let backend = echo_backend("A");
+    let toml = format!(
+        "{}{}",
+        preamble(driver, 1),
+        tcp_listener("idle_timeout_ms = 300\n", &[backend], "")
+    );
+    let proxy = start_proxy(&toml);
+    let mut stream = TcpStream::connect(proxy.addr()).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let waited = started.elapsed();
+    assert_eq!(out, b"A\n");
+    assert!(waited >= Duration::from_millis(250) && waited < WAIT, "closed after {waited:?}");
+    let series = format!("ringway_l4_timeouts_total{{cluster=\"db\",backend=\"{backend}\"}}");
+    crate::support::eventually("the timeout is counted", || {
+        sample(&metrics(proxy.admin_addr()), &series) == Some(1.0)
+    });
+}
+
+/// A v2 header split over two segments names the client; the ACL judges that address and
+/// the backend gets it in a v1 header; an untrusted peer is closed, counted by reason.
+fn l4_proxy_protocol_in_and_out(driver: Driver) {
+    let backend = echo_backend("A");
+    let listener = "proxy_protocol_from = [\"127.0.0.1\"]\ndeny = [\"198.51.100.0/24\"]\n";
+    let toml = format!(
+        "{}{}[[listener]]\nname = \"strict\"\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\n\
+         cluster = \"db\"\nproxy_protocol_from = [\"10.0.0.0/8\"]\n",
+        preamble(driver, 1),
+        tcp_listener(listener, &[backend], "proxy_protocol = \"v1\"\n")
+    );
+    let proxy = start_proxy(&toml);
+    let client: SocketAddr = "203.0.113.7:1234".parse().expect("addr");
+    let local: SocketAddr = "192.0.2.1:5432".parse().expect("addr");
+    let mut header = Vec::new();
+    ringway::l4::proxy_protocol::encode(
+        ringway::config::ProxyProtocolVersion::V2,
+        client,
+        local,
+        &mut header,
+    );
+    let (first, second) = header.split_at(7);
+    let out = exchange(proxy.addr(), &[first, second, b"payload"]);
+    let expected = b"A\nPROXY TCP4 203.0.113.7 192.0.2.1 1234 5432\r\npayload";
+    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected));
+    // The denied network is judged on the address in the header, not the peer.
+    let denied: SocketAddr = "198.51.100.9:1".parse().expect("addr");
+    let mut header = Vec::new();
+    ringway::l4::proxy_protocol::encode(
+        ringway::config::ProxyProtocolVersion::V1,
+        denied,
+        local,
+        &mut header,
+    );
+    assert_eq!(exchange(proxy.addr(), &[&header, b"x"]), b"");
+    // Garbage instead of a header, and a peer the second listener does not trust.
+    assert_eq!(exchange(proxy.addr(), &[b"GET / HTTP/1.1\r\n\r\n"]), b"");
+    assert_eq!(exchange(proxy.addr_of(1), &[b"PROXY UNKNOWN\r\n"]), b"");
+    let admin = proxy.admin_addr();
+    for (listener, reason) in
+        [("db", "forbidden"), ("db", "proxy_header"), ("strict", "proxy_untrusted")]
+    {
+        let series =
+            format!("ringway_rejected_total{{listener=\"{listener}\",reason=\"{reason}\"}}");
+        crate::support::eventually(&series, || sample(&metrics(admin), &series) == Some(1.0));
+    }
+}
+
+/// The first bytes rustls sends for `name`: a real ClientHello.
+fn client_hello(name: &str) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("a name");
+    let mut connection =
+        rustls::ClientConnection::new(Arc::new(config), name).expect("a client session");
+    let mut out = Vec::new();
+    while connection.wants_write() {
+        connection.write_tls(&mut out).expect("hello bytes");
+    }
+    out
+}
+
+/// Exact and wildcard names pick their cluster, anything else the default; the hello
+/// reaches the backend whole even when it came in pieces.
+fn l4_sni_routes_by_name_and_replays_the_hello(driver: Driver) {
+    let (a, b, default) = (echo_backend("A"), echo_backend("B"), echo_backend("DEFAULT"));
+    let toml = format!(
+        "{}[[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\ncluster = \"default\"\n\
+         [[listener.sni]]\nnames = [\"a.example.com\"]\ncluster = \"a\"\n\
+         [[listener.sni]]\nnames = [\"*.b.example.com\"]\ncluster = \"b\"\n\
+         [cluster.a]\nbackends = [\"{a}\"]\n[cluster.b]\nbackends = [\"{b}\"]\n\
+         [cluster.default]\nbackends = [\"{default}\"]\n",
+        preamble(driver, 1)
+    );
+    let proxy = start_proxy(&toml);
+    for (name, tag) in [
+        ("a.example.com", "A"),
+        ("x.b.example.com", "B"),
+        ("b.example.com", "DEFAULT"),
+        ("192.0.2.1", "DEFAULT"),
+    ] {
+        let hello = client_hello(name);
+        let (first, rest) = hello.split_at(hello.len() / 2);
+        let out = exchange(proxy.addr(), &[first, rest]);
+        let mut expected = format!("{tag}\n").into_bytes();
+        expected.extend_from_slice(&hello);
+        assert!(
+            out == expected,
+            "{name}: got {:?}",
+            String::from_utf8_lossy(&out[..out.len().min(20)])
+        );
+    }
+    // Not TLS at all: counted, and relayed to the default route (`sni_fallback`).
+    assert_eq!(exchange(proxy.addr(), &[b"SSH-2.0-OpenSSH\r\n"]), b"DEFAULT\nSSH-2.0-OpenSSH\r\n");
+    let series = "ringway_rejected_total{listener=\"listener0\",reason=\"client_hello\"}";
+    crate::support::eventually("the bad hello is counted", || {
+        sample(&metrics(proxy.admin_addr()), series) == Some(1.0)
+    });
+}
+
+on_both_drivers!(
+    l4_tcp_round_robin_with_half_close,
+    l4_connect_failure_retries_the_next_backend,
+    l4_idle_timeout_closes_a_silent_connection,
+    l4_proxy_protocol_in_and_out,
+    l4_sni_routes_by_name_and_replays_the_hello,
+);

@@ -33,7 +33,7 @@ on_both_drivers!(
 const FAST_STATS: &str = "[stats]\ninterval_ms = 50\n\n";
 
 /// Every rejection reason, in the documented order.
-const REJECT_REASONS: [&str; 15] = [
+const REJECT_REASONS: [&str; 19] = [
     "head_too_large",
     "too_many_headers",
     "uri_too_long",
@@ -49,6 +49,10 @@ const REJECT_REASONS: [&str; 15] = [
     "rate_limited",
     "connection_limit",
     "tls_handshake",
+    "proxy_header",
+    "proxy_untrusted",
+    "client_hello",
+    "no_backend",
 ];
 
 /// `{"1xx": n, ..., "5xx": n}` as `/stats` writes it.

@@ -13,6 +13,7 @@
 use std::mem::MaybeUninit;
 
 use super::Span;
+use super::authority::Authority;
 use super::target::parse_target;
 
 /// Limits on one head, from config.
@@ -342,6 +343,11 @@ pub enum MalformedKind {
     /// absolute-form target without a host or with userinfo, CONNECT without `host:port`.
     #[error("request target in no form allowed for its method")]
     TargetForm,
+    /// RFC 9112 §3.2: a Host value that is not `host [":" port]` (see
+    /// [`super::authority`]) gets a 400, as nginx answers "invalid host header". An empty
+    /// value is allowed (a target without an authority).
+    #[error("invalid Host value")]
+    Host,
 }
 
 impl ParseError {
@@ -407,6 +413,11 @@ pub fn parse_request_head(
     }
     if version == Version::Http11 && fields.host.is_none() {
         return Err(ParseError::MissingHost);
+    }
+    if let Some(host) = fields.host.map(|host| host.of(window)) {
+        if !host.is_empty() && Authority::parse(host).is_err() {
+            return Err(ParseError::Malformed(MalformedKind::Host));
+        }
     }
     let framing = fields.request_framing(version)?;
     let method_span = span_of(window, method.as_bytes());

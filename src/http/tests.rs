@@ -680,3 +680,18 @@ Content-Length: 2\r\n\r\nhi",
     // About a fifth of the mutations insert a bare LF, which requests reject by design.
     assert!(completed > 4_000, "only {completed} mutated heads parsed");
 }
+
+/// RFC 9112 §3.2: a Host value that is not an authority is a 400; an empty one is not.
+#[test]
+fn rejects_host_values_that_are_no_authority() {
+    let with_host = |host: &str| format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+    for host in ["a b", "a@b", "a/b", "[::1", "h:99999", "h:x", "%41dmin", "a\\b", "a,b:80:1"] {
+        let expected = Err(ParseError::Malformed(MalformedKind::Host));
+        assert_eq!(request(&with_host(host)), expected, "host: {host}");
+    }
+    for host in ["", "example.com", "Example.COM:8080", "10.0.0.1:80", "[::1]:443", "h:"] {
+        let input = with_host(host);
+        let (head, _) = complete_request(&input);
+        assert_eq!(head.host.map(|span| span.of(&input)), Some(host.as_bytes()), "host: {host}");
+    }
+}

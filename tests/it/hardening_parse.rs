@@ -1,8 +1,8 @@
 //! Parser hardening, round 2, over real sockets: request targets in a form their method
-//! does not allow (400); absolute-form targets routed, filtered, forwarded and redirected by
-//! their authority, not by Host (RFC 9112 §3.2.2); chunk extensions outside their grammar
-//! (400); a chunk announced larger than the body limit (413 at once, without waiting for
-//! its data).
+//! does not allow (400); Host values that are no authority (400); absolute-form targets
+//! routed, filtered, forwarded and redirected by their authority, not by Host (RFC 9112
+//! §3.2.2); chunk extensions outside their grammar (400); a chunk announced larger than
+//! the body limit (413 at once, without waiting for its data).
 
 use crate::support::client::{Client, exchange};
 use crate::support::origin::{self, Origin};
@@ -14,6 +14,7 @@ on_both_drivers!(
     oversized_chunk_gets_413_at_once,
     asterisk_form_is_for_options_only,
     targets_in_no_allowed_form_get_400,
+    host_values_that_are_no_authority_get_400,
     absolute_form_is_routed_and_checked_by_its_authority,
     absolute_form_goes_upstream_in_origin_form_with_its_authority_as_host,
     https_redirect_of_absolute_form_keeps_path_and_query,
@@ -130,6 +131,21 @@ fn targets_in_no_allowed_form_get_400(driver: Driver) {
         client.expect_closed();
     }
     assert_eq!(origin.accepted(), 0, "a rejected request reached the backend");
+}
+
+fn host_values_that_are_no_authority_get_400(driver: Driver) {
+    let origin = Origin::start(|_| origin::ok("hello"));
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
+    for host in ["evil host", "user@a", "a/b", "%61dmin.internal", "a:99999"] {
+        let mut client = Client::connect(proxy.addr());
+        client.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        let response = client.response();
+        assert_eq!(response.status, 400, "Host: {host}");
+        assert!(response.closes(), "Host: {host}: the connection must close");
+    }
+    assert_eq!(origin.accepted(), 0, "a rejected request reached the backend");
+    let good = exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n");
+    assert_eq!(good.status, 200);
 }
 
 /// A listener whose first route keeps `admin.internal` to itself and whose second filters

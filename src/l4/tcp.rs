@@ -88,7 +88,7 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, intake: Intake, li
 }
 
 /// The listener's allow and deny lists and connection rate limit, on the client address.
-fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), CloseReason> {
+pub(super) fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), CloseReason> {
     let config = &worker.config.listeners[listener];
     if config.acl.as_ref().is_some_and(|acl| !acl.permits(ip)) {
         worker.stats.borrow_mut().rejected(listener, RejectReason::Forbidden);
@@ -111,7 +111,7 @@ fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), CloseReason
     Ok(())
 }
 
-fn ip_key(ip: IpAddr) -> u64 {
+pub(super) fn ip_key(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(ip) => hash_key(&ip.octets()),
         IpAddr::V6(ip) => hash_key(&ip.octets()),

@@ -33,7 +33,7 @@ on_both_drivers!(
 const FAST_STATS: &str = "[stats]\ninterval_ms = 50\n\n";
 
 /// Every rejection reason, in the documented order.
-const REJECT_REASONS: [&str; 19] = [
+const REJECT_REASONS: [&str; 20] = [
     "head_too_large",
     "too_many_headers",
     "uri_too_long",
@@ -53,6 +53,7 @@ const REJECT_REASONS: [&str; 19] = [
     "proxy_untrusted",
     "client_hello",
     "no_backend",
+    "flow_limit",
 ];
 
 /// `{"1xx": n, ..., "5xx": n}` as `/stats` writes it.

@@ -128,6 +128,9 @@ pub(super) fn validate_cluster(
             .map(|sticky| validate_sticky(&format!("{at}.sticky"), name, sticky, errors)),
         tls: cluster.tls.as_ref().and_then(|tls| super::tls::cluster_tls(&at, tls, errors)),
         proxy_protocol: super::l4::proxy_protocol_version(&at, cluster, errors),
+        drain_timeout: cluster.drain_timeout_ms.map(|value| {
+            timeout_ms(&format!("{at}.drain_timeout_ms"), Some(value), TIMEOUT_MS_MAX, errors)
+        }),
     }
 }
 

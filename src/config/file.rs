@@ -293,6 +293,8 @@ pub(super) struct FileCluster {
     pub(super) tls: Option<FileClusterTls>,
     /// `"v1"` or `"v2"`: send a PROXY protocol header to the backends.
     pub(super) proxy_protocol: Option<String>,
+    /// Close L4 connections to a draining backend this long after the drain began.
+    pub(super) drain_timeout_ms: Option<u64>,
 }
 
 /// `[cluster.NAME.health_check]`: active checks, run once per process.

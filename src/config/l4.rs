@@ -265,7 +265,7 @@ mod tests {
     use std::time::Duration;
 
     const CLUSTERS: &str = "[cluster.a]\nbackends = [\"127.0.0.1:1\"]\nproxy_protocol = \"v2\"\n\
-                            [cluster.b]\nbackends = [\"127.0.0.1:2\"]\n";
+                            drain_timeout_ms = 1500\n[cluster.b]\nbackends = [\"127.0.0.1:2\"]\n";
 
     #[test]
     fn l4_tcp_listener_with_sni_routes() {
@@ -290,6 +290,8 @@ mod tests {
         assert!(!listener.proxy_protocol_from.is_empty());
         assert_eq!(config.clusters[0].proxy_protocol, Some(ProxyProtocolVersion::V2));
         assert_eq!(config.clusters[1].proxy_protocol, None);
+        assert_eq!(config.clusters[0].drain_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(config.clusters[1].drain_timeout, None);
     }
 
     #[test]

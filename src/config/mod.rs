@@ -562,6 +562,9 @@ pub struct Cluster {
     pub tls: Option<crate::tls::client::ClientTls>,
     /// A PROXY protocol header sent first on every new connection (L4 listeners only).
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// An L4 connection to a draining (or disabled) backend is closed this long after the
+    /// drain began; without it, it runs until it ends.
+    pub drain_timeout: Option<Duration>,
 }
 
 /// One address in a cluster.

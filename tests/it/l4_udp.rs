@@ -2,9 +2,9 @@
 //! that ends after its reply, idle expiry, the flow bound, and UDP health probes.
 
 use crate::support::admin::{metrics, sample};
-use crate::support::{Driver, WAIT, eventually, on_both_drivers, preamble, start_proxy};
+use crate::support::{Driver, WAIT, eventually, on_both_drivers, pause, preamble, start_proxy};
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A backend that answers each datagram with `tag:` and the datagram.
 fn udp_backend(tag: &'static str) -> SocketAddr {
@@ -36,14 +36,6 @@ fn ask(socket: &UdpSocket, proxy: SocketAddr, payload: &str, wait: Duration) -> 
     let mut buf = [0u8; 2048];
     let read = socket.recv(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf[..read]).into_owned())
-}
-
-/// Waits `time` out (a park may wake early, so it parks until the time is up).
-fn pause(time: Duration) {
-    let until = Instant::now() + time;
-    while let Some(left) = until.checked_duration_since(Instant::now()) {
-        std::thread::park_timeout(left);
-    }
 }
 
 fn udp_listener(driver: Driver, extra: &str, backends: &[SocketAddr], cluster: &str) -> String {

@@ -182,6 +182,17 @@ pub enum ListenerMode {
     Udp(Box<UdpMode>),
 }
 
+impl ListenerMode {
+    /// The `mode` key's value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Tcp(_) => "tcp",
+            Self::Udp(_) => "udp",
+        }
+    }
+}
+
 /// A UDP listener's balancing: its cluster and flow table.
 #[derive(Debug, Clone)]
 pub struct UdpMode {

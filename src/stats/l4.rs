@@ -1,11 +1,12 @@
 //! L4 counters per backend: connections relayed and still open, bytes each way, idle or
 //! total timeouts, and UDP datagrams each way and flows open. Listener-side counts
 //! (connections, bytes, refusals by reason) live in the listener's own counters. Rendered
-//! for `/metrics`.
+//! for `/metrics` and `/stats`.
 
 use super::compression::{FamilyFn, SampleFn};
 use super::worker::slot;
 use super::{StatsLayout, WorkerStats};
+use serde::Serialize;
 
 /// One backend's L4 counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,6 +39,34 @@ impl L4Counts {
         self.datagrams_to_backend += other.datagrams_to_backend;
         self.datagrams_from_backend += other.datagrams_from_backend;
         self.flows_open += other.flows_open;
+    }
+}
+
+/// A backend's L4 counters in `/stats`.
+#[derive(Debug, Serialize)]
+pub(super) struct L4Json {
+    connections: u64,
+    connections_active: u64,
+    bytes_to_backend: u64,
+    bytes_from_backend: u64,
+    timeouts: u64,
+    datagrams_to_backend: u64,
+    datagrams_from_backend: u64,
+    flows_active: u64,
+}
+
+impl From<&L4Counts> for L4Json {
+    fn from(counts: &L4Counts) -> Self {
+        Self {
+            connections: counts.connections,
+            connections_active: counts.open,
+            bytes_to_backend: counts.bytes_to_backend,
+            bytes_from_backend: counts.bytes_from_backend,
+            timeouts: counts.timeouts,
+            datagrams_to_backend: counts.datagrams_to_backend,
+            datagrams_from_backend: counts.datagrams_from_backend,
+            flows_active: counts.flows_open,
+        }
     }
 }
 

@@ -636,6 +636,10 @@ fn endpoints_answer_as_documented(driver: Driver) {
     for compression in ["id=\"compression\"", "route.compression", "bytes_out", "skipped"] {
         assert!(page.contains(compression), "the dashboard shows no compression: {compression}");
     }
+    // The L4 rows read each backend's `l4` counters and each listener's mode.
+    for l4 in ["id=\"l4\"", "b.l4", "datagrams_to_backend", "flows_active", "l.mode"] {
+        assert!(page.contains(l4), "the dashboard shows no L4 rows: {l4}");
+    }
     let mut head = Client::connect(admin_addr);
     head.send(b"HEAD / HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\n\r\n");
     let response = head.response_to("HEAD");

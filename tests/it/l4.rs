@@ -2,7 +2,7 @@
 //! idle timeouts, drain (with and without a drain timeout), PROXY protocol in and out, SNI
 //! routing, ACLs, counters and log lines.
 
-use crate::support::admin::{metrics, sample};
+use crate::support::admin::{metrics, sample, stats};
 use crate::support::{Driver, WAIT, on_both_drivers, pause, preamble, start_proxy, unused_addr};
 use ringway::config::BackendState;
 use std::io::{Read, Write};
@@ -86,6 +86,12 @@ fn l4_tcp_round_robin_with_half_close(driver: Driver) {
     crate::support::eventually("bytes are counted", || {
         sample(&metrics(proxy.admin_addr()), &bytes) == Some(22.0)
     });
+    // The dashboard's L4 rows read these from `/stats`.
+    let json = stats(proxy.admin_addr());
+    assert_eq!(json["listeners"][0]["mode"], "tcp");
+    let l4 = &json["clusters"][0]["backends"][0]["l4"];
+    assert_eq!((&l4["connections"], &l4["connections_active"]), (&2.into(), &0.into()));
+    assert_eq!(l4["bytes_to_backend"], 22);
 }
 
 fn l4_connect_failure_retries_the_next_backend(driver: Driver) {

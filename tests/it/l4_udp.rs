@@ -1,7 +1,7 @@
 //! UDP listeners end to end: flow affinity and round robin across flows, a DNS-like flow
 //! that ends after its reply, idle expiry, the flow bound, and UDP health probes.
 
-use crate::support::admin::{metrics, sample};
+use crate::support::admin::{metrics, sample, stats};
 use crate::support::{Driver, WAIT, eventually, on_both_drivers, pause, preamble, start_proxy};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -79,6 +79,11 @@ fn l4_udp_flow_affinity_and_round_robin(driver: Driver) {
             && sample(&text, &replies) == Some(3.0)
             && sample(&text, &bytes) == Some(12.0)
     });
+    // The dashboard's L4 rows read these from `/stats`.
+    let json = stats(admin);
+    assert_eq!(json["listeners"][0]["mode"], "udp");
+    let l4 = &json["clusters"][0]["backends"][1]["l4"];
+    assert_eq!((&l4["datagrams_from_backend"], &l4["flows_active"]), (&3.into(), &1.into()));
 }
 
 /// With `responses = 1` a flow ends at its reply: the same client port's next query is a

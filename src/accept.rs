@@ -28,6 +28,45 @@ pub fn bind(listener: &Listener, addr: SocketAddr) -> io::Result<std::net::TcpLi
     Ok(socket.into())
 }
 
+/// One worker's socket for one listener.
+#[derive(Debug)]
+pub enum Bound {
+    /// An HTTP or TCP listener's listening socket.
+    Tcp(std::net::TcpListener),
+    /// A UDP listener's socket: datagrams from every client of this worker.
+    Udp(std::net::UdpSocket),
+}
+
+impl Bound {
+    /// The address it is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Tcp(socket) => socket.local_addr(),
+            Self::Udp(socket) => socket.local_addr(),
+        }
+    }
+}
+
+/// Binds `listener`'s socket for one worker at `addr`, of the kind its mode takes.
+pub fn bind_any(listener: &Listener, addr: SocketAddr) -> io::Result<Bound> {
+    match listener.mode {
+        ListenerMode::Udp(_) => bind_udp(addr).map(Bound::Udp),
+        ListenerMode::Http | ListenerMode::Tcp(_) => bind(listener, addr).map(Bound::Tcp),
+    }
+}
+
+/// Binds a UDP listener's socket for one worker. SO_REUSEPORT on UDP shards datagrams
+/// across the workers' sockets by a hash of the 4-tuple, so every datagram of one client
+/// address reaches the same worker: its flow lives in that worker's table alone.
+fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// Accepts connections on `socket` until the worker shuts down, serving each on this
 /// worker in its own task. At shutdown it first serves what is already in the socket's
 /// accept queue (see `drain`), then closes the socket. `driver` is the worker's

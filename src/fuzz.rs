@@ -5,7 +5,7 @@
 //! was given, and a message split into two reads gives the same result as one read, because
 //! that is how messages arrive on a connection.
 
-use crate::config::Config;
+use crate::config::{Config, ProxyProtocolVersion};
 use crate::error::ProxyError;
 use crate::http::{
     ChunkedDecoder, ChunkedError, ChunkedLimits, HeadLimits, HeaderLine, Method, ParseError,
@@ -224,4 +224,63 @@ fn split_point(data: &[u8]) -> usize {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
     usize::try_from(hash % (data.len() as u64 + 1)).expect("at most data.len(), a usize")
+}
+
+/// A PROXY protocol header (v1 or v2): never more bytes than given; a complete header
+/// parses the same from exactly its bytes and with bytes after it, every shorter prefix
+/// asks for more (a header split across segments must parse), and its addresses encode
+/// back to a header that parses to them in both versions.
+pub fn check_parse_proxy_header(data: &[u8]) {
+    use crate::l4::proxy_protocol::{self, Parsed};
+    let Ok(Parsed::Complete(header)) = proxy_protocol::parse(data) else { return };
+    assert!(header.len > 0 && header.len <= data.len(), "len {} of {}", header.len, data.len());
+    let exact = &data[..header.len];
+    assert_eq!(proxy_protocol::parse(exact), Ok(Parsed::Complete(header)), "exact bytes");
+    for split in [split_point(exact), header.len / 2, header.len - 1] {
+        if split < header.len {
+            assert_eq!(proxy_protocol::parse(&exact[..split]), Ok(Parsed::Partial), "at {split}");
+        }
+    }
+    let (Some(source), Some(destination)) = (header.source, header.destination) else { return };
+    if source.is_ipv4() != destination.is_ipv4() {
+        return;
+    }
+    for version in [ProxyProtocolVersion::V1, ProxyProtocolVersion::V2] {
+        let mut encoded = Vec::new();
+        proxy_protocol::encode(version, source, destination, &mut encoded);
+        let expected = proxy_protocol::ProxyHeader {
+            source: Some(source),
+            destination: Some(destination),
+            len: encoded.len(),
+        };
+        let again = proxy_protocol::parse(&encoded);
+        assert_eq!(again, Ok(Parsed::Complete(expected)), "{version:?} encoding");
+    }
+}
+
+/// A TLS ClientHello (TLS passthrough by SNI), under the 16 KiB cap: a complete hello is
+/// found again with bytes after it, every prefix split off before its end asks for more,
+/// and the server name it gives is non-empty lowercase host bytes.
+pub fn check_parse_client_hello(data: &[u8]) {
+    use crate::l4::intake::CLIENT_HELLO_BYTES_MAX;
+    use crate::l4::sni::{Hello, parse_client_hello};
+    let whole = parse_client_hello(data, CLIENT_HELLO_BYTES_MAX);
+    let Ok(Hello::Complete(name)) = whole else { return };
+    if let Some(name) = &name {
+        let bytes = name.as_bytes();
+        assert!(!bytes.is_empty(), "an empty server name");
+        assert!(!bytes.iter().any(u8::is_ascii_uppercase), "{name:?} is not lowercase");
+    }
+    let mut longer = data.to_vec();
+    longer.extend_from_slice(b"\x17\x03\x03\x00\x01x");
+    assert_eq!(parse_client_hello(&longer, CLIENT_HELLO_BYTES_MAX), whole, "bytes after it");
+    // The hello's end is the end of its handshake message; a cut before any byte of the
+    // input is before it only when the parse needed that byte, so only empty prefixes and
+    // the first record header are certain to be short.
+    for split in [0, 1, 4] {
+        if split < data.len() {
+            let prefix = parse_client_hello(&data[..split], CLIENT_HELLO_BYTES_MAX);
+            assert_eq!(prefix, Ok(Hello::Partial), "at {split}");
+        }
+    }
 }

@@ -154,15 +154,15 @@ fn resolve_cores(workers: &Workers) -> io::Result<Vec<Option<core_affinity::Core
 fn bind_all(
     config: &Config,
     workers: usize,
-) -> io::Result<(Vec<Vec<std::net::TcpListener>>, Vec<SocketAddr>)> {
+) -> io::Result<(Vec<Vec<accept::Bound>>, Vec<SocketAddr>)> {
     // Per worker, one socket per listener. Port 0 is resolved by the first bind so that
     // every worker shares the same port.
-    let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut sockets: Vec<Vec<accept::Bound>> = (0..workers).map(|_| Vec::new()).collect();
     let mut listen_addrs = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
         let mut addr = listener.addr;
         for worker_sockets in &mut sockets {
-            let socket = accept::bind(listener, addr).map_err(|error| {
+            let socket = accept::bind_any(listener, addr).map_err(|error| {
                 io::Error::new(
                     error.kind(),
                     format!("listener {} at {addr}: {error}", listener.name),
@@ -281,7 +281,7 @@ struct WorkerStart {
     driver: IoDriver,
     config: Arc<Config>,
     shared: Shared,
-    sockets: Vec<std::net::TcpListener>,
+    sockets: Vec<accept::Bound>,
     control: flume::Receiver<Control>,
     stats: flume::Sender<(usize, WorkerStats)>,
     access_log: Option<WorkerLog>,
@@ -322,8 +322,13 @@ async fn worker_main(start: WorkerStart) {
     let accept_loops: Vec<_> = sockets
         .into_iter()
         .enumerate()
-        .map(|(listener, socket)| {
-            monoio::spawn(accept::accept_loop(worker.clone(), socket, listener, driver))
+        .map(|(listener, socket)| match socket {
+            accept::Bound::Tcp(socket) => {
+                monoio::spawn(accept::accept_loop(worker.clone(), socket, listener, driver))
+            }
+            accept::Bound::Udp(socket) => {
+                monoio::spawn(crate::l4::udp::serve(worker.clone(), socket, listener))
+            }
         })
         .collect();
     monoio::spawn(reap_pool(worker.clone()));

@@ -104,8 +104,12 @@ fn route_json(config: &Config, route: &Route) -> Value {
 fn cluster_json(cluster: &Cluster) -> Value {
     let health = cluster.health_check.as_ref().map(|check| {
         json!({
-            "kind": if check.http.is_some() { "http" } else { "tcp" },
-            "path": check.http.as_ref().map(|http| http.path.clone()),
+            "kind": check.probe.as_str(),
+            "path": match &check.probe {
+                crate::config::Probe::Http(http) => Some(http.path.clone()),
+                crate::config::Probe::Tcp | crate::config::Probe::Udp(_) => None,
+            },
+            "port": check.port,
             "interval_ms": check.interval.as_millis(),
             "timeout_ms": check.timeout.as_millis(),
             "rise": check.rise,

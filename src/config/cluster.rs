@@ -9,7 +9,7 @@ use super::file::{FileBackend, FileCluster, FileHealthCheck, FileOutlier, FileSt
 use super::names::one_of;
 use super::{
     Backend, BackendState, Balance, Cluster, ConfigError, HashKey, HealthCheck, HttpCheck, Outlier,
-    Sticky, StickyKey,
+    Probe, Sticky, StickyKey,
 };
 use crate::http::Authority;
 use aws_lc_rs::hmac;
@@ -128,6 +128,9 @@ pub(super) fn validate_cluster(
             .map(|sticky| validate_sticky(&format!("{at}.sticky"), name, sticky, errors)),
         tls: cluster.tls.as_ref().and_then(|tls| super::tls::cluster_tls(&at, tls, errors)),
         proxy_protocol: super::l4::proxy_protocol_version(&at, cluster, errors),
+        drain_timeout: cluster.drain_timeout_ms.map(|value| {
+            timeout_ms(&format!("{at}.drain_timeout_ms"), Some(value), TIMEOUT_MS_MAX, errors)
+        }),
     }
 }
 
@@ -197,15 +200,24 @@ fn validate_health_check(
     check: &FileHealthCheck,
     errors: &mut Vec<ConfigError>,
 ) -> HealthCheck {
-    let http = match check.kind.as_deref() {
-        None | Some("http") => Some(validate_http_check(at, check, errors)),
-        Some("tcp") => None,
+    let probe = match check.kind.as_deref() {
+        None | Some("http") => Probe::Http(validate_http_check(at, check, errors)),
+        Some("tcp") => Probe::Tcp,
+        // An empty datagram by default: a UDP service that answers anything answers it.
+        Some("udp") => Probe::Udp(check.send.as_deref().unwrap_or("").as_bytes().into()),
         Some(other) => {
-            let reason = format!("unknown kind {other:?}; use \"http\" or \"tcp\"");
+            let reason = format!("unknown kind {other:?}; use \"http\", \"tcp\" or \"udp\"");
             errors.push(ConfigError::invalid(format!("{at}.kind"), reason));
-            None
+            Probe::Tcp
         }
     };
+    if check.send.is_some() && !matches!(probe, Probe::Udp(_)) {
+        errors.push(ConfigError::invalid(format!("{at}.send"), "only a UDP check sends"));
+    }
+    let port = check.port.map(|port| {
+        let bounds = Bounds { default: 1, min: 1, max: u64::from(u16::MAX) };
+        u16::try_from(ranged(&format!("{at}.port"), Some(port), bounds, errors)).unwrap_or(1)
+    });
     let count = |key: &str, value: Option<u64>, default: u64, errors: &mut Vec<ConfigError>| {
         to_u32(ranged(&format!("{at}.{key}"), value, Bounds { default, min: 1, max: 100 }, errors))
     };
@@ -214,7 +226,8 @@ fn validate_health_check(
     let timeout =
         timeout_ms(&format!("{at}.timeout_ms"), check.timeout_ms, HEALTH_TIMEOUT_MS, errors);
     HealthCheck {
-        http,
+        probe,
+        port,
         interval,
         timeout,
         rise: count("rise", check.rise, HEALTH_RISE, errors),

@@ -118,7 +118,7 @@ pub(super) struct FileListener {
     pub(super) tls: Option<FileListenerTls>,
     #[serde(default)]
     pub(super) route: Vec<FileRoute>,
-    /// `"http"` (the default) or `"tcp"`.
+    /// `"http"` (the default), `"tcp"` or `"udp"`.
     pub(super) mode: Option<String>,
     /// A TCP listener's cluster: where connections go when no SNI route takes them.
     pub(super) cluster: Option<String>,
@@ -131,6 +131,10 @@ pub(super) struct FileListener {
     pub(super) sni_fallback: Option<String>,
     #[serde(default)]
     pub(super) sni: Vec<FileSniRoute>,
+    /// A UDP listener's replies per flow, after which the flow ends (1 for DNS).
+    pub(super) responses: Option<u64>,
+    /// A UDP listener's most flows per worker.
+    pub(super) flows_max: Option<u64>,
 }
 
 /// `[[listener.sni]]`: TLS passthrough to `cluster` for these server names.
@@ -289,6 +293,8 @@ pub(super) struct FileCluster {
     pub(super) tls: Option<FileClusterTls>,
     /// `"v1"` or `"v2"`: send a PROXY protocol header to the backends.
     pub(super) proxy_protocol: Option<String>,
+    /// Close L4 connections to a draining backend this long after the drain began.
+    pub(super) drain_timeout_ms: Option<u64>,
 }
 
 /// `[cluster.NAME.health_check]`: active checks, run once per process.
@@ -296,6 +302,10 @@ pub(super) struct FileCluster {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileHealthCheck {
     pub(super) kind: Option<String>,
+    /// Probe this port of the backend's address instead of the backend's own port.
+    pub(super) port: Option<u64>,
+    /// A UDP check's datagram.
+    pub(super) send: Option<String>,
     pub(super) method: Option<String>,
     pub(super) path: Option<String>,
     pub(super) host: Option<String>,

@@ -2,14 +2,15 @@
 //! the PROXY protocol sources it trusts, and a cluster's `proxy_protocol`.
 //!
 //! An HTTP listener may set only `proxy_protocol_from` of these; a TCP listener sets no
-//! `route`.
+//! `route`; a UDP listener sets a `cluster`, its flows' `idle_timeout_ms`, `responses` and
+//! `flows_max`.
 
-use super::bounds::{TIMEOUT_MS_MAX, timeout_ms, to_u32};
+use super::bounds::{Bounds, TIMEOUT_MS_MAX, ranged, timeout_ms, to_u32, to_usize};
 use super::file::{FileCluster, FileListener, FileSniRoute};
 use super::names::one_of;
 use super::{
     ClusterId, ConfigError, ListenerMode, ProxyProtocolVersion, SniFallback, SniRoute, SniRouting,
-    TcpMode,
+    TcpMode, UdpMode,
 };
 
 /// Default `idle_timeout_ms` of a TCP listener: HAProxy's common `timeout client` for
@@ -17,6 +18,14 @@ use super::{
 pub(super) const TCP_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// Default `client_hello_timeout_ms`: a ClientHello is one flight from the client.
 pub(super) const CLIENT_HELLO_TIMEOUT_MS: u64 = 5_000;
+/// Default `idle_timeout_ms` of a UDP listener's flows: Envoy's `udp_proxy` default.
+pub(super) const UDP_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default `flows_max`: each flow holds a socket (a file descriptor) on the worker.
+pub(super) const UDP_FLOWS_MAX: u64 = 10_000;
+/// The largest `flows_max`: a worker's file descriptors run out long before.
+const UDP_FLOWS_LIMIT: u64 = 1_000_000;
+/// The largest `responses`.
+const RESPONSES_MAX: u64 = 1_000_000;
 
 /// The listener's mode, with its TCP settings for `mode = "tcp"`.
 pub(super) fn listener_mode(
@@ -27,18 +36,10 @@ pub(super) fn listener_mode(
 ) -> ListenerMode {
     match listener.mode.as_deref().unwrap_or("http") {
         "http" => {
-            let tcp_only = [
-                ("cluster", listener.cluster.is_some()),
-                ("idle_timeout_ms", listener.idle_timeout_ms.is_some()),
-                ("total_timeout_ms", listener.total_timeout_ms.is_some()),
-                ("client_hello_timeout_ms", listener.client_hello_timeout_ms.is_some()),
-                ("sni_fallback", listener.sni_fallback.is_some()),
-                ("sni", !listener.sni.is_empty()),
-            ];
-            for (key, _) in tcp_only.iter().filter(|(_, is_set)| *is_set) {
-                let reason = "only a `mode = \"tcp\"` listener takes this key";
-                errors.push(ConfigError::invalid(format!("{at}.{key}"), reason));
-            }
+            let reason = "only a `mode = \"tcp\"` or `mode = \"udp\"` listener takes this key";
+            misplaced(at, &l4_keys(listener), reason, errors);
+            let reason = "only a `mode = \"udp\"` listener takes this key";
+            misplaced(at, &udp_keys(listener), reason, errors);
             if listener.tls.is_some() && listener.proxy_protocol_from.is_some() {
                 // TODO(#16): hand the bytes read past the header to the TLS handshake.
                 let reason = "a TLS listener does not take PROXY headers yet";
@@ -46,12 +47,82 @@ pub(super) fn listener_mode(
             }
             ListenerMode::Http
         }
-        "tcp" => ListenerMode::Tcp(Box::new(tcp_mode(at, listener, clusters, errors))),
+        "tcp" => {
+            let reason = "only a `mode = \"udp\"` listener takes this key";
+            misplaced(at, &udp_keys(listener), reason, errors);
+            ListenerMode::Tcp(Box::new(tcp_mode(at, listener, clusters, errors)))
+        }
+        "udp" => ListenerMode::Udp(Box::new(udp_mode(at, listener, clusters, errors))),
         other => {
-            let reason = format!("unknown mode {other:?}; use \"http\" or \"tcp\"");
+            let reason = format!("unknown mode {other:?}; use \"http\", \"tcp\" or \"udp\"");
             errors.push(ConfigError::invalid(format!("{at}.mode"), reason));
             ListenerMode::Http
         }
+    }
+}
+
+/// The keys only L4 (TCP or UDP) listeners take, and whether each is set.
+fn l4_keys(listener: &FileListener) -> [(&'static str, bool); 6] {
+    [
+        ("cluster", listener.cluster.is_some()),
+        ("idle_timeout_ms", listener.idle_timeout_ms.is_some()),
+        ("total_timeout_ms", listener.total_timeout_ms.is_some()),
+        ("client_hello_timeout_ms", listener.client_hello_timeout_ms.is_some()),
+        ("sni_fallback", listener.sni_fallback.is_some()),
+        ("sni", !listener.sni.is_empty()),
+    ]
+}
+
+/// The keys only UDP listeners take, and whether each is set.
+fn udp_keys(listener: &FileListener) -> [(&'static str, bool); 2] {
+    [("responses", listener.responses.is_some()), ("flows_max", listener.flows_max.is_some())]
+}
+
+/// An error at each key of `keys` that is set.
+fn misplaced(at: &str, keys: &[(&str, bool)], reason: &str, errors: &mut Vec<ConfigError>) {
+    for (key, _) in keys.iter().filter(|(_, is_set)| *is_set) {
+        errors.push(ConfigError::invalid(format!("{at}.{key}"), reason));
+    }
+}
+
+/// The settings of a `mode = "udp"` listener: a cluster, no TLS, routes or headers.
+fn udp_mode(
+    at: &str,
+    listener: &FileListener,
+    clusters: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> UdpMode {
+    let reason = "a UDP listener does not take this key";
+    // Of the L4 keys, `cluster` and `idle_timeout_ms` (the first two) are UDP's too.
+    misplaced(at, &l4_keys(listener)[2..], reason, errors);
+    let tcp_only = [
+        ("route", !listener.route.is_empty()),
+        ("tls", listener.tls.is_some()),
+        ("proxy_protocol_from", listener.proxy_protocol_from.is_some()),
+    ];
+    misplaced(at, &tcp_only, reason, errors);
+    let cluster = match listener.cluster.as_deref() {
+        Some(name) => cluster_id(&format!("{at}.cluster"), name, clusters, errors),
+        None => {
+            errors.push(ConfigError::invalid(format!("{at}.cluster"), "a UDP listener needs one"));
+            ClusterId(0)
+        }
+    };
+    let responses = listener.responses.map(|value| {
+        let bounds = Bounds { default: 1, min: 1, max: RESPONSES_MAX };
+        to_u32(ranged(&format!("{at}.responses"), Some(value), bounds, errors))
+    });
+    let bounds = Bounds { default: UDP_FLOWS_MAX, min: 1, max: UDP_FLOWS_LIMIT };
+    UdpMode {
+        cluster,
+        idle_timeout: timeout_ms(
+            &format!("{at}.idle_timeout_ms"),
+            listener.idle_timeout_ms,
+            UDP_IDLE_TIMEOUT_MS,
+            errors,
+        ),
+        responses,
+        flows_max: to_usize(ranged(&format!("{at}.flows_max"), listener.flows_max, bounds, errors)),
     }
 }
 
@@ -194,7 +265,7 @@ mod tests {
     use std::time::Duration;
 
     const CLUSTERS: &str = "[cluster.a]\nbackends = [\"127.0.0.1:1\"]\nproxy_protocol = \"v2\"\n\
-                            [cluster.b]\nbackends = [\"127.0.0.1:2\"]\n";
+                            drain_timeout_ms = 1500\n[cluster.b]\nbackends = [\"127.0.0.1:2\"]\n";
 
     #[test]
     fn l4_tcp_listener_with_sni_routes() {
@@ -219,6 +290,8 @@ mod tests {
         assert!(!listener.proxy_protocol_from.is_empty());
         assert_eq!(config.clusters[0].proxy_protocol, Some(ProxyProtocolVersion::V2));
         assert_eq!(config.clusters[1].proxy_protocol, None);
+        assert_eq!(config.clusters[0].drain_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(config.clusters[1].drain_timeout, None);
     }
 
     #[test]
@@ -228,7 +301,7 @@ mod tests {
              sni_fallback = \"maybe\"\n[[listener.sni]]\nnames = []\ncluster = \"a\"\n\
              [[listener]]\naddr = \"127.0.0.1:0\"\ncluster = \"a\"\n\
              [[listener.route]]\ncluster = \"a\"\n\
-             [[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"udp\"\n\
+             [[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"sctp\"\n\
              [[listener.route]]\ncluster = \"a\"\n{CLUSTERS}\
              [cluster.c]\nproxy_protocol = \"v3\"\n"
         );
@@ -237,8 +310,8 @@ mod tests {
             "listener[0].cluster: unknown cluster \"nope\"",
             "listener[0].sni_fallback: unknown fallback \"maybe\"",
             "listener[0].sni[0].names: list at least one name",
-            "listener[1].cluster: only a `mode = \"tcp\"` listener takes this key",
-            "listener[2].mode: unknown mode \"udp\"",
+            "listener[1].cluster: only a `mode = \"tcp\"` or `mode = \"udp\"` listener takes",
+            "listener[2].mode: unknown mode \"sctp\"",
             "cluster.c.proxy_protocol: unknown version \"v3\"",
         ] {
             assert!(report.contains(expected), "{expected:?} missing from:\n{report}");
@@ -260,5 +333,42 @@ mod tests {
             report.contains("listener[0].cluster: a TCP listener needs a `cluster`"),
             "{report}"
         );
+    }
+
+    #[test]
+    fn l4_udp_listener_with_flows_and_a_probe_port() {
+        let text = "[[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"udp\"\ncluster = \"dns\"\n\
+                    idle_timeout_ms = 2000\nresponses = 1\nflows_max = 50\n\
+                    [cluster.dns]\nbackends = [\"127.0.0.1:53\"]\n\
+                    [cluster.dns.health_check]\nkind = \"tcp\"\nport = 8053\n";
+        let config = Config::parse(text).unwrap();
+        let ListenerMode::Udp(udp) = &config.listeners[0].mode else { panic!("not udp") };
+        assert_eq!(udp.cluster.0, 0);
+        assert_eq!(udp.idle_timeout, Duration::from_secs(2));
+        assert_eq!(udp.responses, Some(1));
+        assert_eq!(udp.flows_max, 50);
+        let check = config.clusters[0].health_check.as_ref().unwrap();
+        assert_eq!((check.probe.as_str(), check.port), ("tcp", Some(8053)));
+    }
+
+    #[test]
+    fn l4_udp_listener_refuses_tcp_and_http_keys() {
+        let text = "[[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"udp\"\n\
+                    sni_fallback = \"close\"\nresponses = 0\n\
+                    [[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\ncluster = \"a\"\n\
+                    flows_max = 5\n\
+                    [cluster.a]\nbackends = [\"127.0.0.1:1\"]\n\
+                    [cluster.a.health_check]\nkind = \"tcp\"\nsend = \"x\"\nport = 0\n";
+        let report = Config::parse(text).unwrap_err().to_string();
+        for expected in [
+            "listener[0].sni_fallback: a UDP listener does not take this key",
+            "listener[0].cluster: a UDP listener needs one",
+            "listener[0].responses:",
+            "listener[1].flows_max: only a `mode = \"udp\"` listener takes this key",
+            "cluster.a.health_check.send: only a UDP check sends",
+            "cluster.a.health_check.port:",
+        ] {
+            assert!(report.contains(expected), "{expected:?} missing from:\n{report}");
+        }
     }
 }

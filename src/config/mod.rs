@@ -178,6 +178,31 @@ pub enum ListenerMode {
     /// Relay bytes to a cluster's backend, without reading them (TLS passthrough reads
     /// only the ClientHello).
     Tcp(Box<TcpMode>),
+    /// Relay datagrams to a cluster's backend, per client address flow.
+    Udp(Box<UdpMode>),
+}
+
+impl ListenerMode {
+    /// The `mode` key's value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Tcp(_) => "tcp",
+            Self::Udp(_) => "udp",
+        }
+    }
+}
+
+/// A UDP listener's balancing: its cluster and flow table.
+#[derive(Debug, Clone)]
+pub struct UdpMode {
+    pub cluster: ClusterId,
+    /// A flow with no datagram either way for this long ends.
+    pub idle_timeout: Duration,
+    /// Replies after which a flow ends (1 for DNS); `None`: only the idle timeout ends it.
+    pub responses: Option<u32>,
+    /// Most flows per worker; a datagram that would open one more is dropped.
+    pub flows_max: usize,
 }
 
 /// A TCP listener's balancing: its clusters and timeouts.
@@ -432,14 +457,38 @@ pub enum BackendState {
 /// An active health check, run once per process by the control thread.
 #[derive(Debug, Clone)]
 pub struct HealthCheck {
-    /// `None` is a TCP connect check; `Some` is an HTTP request.
-    pub http: Option<HttpCheck>,
+    pub probe: Probe,
+    /// The port probed on the backend's address; the backend's own port when not set (a
+    /// UDP cluster's backends checked by TCP connect to a service port).
+    pub port: Option<u16>,
     pub interval: Duration,
     pub timeout: Duration,
     /// Consecutive successes that bring a down backend up.
     pub rise: u32,
     /// Consecutive failures that take an up backend down.
     pub fall: u32,
+}
+
+/// What one health check probe does.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// Connect (and complete TLS when the cluster speaks it).
+    Tcp,
+    /// Send an HTTP request and check the status.
+    Http(HttpCheck),
+    /// Send this datagram; any reply within the timeout passes.
+    Udp(Box<[u8]>),
+}
+
+impl Probe {
+    /// The `kind` key's value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Http(_) => "http",
+            Self::Udp(_) => "udp",
+        }
+    }
 }
 
 /// The request of an HTTP health check and the statuses that pass.
@@ -524,6 +573,9 @@ pub struct Cluster {
     pub tls: Option<crate::tls::client::ClientTls>,
     /// A PROXY protocol header sent first on every new connection (L4 listeners only).
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// An L4 connection to a draining (or disabled) backend is closed this long after the
+    /// drain began; without it, it runs until it ends.
+    pub drain_timeout: Option<Duration>,
 }
 
 /// One address in a cluster.

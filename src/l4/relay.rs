@@ -20,6 +20,8 @@ pub enum RelayEnd {
     ClientError,
     /// The backend's socket failed (reset).
     BackendError,
+    /// The backend was draining for the cluster's drain timeout.
+    Drained,
 }
 
 /// Bytes each way, and how the relay ended.
@@ -57,8 +59,9 @@ struct Shared {
 }
 
 /// Relays `client` and `backend` both ways until both directions have ended or one
-/// failed, or until a limit runs out. `buffers` are the worker's pooled buffers; they come
-/// back unless a limit ran out mid-operation (the connection closes then anyway).
+/// failed, or until a limit runs out or `stop` ends (a drain timeout). `buffers` are the
+/// worker's pooled buffers; they come back unless a limit ran out or `stop` ended
+/// mid-operation (the connection closes then anyway).
 ///
 /// The timeouts watch the pair, not each read: an idle direction is fine while the other
 /// flows (a download with nothing to upload), and no single read is ever cancelled with
@@ -68,6 +71,7 @@ pub async fn relay<CR, CW, BR, BW>(
     (backend_read, backend_write): (&mut BR, &mut BW),
     buffers: (Vec<u8>, Vec<u8>),
     limits: RelayLimits,
+    stop: impl Future<Output = RelayEnd>,
 ) -> (Relayed, (Vec<u8>, Vec<u8>))
 where
     CR: AsyncReadRent,
@@ -94,6 +98,7 @@ where
     let (end, buffers) = monoio::select! {
         done = both => done,
         end = watchdog(&shared.activity, limits) => (end, (Vec::new(), Vec::new())),
+        end = stop => (end, (Vec::new(), Vec::new())),
     };
     let relayed =
         Relayed { bytes_in: shared.bytes_in.get(), bytes_out: shared.bytes_out.get(), end };

@@ -28,6 +28,8 @@ pub enum CloseReason {
     NoRoute,
     NoBackend,
     ClientHello,
+    /// The backend drained for the cluster's drain timeout.
+    Drained,
 }
 
 impl CloseReason {
@@ -44,13 +46,14 @@ impl CloseReason {
             Self::NoRoute => "no_route",
             Self::NoBackend => "no_backend",
             Self::ClientHello => "client_hello",
+            Self::Drained => "drained",
         }
     }
 
     /// The HTTP-like status the log line carries.
     fn status(self) -> u16 {
         match self {
-            Self::Done | Self::IdleTimeout | Self::TotalTimeout => 200,
+            Self::Done | Self::IdleTimeout | Self::TotalTimeout | Self::Drained => 200,
             Self::ClientError | Self::BackendError => 200,
             Self::Forbidden => 403,
             Self::RateLimited => 429,
@@ -69,6 +72,7 @@ impl From<RelayEnd> for CloseReason {
             RelayEnd::TotalTimeout => Self::TotalTimeout,
             RelayEnd::ClientError => Self::ClientError,
             RelayEnd::BackendError => Self::BackendError,
+            RelayEnd::Drained => Self::Drained,
         }
     }
 }

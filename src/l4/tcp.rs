@@ -73,7 +73,8 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, intake: Intake, li
         idle: tcp.idle_timeout,
         until: tcp.total_timeout.map(|total| started + total),
     };
-    let mut relayed = relay_connection(&worker, stream, upstream, first, limits).await;
+    let drain = drained(&worker, cluster, backend);
+    let mut relayed = relay_connection(&worker, stream, upstream, first, (limits, drain)).await;
     relayed.bytes_in += client_bytes;
     closed.relayed = Some(relayed);
     closed.reason = CloseReason::from(relayed.end);
@@ -88,7 +89,7 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, intake: Intake, li
 }
 
 /// The listener's allow and deny lists and connection rate limit, on the client address.
-fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), CloseReason> {
+pub(super) fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), CloseReason> {
     let config = &worker.config.listeners[listener];
     if config.acl.as_ref().is_some_and(|acl| !acl.permits(ip)) {
         worker.stats.borrow_mut().rejected(listener, RejectReason::Forbidden);
@@ -111,7 +112,7 @@ fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), CloseReason
     Ok(())
 }
 
-fn ip_key(ip: IpAddr) -> u64 {
+pub(super) fn ip_key(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(ip) => hash_key(&ip.octets()),
         IpAddr::V6(ip) => hash_key(&ip.octets()),
@@ -223,6 +224,31 @@ async fn attempt(worker: &Worker, cluster_id: ClusterId, ip: IpAddr) -> Option<C
     None
 }
 
+/// How often a connection to a backend that is active looks whether it began draining,
+/// when its cluster has a drain timeout: the connection closes at most this late.
+const DRAIN_POLL: Duration = Duration::from_millis(250);
+
+/// Ends when `backend` has been draining (or disabled) for its cluster's drain timeout;
+/// never when the cluster has none. A timer every [`DRAIN_POLL`] per connection, on such
+/// clusters only, is cheaper than a wake-up list per backend for a rare event.
+async fn drained(worker: &Worker, cluster: ClusterId, backend: BackendId) -> RelayEnd {
+    let (cluster, backend) = (cluster.0 as usize, backend.0 as usize);
+    let Some(timeout) = worker.config.clusters[cluster].drain_timeout else {
+        return std::future::pending().await;
+    };
+    loop {
+        let since = worker.clusters.borrow()[cluster].backends[backend].draining_since;
+        let wait = match since {
+            Some(since) => (since + timeout).saturating_duration_since(Instant::now()),
+            None => DRAIN_POLL,
+        };
+        if since.is_some() && wait.is_zero() {
+            return RelayEnd::Drained;
+        }
+        monoio::time::sleep(wait.min(DRAIN_POLL)).await;
+    }
+}
+
 /// Sends `first` (bytes read before the relay: a PROXY header for the backend, a
 /// ClientHello) and then relays both ways.
 async fn relay_connection(
@@ -230,7 +256,7 @@ async fn relay_connection(
     client: TcpStream,
     backend: UpstreamStream,
     first: Vec<u8>,
-    limits: RelayLimits,
+    (limits, stop): (RelayLimits, impl Future<Output = RelayEnd>),
 ) -> Relayed {
     let mut backend = backend;
     let mut spare = Vec::new();
@@ -253,6 +279,7 @@ async fn relay_connection(
         (&mut backend_read, &mut backend_write),
         buffers,
         limits,
+        stop,
     )
     .await;
     worker.give_buffer(a);

@@ -7,8 +7,9 @@
 //!   "latency_ms": LATENCY,
 //!   "workers":   [ { "worker": 0, "reported": bool, "requests": n, "requests_per_class",
 //!                    "latency_ms": LATENCY, "connections_active": n, "connections_total": n } ],
-//!   "listeners": [ { "name", "requests", "requests_per_class", "bytes_received", "bytes_sent",
-//!                    "connections_active", "connections_total", "rejected": REJECTED } ],
+//!   "listeners": [ { "name", "mode": "http"|"tcp"|"udp", "requests", "requests_per_class",
+//!                    "bytes_received", "bytes_sent", "connections_active",
+//!                    "connections_total", "rejected": REJECTED } ],
 //!   "routes":    [ { "name": "public/0", "listener", "requests", "requests_per_class",
 //!                    "latency_ms", "compression": COMPRESSION } ],
 //!   "clusters":  [ { "name", "requests", "requests_per_class", "retries", "latency_ms",
@@ -16,10 +17,12 @@
 //!                    "backends": [ { "name", "state": "active"|"draining"|"disabled", "up",
 //!                      "healthy_workers", "ejected_workers", "in_flight", "requests",
 //!                      "requests_per_class", "connects", "pool_hits", "connect_errors",
-//!                      "timeouts", "latency_ms", "upstream_latency_ms" } ] } ],
+//!                      "timeouts", "latency_ms", "upstream_latency_ms", "l4": L4 } ] } ],
 //!   "rejected": REJECTED }
 //! CLASSES  = { "1xx": n, "2xx": n, "3xx": n, "4xx": n, "5xx": n }
 //! LATENCY  = { "count": n, "p50": f64, "p90": f64, "p99": f64, "p999": f64 }
+//! L4       = { "connections", "connections_active", "bytes_to_backend", "bytes_from_backend",
+//!              "timeouts", "datagrams_to_backend", "datagrams_from_backend", "flows_active" }
 //! REJECTED = { "head_too_large": n, ... one key per RejectReason, in RejectReason::ALL order }
 //! COMPRESSION = { "coded": { "zstd"|"br"|"gzip"|"gunzip": { "responses", "bytes_in",
 //!                 "bytes_out" } }, "skipped": { "not_accepted": n, ... per SkipReason },
@@ -65,6 +68,7 @@ struct WorkerJson {
 #[derive(Serialize)]
 struct ListenerJson<'a> {
     name: &'a str,
+    mode: &'static str,
     requests: u64,
     requests_per_class: ClassCounts,
     bytes_received: u64,
@@ -111,6 +115,8 @@ struct BackendJson<'a> {
     timeouts: u64,
     latency_ms: LatencyJson,
     upstream_latency_ms: LatencyJson,
+    /// Relayed TCP connections and UDP flows (L4 listeners).
+    l4: super::l4::L4Json,
 }
 
 /// Percentiles of one distribution, in milliseconds.
@@ -169,7 +175,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
             *sum += count;
         }
     }
-    let listeners = layout.listeners.iter().zip(&total.listeners);
+    let listeners = layout.listeners.iter().zip(&layout.listener_modes).zip(&total.listeners);
     let routes = layout.routes.iter().zip(&total.routes).map(|(label, stats)| RouteJson {
         name: &label.name,
         listener: layout.listeners.get(label.listener).map_or("", String::as_str),
@@ -211,9 +217,13 @@ fn worker_json((worker, snapshot): (usize, &Option<WorkerStats>)) -> WorkerJson 
     }
 }
 
-fn listener_json<'a>(name: &'a str, stats: &ListenerStats) -> ListenerJson<'a> {
+fn listener_json<'a>(
+    (name, mode): (&'a String, &&'static str),
+    stats: &ListenerStats,
+) -> ListenerJson<'a> {
     ListenerJson {
         name,
+        mode,
         requests: stats.requests.total(),
         requests_per_class: stats.requests,
         bytes_received: stats.bytes_received,
@@ -280,5 +290,6 @@ fn backend_counters<'a>(stats: &BackendStats) -> BackendJson<'a> {
         timeouts: stats.timeouts,
         latency_ms: LatencyJson::from(&stats.latency),
         upstream_latency_ms: LatencyJson::from(&stats.upstream_latency),
+        l4: super::l4::L4Json::from(&stats.l4),
     }
 }

@@ -1,10 +1,12 @@
-//! L4 counters per backend: connections relayed and still open, bytes each way, and idle
-//! or total timeouts. Listener-side counts (connections, bytes, refusals by reason) live
-//! in the listener's own counters. Rendered for `/metrics`.
+//! L4 counters per backend: connections relayed and still open, bytes each way, idle or
+//! total timeouts, and UDP datagrams each way and flows open. Listener-side counts
+//! (connections, bytes, refusals by reason) live in the listener's own counters. Rendered
+//! for `/metrics` and `/stats`.
 
 use super::compression::{FamilyFn, SampleFn};
 use super::worker::slot;
 use super::{StatsLayout, WorkerStats};
+use serde::Serialize;
 
 /// One backend's L4 counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -19,6 +21,12 @@ pub(super) struct L4Counts {
     pub(super) bytes_from_backend: u64,
     /// Connections closed by the idle or the total timeout.
     pub(super) timeouts: u64,
+    /// UDP datagrams from clients to the backend.
+    pub(super) datagrams_to_backend: u64,
+    /// UDP datagrams from the backend to clients.
+    pub(super) datagrams_from_backend: u64,
+    /// UDP flows to the backend open now.
+    pub(super) flows_open: u64,
 }
 
 impl L4Counts {
@@ -28,6 +36,37 @@ impl L4Counts {
         self.bytes_to_backend += other.bytes_to_backend;
         self.bytes_from_backend += other.bytes_from_backend;
         self.timeouts += other.timeouts;
+        self.datagrams_to_backend += other.datagrams_to_backend;
+        self.datagrams_from_backend += other.datagrams_from_backend;
+        self.flows_open += other.flows_open;
+    }
+}
+
+/// A backend's L4 counters in `/stats`.
+#[derive(Debug, Serialize)]
+pub(super) struct L4Json {
+    connections: u64,
+    connections_active: u64,
+    bytes_to_backend: u64,
+    bytes_from_backend: u64,
+    timeouts: u64,
+    datagrams_to_backend: u64,
+    datagrams_from_backend: u64,
+    flows_active: u64,
+}
+
+impl From<&L4Counts> for L4Json {
+    fn from(counts: &L4Counts) -> Self {
+        Self {
+            connections: counts.connections,
+            connections_active: counts.open,
+            bytes_to_backend: counts.bytes_to_backend,
+            bytes_from_backend: counts.bytes_from_backend,
+            timeouts: counts.timeouts,
+            datagrams_to_backend: counts.datagrams_to_backend,
+            datagrams_from_backend: counts.datagrams_from_backend,
+            flows_active: counts.flows_open,
+        }
     }
 }
 
@@ -65,6 +104,46 @@ impl WorkerStats {
     }
 }
 
+/// Which way a UDP datagram went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datagram {
+    ToBackend,
+    FromBackend,
+}
+
+impl WorkerStats {
+    /// A UDP flow to `backend` opened (`true`) or ended.
+    pub fn udp_flow(&mut self, backend: usize, opened: bool) {
+        if let Some(stats) = slot(&mut self.backends, backend) {
+            if opened {
+                stats.l4.flows_open += 1;
+            } else {
+                stats.l4.flows_open = stats.l4.flows_open.saturating_sub(1);
+            }
+        }
+    }
+
+    /// A datagram of `bytes` relayed on a flow of `backend`, through `listener`.
+    pub fn udp_datagram(&mut self, listener: usize, backend: usize, way: Datagram, bytes: u64) {
+        if let Some(stats) = slot(&mut self.backends, backend) {
+            match way {
+                Datagram::ToBackend => {
+                    stats.l4.datagrams_to_backend += 1;
+                    stats.l4.bytes_to_backend += bytes;
+                }
+                Datagram::FromBackend => {
+                    stats.l4.datagrams_from_backend += 1;
+                    stats.l4.bytes_from_backend += bytes;
+                }
+            }
+        }
+        match way {
+            Datagram::ToBackend => self.listener_bytes(listener, bytes, 0),
+            Datagram::FromBackend => self.listener_bytes(listener, 0, bytes),
+        }
+    }
+}
+
 /// Writes the L4 families of `total` in Prometheus text format.
 pub(super) fn render_prometheus(
     layout: &StatsLayout,
@@ -72,7 +151,7 @@ pub(super) fn render_prometheus(
     (family, sample): (FamilyFn, SampleFn),
     out: &mut String,
 ) {
-    let families: [(&str, &str, &str, CountFn); 5] = [
+    let families: [(&str, &str, &str, CountFn); 8] = [
         ("ringway_l4_connections_total", "counter", "TCP connections relayed.", |c| c.connections),
         ("ringway_l4_connections_active", "gauge", "TCP connections relayed now.", |c| c.open),
         (
@@ -93,6 +172,19 @@ pub(super) fn render_prometheus(
             "TCP connections closed by the idle or the total timeout.",
             |c| c.timeouts,
         ),
+        (
+            "ringway_l4_datagrams_to_backend_total",
+            "counter",
+            "UDP datagrams relayed from clients to the backend.",
+            |c| c.datagrams_to_backend,
+        ),
+        (
+            "ringway_l4_datagrams_from_backend_total",
+            "counter",
+            "UDP datagrams relayed from the backend to clients.",
+            |c| c.datagrams_from_backend,
+        ),
+        ("ringway_l4_udp_flows_active", "gauge", "UDP flows open now.", |c| c.flows_open),
     ];
     for (name, kind, help, value) in families {
         family(out, name, kind, help);

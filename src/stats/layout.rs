@@ -11,6 +11,8 @@ use crate::config::Config;
 pub struct StatsLayout {
     /// Listener names.
     pub listeners: Vec<String>,
+    /// Each listener's mode: `"http"`, `"tcp"` or `"udp"`.
+    pub listener_modes: Vec<&'static str>,
     /// All routes of all listeners, flattened in config order: indexed by
     /// [`RouteId::index`](crate::config::RouteId::index).
     pub routes: Vec<RouteLabel>,
@@ -62,6 +64,11 @@ impl StatsLayout {
         }
         Self {
             listeners: config.listeners.iter().map(|listener| listener.name.clone()).collect(),
+            listener_modes: config
+                .listeners
+                .iter()
+                .map(|listener| listener.mode.as_str())
+                .collect(),
             routes,
             clusters: config.clusters.iter().map(|cluster| cluster.name.clone()).collect(),
             backends,

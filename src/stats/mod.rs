@@ -15,7 +15,7 @@ mod prometheus;
 mod worker;
 
 pub use aggregate::Aggregate;
-pub use l4::L4Record;
+pub use l4::{Datagram, L4Record};
 pub use layout::{BackendLabel, RouteLabel, StatsLayout};
 pub use worker::WorkerStats;
 
@@ -55,11 +55,13 @@ pub enum RejectReason {
     /// An L4 connection found no backend to take it (none eligible, or every connect
     /// failed).
     NoBackend,
+    /// A UDP datagram that would open a flow past the listener's `flows_max`: dropped.
+    FlowLimit,
 }
 
 impl RejectReason {
     /// Every reason, in the order of their counters.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::HeadTooLarge,
         Self::TooManyHeaders,
         Self::UriTooLong,
@@ -79,6 +81,7 @@ impl RejectReason {
         Self::ProxyUntrusted,
         Self::ClientHello,
         Self::NoBackend,
+        Self::FlowLimit,
     ];
 
     /// The snake_case label used in metrics and JSON.
@@ -103,6 +106,7 @@ impl RejectReason {
             Self::ProxyUntrusted => "proxy_untrusted",
             Self::ClientHello => "client_hello",
             Self::NoBackend => "no_backend",
+            Self::FlowLimit => "flow_limit",
         }
     }
 
@@ -128,6 +132,7 @@ impl RejectReason {
             Self::ProxyUntrusted => 16,
             Self::ClientHello => 17,
             Self::NoBackend => 18,
+            Self::FlowLimit => 19,
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct BackendStatus {
     pub failures: u32,
     /// When it last became eligible; slow start ramps from here.
     pub eligible_since: Instant,
+    /// When it stopped taking new work (draining or disabled); the L4 drain timeout runs
+    /// from here. `None` while active.
+    pub draining_since: Option<Instant>,
     pub in_flight: u32,
     /// The other workers' in-flight count, from the last load sync.
     pub in_flight_others: u32,
@@ -249,6 +252,10 @@ impl ClusterStatus {
         if state == BackendState::Active && status.admin != BackendState::Active {
             status.eligible_since = now;
         }
+        status.draining_since = match state {
+            BackendState::Active => None,
+            BackendState::Draining | BackendState::Disabled => status.draining_since.or(Some(now)),
+        };
         status.admin = state;
     }
 
@@ -279,6 +286,7 @@ fn fresh_status(backend: &Backend, slow_start: Duration, now: Instant) -> Backen
         ejections: 0,
         failures: 0,
         eligible_since: now.checked_sub(slow_start).unwrap_or(now),
+        draining_since: (backend.state != BackendState::Active).then_some(now),
         in_flight: 0,
         in_flight_others: 0,
         latency: PeakEwma::default(),

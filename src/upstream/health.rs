@@ -5,7 +5,7 @@
 //! consecutive good ones bring it back. Workers learn of changes as messages, so the
 //! request path reads only worker-owned state.
 
-use crate::config::{BackendId, ClusterId, Config, HealthCheck};
+use crate::config::{BackendId, ClusterId, Config, HealthCheck, Probe};
 use crate::http::{HeadLimits, Parsed, parse_response_head};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -20,6 +20,9 @@ pub struct HealthEvent {
     pub is_up: bool,
 }
 
+/// The bytes of a UDP check's reply that are read (any reply passes).
+const UDP_REPLY_BYTES: usize = 512;
+
 /// The largest health-check response head read.
 const CHECK_HEAD_BYTES_MAX: usize = 16 * 1024;
 
@@ -32,7 +35,10 @@ pub fn start(config: &Config, publish: Rc<dyn Fn(HealthEvent)>) {
             let target = Target {
                 cluster: ClusterId(u32::try_from(cluster_index).unwrap_or(u32::MAX)),
                 backend: BackendId(u32::try_from(backend_index).unwrap_or(u32::MAX)),
-                addr: backend.addr,
+                // A check's `port` probes another port of the backend's host.
+                addr: check
+                    .port
+                    .map_or(backend.addr, |port| SocketAddr::new(backend.addr.ip(), port)),
                 host: backend.host.clone(),
                 tls: cluster.tls.clone(),
                 request: check_request(check, &backend.host),
@@ -59,7 +65,7 @@ struct Target {
 }
 
 fn check_request(check: &HealthCheck, backend_host: &str) -> Vec<u8> {
-    let Some(http) = &check.http else { return Vec::new() };
+    let Probe::Http(http) = &check.probe else { return Vec::new() };
     let host = http.host.as_deref().unwrap_or(backend_host);
     format!(
         "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ringway-health-check\r\n\
@@ -94,12 +100,18 @@ async fn check_loop(target: Target, publish: Rc<dyn Fn(HealthEvent)>) {
     }
 }
 
-/// One probe: connect, and for HTTP checks send the request and check the status.
+/// One probe: connect, and for HTTP checks send the request and check the status; for
+/// UDP checks send the datagram and wait for any reply.
 async fn probe(target: &Target) -> std::io::Result<bool> {
     let timeout = target.check.timeout;
+    let http = match &target.check.probe {
+        Probe::Udp(payload) => return probe_udp(target.addr, payload).await,
+        Probe::Tcp => None,
+        Probe::Http(http) => Some(http),
+    };
     let mut stream =
         super::connect::connect(target.addr, &target.host, target.tls.as_ref(), timeout).await?;
-    let Some(http) = &target.check.http else { return Ok(true) };
+    let Some(http) = http else { return Ok(true) };
     let (result, _) = stream.write_all(target.request.clone()).await;
     result?;
     let mut buf = Vec::with_capacity(1024);
@@ -120,5 +132,50 @@ async fn probe(target: &Target) -> std::io::Result<bool> {
         if result? == 0 {
             return Ok(false);
         }
+    }
+}
+
+/// A UDP probe: `payload` to `addr` from a socket connected to it; any reply passes. A
+/// closed port answers with ICMP, which the connected socket reports as an error (fails).
+async fn probe_udp(addr: SocketAddr, payload: &[u8]) -> std::io::Result<bool> {
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = monoio::net::udp::UdpSocket::bind(local)?;
+    socket.connect(addr).await?;
+    let (sent, _) = socket.send(payload.to_vec()).await;
+    sent?;
+    let (received, _) = socket.recv(vec![0u8; UDP_REPLY_BYTES]).await;
+    received.map(|_| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_udp;
+
+    #[test]
+    fn l4_udp_probe_passes_on_a_reply_and_fails_on_a_closed_port() {
+        let echo = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = echo.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((read, from)) = echo.recv_from(&mut buf) {
+                let _ = echo.send_to(&buf[..read], from);
+            }
+        });
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let closed = closed.local_addr().expect("addr");
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let wait = std::time::Duration::from_secs(2);
+            let live = crate::deadline::timeout(wait, probe_udp(addr, b"ping")).await;
+            assert!(matches!(live, Ok(Ok(true))), "{live:?}");
+            let dead = crate::deadline::timeout(wait, probe_udp(closed, b"ping")).await;
+            assert!(matches!(dead, Ok(Err(_)) | Err(_)), "{dead:?}");
+        });
     }
 }

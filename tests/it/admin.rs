@@ -33,7 +33,7 @@ on_both_drivers!(
 const FAST_STATS: &str = "[stats]\ninterval_ms = 50\n\n";
 
 /// Every rejection reason, in the documented order.
-const REJECT_REASONS: [&str; 19] = [
+const REJECT_REASONS: [&str; 20] = [
     "head_too_large",
     "too_many_headers",
     "uri_too_long",
@@ -53,6 +53,7 @@ const REJECT_REASONS: [&str; 19] = [
     "proxy_untrusted",
     "client_hello",
     "no_backend",
+    "flow_limit",
 ];
 
 /// `{"1xx": n, ..., "5xx": n}` as `/stats` writes it.
@@ -634,6 +635,10 @@ fn endpoints_answer_as_documented(driver: Driver) {
     assert!(!page.contains("http://") && !page.contains("https://"), "fetches from outside");
     for compression in ["id=\"compression\"", "route.compression", "bytes_out", "skipped"] {
         assert!(page.contains(compression), "the dashboard shows no compression: {compression}");
+    }
+    // The L4 rows read each backend's `l4` counters and each listener's mode.
+    for l4 in ["id=\"l4\"", "b.l4", "datagrams_to_backend", "flows_active", "l.mode"] {
+        assert!(page.contains(l4), "the dashboard shows no L4 rows: {l4}");
     }
     let mut head = Client::connect(admin_addr);
     head.send(b"HEAD / HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\n\r\n");

@@ -46,6 +46,16 @@ fn config_from_toml_seeds() {
     replay("config_from_toml", fuzz::check_config_from_toml);
 }
 
+#[test]
+fn parse_proxy_header_seeds() {
+    replay("parse_proxy_header", fuzz::check_parse_proxy_header);
+}
+
+#[test]
+fn parse_client_hello_seeds() {
+    replay("parse_client_hello", fuzz::check_parse_client_hello);
+}
+
 /// Each fuzz target has seeds, and each seed folder a target.
 #[test]
 fn every_target_has_seeds() {
@@ -61,5 +71,5 @@ fn every_target_has_seeds() {
     let fuzz_dir = Path::new(FUZZ_DIR);
     let targets = names(&fuzz_dir.join("fuzz_targets"), ".rs");
     assert_eq!(targets, names(&fuzz_dir.join("seeds"), ""));
-    assert_eq!(targets.len(), 4, "{targets:?}");
+    assert_eq!(targets.len(), 6, "{targets:?}");
 }

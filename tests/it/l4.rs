@@ -1,8 +1,10 @@
 //! L4 listeners end to end: TCP balancing to echo backends, half-close, connect retries,
-//! idle timeouts, PROXY protocol in and out, SNI routing, ACLs, counters and log lines.
+//! idle timeouts, drain (with and without a drain timeout), PROXY protocol in and out, SNI
+//! routing, ACLs, counters and log lines.
 
-use crate::support::admin::{metrics, sample};
-use crate::support::{Driver, WAIT, on_both_drivers, preamble, start_proxy, unused_addr};
+use crate::support::admin::{metrics, sample, stats};
+use crate::support::{Driver, WAIT, on_both_drivers, pause, preamble, start_proxy, unused_addr};
+use ringway::config::BackendState;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -84,6 +86,12 @@ fn l4_tcp_round_robin_with_half_close(driver: Driver) {
     crate::support::eventually("bytes are counted", || {
         sample(&metrics(proxy.admin_addr()), &bytes) == Some(22.0)
     });
+    // The dashboard's L4 rows read these from `/stats`.
+    let json = stats(proxy.admin_addr());
+    assert_eq!(json["listeners"][0]["mode"], "tcp");
+    let l4 = &json["clusters"][0]["backends"][0]["l4"];
+    assert_eq!((&l4["connections"], &l4["connections_active"]), (&2.into(), &0.into()));
+    assert_eq!(l4["bytes_to_backend"], 22);
 }
 
 fn l4_connect_failure_retries_the_next_backend(driver: Driver) {
@@ -227,7 +235,58 @@ fn l4_sni_routes_by_name_and_replays_the_hello(driver: Driver) {
     });
 }
 
+/// A long connection to a backend that starts draining: new connections go to the other
+/// backend while it keeps relaying; with `drain_timeout_ms` it is closed after that time.
+fn drain_while_a_long_connection_runs(driver: Driver, drain_timeout_ms: Option<u64>) {
+    let (a, b) = (echo_backend("A"), echo_backend("B"));
+    let cluster = drain_timeout_ms.map_or(String::new(), |ms| format!("drain_timeout_ms = {ms}\n"));
+    let toml = format!("{}{}", preamble(driver, 1), tcp_listener("", &[a, b], &cluster));
+    let mut proxy = start_proxy(&toml);
+    let mut long = TcpStream::connect(proxy.addr()).expect("connect");
+    long.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let echo = |long: &mut TcpStream, bytes: &[u8]| {
+        long.write_all(bytes).expect("write");
+        let mut back = vec![0u8; bytes.len()];
+        long.read_exact(&mut back).expect("the echo");
+        back
+    };
+    long.write_all(b"1").expect("write");
+    let mut greeting = [0u8; 3];
+    long.read_exact(&mut greeting).expect("greeting and echo");
+    assert_eq!(&greeting, b"A\n1");
+    proxy.set_backend_state("db", &a.to_string(), BackendState::Draining);
+    let drained_at = Instant::now();
+    for _ in 0..2 {
+        assert_eq!(exchange(proxy.addr(), &[b"x"]), b"B\nx");
+    }
+    assert_eq!(echo(&mut long, b"ping"), b"ping");
+    match drain_timeout_ms {
+        None => {
+            pause(Duration::from_millis(800));
+            assert_eq!(echo(&mut long, b"still"), b"still");
+        }
+        Some(ms) => {
+            let mut rest = Vec::new();
+            let _ = long.read_to_end(&mut rest);
+            let waited = drained_at.elapsed();
+            assert!(rest.is_empty(), "{rest:?}");
+            let low = Duration::from_millis(ms - 50);
+            assert!(waited >= low && waited < WAIT, "closed {waited:?} after the drain");
+        }
+    }
+}
+
+fn l4_drain_leaves_a_long_connection_running(driver: Driver) {
+    drain_while_a_long_connection_runs(driver, None);
+}
+
+fn l4_drain_timeout_closes_a_long_connection(driver: Driver) {
+    drain_while_a_long_connection_runs(driver, Some(600));
+}
+
 on_both_drivers!(
+    l4_drain_leaves_a_long_connection_running,
+    l4_drain_timeout_closes_a_long_connection,
     l4_tcp_round_robin_with_half_close,
     l4_connect_failure_retries_the_next_backend,
     l4_idle_timeout_closes_a_silent_connection,

@@ -62,3 +62,5 @@ mod tls_upstream;
 
 // L4: TCP balancing, half-close, PROXY protocol in and out, TLS passthrough by SNI.
 mod l4;
+// UDP listeners: flow affinity, one-response flows, idle expiry, the flow bound, probes.
+mod l4_udp;

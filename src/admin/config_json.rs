@@ -147,6 +147,7 @@ fn cluster_json(cluster: &Cluster) -> Value {
         "health_check": health,
         "outlier": {
             "consecutive_failures": cluster.outlier.consecutive_failures,
+            "distinct_clients": cluster.outlier.distinct_clients,
             "on_5xx": cluster.outlier.on_5xx,
             "eject_ms": cluster.outlier.eject.as_millis(),
             "eject_max_ms": cluster.outlier.eject_max.as_millis(),

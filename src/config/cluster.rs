@@ -297,6 +297,7 @@ fn validate_outlier(at: &str, outlier: &FileOutlier, errors: &mut Vec<ConfigErro
             errors,
         )),
         on_5xx: outlier.on_5xx.unwrap_or(false),
+        distinct_clients: outlier.distinct_clients.unwrap_or(true),
         eject,
         eject_max,
     }

@@ -322,6 +322,7 @@ pub(super) struct FileHealthCheck {
 pub(super) struct FileOutlier {
     pub(super) consecutive_failures: Option<u64>,
     pub(super) on_5xx: Option<bool>,
+    pub(super) distinct_clients: Option<bool>,
     pub(super) eject_ms: Option<u64>,
     pub(super) eject_max_ms: Option<u64>,
 }

@@ -508,6 +508,10 @@ pub struct Outlier {
     pub consecutive_failures: u32,
     /// Count 5xx responses as failures.
     pub on_5xx: bool,
+    /// Failures that followed a request count once per client address in a run, so no
+    /// single client can eject a backend. Off only where every request arrives from one
+    /// address (behind another balancer without the PROXY protocol).
+    pub distinct_clients: bool,
     /// First ejection time; each further ejection doubles it, up to `eject_max`.
     pub eject: Duration,
     pub eject_max: Duration,

@@ -12,7 +12,7 @@ use crate::error::ProxyError;
 use crate::l4::report::{CloseReason, Closed, report};
 use crate::stats::RejectReason;
 use crate::tls::UpstreamStream;
-use crate::upstream::{self, Outcome, Pick};
+use crate::upstream::{self, Cause, Outcome, Pick};
 use crate::worker::{InFlight, Worker};
 use monoio::io::{AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
@@ -193,7 +193,7 @@ async fn attempt(worker: &Worker, cluster_id: ClusterId, ip: IpAddr) -> Option<C
                 let at = Instant::now();
                 let connect_time = at.saturating_duration_since(now);
                 // Least response time balances TCP by connect time.
-                let outcome = Outcome::Response { latency: connect_time, failed: false };
+                let outcome = Outcome::Response { latency: connect_time };
                 worker.clusters.borrow_mut()[cluster_index].record(cluster, backend, outcome, at);
                 worker.stats.borrow_mut().upstream_connected(stats_index, false);
                 let addr = config.addr;
@@ -216,7 +216,7 @@ async fn attempt(worker: &Worker, cluster_id: ClusterId, ip: IpAddr) -> Option<C
                     worker,
                     (cluster_index, cluster),
                     backend,
-                    error,
+                    (error, Cause::Backend),
                 );
             }
         }

@@ -14,11 +14,13 @@ use crate::error::ProxyError;
 use crate::http::{BodyFraming, HeaderLine, ResponseHead, Version, find_cookie, find_header};
 use crate::tls::client::ClientTls;
 use crate::tls::{MaybeTls, UpstreamStream};
-use crate::upstream::{self, Outcome, Pick, PoolKey, PoolLimits, UpstreamConnection};
+use crate::upstream::{
+    self, Cause, Outcome, Pick, PoolKey, PoolLimits, UpstreamConnection, client_key,
+};
 use crate::wire::OutVec;
 use crate::worker::{InFlight, Worker};
 use monoio::io::AsyncWriteRentExt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Connect timeout for a direct target (a cluster has its own).
@@ -170,9 +172,7 @@ async fn attempt_backends<'a>(
         out = back;
         let error = match result {
             Ok(answered) => {
-                let failed = answered.response.status >= 500 && cluster.outlier.on_5xx;
-                let latency = x.report.upstream_time.unwrap_or_default();
-                let outcome = Outcome::Response { latency, failed };
+                let outcome = response_outcome(x, cluster, answered.response.status);
                 let mut clusters = worker.clusters.borrow_mut();
                 clusters[cluster_index].record(cluster, backend, outcome, answered.at);
                 let attempt = answered.into_attempt(Some(backend), &destination, Some(in_flight));
@@ -180,7 +180,7 @@ async fn attempt_backends<'a>(
             }
             Err(error) => error,
         };
-        note_failure(worker, (cluster_index, cluster), backend, error);
+        note_failure(worker, (cluster_index, cluster), backend, (error, failure_cause(x, error)));
         // A head lost with a timed-out write cannot be sent again.
         let head_kept = out.buf.len() >= x.request.head.head_len as usize;
         let replayable = x.request.head.method.is_idempotent()
@@ -193,6 +193,25 @@ async fn attempt_backends<'a>(
             return (Err(error), out);
         }
         last_error = Some(error);
+    }
+}
+
+/// How a backend's answer counts for the passive checks and the balancer.
+fn response_outcome(x: &Exchange<'_>, cluster: &Cluster, status: u16) -> Outcome {
+    let latency = x.report.upstream_time.unwrap_or_default();
+    if status >= 500 && cluster.outlier.on_5xx {
+        Outcome::FailedResponse { latency, client: client_key(x.peer.ip()) }
+    } else {
+        Outcome::Response { latency }
+    }
+}
+
+/// Whether this exchange's request may have caused `error`: only a failed connect
+/// happens before any of it went out.
+fn failure_cause(x: &Exchange<'_>, error: ProxyError) -> Cause {
+    match error {
+        ProxyError::Connect => Cause::Backend,
+        _ => Cause::Request(client_key(x.peer.ip())),
     }
 }
 
@@ -224,13 +243,13 @@ pub fn note_failure(
     worker: &Worker,
     (cluster_index, cluster): (usize, &Cluster),
     backend: BackendId,
-    error: ProxyError,
+    (error, cause): (ProxyError, Cause),
 ) {
     if !error.counts_against_backend() {
         return;
     }
     let mut clusters = worker.clusters.borrow_mut();
-    clusters[cluster_index].record(cluster, backend, Outcome::Failure, Instant::now());
+    clusters[cluster_index].record(cluster, backend, Outcome::Failure(cause), Instant::now());
     let index = worker.stats_layout.backend_index(cluster_index, backend.0 as usize);
     match error {
         ProxyError::Connect => worker.stats.borrow_mut().upstream_connect_error(index),
@@ -319,10 +338,7 @@ async fn try_destination(
 
 /// The hash key of this request for the cluster's policy (0 when the policy has none).
 fn hash_key_of(x: &Exchange<'_>, cluster: &Cluster, buf: &[u8]) -> u64 {
-    let ip_key = || match x.peer.ip() {
-        IpAddr::V4(ip) => hash_key(&ip.octets()),
-        IpAddr::V6(ip) => hash_key(&ip.octets()),
-    };
+    let ip_key = || client_key(x.peer.ip());
     let request = &x.request;
     let found = match (cluster.balance, &cluster.hash_key) {
         (Balance::IpHash, _) | (Balance::Hash, HashKey::ClientIp) => return ip_key(),

@@ -36,6 +36,9 @@ pub struct BackendStatus {
     pub ejections: u32,
     /// Consecutive failed exchanges.
     pub failures: u32,
+    /// The clients whose requests failed in this run of failures, one bit per hashed
+    /// address: a client's repeated failures count once (`outlier.distinct_clients`).
+    pub failed_clients: u64,
     /// When it last became eligible; slow start ramps from here.
     pub eligible_since: Instant,
     /// When it stopped taking new work (draining or disabled); the L4 drain timeout runs
@@ -50,10 +53,33 @@ pub struct BackendStatus {
 /// How an exchange with a backend went, for passive checks and latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// A response head arrived after `latency`; `failed` when the status counts as a failure.
-    Response { latency: Duration, failed: bool },
-    /// Connect failure, timeout, or a reset before the response.
-    Failure,
+    /// A response head arrived after `latency`.
+    Response { latency: Duration },
+    /// A response head whose status counts as a failure (a 5xx under `outlier.on_5xx`),
+    /// answering a request from the client with address key `client`.
+    FailedResponse { latency: Duration, client: u64 },
+    /// No response: a connect failure, a timeout, a reset, an unparsable head.
+    Failure(Cause),
+}
+
+/// What a backend had from a client when it failed: whether a request could have
+/// provoked the failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Nothing: the connect failed or timed out. The fault is the backend's alone.
+    Backend,
+    /// A request from the client with this address key (see [`client_key`]) had gone out:
+    /// the request itself may have made the backend fail (a body that crashes it, a path
+    /// that hangs), so one client cannot eject a backend on its own.
+    Request(u64),
+}
+
+/// The key of a client address for [`Cause::Request`].
+pub fn client_key(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(ip) => hash_key(&ip.octets()),
+        std::net::IpAddr::V6(ip) => hash_key(&ip.octets()),
+    }
 }
 
 /// What one pick needs besides the cluster.
@@ -196,6 +222,10 @@ impl ClusterStatus {
     }
 
     /// Records how an exchange went: latency for least_response_time, and passive checks.
+    ///
+    /// Under `outlier.distinct_clients`, failures that followed a request count once per
+    /// client in a run of failures: `consecutive_failures` different clients (or failed
+    /// connects, which no client causes) eject a backend, never one client's requests.
     pub fn record(
         &mut self,
         cluster: &Cluster,
@@ -204,23 +234,37 @@ impl ClusterStatus {
         now: Instant,
     ) {
         let status = &mut self.backends[backend.0 as usize];
-        let failed = match outcome {
-            Outcome::Response { latency, failed } => {
-                if self.balancer.policy() == Policy::LeastResponseTime {
-                    status.latency.observe(latency.as_nanos() as f64, now, cluster.latency_decay);
-                }
-                failed
+        let (latency, cause) = match outcome {
+            Outcome::Response { latency } => (Some(latency), None),
+            Outcome::FailedResponse { latency, client } => {
+                (Some(latency), Some(Cause::Request(client)))
             }
-            Outcome::Failure => true,
+            Outcome::Failure(cause) => (None, Some(cause)),
         };
-        if !failed {
+        if let Some(latency) = latency
+            && self.balancer.policy() == Policy::LeastResponseTime
+        {
+            status.latency.observe(latency.as_nanos() as f64, now, cluster.latency_decay);
+        }
+        let Some(cause) = cause else {
             status.failures = 0;
+            status.failed_clients = 0;
             // A backend that has served well for one base ejection time is forgiven.
             if status.ejected_until.is_some_and(|until| now >= until + cluster.outlier.eject) {
                 status.ejections = 0;
                 status.ejected_until = None;
             }
             return;
+        };
+        if let Cause::Request(client) = cause
+            && cluster.outlier.distinct_clients
+        {
+            // 64 buckets: a collision makes a run need one more distinct client.
+            let bit = 1u64 << (client >> 58);
+            if status.failed_clients & bit != 0 {
+                return;
+            }
+            status.failed_clients |= bit;
         }
         status.failures += 1;
         let threshold = cluster.outlier.consecutive_failures;
@@ -232,6 +276,7 @@ impl ClusterStatus {
             status.eligible_since = until;
             status.ejections += 1;
             status.failures = 0;
+            status.failed_clients = 0;
             let host = &cluster.backends[backend.0 as usize].host;
             log::warn!("cluster {} backend {host}: ejected for {eject:?}", cluster.name);
         }
@@ -285,6 +330,7 @@ fn fresh_status(backend: &Backend, slow_start: Duration, now: Instant) -> Backen
         ejected_until: None,
         ejections: 0,
         failures: 0,
+        failed_clients: 0,
         eligible_since: now.checked_sub(slow_start).unwrap_or(now),
         draining_since: (backend.state != BackendState::Active).then_some(now),
         in_flight: 0,
@@ -436,20 +482,20 @@ mod tests {
         let now = Instant::now();
         let mut status = ClusterStatus::new(&cluster, 0, now);
         let backend = BackendId(1);
-        status.record(&cluster, backend, Outcome::Failure, now);
+        status.record(&cluster, backend, Outcome::Failure(Cause::Backend), now);
         assert_eq!(status.backends[1].ejected_until, None, "one failure is not enough");
-        status.record(&cluster, backend, Outcome::Failure, now);
+        status.record(&cluster, backend, Outcome::Failure(Cause::Backend), now);
         assert_eq!(status.backends[1].ejected_until, Some(now + Duration::from_secs(1)));
         for _ in 0..100 {
             assert_ne!(pick(&mut status, &cluster, &[], now), Some(1), "ejected backend picked");
         }
         let later = now + Duration::from_millis(1500);
-        status.record(&cluster, backend, Outcome::Failure, later);
-        status.record(&cluster, backend, Outcome::Failure, later);
+        status.record(&cluster, backend, Outcome::Failure(Cause::Backend), later);
+        status.record(&cluster, backend, Outcome::Failure(Cause::Backend), later);
         assert_eq!(status.backends[1].ejected_until, Some(later + Duration::from_secs(2)));
         let much_later = later + Duration::from_secs(10);
-        status.record(&cluster, backend, Outcome::Failure, much_later);
-        status.record(&cluster, backend, Outcome::Failure, much_later);
+        status.record(&cluster, backend, Outcome::Failure(Cause::Backend), much_later);
+        status.record(&cluster, backend, Outcome::Failure(Cause::Backend), much_later);
         assert_eq!(
             status.backends[1].ejected_until,
             Some(much_later + Duration::from_secs(3)),
@@ -462,12 +508,50 @@ mod tests {
         let cluster = cluster("[cluster.api.outlier]\nconsecutive_failures = 2");
         let now = Instant::now();
         let mut status = ClusterStatus::new(&cluster, 0, now);
-        let ok = Outcome::Response { latency: Duration::from_millis(1), failed: false };
+        let ok = Outcome::Response { latency: Duration::from_millis(1) };
         for _ in 0..10 {
-            status.record(&cluster, BackendId(0), Outcome::Failure, now);
+            status.record(&cluster, BackendId(0), Outcome::Failure(Cause::Backend), now);
             status.record(&cluster, BackendId(0), ok, now);
         }
         assert_eq!(status.backends[0].ejected_until, None);
+    }
+
+    #[test]
+    fn one_clients_failed_requests_never_eject_a_backend() {
+        let cluster = cluster("[cluster.api.outlier]\nconsecutive_failures = 3");
+        let now = Instant::now();
+        let mut status = ClusterStatus::new(&cluster, 0, now);
+        let one = client_key("192.0.2.7".parse().expect("ip"));
+        for _ in 0..50 {
+            status.record(&cluster, BackendId(0), Outcome::Failure(Cause::Request(one)), now);
+            let failed = Outcome::FailedResponse { latency: Duration::ZERO, client: one };
+            status.record(&cluster, BackendId(0), failed, now);
+        }
+        assert_eq!(status.backends[0].ejected_until, None, "one client ejected the backend");
+        // Three different clients do.
+        for last in 1..=3u8 {
+            let client = client_key(std::net::IpAddr::from([198, 51, 100, last]));
+            status.record(&cluster, BackendId(0), Outcome::Failure(Cause::Request(client)), now);
+        }
+        assert!(status.backends[0].ejected_until.is_some(), "three clients did not eject it");
+        // Failed connects need no client: they are the backend's alone.
+        for _ in 0..3 {
+            status.record(&cluster, BackendId(1), Outcome::Failure(Cause::Backend), now);
+        }
+        assert!(status.backends[1].ejected_until.is_some());
+    }
+
+    #[test]
+    fn distinct_clients_off_counts_every_failure() {
+        let cluster =
+            cluster("[cluster.api.outlier]\nconsecutive_failures = 3\ndistinct_clients = false");
+        let now = Instant::now();
+        let mut status = ClusterStatus::new(&cluster, 0, now);
+        let one = client_key("192.0.2.7".parse().expect("ip"));
+        for _ in 0..3 {
+            status.record(&cluster, BackendId(0), Outcome::Failure(Cause::Request(one)), now);
+        }
+        assert!(status.backends[0].ejected_until.is_some());
     }
 
     #[test]

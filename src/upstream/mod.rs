@@ -7,6 +7,6 @@ pub mod health;
 pub mod peer;
 mod pool;
 
-pub use backend::{BackendStatus, ClusterStatus, LoadBoard, Outcome, Pick};
+pub use backend::{BackendStatus, Cause, ClusterStatus, LoadBoard, Outcome, Pick, client_key};
 pub use connect::connect;
 pub use pool::{Pool, PoolKey, PoolLimits, UpstreamConnection};

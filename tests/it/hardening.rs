@@ -19,6 +19,7 @@ on_both_drivers!(
     stale_pooled_connection_does_not_fail_a_post,
     malformed_chunked_body_never_reaches_the_backend,
     a_small_chunked_body_goes_whole_with_a_content_length,
+    one_clients_poison_requests_never_eject_a_healthy_backend,
 );
 
 fn connect_on_a_reverse_proxy_route_gets_405(driver: Driver) {
@@ -247,4 +248,38 @@ fn a_small_chunked_body_goes_whole_with_a_content_length(driver: Driver) {
     let _pipelined = origin.next_request();
     let streamed = origin.next_request();
     assert!(streamed.chunked, "{:?}", streamed.head);
+}
+
+/// A backend that drops the connection without an answer on `/poison` (a request that
+/// crashes its handler), and serves everything else.
+fn crashes_on_poison() -> Origin {
+    Origin::start_raw(|conn| {
+        while let Some(head) = conn.head() {
+            if head.start[1] == "/poison" {
+                return;
+            }
+            if conn.write(&origin::response(200, &[], b"fine")).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn one_clients_poison_requests_never_eject_a_healthy_backend(driver: Driver) {
+    let origin = crashes_on_poison();
+    for (distinct_clients, ejected) in [(true, false), (false, true)] {
+        let extra = format!(
+            "retries = 0\n[cluster.app.outlier]\nconsecutive_failures = 2\n\
+             distinct_clients = {distinct_clients}\n"
+        );
+        let proxy = start_proxy(&to_origin(driver, origin.addr(), &extra));
+        let poisoned: Vec<u16> =
+            (0..5).map(|_| Client::connect(proxy.addr()).get("/poison").status).collect();
+        // Once ejected, the poison gets 503 (no backend) instead of 502.
+        assert_eq!(poisoned.contains(&503), ejected, "{poisoned:?}");
+        // Another client's request, on the single backend of the cluster.
+        let after = Client::connect(proxy.addr()).get("/");
+        let expected = if ejected { 503 } else { 200 };
+        assert_eq!(after.status, expected, "distinct_clients = {distinct_clients}");
+    }
 }

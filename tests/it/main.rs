@@ -41,6 +41,7 @@ mod fuzz_seeds;
 // House rules: module docs, line and file length, layering.
 mod tidy;
 // How far per-worker least connections strays from a global choice (a simulation).
+mod sim_cache;
 mod sim_least_connections;
 // RFC 9112 strictness: ambiguous requests get 400 and a close, bad responses 502.
 mod strict;

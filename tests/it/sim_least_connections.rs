@@ -9,6 +9,7 @@
 //!
 //! At the high rate, arrivals average 16,000 requests/s (1.6 per tick) over all workers.
 
+use crate::support::rng::Rng;
 use ringway::balance::{Balancer, Candidate, Policy};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -21,34 +22,6 @@ const TICK_US: u64 = 100;
 const DURATION_US: u64 = 10_000_000;
 /// Mean service time: 20 ms, so about 320 exchanges are in flight.
 const SERVICE_MEAN_US: f64 = 20_000.0;
-
-/// A tiny deterministic generator (splitmix64), so the result is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Poisson-distributed count with mean `mean` (Knuth's method; the mean is small).
-    fn poisson(&mut self, mean: f64) -> u32 {
-        let limit = (-mean).exp();
-        let (mut count, mut product) = (0, self.unit());
-        while product > limit {
-            count += 1;
-            product *= self.unit();
-        }
-        count
-    }
-}
 
 /// Mean excess per pick and mean spread over time.
 #[derive(Debug, Clone, Copy)]

@@ -9,6 +9,7 @@ pub(crate) mod origin;
 pub(crate) mod pki;
 pub(crate) mod process;
 pub(crate) mod reader;
+pub(crate) mod rng;
 
 use ringway::config::{BackendState, Config};
 use ringway::runtime::{self, BackendReport, Proxy};

@@ -40,6 +40,7 @@ pub mod stats;
 pub mod access_log;
 
 pub mod tune;
+pub mod cli;
 
 #[doc(hidden)]
 pub mod fuzz;

@@ -1,10 +1,14 @@
 //! The `ringway` command: `ringway --config FILE` runs the proxy, `ringway check FILE`
-//! validates a file and exits, `ringway tune` inspects the host and recommends settings.
-//! With no `--config`, the embedded default config runs.
+//! validates a file and exits, `ringway tune` inspects the host and recommends settings,
+//! and `status`, `backend` and `top` act on a running proxy through its admin API. With no
+//! `--config`, the embedded default config runs (and is where the verbs look for the admin
+//! API).
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use ringway::cli::{self, BackendAction};
 use ringway::config::{Config, EMBEDDED_DEFAULT};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,6 +45,55 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shows workers, listeners, clusters and backends (health, state, in flight, error
+    /// rates) of the running proxy, from its admin API.
+    Status {
+        #[command(flatten)]
+        admin: AdminFlags,
+    },
+    /// Drains, enables or disables a backend on every worker of the running proxy.
+    Backend {
+        action: Action,
+        /// The cluster's name, as in the config.
+        cluster: String,
+        /// The backend's address, as written in the config.
+        backend: String,
+        #[command(flatten)]
+        admin: AdminFlags,
+    },
+    /// The status view with requests per second, refreshed every second.
+    Top {
+        /// Stop after this many refreshes (default: until interrupted).
+        #[arg(short = 'n', long)]
+        count: Option<u64>,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        #[command(flatten)]
+        admin: AdminFlags,
+    },
+}
+
+/// Where a verb finds the admin API, when not from the config's `[admin]`.
+#[derive(Debug, clap::Args)]
+struct AdminFlags {
+    /// The admin API's address (default: `[admin] addr` of --config).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// The bearer token (default: the RINGWAY_ADMIN_TOKEN variable, then `[admin] token`
+    /// of --config). The variable keeps the token out of the process list.
+    #[arg(long)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Action {
+    /// No new requests; in-flight ones finish.
+    Drain,
+    /// Back in rotation.
+    Enable,
+    /// Out of rotation.
+    Disable,
 }
 
 /// Writes log lines to stderr: `LEVEL message`. `RINGWAY_LOG` sets the level
@@ -99,13 +152,56 @@ fn tune(path: Option<&PathBuf>, config: &Config, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+impl Command {
+    /// True for the verbs that act on a running proxy.
+    fn is_verb(&self) -> bool {
+        matches!(self, Self::Status { .. } | Self::Backend { .. } | Self::Top { .. })
+    }
+}
+
+/// Runs a verb against the admin API that `config` (or the flags) names.
+fn verb(command: &Command, config: &Config) -> ExitCode {
+    let (Command::Status { admin } | Command::Backend { admin, .. } | Command::Top { admin, .. }) =
+        command
+    else {
+        unreachable!("only verbs come here")
+    };
+    let mut out = std::io::stdout().lock();
+    let token = admin.token.clone().or_else(|| std::env::var("RINGWAY_ADMIN_TOKEN").ok());
+    let result = cli::admin_api(config, admin.admin, token).and_then(|api| match command {
+        Command::Status { .. } => cli::status(&api, &mut out),
+        Command::Backend { action, cluster, backend, .. } => {
+            let action = match action {
+                Action::Drain => BackendAction::Drain,
+                Action::Enable => BackendAction::Enable,
+                Action::Disable => BackendAction::Disable,
+            };
+            cli::backend(&api, action, cluster, backend, &mut out)
+        }
+        Command::Top { count, interval, .. } => {
+            let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
+            cli::top(&api, interval, *count, &mut out)
+        }
+        Command::Check { .. } | Command::Tune { .. } => unreachable!("not a verb"),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "ringway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let (path, checking) = match &cli.command {
         Some(Command::Check { file }) => (Some(file), true),
         Some(Command::Tune { config, .. }) => (config.as_ref().or(cli.config.as_ref()), false),
-        None => (cli.config.as_ref(), false),
+        Some(Command::Status { .. } | Command::Backend { .. } | Command::Top { .. }) | None => {
+            (cli.config.as_ref(), false)
+        }
     };
     let text = match read_config(path) {
         Ok(text) => text,
@@ -124,6 +220,9 @@ fn main() -> ExitCode {
     };
     if let Some(Command::Tune { json, .. }) = cli.command {
         return tune(path, &config, json);
+    }
+    if let Some(command) = cli.command.as_ref().filter(|command| command.is_verb()) {
+        return verb(command, &config);
     }
     if checking {
         let _ = writeln!(

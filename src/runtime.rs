@@ -6,7 +6,7 @@
 
 use crate::accept;
 use crate::access_log::{AccessLog, LogTarget, WorkerLog};
-use crate::config::{AccessLogFormat, BackendState, Config, IoDriver, Workers};
+use crate::config::{AccessLogFormat, BackendState, Config, IoDriver, RingTaskrun, Workers};
 pub use crate::control::BackendReport;
 use crate::control::{self, Control, ControlStart, Request};
 use crate::limit::RateExchange;
@@ -296,14 +296,11 @@ fn run_worker(start: WorkerStart) {
         }
     }
     let entries = config.io.ring_entries;
+    let taskrun = config.io.ring_taskrun;
     let main = worker_main(start);
     let result = match driver {
         IoDriver::IoUring | IoDriver::Auto => {
-            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .with_entries(entries)
-                .enable_timer()
-                .build()
-                .map(|mut runtime| runtime.block_on(main))
+            uring_runtime(entries, taskrun, id).map(|mut runtime| runtime.block_on(main))
         }
         IoDriver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
@@ -312,6 +309,44 @@ fn run_worker(start: WorkerStart) {
     };
     if let Err(error) = result {
         log::error!("worker {id}: cannot build the {driver:?} runtime: {error}");
+    }
+}
+
+/// A worker's io_uring runtime with the ring set up for `taskrun`. A kernel older than the
+/// flags (5.19 for `coop`, 6.1 for `defer`) refuses them: the worker then runs with none,
+/// and says so.
+fn uring_runtime(
+    entries: u32,
+    taskrun: RingTaskrun,
+    id: usize,
+) -> io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
+    let build = |taskrun: RingTaskrun| {
+        let mut ring = io_uring::IoUring::builder();
+        match taskrun {
+            RingTaskrun::Interrupt => {}
+            RingTaskrun::Coop => {
+                ring.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            RingTaskrun::Defer => {
+                ring.setup_single_issuer().setup_defer_taskrun();
+            }
+        }
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(entries)
+            .uring_builder(ring)
+            .enable_timer()
+            .build()
+    };
+    match build(taskrun) {
+        Err(error) if taskrun != RingTaskrun::Interrupt => {
+            log::warn!(
+                "worker {id}: io.ring_taskrun = {:?} refused by the kernel ({error}); using \
+                 \"interrupt\"",
+                taskrun.as_str()
+            );
+            build(RingTaskrun::Interrupt)
+        }
+        result => result,
     }
 }
 

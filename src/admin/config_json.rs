@@ -25,6 +25,7 @@ pub(super) fn render(config: &Config) -> Value {
         "io": {
             "driver": config.io.driver.as_str(),
             "ring_entries": config.io.ring_entries,
+            "ring_taskrun": config.io.ring_taskrun.as_str(),
             "buffer_bytes": config.io.buffer_bytes,
         },
         "limits": {

@@ -45,6 +45,7 @@ pub(super) enum FileWorkers {
 pub(super) struct FileIo {
     pub(super) driver: Option<String>,
     pub(super) ring_entries: Option<u64>,
+    pub(super) ring_taskrun: Option<String>,
     pub(super) buffer_bytes: Option<u64>,
     pub(super) idle_buffers_max: Option<u64>,
     pub(super) body_buffer_bytes: Option<u64>,

@@ -91,11 +91,25 @@ pub enum IoDriver {
     Epoll,
 }
 
+/// When the kernel runs an io_uring worker's completion work (`io.ring_taskrun`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingTaskrun {
+    /// At once, interrupting the worker with an inter-processor interrupt (no setup flags).
+    Interrupt,
+    /// At the worker's next entry into the kernel, with no interrupt
+    /// (`IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG`).
+    Coop,
+    /// Only when the worker waits for completions, in one batch
+    /// (`IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`).
+    Defer,
+}
+
 /// `[io]`.
 #[derive(Debug, Clone, Copy)]
 pub struct IoConfig {
     pub driver: IoDriver,
     pub ring_entries: u32,
+    pub ring_taskrun: RingTaskrun,
     /// Size of the pooled buffers a connection reads into.
     pub buffer_bytes: usize,
     /// While a worker has at most this many connections, an idle keep-alive connection

@@ -6,7 +6,7 @@
 
 use super::{
     AccessLogFormat, BackendState, Balance, Encoding, HashKey, IoDriver, ProxyProtocolVersion,
-    RateKey, SniFallback,
+    RateKey, RingTaskrun, SniFallback,
 };
 use crate::tls::server::Provider;
 use std::fmt;
@@ -53,6 +53,12 @@ names!(IoDriver {
     Auto => "auto",
     IoUring => "io_uring",
     Epoll => "epoll",
+});
+
+names!(RingTaskrun {
+    Interrupt => "interrupt",
+    Coop => "coop",
+    Defer => "defer",
 });
 
 names!(SniFallback {
@@ -187,6 +193,7 @@ mod tests {
     #[test]
     fn unit_enums_round_trip_over_every_variant() {
         round_trips(IoDriver::ALL, IoDriver::as_str, IoDriver::from_name);
+        round_trips(RingTaskrun::ALL, RingTaskrun::as_str, RingTaskrun::from_name);
         round_trips(AccessLogFormat::ALL, AccessLogFormat::as_str, AccessLogFormat::from_name);
         round_trips(Balance::ALL, Balance::as_str, Balance::from_name);
         round_trips(BackendState::ALL, BackendState::as_str, BackendState::from_name);

@@ -17,7 +17,7 @@ use super::names::one_of;
 use super::{
     AccessLogConfig, AccessLogFormat, Admin, Cluster, ClusterId, Config, ConfigError, ConfigErrors,
     FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, ListenerMode, NameValue,
-    PathMatch, Route, RouteAction, RouteId, Timeouts, Workers,
+    PathMatch, RingTaskrun, Route, RouteAction, RouteId, Timeouts, Workers,
 };
 use crate::http::{Authority, ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
 use std::net::SocketAddr;
@@ -125,8 +125,15 @@ fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoCon
         errors.push(ConfigError::invalid("io.driver", reason));
         IoDriver::Auto
     });
+    let name = io.ring_taskrun.as_deref().unwrap_or(RingTaskrun::Coop.as_str());
+    let ring_taskrun = RingTaskrun::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown mode {name:?}; use {}", one_of(&RingTaskrun::names()));
+        errors.push(ConfigError::invalid("io.ring_taskrun", reason));
+        RingTaskrun::Coop
+    });
     IoConfig {
         driver,
+        ring_taskrun,
         ring_entries: to_u32(ranged(
             "io.ring_entries",
             io.ring_entries,

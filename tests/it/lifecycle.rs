@@ -2,8 +2,10 @@
 //! and with requests still in the accept queue (in process, and the binary stopped while
 //! they arrive), the binary's exit on SIGTERM, a 64 MiB body streamed both ways through
 //! the real binary while its resident memory stays flat, and idle keep-alive connections
-//! that hold no read buffer.
+//! that hold no read buffer; and every io_uring completion mode (`io.ring_taskrun`)
+//! carrying concurrent exchanges and a streamed body.
 
+use crate::support::admin;
 use crate::support::client::{Client, Framing};
 use crate::support::origin::{self, Conn, Origin};
 use crate::support::process::Running;
@@ -367,4 +369,54 @@ fn binary_answers_requests_sent_while_it_stops(driver: Driver) {
     assert_all_answered_and_closed(clients, false);
     let status = running.wait_exit();
     assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// Each `io.ring_taskrun` mode serves concurrent keep-alive exchanges and a body streamed
+/// both ways: completions are reaped whether the kernel runs their work at once, at the
+/// worker's next system call, or only when it waits.
+#[test]
+fn every_ring_taskrun_mode_carries_exchanges() {
+    let origin = Origin::start_raw(pattern_echo);
+    for mode in ["interrupt", "coop", "defer"] {
+        let config = to_origin(Driver::IoUring, origin.addr(), "").replace(
+            "[io]\ndriver = \"io_uring\"\n",
+            &format!("[io]\ndriver = \"io_uring\"\nring_taskrun = \"{mode}\"\n"),
+        );
+        assert!(config.contains("ring_taskrun"), "the preamble changed: {config}");
+        let proxy = start_proxy(&config);
+        let shown = admin::get(proxy.admin_addr(), "/config").text();
+        assert!(shown.contains(&format!("\"ring_taskrun\":\"{mode}\"")), "{mode}: {shown}");
+        let addr = proxy.addr();
+        let clients: Vec<_> = (0..8)
+            .map(|index| {
+                std::thread::spawn(move || {
+                    let mut client = Client::connect(addr);
+                    for request in 0..50 {
+                        let path = format!("/c{index}/r{request}");
+                        assert_eq!(client.get(&path).status, 200, "{path}");
+                    }
+                })
+            })
+            .collect();
+        let mut client = Client::connect(addr);
+        let size = 4 << 20;
+        let mut writer = client.writer();
+        let upload = std::thread::spawn(move || {
+            let head =
+                format!("POST /big HTTP/1.1\r\nHost: test\r\nContent-Length: {size}\r\n\r\n");
+            writer.write_all(head.as_bytes())?;
+            for offset in (0..size).step_by(PATTERN_SLICE_MAX) {
+                writer.write_all(pattern(offset as u64, PATTERN_SLICE_MAX))?;
+            }
+            std::io::Result::Ok(())
+        });
+        let response = client.response();
+        assert_eq!(response.header("x-intact"), Some("true"), "{mode}: a damaged upload");
+        assert_eq!(response.body.len(), size, "{mode}");
+        assert!(intact(&response.body, 0), "{mode}: a damaged echo");
+        upload.join().expect("the upload thread panicked").expect("upload the body");
+        for thread in clients {
+            thread.join().expect("a client failed");
+        }
+    }
 }

@@ -32,6 +32,8 @@ mod curl;
 mod compress;
 // The binary's command line: check, --version, --help.
 mod cli;
+// The incident verbs (status, backend, top) against a running proxy.
+mod cli_verbs;
 // `ringway tune`: host inspection and recommendations, as text and JSON.
 mod tune;
 // Every file in config/ parses.

@@ -38,6 +38,7 @@ pub mod admin;
 pub mod error;
 pub mod stats;
 pub mod access_log;
+pub mod logging;
 
 pub mod tune;
 pub mod cli;

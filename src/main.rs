@@ -96,35 +96,6 @@ enum Action {
     Disable,
 }
 
-/// Writes log lines to stderr: `LEVEL message`. `RINGWAY_LOG` sets the level
-/// (error, warn, info, debug, trace; info by default).
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let _ = writeln!(std::io::stderr().lock(), "{:5} {}", record.level(), record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: StderrLogger = StderrLogger;
-
-fn init_logging() {
-    let level = std::env::var("RINGWAY_LOG")
-        .ok()
-        .and_then(|text| text.parse::<log::LevelFilter>().ok())
-        .unwrap_or(log::LevelFilter::Info);
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(level);
-}
-
 fn read_config(path: Option<&PathBuf>) -> Result<String, String> {
     match path {
         None => Ok(EMBEDDED_DEFAULT.to_owned()),
@@ -194,7 +165,7 @@ fn verb(command: &Command, config: &Config) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    ringway::logging::init();
     let cli = Cli::parse();
     let (path, checking) = match &cli.command {
         Some(Command::Check { file }) => (Some(file), true),
@@ -218,6 +189,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    ringway::logging::configure(&config.log);
     if let Some(Command::Tune { json, .. }) = cli.command {
         return tune(path, &config, json);
     }

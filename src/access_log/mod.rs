@@ -6,7 +6,7 @@
 
 mod format;
 mod request_id;
-mod time;
+pub(crate) mod time;
 mod writer;
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ pub(super) fn render(config: &Config) -> Value {
     json!({
         "workers": workers,
         "shutdown_timeout_ms": config.shutdown_timeout.as_millis(),
+        "log": {
+            "format": config.log.format.as_str(),
+            "level": config.log.level.as_str().to_ascii_lowercase(),
+        },
         "io": {
             "driver": config.io.driver.as_str(),
             "ring_entries": config.io.ring_entries,

@@ -25,6 +25,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) access_log: FileAccessLog,
     #[serde(default)]
+    pub(super) log: FileLog,
+    #[serde(default)]
     pub(super) listener: Vec<FileListener>,
     #[serde(default)]
     pub(super) cluster: BTreeMap<String, FileCluster>,
@@ -102,6 +104,14 @@ pub(super) struct FileStats {
 pub(super) struct FileAccessLog {
     pub(super) path: Option<String>,
     pub(super) request_id_header: Option<String>,
+}
+
+/// `[log]`: the proxy's own log lines.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLog {
+    pub(super) format: Option<String>,
+    pub(super) level: Option<String>,
 }
 
 /// `[[listener]]`.

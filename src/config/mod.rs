@@ -41,6 +41,26 @@ pub struct Config {
     /// How often workers publish their counters to the control thread.
     pub stats_interval: Duration,
     pub access_log: AccessLogConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`: the proxy's own error and info lines (access logs are `[access_log]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// The most verbose level written; `RINGWAY_LOG` overrides it.
+    pub level: log::LevelFilter,
+}
+
+/// How a log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `2026-12-03T17:40:01.123Z WARN  message`; under systemd (`JOURNAL_STREAM` set), the
+    /// message with a `<4>` priority prefix instead, so journald keeps the level and adds
+    /// its own time.
+    Text,
+    /// One JSON object a line: `time`, `level`, `target`, `message`.
+    Json,
 }
 
 /// The admin listener: metrics, stats, health, config and backend states.

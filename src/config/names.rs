@@ -5,8 +5,8 @@
 //! name is written once, here.
 
 use super::{
-    AccessLogFormat, BackendState, Balance, Encoding, HashKey, IoDriver, ProxyProtocolVersion,
-    RateKey, RingTaskrun, SniFallback,
+    AccessLogFormat, BackendState, Balance, Encoding, HashKey, IoDriver, LogFormat,
+    ProxyProtocolVersion, RateKey, RingTaskrun, SniFallback,
 };
 use crate::tls::server::Provider;
 use std::fmt;
@@ -59,6 +59,11 @@ names!(RingTaskrun {
     Interrupt => "interrupt",
     Coop => "coop",
     Defer => "defer",
+});
+
+names!(LogFormat {
+    Text => "text",
+    Json => "json",
 });
 
 names!(SniFallback {
@@ -194,6 +199,7 @@ mod tests {
     fn unit_enums_round_trip_over_every_variant() {
         round_trips(IoDriver::ALL, IoDriver::as_str, IoDriver::from_name);
         round_trips(RingTaskrun::ALL, RingTaskrun::as_str, RingTaskrun::from_name);
+        round_trips(LogFormat::ALL, LogFormat::as_str, LogFormat::from_name);
         round_trips(AccessLogFormat::ALL, AccessLogFormat::as_str, AccessLogFormat::from_name);
         round_trips(Balance::ALL, Balance::as_str, Balance::from_name);
         round_trips(BackendState::ALL, BackendState::as_str, BackendState::from_name);

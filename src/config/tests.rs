@@ -214,3 +214,24 @@ fn route_ids_count_on_across_listeners() {
         .collect();
     assert_eq!(ids, [vec![RouteId(0), RouteId(1)], vec![RouteId(2)]]);
 }
+
+#[test]
+fn log_and_ring_settings_are_checked_by_name() {
+    let config = from_toml(MINIMAL).unwrap();
+    assert_eq!(config.log, LogConfig { format: LogFormat::Text, level: log::LevelFilter::Info });
+    assert_eq!(config.io.ring_taskrun, RingTaskrun::Coop);
+    let text = format!(
+        "[log]\nformat = \"xml\"\nlevel = \"loud\"\n[io]\nring_taskrun = \"poll\"\n{MINIMAL}"
+    );
+    let report = report(&text);
+    for expected in [
+        "log.format: unknown format \"xml\"; use \"text\" or \"json\"",
+        "log.level: unknown level \"loud\"",
+        "io.ring_taskrun: unknown mode \"poll\"; use \"interrupt\", \"coop\" or \"defer\"",
+    ] {
+        assert!(report.contains(expected), "{expected} missing from:\n{report}");
+    }
+    let json =
+        from_toml(&format!("[log]\nformat = \"json\"\nlevel = \"warn\"\n{MINIMAL}")).unwrap();
+    assert_eq!(json.log, LogConfig { format: LogFormat::Json, level: log::LevelFilter::Warn });
+}

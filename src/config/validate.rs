@@ -16,8 +16,8 @@ use super::file::{FileConfig, FileListener, FileNameValue, FileRespond, FileRout
 use super::names::one_of;
 use super::{
     AccessLogConfig, AccessLogFormat, Admin, Cluster, ClusterId, Config, ConfigError, ConfigErrors,
-    FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, ListenerMode, NameValue,
-    PathMatch, RingTaskrun, Route, RouteAction, RouteId, Timeouts, Workers,
+    FixedResponse, HostMatch, IoConfig, IoDriver, Limits, Listener, ListenerMode, LogConfig,
+    LogFormat, NameValue, PathMatch, RingTaskrun, Route, RouteAction, RouteId, Timeouts, Workers,
 };
 use crate::http::{Authority, ChunkedLimits, HEADERS_COUNT_CEILING, HeadLimits};
 use std::net::SocketAddr;
@@ -76,7 +76,30 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
             errors,
         )),
         access_log: validate_access_log(&file.access_log, errors),
+        log: validate_log(&file.log, errors),
     }
+}
+
+fn validate_log(file: &super::file::FileLog, errors: &mut Vec<ConfigError>) -> LogConfig {
+    let name = file.format.as_deref().unwrap_or(LogFormat::Text.as_str());
+    let format = LogFormat::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown format {name:?}; use {}", one_of(&LogFormat::names()));
+        errors.push(ConfigError::invalid("log.format", reason));
+        LogFormat::Text
+    });
+    let name = file.level.as_deref().unwrap_or("info");
+    let level = match name.parse::<log::LevelFilter>() {
+        Ok(level) if name.bytes().all(|byte| byte.is_ascii_lowercase()) => level,
+        _ => {
+            let reason = format!(
+                "unknown level {name:?}; use \"error\", \"warn\", \"info\", \"debug\", \
+                 \"trace\" or \"off\""
+            );
+            errors.push(ConfigError::invalid("log.level", reason));
+            log::LevelFilter::Info
+        }
+    };
+    LogConfig { format, level }
 }
 
 fn validate_admin(admin: &super::file::FileAdmin, errors: &mut Vec<ConfigError>) -> Admin {

@@ -1,4 +1,5 @@
-//! The binary's command line: `check` on good and bad files, `--version`, `--help`.
+//! The binary's command line: `check` on good and bad files, `--version`, `--help`, and
+//! the proxy's own log lines in text and JSON.
 
 use crate::support::process::{TempFile, run};
 
@@ -94,4 +95,33 @@ fn version_and_help_work() {
     for expected in ["Usage:", "--config", "check"] {
         assert!(text.contains(expected), "--help lacks {expected}:\n{text}");
     }
+}
+
+/// The proxy's own lines: a UTC time and the level in text, one JSON object a line with
+/// `[log] format = "json"`. A listener on an address this host does not have fails the
+/// start with an error line.
+#[test]
+fn log_lines_carry_time_and_level_as_text_or_json() {
+    let unbindable = "[[listener]]\naddr = \"192.0.2.1:80\"\n[[listener.route]]\n\
+                      respond = { status = 200 }\n";
+    let text = TempFile::new(unbindable);
+    let output = run(&["--config", text.arg()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.lines().find(|line| line.contains("ERROR")).expect("an error line");
+    let (time, rest) = line.split_once(' ').expect("a time first");
+    assert!(time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+    assert!(rest.starts_with("ERROR cannot start"), "{line}");
+
+    let json = TempFile::new(format!("[log]\nformat = \"json\"\n{unbindable}"));
+    let output = run(&["--config", json.arg()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("every line is JSON"))
+        .find(|value| value["level"] == "error")
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    assert!(error["message"].as_str().is_some_and(|text| text.starts_with("cannot start")));
+    assert!(error["time"].as_str().is_some_and(|time| time.ends_with('Z')), "{error}");
 }

@@ -36,6 +36,8 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("l4", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
     ("l4", "crate::http", "L4 relays bytes; it never parses HTTP"),
     ("l4", "crate::connection", "connection/ hands connections to l4, not the reverse"),
+    ("logging", "monoio", "log lines are written by the log facade, from any thread"),
+    ("logging", "crate::worker", "workers log through the log facade, not the reverse"),
     ("cli", "monoio", "the CLI is a blocking client of a running proxy's admin API"),
     ("cli", "crate::worker", "the CLI reaches a running proxy only through the admin API"),
     ("cli", "crate::control", "the CLI reaches a running proxy only through the admin API"),

@@ -5,11 +5,11 @@
 //! Workers hear from it only through their control channel, between requests.
 
 use crate::config::{BackendId, BackendState, ClusterId, Config};
-use crate::stats::{Aggregate, ControlView, StatsLayout, WorkerStats};
+use crate::stats::{Aggregate, CertificateExpiry, ControlView, Reloads, StatsLayout, WorkerStats};
 use crate::tls::server::ServerTls;
 use crate::upstream::LoadBoard;
 use crate::upstream::health::{self, HealthEvent};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -86,6 +86,9 @@ pub struct ControlState {
     started: Instant,
     pub shutting_down: bool,
     reopen: Option<Reopen>,
+    /// Certificate expiries as last loaded, and the reloads asked for (`reload_tls`).
+    certificates: RefCell<Vec<CertificateExpiry>>,
+    reloads: Cell<Reloads>,
 }
 
 impl std::fmt::Debug for ControlState {
@@ -101,6 +104,8 @@ impl ControlState {
             backend_states: self.states.iter().flatten().copied().collect(),
             uptime: self.started.elapsed(),
             workers: self.workers.len(),
+            certificates: self.certificates.borrow().clone(),
+            reloads: self.reloads.get(),
         }
     }
 
@@ -166,13 +171,27 @@ impl ControlState {
                 }
             }
         }
+        let mut reloads = self.reloads.get();
         if !problems.is_empty() {
+            reloads.failed += 1;
+            self.reloads.set(reloads);
             let lines: Vec<String> =
                 problems.iter().map(|(at, reason)| format!("{at}: {reason}")).collect();
             let message = format!("certificates not reloaded: {}", lines.join("; "));
             log::error!("{message}");
             return Err(message);
         }
+        reloads.succeeded += 1;
+        self.reloads.set(reloads);
+        let mut certificates = self.certificates.borrow_mut();
+        certificates.retain(|known| {
+            let name = |&(index, _): &(usize, _)| &self.config.listeners[index].name;
+            !reloaded.iter().map(name).any(|listener| *listener == known.listener)
+        });
+        for (index, server) in &reloaded {
+            certificates.extend(expiries(&self.config.listeners[*index].name, server));
+        }
+        drop(certificates);
         for (listener, server) in &reloaded {
             for worker in &self.workers {
                 let message = Control::TlsReload { listener: *listener, server: server.clone() };
@@ -219,6 +238,19 @@ pub fn spawn(start: ControlStart) -> std::io::Result<JoinHandle<()>> {
     })
 }
 
+/// The certificate expiries of one TLS listener's `server`.
+fn expiries(listener: &str, server: &ServerTls) -> Vec<CertificateExpiry> {
+    let files = server.settings.certificates.iter();
+    files
+        .zip(&server.expiries)
+        .map(|(files, not_after)| CertificateExpiry {
+            listener: listener.to_owned(),
+            certificate: files.cert.display().to_string(),
+            not_after: *not_after,
+        })
+        .collect()
+}
+
 async fn run(start: ControlStart) {
     let ControlStart { config, workers, load_board, stats, requests, admin, reopen } = start;
     let layout = StatsLayout::new(&config);
@@ -235,6 +267,17 @@ async fn run(start: ControlStart) {
         started: Instant::now(),
         shutting_down: false,
         reopen,
+        certificates: RefCell::new(
+            config
+                .listeners
+                .iter()
+                .filter_map(|listener| {
+                    Some(expiries(&listener.name, &listener.tls.as_ref()?.server))
+                })
+                .flatten()
+                .collect(),
+        ),
+        reloads: Cell::new(Reloads::default()),
         config: config.clone(),
     }));
     let publish_state = state.clone();

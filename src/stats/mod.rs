@@ -176,6 +176,26 @@ pub struct ControlView {
     pub backend_states: Vec<BackendState>,
     pub uptime: Duration,
     pub workers: usize,
+    /// Every TLS listener's certificates, as last loaded.
+    pub certificates: Vec<CertificateExpiry>,
+    pub reloads: Reloads,
+}
+
+/// When one configured certificate of a TLS listener expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    pub listener: String,
+    /// The certificate file, as configured.
+    pub certificate: String,
+    /// Seconds since the epoch (`None`: not read from the certificate).
+    pub not_after: Option<u64>,
+}
+
+/// Reloads asked for (SIGHUP, `POST /tls/reload`), by result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reloads {
+    pub succeeded: u64,
+    pub failed: u64,
 }
 
 /// Status classes counted: `1xx` to `5xx`.

@@ -19,6 +19,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
     let layout = aggregate.layout();
     let merged = aggregate.merged();
     render_process(aggregate, view, out);
+    render_control(view, out);
     render_listeners(layout, &merged.total, out);
     render_requests(layout, &merged.total, out);
     render_upstream(layout, &merged.total, out);
@@ -28,6 +29,25 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         (family, |out, name, labels, value| sample(out, name, labels, value));
     super::compression::render_prometheus(layout, &merged.total, writers, out);
     super::l4::render_prometheus(layout, &merged.total, writers, out);
+}
+
+/// What the control thread keeps: certificate expiries and reloads.
+fn render_control(view: &ControlView, out: &mut String) {
+    let name = "ringway_tls_certificate_expiry_timestamp_seconds";
+    family(out, name, "gauge", "When each TLS listener certificate (its leaf) expires.");
+    for certificate in &view.certificates {
+        if let Some(not_after) = certificate.not_after {
+            let labels = [
+                ("listener", certificate.listener.as_str()),
+                ("certificate", certificate.certificate.as_str()),
+            ];
+            sample(out, name, &labels, not_after);
+        }
+    }
+    let name = "ringway_reloads_total";
+    family(out, name, "counter", "Reloads asked for (SIGHUP, admin API), by result.");
+    sample(out, name, &[("result", "succeeded")], view.reloads.succeeded);
+    sample(out, name, &[("result", "failed")], view.reloads.failed);
 }
 
 /// Uptime, worker count and the per-worker breakdown.

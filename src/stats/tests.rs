@@ -165,7 +165,17 @@ pub(super) fn view(layout: &StatsLayout) -> ControlView {
     let mut backend_states = vec![BackendState::Active; layout.backends.len()];
     backend_states[backend(layout, "10.0.0.3:80")] = BackendState::Draining;
     backend_states[backend(layout, "10.0.1.1:80")] = BackendState::Disabled;
-    ControlView { backend_states, uptime: Duration::from_millis(12_345), workers: 2 }
+    ControlView {
+        backend_states,
+        uptime: Duration::from_millis(12_345),
+        workers: 2,
+        certificates: vec![super::CertificateExpiry {
+            listener: "secure".to_owned(),
+            certificate: "/etc/ringway/site.pem".to_owned(),
+            not_after: Some(1_936_742_400),
+        }],
+        reloads: super::Reloads { succeeded: 3, failed: 1 },
+    }
 }
 
 fn json(aggregate: &Aggregate, view: &ControlView) -> Value {

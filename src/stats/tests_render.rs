@@ -25,6 +25,12 @@ fn prometheus_has_exact_lines_for_a_known_mix() {
     for line in [
         "ringway_uptime_seconds 12.345",
         "ringway_workers 2",
+        concat!(
+            r#"ringway_tls_certificate_expiry_timestamp_seconds{listener="secure","#,
+            r#"certificate="/etc/ringway/site.pem"} 1936742400"#
+        ),
+        r#"ringway_reloads_total{result="succeeded"} 3"#,
+        r#"ringway_reloads_total{result="failed"} 1"#,
         r#"ringway_worker_requests_total{worker="0"} 4"#,
         r#"ringway_worker_requests_total{worker="1"} 3"#,
         r#"ringway_worker_connections_active{worker="1"} 2"#,
@@ -88,7 +94,7 @@ fn every_family_is_declared_once_before_its_samples() {
             assert!(name == *family || histogram_part, "{name} outside its family {family}");
         }
     }
-    assert_eq!(declared.len(), 40);
+    assert_eq!(declared.len(), 42);
     let unique: HashSet<&str> = declared.iter().copied().collect();
     assert_eq!(unique.len(), declared.len());
 }

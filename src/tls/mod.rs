@@ -6,6 +6,7 @@
 //! a [`MaybeTls`]: plain TCP or a boxed session, so a plain connection pays one branch.
 
 pub mod client;
+pub mod expiry;
 pub mod server;
 pub mod split;
 pub mod stream;

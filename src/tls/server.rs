@@ -100,6 +100,9 @@ pub struct ServerTls {
     /// Ticket keys: shared by every worker, so a ticket from one resumes on another; they
     /// rotate every 6 hours and survive certificate reloads.
     ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    /// When each configured certificate (its leaf) expires, in seconds since the epoch, in
+    /// `settings.certificates` order; `None` where the DER walk does not understand it.
+    pub expiries: Vec<Option<u64>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -122,14 +125,17 @@ impl ServerTls {
             None
         };
         let config = build_config(&settings, ticketer.clone())?;
-        Ok(Self { settings, config, ticketer })
+        let expiries = expiries(&settings);
+        Ok(Self { settings, config, ticketer, expiries })
     }
 
     /// Reads the certificate files again; the ticket keys stay. On any problem the caller
     /// keeps the old value.
     pub fn reload(&self) -> Result<Self, Vec<(String, String)>> {
         let config = build_config(&self.settings, self.ticketer.clone())?;
-        Ok(Self { settings: self.settings.clone(), config, ticketer: self.ticketer.clone() })
+        let settings = self.settings.clone();
+        let expiries = expiries(&settings);
+        Ok(Self { settings, config, ticketer: self.ticketer.clone(), expiries })
     }
 
     /// This worker's copy, with its own session cache.
@@ -143,6 +149,16 @@ impl ServerTls {
         };
         Arc::new(config)
     }
+}
+
+/// The expiry of each configured leaf certificate (the files were just read whole by
+/// `build_config`, so reading them again cannot fail for a new reason but a race).
+fn expiries(settings: &ServerSettings) -> Vec<Option<u64>> {
+    let leaf_expiry = |files: &CertificateFiles| {
+        let chain = load_certs(&files.cert).ok()?;
+        super::expiry::not_after(chain.first()?.as_ref())
+    };
+    settings.certificates.iter().map(leaf_expiry).collect()
 }
 
 fn build_config(

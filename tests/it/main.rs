@@ -34,6 +34,8 @@ mod compress;
 mod cli;
 // The incident verbs (status, backend, top) against a running proxy.
 mod cli_verbs;
+// Prometheus rules and tests, the Grafana dashboard, and the metrics they name.
+mod deploy;
 // `ringway tune`: host inspection and recommendations, as text and JSON.
 mod tune;
 // Every file in config/ parses.

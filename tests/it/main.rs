@@ -36,6 +36,8 @@ mod cli;
 mod cli_verbs;
 // Prometheus rules and tests, the Grafana dashboard, and the metrics they name.
 mod deploy;
+// The dashboard in headless Chromium: live numbers, a drain, an admin restart.
+mod dashboard;
 // `ringway tune`: host inspection and recommendations, as text and JSON.
 mod tune;
 // Every file in config/ parses.

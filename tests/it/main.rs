@@ -60,6 +60,9 @@ mod tls;
 // TLS origination to backends, a tunnel and large bodies over TLS.
 mod tls_upstream;
 
+// The forward proxy: absolute-form and CONNECT with curl, bad targets, resolution.
+mod forward;
+
 // L4: TCP balancing, half-close, PROXY protocol in and out, TLS passthrough by SNI.
 mod l4;
 // UDP listeners: flow affinity, one-response flows, idle expiry, the flow bound, probes.

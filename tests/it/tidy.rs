@@ -36,6 +36,12 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("l4", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
     ("l4", "crate::http", "L4 relays bytes; it never parses HTTP"),
     ("l4", "crate::connection", "connection/ hands connections to l4, not the reverse"),
+    ("forward", "crate::connection", "connection/ calls the forward phases, not the reverse"),
+    ("forward", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
+    ("forward/acl", "monoio", "access rules are pure"),
+    ("forward/target", "monoio", "the target is parsed without I/O"),
+    ("forward/domains", "monoio", "domain lists are pure"),
+    ("forward/hosts", "monoio", "a hosts file is parsed without I/O"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -107,6 +107,8 @@ struct Outcome {
     /// The status the client got.
     status: u16,
     report: ExchangeReport,
+    /// A forward request's access verdict for the log: `allow:RULE` or `deny:RULE`.
+    verdict: Option<String>,
 }
 
 /// What the loop does after a request.
@@ -217,6 +219,8 @@ async fn run_tunnel(
     let worker = client.worker.clone();
     let tunnel = (client.stream, upstream);
     let relayed = crate::forward::tunnel::relay_tunnel(&worker, tunnel, to_upstream, idle).await;
+    let (up, down) = (relayed.bytes_in, relayed.bytes_out);
+    worker.stats.borrow_mut().tunnel_closed(client.listener, up, down);
     let mut report = client.outcome.report;
     report.bytes_in += relayed.bytes_in;
     report.bytes_out += relayed.bytes_out;
@@ -229,6 +233,7 @@ async fn run_tunnel(
         status: client.outcome.status,
         started: client.started,
         report: &report,
+        verdict: client.outcome.verdict.as_deref(),
     };
     finish(&worker, &finished, &client.log);
 }
@@ -394,10 +399,14 @@ async fn forward_request(
     let admitted = match crate::forward::admit(&worker, forward, &asked).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
+            let denied = refusal.rule.as_ref().map(|rule| format!("deny:{rule}"));
+            let allowed = || refusal.allowed_by.as_ref().map(|rule| format!("allow:{rule}"));
+            client.outcome.verdict = denied.or_else(allowed);
             let challenge: &[u8] = if refusal.challenge { &forward.auth_challenge } else { b"" };
             return refuse(client, head, buf, &refusal, challenge).await;
         }
     };
+    client.outcome.verdict = Some(format!("allow:{}", admitted.rule));
     if head.method != Method::Connect {
         return proxy_to(client, head, buf, Target::Direct(admitted.direct), None).await;
     }
@@ -417,6 +426,7 @@ async fn forward_request(
     match send(client, established, true).await {
         Next::Continue => {
             client.outcome.report.bytes_out = 0;
+            worker.stats.borrow_mut().tunnel_opened(client.listener);
             (Next::Connect { upstream, idle: forward.tunnel_idle_timeout }, buf)
         }
         next => (next, buf),
@@ -695,6 +705,7 @@ fn finish_request(client: &Client) {
         status: client.outcome.status,
         started: client.started,
         report: &client.outcome.report,
+        verdict: client.outcome.verdict.as_deref(),
     };
     finish(&client.worker, &finished, &client.log);
 }

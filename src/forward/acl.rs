@@ -14,6 +14,16 @@ pub const CONNECT_PORTS: &str = "connect_ports";
 pub const DESTINATION_IP: &str = "destination_ip";
 /// The name a refusal gives when no rule matched and `default_action` is deny.
 pub const DEFAULT: &str = "default";
+/// The refusals no configured rule names, counted after a listener's own rules.
+pub const BUILT_IN: [&str; 3] = [CONNECT_PORTS, DESTINATION_IP, DEFAULT];
+
+/// The counter index of rule `name` of `forward`: its own rules first, then [`BUILT_IN`].
+pub fn rule_index(forward: &Forward, name: &str) -> usize {
+    let own = forward.rules.iter().position(|rule| rule.name == name);
+    let built_in =
+        || BUILT_IN.iter().position(|&rule| rule == name).map(|i| i + forward.rules.len());
+    own.or_else(built_in).unwrap_or(forward.rules.len() + BUILT_IN.len() - 1)
+}
 
 /// What a rule looks at.
 #[derive(Debug, Clone, Copy)]

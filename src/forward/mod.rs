@@ -22,18 +22,14 @@ use acl::{Facts, Verdict};
 use auth::VerifiedCache;
 use resolve::{ResolveError, WorkerResolver};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use target::ForwardTarget;
 
-/// One worker's forward-proxy state: its resolver, the credentials it saw verified and
-/// the refusals per rule.
+/// One worker's forward-proxy state: its resolver and the credentials it saw verified.
 #[derive(Debug, Default)]
 pub struct WorkerForward {
     pub resolver: WorkerResolver,
     pub verified: RefCell<VerifiedCache>,
-    /// Refusals per (listener, rule name).
-    pub refusals: RefCell<HashMap<(usize, Box<str>), u64>>,
 }
 
 /// A request the proxy answers itself instead of forwarding.
@@ -44,13 +40,15 @@ pub struct Refusal {
     pub reason: String,
     /// The rule that refused, for the access log and counters.
     pub rule: Option<String>,
+    /// The rule that had allowed the request before a later step failed (resolution).
+    pub allowed_by: Option<String>,
     /// A 407: send the listener's `Proxy-Authenticate` line.
     pub challenge: bool,
 }
 
 impl Refusal {
     pub fn new(status: u16, reason: impl Into<String>) -> Self {
-        Self { status, reason: reason.into(), rule: None, challenge: false }
+        Self { status, reason: reason.into(), rule: None, allowed_by: None, challenge: false }
     }
 
     /// The answer to an origin-form request on a forward listener without routes.
@@ -59,12 +57,18 @@ impl Refusal {
     }
 
     fn by_rule(rule: &str, reason: String) -> Self {
-        Self { status: 403, reason, rule: Some(rule.to_owned()), challenge: false }
+        Self {
+            status: 403,
+            reason,
+            rule: Some(rule.to_owned()),
+            allowed_by: None,
+            challenge: false,
+        }
     }
 
     fn authenticate() -> Self {
         let reason = "proxy authentication required";
-        Self { status: 407, reason: reason.into(), rule: None, challenge: true }
+        Self { status: 407, reason: reason.into(), rule: None, allowed_by: None, challenge: true }
     }
 }
 
@@ -107,13 +111,18 @@ pub async fn admit(
     };
     let rule = match acl::check(forward, &facts, target.tunnel) {
         Verdict::Allow(rule) => rule.to_owned(),
-        Verdict::Deny(rule) => return Err(refuse(worker, asked.listener, rule)),
+        Verdict::Deny(rule) => return Err(refuse(worker, (asked.listener, forward), rule)),
     };
     let ips = match (target.ip, target.name()) {
         (Some(ip), _) => std::rc::Rc::from([ip].as_slice()),
         (None, Some(name)) => {
-            let resolved = worker.forward.resolver.resolve(&name, &forward.resolver).await;
-            resolved.map_err(|error| resolve_refusal(error, &name))?
+            let resolver = &worker.forward.resolver;
+            let (resolved, answer) = resolver.resolve(&name, &forward.resolver).await;
+            let failed = resolved.is_err();
+            worker.stats.borrow_mut().forward_dns(asked.listener, answer, failed);
+            let allowed_by =
+                |refusal: Refusal| Refusal { allowed_by: Some(rule.clone()), ..refusal };
+            resolved.map_err(|error| allowed_by(resolve_refusal(error, &name)))?
         }
         (None, None) => return Err(Refusal::new(400, "the target names no valid host")),
     };
@@ -122,15 +131,15 @@ pub async fn admit(
         direct.push(SocketAddr::new(*ip, target.port));
     }
     if direct.is_empty() {
-        return Err(refuse(worker, asked.listener, acl::DESTINATION_IP));
+        return Err(refuse(worker, (asked.listener, forward), acl::DESTINATION_IP));
     }
     Ok(Admitted { direct, rule, user })
 }
 
 /// The refusal page of `rule`, counted.
-fn refuse(worker: &Worker, listener: usize, rule: &str) -> Refusal {
-    let mut refusals = worker.forward.refusals.borrow_mut();
-    *refusals.entry((listener, rule.into())).or_default() += 1;
+fn refuse(worker: &Worker, (listener, forward): (usize, &Forward), rule: &str) -> Refusal {
+    let index = acl::rule_index(forward, rule);
+    worker.stats.borrow_mut().forward_refused(listener, index);
     Refusal::by_rule(rule, format!("access denied by rule \"{rule}\""))
 }
 

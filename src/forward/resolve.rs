@@ -8,6 +8,7 @@
 
 use super::auth::Credentials;
 use crate::config::ResolverConfig;
+use crate::stats::DnsAnswer;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -174,22 +175,32 @@ impl std::fmt::Debug for SentAnswer {
 
 impl WorkerResolver {
     /// The addresses of `name` (lowercase, no trailing dot): from the hosts file, the
-    /// cache, or the threads within `config.timeout`.
+    /// cache, or the threads within `config.timeout`; and which of them answered.
     pub async fn resolve(
         &self,
         name: &str,
         config: &ResolverConfig,
-    ) -> Result<Rc<[IpAddr]>, ResolveError> {
+    ) -> (Result<Rc<[IpAddr]>, ResolveError>, DnsAnswer) {
         if let Some(ips) = config.hosts.get(name) {
-            return Ok(Rc::from(ips));
+            return (Ok(Rc::from(ips)), DnsAnswer::Local);
         }
         let asked = Instant::now();
         if let Some(entry) = self.state.cache.borrow().get(name) {
             if entry.expires > asked {
                 self.count(|counters| counters.cache_hits += 1);
-                return entry.result.clone();
+                return (entry.result.clone(), DnsAnswer::Cached);
             }
         }
+        (self.look_up(name, config, asked).await, DnsAnswer::Looked)
+    }
+
+    /// Asks the threads for `name` (or joins the lookup on its way) and waits.
+    async fn look_up(
+        &self,
+        name: &str,
+        config: &ResolverConfig,
+        asked: Instant,
+    ) -> Result<Rc<[IpAddr]>, ResolveError> {
         self.ask(name, config)?;
         let answer = std::future::poll_fn(|cx| self.poll_answer(name, asked, cx));
         let result = match crate::deadline::timeout(config.timeout, answer).await {
@@ -337,22 +348,24 @@ mod tests {
         block_on(async {
             let resolver = WorkerResolver::default();
             let config = config();
-            let pinned = resolver.resolve("pinned.test", &config).await.unwrap();
+            let pinned = resolver.resolve("pinned.test", &config).await.0.unwrap();
             assert_eq!(pinned[0], IpAddr::from([127, 0, 0, 9]));
             let (one, two) = monoio::join!(
                 resolver.resolve("localhost", &config),
                 resolver.resolve("localhost", &config)
             );
-            assert_eq!(one.unwrap(), two.unwrap());
+            assert_eq!(one.0.unwrap(), two.0.unwrap());
+            assert_eq!(one.1, DnsAnswer::Looked);
             assert_eq!(resolver.counters().lookups, 1, "two waiters, one lookup");
-            resolver.resolve("localhost", &config).await.unwrap();
+            let cached = resolver.resolve("localhost", &config).await;
+            assert_eq!(cached.1, DnsAnswer::Cached);
             assert_eq!(resolver.counters().cache_hits, 1);
             let missing = resolver.resolve("no-such-name.invalid", &config).await;
-            assert_eq!(missing, Err(ResolveError::NotFound));
+            assert_eq!(missing.0, Err(ResolveError::NotFound));
             let again = resolver.resolve("no-such-name.invalid", &config).await;
-            assert_eq!(again, Err(ResolveError::NotFound));
+            assert_eq!(again, (Err(ResolveError::NotFound), DnsAnswer::Cached));
             assert_eq!(resolver.counters().cache_hits, 2, "negative answers are cached too");
-            resolver.resolve("127.0.0.1", &config).await.unwrap();
+            resolver.resolve("127.0.0.1", &config).await.0.unwrap();
             assert!(resolver.state.cache.borrow().len() <= 2, "the cache keeps its bound");
         });
     }

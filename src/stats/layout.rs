@@ -13,6 +13,9 @@ pub struct StatsLayout {
     pub listeners: Vec<String>,
     /// Each listener's mode: `"http"`, `"tcp"` or `"udp"`.
     pub listener_modes: Vec<&'static str>,
+    /// Each listener's forward access rules by name, then the built-in refusals
+    /// ([`crate::forward::acl::BUILT_IN`]); empty for a listener that is no forward proxy.
+    pub forward_rules: Vec<Vec<String>>,
     /// All routes of all listeners, flattened in config order: indexed by
     /// [`RouteId::index`](crate::config::RouteId::index).
     pub routes: Vec<RouteLabel>,
@@ -68,6 +71,19 @@ impl StatsLayout {
                 .listeners
                 .iter()
                 .map(|listener| listener.mode.as_str())
+                .collect(),
+            forward_rules: config
+                .listeners
+                .iter()
+                .map(|listener| match &listener.forward {
+                    Some(forward) => {
+                        let rules = forward.rules.iter().map(|rule| rule.name.clone());
+                        let built_in =
+                            crate::forward::acl::BUILT_IN.iter().map(|&name| name.into());
+                        rules.chain(built_in).collect()
+                    }
+                    None => Vec::new(),
+                })
                 .collect(),
             routes,
             clusters: config.clusters.iter().map(|cluster| cluster.name.clone()).collect(),

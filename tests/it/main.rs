@@ -62,6 +62,10 @@ mod tls_upstream;
 
 // The forward proxy: absolute-form and CONNECT with curl, bad targets, resolution.
 mod forward;
+// Its access rules, destination address rules, proxy authentication and anonymity.
+mod forward_acl;
+// Its counters in /stats and /metrics, and its access-log lines.
+mod forward_observe;
 
 // L4: TCP balancing, half-close, PROXY protocol in and out, TLS passthrough by SNI.
 mod l4;

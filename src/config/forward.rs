@@ -33,6 +33,12 @@ const NEGATIVE_TTL_MS: u64 = 5_000;
 const RESOLVER_IN_FLIGHT_MAX: u64 = 1024;
 /// Credentials one worker remembers as verified.
 const AUTH_CACHE_ENTRIES_MAX: u64 = 1024;
+/// Default `body_window_bytes`: the longest match a body rule finds across two reads.
+const BODY_WINDOW_BYTES: u64 = 64 * 1024;
+/// Default `body_types`: the text a body rule reads (event streams are left alone, since
+/// holding back their bytes would stall them).
+const BODY_TYPES: [&str; 5] =
+    ["text/html", "text/plain", "application/json", "application/xhtml+xml", "text/xml"];
 
 /// What a forward proxy never connects to unless `destination_ip_allow` names it:
 /// loopback, private, link-local (cloud metadata at 169.254.169.254), CGNAT, "this
@@ -74,10 +80,25 @@ pub(super) struct FileForward {
     auth_file: Option<String>,
     auth_realm: Option<String>,
     auth_cache_entries_max: Option<u64>,
+    response_block_types: Option<Vec<String>>,
+    body_types: Option<Vec<String>>,
+    body_window_bytes: Option<u64>,
     #[serde(default)]
     resolver: FileResolver,
     #[serde(default)]
     rule: Vec<FileRule>,
+    #[serde(default)]
+    body_rule: Vec<FileBodyRule>,
+}
+
+/// `[[listener.forward.body_rule]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBodyRule {
+    name: String,
+    action: String,
+    pattern: String,
+    replacement: Option<String>,
 }
 
 /// `[listener.forward.resolver]`.
@@ -106,6 +127,7 @@ struct FileRule {
     ports: Option<Vec<u16>>,
     methods: Option<Vec<String>>,
     users: Option<Vec<String>>,
+    url_regex: Option<Vec<String>>,
 }
 
 /// A listener's forward proxy: absolute-form requests and CONNECT tunnels.
@@ -141,6 +163,37 @@ pub struct Forward {
     /// The `Proxy-Authenticate` line of a 407.
     pub auth_challenge: Box<[u8]>,
     pub auth_cache_entries_max: usize,
+    /// Response rules, when there are any.
+    pub response: Option<Arc<ResponseFilter>>,
+}
+
+/// What a forward proxy checks in responses: their content type, and text bodies.
+#[derive(Debug, Clone)]
+pub struct ResponseFilter {
+    /// Media-type prefixes refused with a 403 (`video/`, `application/x-msdownload`).
+    pub block_types: Vec<String>,
+    /// Media-type prefixes whose bodies go through `body_rules`.
+    pub body_types: Vec<String>,
+    /// The longest match a body rule finds across two reads: bytes held back at most.
+    pub window_bytes: usize,
+    pub body_rules: Vec<BodyRule>,
+}
+
+/// One body rule: a refused response, or replaced text.
+#[derive(Debug, Clone)]
+pub struct BodyRule {
+    pub name: String,
+    pub action: BodyRuleAction,
+    pub pattern: regex::bytes::Regex,
+    /// Literal text put in place of each match (`replace`).
+    pub replacement: String,
+}
+
+/// What a body rule does with a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRuleAction {
+    Deny,
+    Replace,
 }
 
 /// How names are resolved, and how long answers are kept.
@@ -188,6 +241,8 @@ pub struct ForwardRule {
     /// Upper-case method tokens.
     pub methods: Option<Vec<Box<[u8]>>>,
     pub users: Option<Vec<String>>,
+    /// Patterns over the request target (the absolute URL, or CONNECT's authority).
+    pub url_regex: Option<RegexSet>,
 }
 
 /// Validates `[listener.forward]` at `at`.
@@ -244,7 +299,70 @@ pub(super) fn forward(at: &str, file: &FileForward, errors: &mut Vec<ConfigError
             Bounds { default: AUTH_CACHE_ENTRIES_MAX, min: 1, max: 1_000_000 },
             errors,
         )),
+        response: response_filter(&at, file, errors).map(Arc::new),
     }
+}
+
+/// The response rules, or `None` when there are none.
+fn response_filter(
+    at: &str,
+    file: &FileForward,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ResponseFilter> {
+    if file.response_block_types.is_none() && file.body_rule.is_empty() {
+        return None;
+    }
+    let lower =
+        |types: &[String]| types.iter().map(|kind| kind.trim().to_ascii_lowercase()).collect();
+    let defaults: Vec<String> = BODY_TYPES.iter().map(|kind| (*kind).to_owned()).collect();
+    let body_types = lower(file.body_types.as_deref().unwrap_or(&defaults));
+    let body_rules = file
+        .body_rule
+        .iter()
+        .enumerate()
+        .filter_map(|(index, rule)| body_rule(&format!("{at}.body_rule[{index}]"), rule, errors))
+        .collect();
+    Some(ResponseFilter {
+        block_types: file.response_block_types.as_deref().map_or_else(Vec::new, lower),
+        body_types,
+        window_bytes: to_usize(ranged(
+            &format!("{at}.body_window_bytes"),
+            file.body_window_bytes,
+            Bounds { default: BODY_WINDOW_BYTES, min: 1, max: 16 * 1024 * 1024 },
+            errors,
+        )),
+        body_rules,
+    })
+}
+
+fn body_rule(at: &str, rule: &FileBodyRule, errors: &mut Vec<ConfigError>) -> Option<BodyRule> {
+    let action = match rule.action.as_str() {
+        "deny" => BodyRuleAction::Deny,
+        "replace" => BodyRuleAction::Replace,
+        other => {
+            let reason = format!("unknown action {other:?}; use {}", one_of(&["deny", "replace"]));
+            errors.push(ConfigError::invalid(format!("{at}.action"), reason));
+            return None;
+        }
+    };
+    if action == BodyRuleAction::Replace && rule.replacement.is_none() {
+        errors.push(ConfigError::invalid(format!("{at}.replacement"), "a replace rule needs one"));
+    }
+    // Bounded: the compiled program, and the lazy DFA's cache of states on each worker.
+    let pattern = regex::bytes::RegexBuilder::new(&rule.pattern)
+        .size_limit(1 << 20)
+        .dfa_size_limit(256 * 1024)
+        .build()
+        .map_err(|error| {
+            errors.push(ConfigError::invalid(format!("{at}.pattern"), error.to_string()))
+        })
+        .ok()?;
+    Some(BodyRule {
+        name: rule.name.clone(),
+        action,
+        pattern,
+        replacement: rule.replacement.clone().unwrap_or_default(),
+    })
 }
 
 /// The timeouts and pool settings of a forward listener.
@@ -468,7 +586,16 @@ fn forward_rule(at: &str, rule: &FileRule, errors: &mut Vec<ConfigError>) -> For
             })
             .collect()
     });
+    let url_regex = rule.url_regex.as_ref().and_then(|patterns| {
+        for (index, pattern) in patterns.iter().enumerate() {
+            if let Err(reason) = compile_pattern(pattern) {
+                errors.push(ConfigError::invalid(format!("{at}.url_regex[{index}]"), reason));
+            }
+        }
+        RegexSet::new(patterns).ok()
+    });
     ForwardRule {
+        url_regex,
         name: rule.name.clone(),
         action: action(&key("action"), Some(&rule.action), errors),
         clients,

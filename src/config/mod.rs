@@ -17,7 +17,8 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::{
-    Anonymity, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig, RuleAction,
+    Anonymity, BodyRule, BodyRuleAction, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig,
+    ResponseFilter, RuleAction,
 };
 pub use validate::from_toml;
 

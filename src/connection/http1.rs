@@ -328,7 +328,9 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
         return refuse_by_guard(client, head, buf, &refusal).await;
     }
     if let Some(forward) = forwarded {
-        return forward_request(client, head, buf, forward).await;
+        // Boxed: resolution and tunnels make a large future, which every idle connection
+        // would carry otherwise.
+        return Box::pin(forward_request(client, head, buf, forward)).await;
     }
     match action {
         None if forward.is_some() && routes.is_empty() => {
@@ -510,6 +512,17 @@ fn unread_body(next: Next, has_body: bool) -> Next {
     }
 }
 
+/// A forward listener's head edits and response rules, for a direct target.
+fn forward_head(listener: &crate::config::Listener, target: Target) -> Option<ForwardHead<'_>> {
+    let forward = listener.forward.as_deref().filter(|_| matches!(target, Target::Direct(_)))?;
+    Some(ForwardHead {
+        anonymity: forward.anonymity,
+        remove: &forward.header_remove,
+        replace: &forward.header_replace,
+        response: forward.response.as_ref(),
+    })
+}
+
 /// Hands the request to `target` (a cluster, or a forward proxy's direct target) and
 /// turns the outcome into what the loop does next.
 async fn proxy_to(
@@ -521,14 +534,7 @@ async fn proxy_to(
 ) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
     let listener = &worker.config.listeners[client.listener];
-    let forward = match target {
-        Target::Direct(_) => listener.forward.as_deref().map(|forward| ForwardHead {
-            anonymity: forward.anonymity,
-            remove: &forward.header_remove,
-            replace: &forward.header_replace,
-        }),
-        Target::Cluster(_) => None,
-    };
+    let forward = forward_head(listener, target);
     let buffering = route.is_none_or(|route| route.request_buffering);
     let compression = crate::proxy::compression::for_request(route, &buf, &client.headers);
     if let Target::Cluster(cluster) = target {

@@ -14,8 +14,11 @@ pub const CONNECT_PORTS: &str = "connect_ports";
 pub const DESTINATION_IP: &str = "destination_ip";
 /// The name a refusal gives when no rule matched and `default_action` is deny.
 pub const DEFAULT: &str = "default";
-/// The refusals no configured rule names, counted after a listener's own rules.
-pub const BUILT_IN: [&str; 3] = [CONNECT_PORTS, DESTINATION_IP, DEFAULT];
+/// The name a refusal gives for a response of a type in `response_block_types`.
+pub const RESPONSE_TYPES: &str = "response_types";
+/// The refusals no configured access rule names, counted after a listener's own rules
+/// (body rules count under their own names, after these).
+pub const BUILT_IN: [&str; 4] = [CONNECT_PORTS, DESTINATION_IP, DEFAULT, RESPONSE_TYPES];
 
 /// The counter index of rule `name` of `forward`: its own rules first, then [`BUILT_IN`].
 pub fn rule_index(forward: &Forward, name: &str) -> usize {
@@ -32,6 +35,8 @@ pub struct Facts<'a> {
     pub host: &'a [u8],
     pub port: u16,
     pub method: &'a [u8],
+    /// The request target as written: an absolute URL, or CONNECT's authority.
+    pub url: &'a [u8],
     /// The authenticated user, if any.
     pub user: Option<&'a str>,
 }
@@ -85,7 +90,11 @@ fn matches(rule: &ForwardRule, facts: &Facts<'_>) -> bool {
     let users = rule.users.as_ref().is_none_or(|users| {
         facts.user.is_some_and(|user| users.iter().any(|listed| listed == user))
     });
-    if !(clients && ports && methods && users) {
+    let urls = rule
+        .url_regex
+        .as_ref()
+        .is_none_or(|urls| std::str::from_utf8(facts.url).is_ok_and(|url| urls.is_match(url)));
+    if !(clients && ports && methods && users && urls) {
         return false;
     }
     let by_list = rule.domains.as_ref().map(|domains| domains.contains(host));
@@ -121,7 +130,8 @@ mod tests {
 
     fn facts<'a>(host: &'a str, port: u16, method: &'a str) -> Facts<'a> {
         let client = IpAddr::from([10, 1, 2, 3]);
-        Facts { client, host: host.as_bytes(), port, method: method.as_bytes(), user: None }
+        let (host, method) = (host.as_bytes(), method.as_bytes());
+        Facts { client, host, port, method, url: b"http://x/", user: None }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod auth;
 pub mod domains;
+pub mod filter;
 pub mod hosts;
 pub mod resolve;
 pub mod target;
@@ -107,6 +108,7 @@ pub async fn admit(
         host: target.host,
         port: target.port,
         method: asked.head.method_span.of(asked.buf),
+        url: asked.head.target.of(asked.buf),
         user: user.as_deref(),
     };
     let rule = match acl::check(forward, &facts, target.tunnel) {

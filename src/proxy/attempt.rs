@@ -534,7 +534,9 @@ async fn send_body(
         }
         RelayError::TooLarge => ProxyError::BodyTooLarge,
         RelayError::BadChunk(error) => ProxyError::BadRequestBody(error),
-        RelayError::Coder(_) => unreachable!("a request body is relayed as it is"),
+        RelayError::Coder(_) | RelayError::Filtered { .. } => {
+            unreachable!("a request body is relayed as it is")
+        }
     });
     (result, out, paused)
 }

@@ -42,6 +42,8 @@ pub struct ForwardHead<'a> {
     pub remove: &'a [Box<[u8]>],
     /// Whole lines, each ending in CRLF.
     pub replace: &'a [u8],
+    /// The listener's response rules, applied by the response plan.
+    pub response: Option<&'a std::sync::Arc<crate::config::ResponseFilter>>,
 }
 
 /// Queues the forwarded head in `out`, whose `buf` holds the client's head at its front.

@@ -66,6 +66,8 @@ mod forward;
 mod forward_acl;
 // Its counters in /stats and /metrics, and its access-log lines.
 mod forward_observe;
+// Its response rules: content types, URL lists, body rules, 10 MiB in bounded memory.
+mod forward_filter;
 
 // L4: TCP balancing, half-close, PROXY protocol in and out, TLS passthrough by SNI.
 mod l4;

@@ -1,0 +1,90 @@
+//! The filtering transform of the relay: decoded body bytes go through a forward proxy's
+//! [`BodyFilter`], which holds the response head and at most a window of bytes back;
+//! what it releases is framed and queued, and a refusal is sent in place of the response
+//! (its 403 page, when the head was still held) before the relay stops.
+
+use super::{Body, RelayError, RelayOptions, Sink, Step, Transform, queue_chunk, queue_end, write};
+use crate::forward::filter::{BodyFilter, Filtered};
+use crate::wire::OutVec;
+
+/// Filters one decoded step (at `out.buf[start..]`) and queues what the filter released,
+/// after the held head when it goes now; then the step's end (trailers, last chunk).
+pub(super) async fn filter_step(
+    sink: &mut impl Sink,
+    mut out: OutVec,
+    body: &mut Body,
+    (start, step): (usize, &Step),
+    options: &RelayOptions,
+) -> (Result<(), RelayError>, OutVec) {
+    let data = start..start + step.data_len;
+    body.tap.observe(&out.buf[data.clone()]);
+    let encoder = body.encoder;
+    let Transform::Filter(filter) = &mut body.transform else {
+        unreachable!("filter_step is called for a filtering transform only")
+    };
+    let filtered = filter.push(&out.buf[data], step.done);
+    match queue_filtered(&mut out, filter, filtered, encoder) {
+        Ok(()) => {}
+        Err(refused) => return refuse(sink, out, refused, options).await,
+    }
+    queue_end(&mut out, body, start, step);
+    (Ok(()), out)
+}
+
+/// Ends the filter at the end of a close-delimited body and queues what it held.
+pub(super) fn finish(out: &mut OutVec, body: &mut Body) -> Result<(), RelayError> {
+    let encoder = body.encoder;
+    let Transform::Filter(filter) = &mut body.transform else { return Ok(()) };
+    let filtered = filter.push(&[], true);
+    match queue_filtered(out, filter, filtered, encoder) {
+        Ok(()) => Ok(()),
+        // The page goes out with what the caller writes next; the stream then ends.
+        Err(Some(page)) => {
+            out.clear();
+            out.push_extra(&page);
+            Ok(())
+        }
+        Err(None) => Err(RelayError::Filtered { page_sent: false }),
+    }
+}
+
+/// Queues the held head (raw) and the released bytes (framed), or says the response was
+/// refused, with its 403 page when nothing of it has gone.
+fn queue_filtered(
+    out: &mut OutVec,
+    filter: &mut BodyFilter,
+    filtered: Filtered,
+    encoder: super::Encoder,
+) -> Result<(), Option<Vec<u8>>> {
+    match filtered {
+        Filtered::Pass { head } => {
+            if let Some(head) = head {
+                out.push_extra(&head);
+            }
+            let start = out.extra.len();
+            out.extra.extend_from_slice(&filter.output);
+            queue_chunk(out, encoder, start..out.extra.len(), true);
+            Ok(())
+        }
+        Filtered::Denied { rule, page } => {
+            log::debug!("response refused by body rule {rule:?}");
+            Err(page)
+        }
+    }
+}
+
+/// Sends the refusal page when there is one, and stops the relay.
+async fn refuse(
+    sink: &mut impl Sink,
+    mut out: OutVec,
+    page: Option<Vec<u8>>,
+    options: &RelayOptions,
+) -> (Result<(), RelayError>, OutVec) {
+    let Some(page) = page else {
+        return (Err(RelayError::Filtered { page_sent: false }), out);
+    };
+    out.clear();
+    out.push_extra(&page);
+    let (result, out) = write(sink, out, options.write_timeout).await;
+    (result.and(Err(RelayError::Filtered { page_sent: true })), out)
+}

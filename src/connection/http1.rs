@@ -513,13 +513,17 @@ fn unread_body(next: Next, has_body: bool) -> Next {
 }
 
 /// A forward listener's head edits and response rules, for a direct target.
-fn forward_head(listener: &crate::config::Listener, target: Target) -> Option<ForwardHead<'_>> {
+fn forward_head(
+    (index, listener): (usize, &crate::config::Listener),
+    target: Target,
+) -> Option<ForwardHead<'_>> {
     let forward = listener.forward.as_deref().filter(|_| matches!(target, Target::Direct(_)))?;
     Some(ForwardHead {
         anonymity: forward.anonymity,
         remove: &forward.header_remove,
         replace: &forward.header_replace,
         response: forward.response.as_ref(),
+        listener: (index, forward),
     })
 }
 
@@ -534,7 +538,7 @@ async fn proxy_to(
 ) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
     let listener = &worker.config.listeners[client.listener];
-    let forward = forward_head(listener, target);
+    let forward = forward_head((client.listener, listener), target);
     let buffering = route.is_none_or(|route| route.request_buffering);
     let compression = crate::proxy::compression::for_request(route, &buf, &client.headers);
     if let Target::Cluster(cluster) = target {

@@ -20,12 +20,18 @@ pub const RESPONSE_TYPES: &str = "response_types";
 /// (body rules count under their own names, after these).
 pub const BUILT_IN: [&str; 4] = [CONNECT_PORTS, DESTINATION_IP, DEFAULT, RESPONSE_TYPES];
 
-/// The counter index of rule `name` of `forward`: its own rules first, then [`BUILT_IN`].
+/// Every name a refusal of `forward` can give, in counter order: its access rules, then
+/// [`BUILT_IN`], then its body rules.
+pub fn rule_names(forward: &Forward) -> impl Iterator<Item = &str> {
+    let body = forward.response.iter().flat_map(|response| &response.body_rules);
+    let own = forward.rules.iter().map(|rule| rule.name.as_str());
+    own.chain(BUILT_IN).chain(body.map(|rule| rule.name.as_str()))
+}
+
+/// The counter index of rule `name` of `forward` (see [`rule_names`]).
 pub fn rule_index(forward: &Forward, name: &str) -> usize {
-    let own = forward.rules.iter().position(|rule| rule.name == name);
-    let built_in =
-        || BUILT_IN.iter().position(|&rule| rule == name).map(|i| i + forward.rules.len());
-    own.or_else(built_in).unwrap_or(forward.rules.len() + BUILT_IN.len() - 1)
+    let default = forward.rules.len() + 2;
+    rule_names(forward).position(|rule| rule == name).unwrap_or(default)
 }
 
 /// What a rule looks at.

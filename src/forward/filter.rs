@@ -33,6 +33,8 @@ pub struct BodyFilter {
     held: Vec<u8>,
     /// Bytes released by the last step, ready to frame and send.
     pub output: Vec<u8>,
+    /// The rule that refused the response, once one did.
+    pub refused_by: Option<String>,
 }
 
 impl BodyFilter {
@@ -57,6 +59,7 @@ impl BodyFilter {
             blocked_by: blocked.then(|| crate::forward::acl::RESPONSE_TYPES.to_owned()),
             held: Vec::new(),
             output: Vec::new(),
+            refused_by: None,
         })
     }
 
@@ -114,6 +117,7 @@ impl BodyFilter {
 
     fn deny(&mut self, rule: String) -> Filtered {
         self.held = Vec::new();
+        self.refused_by = Some(rule.clone());
         let page = self.head.take().map(|_| refusal_page(&rule));
         Filtered::Denied { rule, page }
     }

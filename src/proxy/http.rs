@@ -78,6 +78,7 @@ async fn respond(
     if let Some(body) = &body {
         let failed = matches!(result, Err(body::RelayError::Coder(_)));
         compression::record_end(worker, x.compression, &body.transform, failed);
+        count_refusal(x, &body.transform);
     }
     x.report.bytes_out = out.take_written();
     match result {
@@ -219,6 +220,16 @@ fn response_filter(x: &Exchange<'_>, attempt: &Attempt<'_>) -> Option<Transform>
 }
 
 const DROP_ETAG: &[&[u8]] = &[b"etag"];
+
+/// Counts a response a forward proxy's response rule refused, under that rule.
+fn count_refusal(x: &Exchange<'_>, transform: &Transform) {
+    let (Transform::Filter(filter), Some(forward)) = (transform, x.forward) else { return };
+    if let Some(rule) = &filter.refused_by {
+        let (listener, config) = forward.listener;
+        let index = crate::forward::acl::rule_index(config, rule);
+        x.worker.stats.borrow_mut().forward_refused(listener, index);
+    }
+}
 
 /// The finish phase: the upstream connection goes back to the pool when the one rule
 /// says it may ([`reuse_verdict`]), and is closed otherwise.

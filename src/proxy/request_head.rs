@@ -44,6 +44,8 @@ pub struct ForwardHead<'a> {
     pub replace: &'a [u8],
     /// The listener's response rules, applied by the response plan.
     pub response: Option<&'a std::sync::Arc<crate::config::ResponseFilter>>,
+    /// The listener (its index, and its forward settings), where refusals are counted.
+    pub listener: (usize, &'a crate::config::Forward),
 }
 
 /// Queues the forwarded head in `out`, whose `buf` holds the client's head at its front.

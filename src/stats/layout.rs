@@ -13,8 +13,8 @@ pub struct StatsLayout {
     pub listeners: Vec<String>,
     /// Each listener's mode: `"http"`, `"tcp"` or `"udp"`.
     pub listener_modes: Vec<&'static str>,
-    /// Each listener's forward access rules by name, then the built-in refusals
-    /// ([`crate::forward::acl::BUILT_IN`]); empty for a listener that is no forward proxy.
+    /// Each forward listener's refusal names ([`crate::forward::acl::rule_names`]); empty
+    /// for a listener that is no forward proxy.
     pub forward_rules: Vec<Vec<String>>,
     /// All routes of all listeners, flattened in config order: indexed by
     /// [`RouteId::index`](crate::config::RouteId::index).
@@ -77,10 +77,7 @@ impl StatsLayout {
                 .iter()
                 .map(|listener| match &listener.forward {
                     Some(forward) => {
-                        let rules = forward.rules.iter().map(|rule| rule.name.clone());
-                        let built_in =
-                            crate::forward::acl::BUILT_IN.iter().map(|&name| name.into());
-                        rules.chain(built_in).collect()
+                        crate::forward::acl::rule_names(forward).map(str::to_owned).collect()
                     }
                     None => Vec::new(),
                 })

@@ -4,10 +4,11 @@
 
 use crate::forward::{LOOPBACK, ask, curl_ok, forward_proxy};
 use crate::lifecycle::RssSampler;
+use crate::support::admin::stats;
 use crate::support::client::Client;
 use crate::support::origin::{self, Origin};
 use crate::support::process::Running;
-use crate::support::{Driver, on_both_drivers, preamble};
+use crate::support::{Driver, eventually, on_both_drivers, preamble};
 use std::time::Duration;
 
 on_both_drivers!(
@@ -69,6 +70,11 @@ fn responses_are_refused_by_type_url_and_body(driver: Driver) {
     assert_eq!(get("/image").text(), "<ad>not html</ad>", "only text is filtered");
     let via = format!("http://{}", proxy.addr());
     assert_eq!(curl_ok(&["-x", &via, &url("/page")]), "<p>news more news</p>");
+    // Each refusal is counted under its rule.
+    eventually("the refusals are counted", || {
+        let refusals = &stats(proxy.admin_addr())["listeners"][0]["forward"]["refusals"];
+        refusals["executables"] == 1 && refusals["response_types"] == 1 && refusals["secrets"] == 1
+    });
 }
 
 /// The HTML body of the large test: `LINES` lines, each with one ad to cut.

@@ -462,7 +462,7 @@ async fn relay_loop(
 }
 
 /// Queues one decoded step through the body's transform. The identity queues the buffer's
-/// ranges at once; a coder may write on the way (see [`transform::code_step`]).
+/// ranges at once; a coder or a filter may write on the way (see [`transform::code_step`]).
 async fn queue_through(
     sink: &mut impl Sink,
     mut out: OutVec,
@@ -470,18 +470,12 @@ async fn queue_through(
     (start, step): (usize, &Step),
     options: &RelayOptions,
 ) -> (Result<(), RelayError>, OutVec) {
-    match body.transform {
-        // Boxed: only coded bodies pay for this future, not every connection's.
-        Transform::Code(_) => {
-            return Box::pin(transform::code_step(sink, out, body, (start, step), options)).await;
-        }
-        Transform::Filter(_) => {
-            return Box::pin(filter::filter_step(sink, out, body, (start, step), options)).await;
-        }
-        Transform::Identity => {}
+    if let Transform::Identity = body.transform {
+        queue_step(&mut out, body, start, step);
+        return (Ok(()), out);
     }
-    queue_step(&mut out, body, start, step);
-    (Ok(()), out)
+    // Boxed: only coded or filtered bodies pay for this future, not every connection's.
+    Box::pin(transform::code_step(sink, out, body, (start, step), options)).await
 }
 
 /// Before a read: flushes a coder that holds bytes once the source stalls, and with

@@ -1,35 +1,12 @@
-//! The filtering transform of the relay: decoded body bytes go through a forward proxy's
-//! [`BodyFilter`], which holds the response head and at most a window of bytes back;
-//! what it releases is framed and queued, and a refusal is sent in place of the response
-//! (its 403 page, when the head was still held) before the relay stops.
+//! The filtering transform of the relay (its steps come through [`super::transform`]):
+//! decoded body bytes go through a forward proxy's [`BodyFilter`], which holds the
+//! response head and at most a window of bytes back; what it releases is framed and
+//! queued, and a refusal is sent in place of the response (its 403 page, when the head
+//! was still held) before the relay stops.
 
-use super::{Body, RelayError, RelayOptions, Sink, Step, Transform, queue_chunk, queue_end, write};
+use super::{Body, RelayError, RelayOptions, Sink, Transform, queue_chunk, write};
 use crate::forward::filter::{BodyFilter, Filtered};
 use crate::wire::OutVec;
-
-/// Filters one decoded step (at `out.buf[start..]`) and queues what the filter released,
-/// after the held head when it goes now; then the step's end (trailers, last chunk).
-pub(super) async fn filter_step(
-    sink: &mut impl Sink,
-    mut out: OutVec,
-    body: &mut Body,
-    (start, step): (usize, &Step),
-    options: &RelayOptions,
-) -> (Result<(), RelayError>, OutVec) {
-    let data = start..start + step.data_len;
-    body.tap.observe(&out.buf[data.clone()]);
-    let encoder = body.encoder;
-    let Transform::Filter(filter) = &mut body.transform else {
-        unreachable!("filter_step is called for a filtering transform only")
-    };
-    let filtered = filter.push(&out.buf[data], step.done);
-    match queue_filtered(&mut out, filter, filtered, encoder) {
-        Ok(()) => {}
-        Err(refused) => return refuse(sink, out, refused, options).await,
-    }
-    queue_end(&mut out, body, start, step);
-    (Ok(()), out)
-}
 
 /// Ends the filter at the end of a close-delimited body and queues what it held.
 pub(super) fn finish(out: &mut OutVec, body: &mut Body) -> Result<(), RelayError> {
@@ -50,7 +27,7 @@ pub(super) fn finish(out: &mut OutVec, body: &mut Body) -> Result<(), RelayError
 
 /// Queues the held head (raw) and the released bytes (framed), or says the response was
 /// refused, with its 403 page when nothing of it has gone.
-fn queue_filtered(
+pub(super) fn queue_filtered(
     out: &mut OutVec,
     filter: &mut BodyFilter,
     filtered: Filtered,
@@ -74,7 +51,7 @@ fn queue_filtered(
 }
 
 /// Sends the refusal page when there is one, and stops the relay.
-async fn refuse(
+pub(super) async fn refuse(
     sink: &mut impl Sink,
     mut out: OutVec,
     page: Option<Vec<u8>>,

@@ -424,6 +424,22 @@ fn limits(at: &str, file: &FileForward, errors: &mut Vec<ConfigError>) -> Limits
     }
 }
 
+/// A forward listener that anyone who reaches it may use is an open proxy, which the
+/// internet finds within hours: one on an address other than loopback needs `allow`
+/// (client networks) or `auth_file`, as Squid's default config allows only `localnet`.
+pub(super) fn refuse_open_proxy(
+    at: &str,
+    (addr, has_allow): (std::net::SocketAddr, bool),
+    forward: &Forward,
+    errors: &mut Vec<ConfigError>,
+) {
+    if !addr.ip().is_loopback() && !has_allow && forward.auth.is_none() {
+        let reason = "an open proxy: anyone who reaches it could use it; \
+                      set the listener's `allow` (client networks) or `forward.auth_file`";
+        errors.push(ConfigError::invalid(format!("{at}.forward"), reason));
+    }
+}
+
 /// The destination deny list: as written, or [`DESTINATION_IP_DENY`].
 fn destination_ip_deny(at: &str, file: &FileForward, errors: &mut Vec<ConfigError>) -> IpList {
     let defaults: Vec<String>;
@@ -624,4 +640,39 @@ fn domains(at: &str, rule: &FileRule, errors: &mut Vec<ConfigError>) -> Option<A
         }
     }
     Some(Arc::new(set))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn errors(listener: &str) -> String {
+        let text = format!("[[listener]]\n{listener}\n[listener.forward]\n");
+        Config::parse(&text).err().map(|errors| errors.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_forward_listener_beyond_loopback_needs_allow_or_auth() {
+        let open = errors("addr = \"0.0.0.0:3128\"");
+        assert!(open.contains("listener[0].forward: an open proxy"), "{open}");
+        assert_eq!(errors("addr = \"0.0.0.0:3128\"\nallow = [\"10.0.0.0/8\"]"), "");
+        assert_eq!(errors("addr = \"127.0.0.1:3128\""), "");
+        assert_eq!(errors("addr = \"[::1]:3128\""), "");
+    }
+
+    #[test]
+    fn bad_forward_keys_name_their_path() {
+        let bad = errors(
+            "addr = \"127.0.0.1:3128\"\n[listener.forward.resolver]\nthreads = 0\n\
+             [[listener.forward.rule]]\nname = \"x\"\naction = \"maybe\"\n\
+             [[listener.forward.body_rule]]\nname = \"y\"\naction = \"deny\"\npattern = \"(\"\n",
+        );
+        for path in [
+            "listener[0].forward.resolver.threads",
+            "listener[0].forward.rule[0].action",
+            "listener[0].forward.body_rule[0].pattern",
+        ] {
+            assert!(bad.contains(path), "{path} missing in: {bad}");
+        }
+    }
 }

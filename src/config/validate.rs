@@ -328,6 +328,9 @@ fn validate_listener(
         let reason = "only an HTTP listener can be a forward proxy";
         errors.push(ConfigError::invalid(format!("{at}.forward"), reason));
     }
+    if let (Some(forward), Ok(addr)) = (&forward, listener.addr.parse::<SocketAddr>()) {
+        super::forward::refuse_open_proxy(&at, (addr, listener.allow.is_some()), forward, errors);
+    }
     if listener.route.is_empty() && matches!(mode, ListenerMode::Http) && forward.is_none() {
         errors.push(ConfigError::invalid(
             format!("{at}.route"),

@@ -72,24 +72,26 @@ pub fn parse_basic(value: &[u8]) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-/// Credentials values a worker saw verified, and whose user they name; bounded, cleared
-/// whole when full (an attacker filling it only costs good clients one more check).
+/// Credentials values a worker checked, with the user each names when it was right;
+/// bounded, cleared whole when full (an attacker filling it only costs good clients one
+/// more check).
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
-    entries: HashMap<Box<[u8]>, Box<str>>,
+    entries: HashMap<Box<[u8]>, Option<Box<str>>>,
 }
 
 impl VerifiedCache {
-    /// The user of an already verified `Proxy-Authorization` value.
-    pub fn user(&self, value: &[u8]) -> Option<&str> {
-        self.entries.get(value).map(|user| &**user)
+    /// `Some(Some(user))` for a `Proxy-Authorization` value checked right, `Some(None)`
+    /// for one checked wrong, `None` for one not checked yet.
+    pub fn user(&self, value: &[u8]) -> Option<Option<&str>> {
+        self.entries.get(value).map(Option::as_deref)
     }
 
-    pub fn insert(&mut self, value: &[u8], user: &str, entries_max: usize) {
+    pub fn insert(&mut self, value: &[u8], user: Option<&str>, entries_max: usize) {
         if self.entries.len() >= entries_max {
             self.entries.clear();
         }
-        self.entries.insert(value.into(), user.into());
+        self.entries.insert(value.into(), user.map(Into::into));
     }
 }
 
@@ -110,6 +112,19 @@ mod tests {
         assert!(parse_basic(b"Bearer YWxpY2U6c2VjcmV0").is_none());
         assert!(parse_basic(b"Basic !!!").is_none());
         assert!(parse_basic(b"Basic bm9jb2xvbg==").is_none(), "no colon");
+    }
+
+    #[test]
+    fn the_cache_remembers_right_and_wrong_credentials_within_its_bound() {
+        let mut cache = VerifiedCache::default();
+        cache.insert(b"Basic right", Some("alice"), 2);
+        cache.insert(b"Basic wrong", None, 2);
+        assert_eq!(cache.user(b"Basic right"), Some(Some("alice")));
+        assert_eq!(cache.user(b"Basic wrong"), Some(None));
+        assert_eq!(cache.user(b"Basic other"), None);
+        cache.insert(b"Basic third", None, 2);
+        assert_eq!(cache.user(b"Basic right"), None, "full: started over");
+        assert_eq!(cache.user(b"Basic third"), Some(None));
     }
 
     #[test]

@@ -159,19 +159,25 @@ async fn authenticate(
     let Some(credentials) = &forward.auth else { return Ok(None) };
     let value = find_header(asked.buf, asked.headers, b"proxy-authorization")
         .ok_or_else(Refusal::authenticate)?;
-    if let Some(user) = worker.forward.verified.borrow().user(value) {
-        return Ok(Some(user.to_owned()));
+    match worker.forward.verified.borrow().user(value) {
+        Some(Some(user)) => return Ok(Some(user.to_owned())),
+        // Checked before and wrong: no second bcrypt for the same bytes.
+        Some(None) => return Err(Refusal::authenticate()),
+        None => {}
     }
     let (user, password) = auth::parse_basic(value).ok_or_else(Refusal::authenticate)?;
-    let resolver = &forward.resolver;
     let checked = (user.clone(), password);
-    match resolve::verify(credentials, checked, resolver.threads, resolver.timeout).await {
+    let verified = resolve::verify(credentials, checked, forward.resolver.timeout).await;
+    let entries_max = forward.auth_cache_entries_max;
+    match verified {
         Ok(true) => {
-            let entries_max = forward.auth_cache_entries_max;
-            worker.forward.verified.borrow_mut().insert(value, &user, entries_max);
+            worker.forward.verified.borrow_mut().insert(value, Some(&user), entries_max);
             Ok(Some(user))
         }
-        Ok(false) => Err(Refusal::authenticate()),
+        Ok(false) => {
+            worker.forward.verified.borrow_mut().insert(value, None, entries_max);
+            Err(Refusal::authenticate())
+        }
         Err(error) => Err(Refusal::new(error.status(), "credentials could not be checked")),
     }
 }

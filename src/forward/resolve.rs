@@ -3,8 +3,9 @@
 //! program on the host resolves), and each worker keeps its own TTL cache of answers,
 //! positive and negative, and asks once for a name however many requests wait on it.
 //!
-//! The same threads run the bcrypt checks of [`super::auth`]: both are blocking work
-//! that a worker hands off and waits on with a timeout.
+//! Threads of their own run the bcrypt checks of [`super::auth`]: blocking work too,
+//! handed off and waited on with a timeout, kept apart so that floods of bad credentials
+//! cannot hold up name lookups.
 
 use super::auth::Credentials;
 use crate::config::ResolverConfig;
@@ -76,22 +77,36 @@ struct SentAnswer {
 }
 
 static JOBS: OnceLock<flume::Sender<Job>> = OnceLock::new();
+/// The bcrypt checks' own queue and threads: a client sending bad credentials by the
+/// thousand fills this one, never the lookups every other client waits on.
+static VERIFY_JOBS: OnceLock<flume::Sender<Job>> = OnceLock::new();
+/// Threads checking credentials, and checks queued for them at most (503 past it).
+const VERIFY_THREADS: usize = 2;
+const VERIFY_JOBS_MAX: usize = 256;
 
-/// The job queue, starting `threads` threads the first time (the first config's count).
+/// The lookup queue, starting `threads` threads the first time (the first config's count).
 fn jobs(threads: usize) -> &'static flume::Sender<Job> {
-    JOBS.get_or_init(|| {
-        let (sender, receiver) = flume::bounded::<Job>(JOBS_MAX);
-        for index in 0..threads {
-            let receiver = receiver.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("ringway-resolve{index}"))
-                .spawn(move || receiver.iter().for_each(run));
-            if let Err(error) = spawned {
-                log::error!("cannot start resolver thread {index}: {error}");
-            }
+    JOBS.get_or_init(|| start_threads("resolve", threads, JOBS_MAX))
+}
+
+/// The credentials queue.
+fn verify_jobs() -> &'static flume::Sender<Job> {
+    VERIFY_JOBS.get_or_init(|| start_threads("verify", VERIFY_THREADS, VERIFY_JOBS_MAX))
+}
+
+/// `threads` threads named `ringway-NAME{i}` taking jobs from a queue of `jobs_max`.
+fn start_threads(name: &str, threads: usize, jobs_max: usize) -> flume::Sender<Job> {
+    let (sender, receiver) = flume::bounded::<Job>(jobs_max);
+    for index in 0..threads {
+        let receiver = receiver.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ringway-{name}{index}"))
+            .spawn(move || receiver.iter().for_each(run));
+        if let Err(error) = spawned {
+            log::error!("cannot start {name} thread {index}: {error}");
         }
-        sender
-    })
+    }
+    sender
 }
 
 fn run(job: Job) {
@@ -301,16 +316,15 @@ impl State {
     }
 }
 
-/// Whether `password` is `user`'s, checked on a resolver thread within `timeout`.
+/// Whether `password` is `user`'s, checked on a credentials thread within `timeout`.
 pub async fn verify(
     credentials: &Arc<Credentials>,
     (user, password): (String, String),
-    threads: usize,
     timeout: Duration,
 ) -> Result<bool, ResolveError> {
     let (reply, answer) = flume::bounded(1);
     let job = Job::Verify { credentials: credentials.clone(), user, password, reply };
-    jobs(threads).try_send(job).map_err(|_| ResolveError::Busy)?;
+    verify_jobs().try_send(job).map_err(|_| ResolveError::Busy)?;
     match crate::deadline::timeout(timeout, answer.recv_async()).await {
         Ok(Ok(verified)) => Ok(verified),
         Ok(Err(_)) => Err(ResolveError::Busy),

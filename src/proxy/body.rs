@@ -515,19 +515,24 @@ async fn end_at_close(
     body: &mut Body,
     options: &RelayOptions,
 ) -> (Result<u64, RelayError>, OutVec) {
-    if let Err(error) =
-        transform::finish(&mut out, body).and_then(|()| filter::finish(&mut out, body))
-    {
-        return (Err(error), out);
-    }
-    if body.encoder == Encoder::Chunked {
+    let refused =
+        match transform::finish(&mut out, body).and_then(|()| filter::finish(&mut out, body)) {
+            Ok(refused) => refused,
+            Err(error) => return (Err(error), out),
+        };
+    // A refusal page replaced the response: nothing of the old framing follows it.
+    if body.encoder == Encoder::Chunked && !refused {
         out.push_static(LAST_CHUNK);
     }
     if out.is_empty() {
         return (Ok(body.received), out);
     }
     let (result, written) = write(sink, out, options.write_timeout).await;
-    (result.map(|()| body.received), written)
+    let result = match result {
+        Ok(()) if refused => Err(RelayError::Filtered { page_sent: true }),
+        result => result.map(|()| body.received),
+    };
+    (result, written)
 }
 
 /// Writes the queued parts within `timeout`, and while waiting for room also waits for the

@@ -68,12 +68,23 @@ fn responses_are_refused_by_type_url_and_body(driver: Driver) {
     assert!(leak.text().contains("\"secrets\""), "{}", leak.text());
     assert!(leak.closes());
     assert_eq!(get("/image").text(), "<ad>not html</ad>", "only text is filtered");
+    // A body that ends at the origin's close is refused the same way.
+    let closing = Origin::start_raw(|conn| {
+        if conn.request().is_some() {
+            let response = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<p>SECRET-9999</p>";
+            let _ = conn.write(response.as_bytes());
+        }
+    });
+    let request = format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", closing.addr());
+    let refused = ask(&proxy, &request);
+    assert_eq!(refused.status, 403);
+    assert!(refused.text().contains("\"secrets\""), "{}", refused.text());
     let via = format!("http://{}", proxy.addr());
     assert_eq!(curl_ok(&["-x", &via, &url("/page")]), "<p>news more news</p>");
     // Each refusal is counted under its rule.
     eventually("the refusals are counted", || {
         let refusals = &stats(proxy.admin_addr())["listeners"][0]["forward"]["refusals"];
-        refusals["executables"] == 1 && refusals["response_types"] == 1 && refusals["secrets"] == 1
+        refusals["executables"] == 1 && refusals["response_types"] == 1 && refusals["secrets"] == 2
     });
 }
 

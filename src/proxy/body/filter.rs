@@ -8,18 +8,18 @@ use super::{Body, RelayError, RelayOptions, Sink, Transform, queue_chunk, write}
 use crate::forward::filter::{BodyFilter, Filtered};
 use crate::wire::OutVec;
 
-/// Ends the filter at the end of a close-delimited body and queues what it held.
-pub(super) fn finish(out: &mut OutVec, body: &mut Body) -> Result<(), RelayError> {
+/// Ends the filter at the end of a close-delimited body and queues what it held; `true`
+/// when it queued a refusal page instead (the caller writes it, and nothing after it).
+pub(super) fn finish(out: &mut OutVec, body: &mut Body) -> Result<bool, RelayError> {
     let encoder = body.encoder;
-    let Transform::Filter(filter) = &mut body.transform else { return Ok(()) };
+    let Transform::Filter(filter) = &mut body.transform else { return Ok(false) };
     let filtered = filter.push(&[], true);
     match queue_filtered(out, filter, filtered, encoder) {
-        Ok(()) => Ok(()),
-        // The page goes out with what the caller writes next; the stream then ends.
+        Ok(()) => Ok(false),
         Err(Some(page)) => {
             out.clear();
             out.push_extra(&page);
-            Ok(())
+            Ok(true)
         }
         Err(None) => Err(RelayError::Filtered { page_sent: false }),
     }

@@ -8,6 +8,7 @@
 #   CONTENDERS=direct,ringway,nginx perf/run.sh   # leave HAProxy out
 #   RINGWAY_BIN=target/release/ringway perf/run.sh   # use this binary, skip the build
 #   SCENARIOS=compress CONTENDERS=ringway,nginx perf/run.sh   # compression (5 scenarios)
+#   SCENARIOS=forward perf/run.sh                 # forward proxy vs Squid (perf/forward.sh)
 #
 # Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
 set -euo pipefail
@@ -20,6 +21,11 @@ if [[ -n ${RINGWAY_CONF:-} && ${RINGWAY_CONF} != /* ]]; then
     RINGWAY_CONF=$PWD/$RINGWAY_CONF
 fi
 cd "$ROOT"
+
+# The forward proxy's scenarios have contenders of their own (Squid): their own script.
+if [[ ${SCENARIOS:-} == forward ]]; then
+    exec perf/forward.sh
+fi
 
 COMPRESS_SCENARIOS=compress_gzip1,compress_gzip2,compress_gzip6,compress_br,compress_zstd
 ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive,$COMPRESS_SCENARIOS

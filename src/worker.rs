@@ -108,6 +108,8 @@ pub struct Worker {
     /// Per listener: this worker's TLS config (its own session cache), replaced when the
     /// certificates are reloaded.
     pub tls: RefCell<Vec<Option<Arc<rustls::ServerConfig>>>>,
+    /// The forward proxy's resolver, verified credentials and refusal counts.
+    pub forward: crate::forward::WorkerForward,
 }
 
 impl std::fmt::Debug for Worker {
@@ -145,7 +147,8 @@ impl Worker {
         Self {
             id,
             tls: RefCell::new(tls),
-            pool: RefCell::new(Pool::new(&config.clusters)),
+            pool: RefCell::new(direct_pool(&config)),
+            forward: crate::forward::WorkerForward::default(),
             clusters: RefCell::new(clusters),
             load_board,
             buffers: RefCell::new(BufferPool::new(config.io.buffer_bytes)),
@@ -380,6 +383,29 @@ pub struct Shared {
     pub load_board: Arc<LoadBoard>,
     /// One per rate limit, in [`rate_limits`] order.
     pub rate_exchanges: Vec<Arc<RateExchange>>,
+}
+
+/// A pool shaped for the clusters, keeping direct connections when a listener is a forward
+/// proxy: the longest idle timeout and the most addresses among them bound the queues.
+fn direct_pool(config: &Config) -> Pool {
+    let mut pool = Pool::new(&config.clusters);
+    let forwards = config.listeners.iter().filter_map(|listener| listener.forward.as_deref());
+    let widest = forwards.fold(None, |widest: Option<crate::upstream::PoolLimits>, forward| {
+        let mut limits = widest.unwrap_or(crate::upstream::PoolLimits {
+            idle_max: 0,
+            idle_timeout: std::time::Duration::ZERO,
+            requests_max: 0,
+        });
+        limits.idle_max = limits.idle_max.max(forward.pool_addresses_max);
+        limits.idle_timeout = limits.idle_timeout.max(forward.pool_idle_timeout);
+        limits.requests_max = limits.requests_max.max(forward.pool_requests_max);
+        Some(limits)
+    });
+    if let Some(limits) = widest {
+        // `idle_max` carries the most addresses here; each queue has its listener's bound.
+        pool.keep_direct(limits, limits.idle_max);
+    }
+    pool
 }
 
 /// Every rate-limit slot of `config`: one per listener, then one per route of every

@@ -146,6 +146,8 @@ pub(super) struct FileListener {
     pub(super) responses: Option<u64>,
     /// A UDP listener's most flows per worker.
     pub(super) flows_max: Option<u64>,
+    /// `[listener.forward]`: a forward proxy on this HTTP listener.
+    pub(super) forward: Option<super::forward::FileForward>,
 }
 
 /// `[[listener.sni]]`: TLS passthrough to `cluster` for these server names.

@@ -9,12 +9,17 @@ mod compression;
 mod error;
 mod guard;
 mod file;
+mod forward;
 mod l4;
 mod names;
 mod tls;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use forward::{
+    Anonymity, BodyRule, BodyRuleAction, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig,
+    ResponseFilter, RuleAction,
+};
 pub use validate::from_toml;
 
 use crate::http::{ChunkedLimits, HeadLimits};
@@ -202,6 +207,9 @@ pub struct Listener {
     /// Sources whose connections open with a PROXY protocol header (v1 or v2); empty when
     /// the listener takes none. When set, a connection from any other source is closed.
     pub proxy_protocol_from: IpList,
+    /// A forward proxy: absolute-form requests and CONNECT go where they name (routes, if
+    /// any, take the origin-form ones).
+    pub forward: Option<Arc<Forward>>,
 }
 
 /// What a listener does with its connections.

@@ -353,7 +353,15 @@ fn validate_listener(
         SocketAddr::from(([0, 0, 0, 0], 0))
     });
     let mode = super::l4::listener_mode(&at, listener, clusters, errors);
-    if listener.route.is_empty() && matches!(mode, ListenerMode::Http) {
+    let forward = listener.forward.as_ref().map(|file| super::forward::forward(&at, file, errors));
+    if forward.is_some() && !matches!(mode, ListenerMode::Http) {
+        let reason = "only an HTTP listener can be a forward proxy";
+        errors.push(ConfigError::invalid(format!("{at}.forward"), reason));
+    }
+    if let (Some(forward), Ok(addr)) = (&forward, listener.addr.parse::<SocketAddr>()) {
+        super::forward::refuse_open_proxy(&at, (addr, listener.allow.is_some()), forward, errors);
+    }
+    if listener.route.is_empty() && matches!(mode, ListenerMode::Http) && forward.is_none() {
         errors.push(ConfigError::invalid(
             format!("{at}.route"),
             "no routes; add a [[listener.route]] with a cluster or a respond",
@@ -405,6 +413,7 @@ fn validate_listener(
             errors,
         )),
         routes,
+        forward: forward.map(std::sync::Arc::new),
     }
 }
 

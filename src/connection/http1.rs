@@ -19,6 +19,7 @@ use crate::proxy::exchange::{
     Downstream, Exchange, ExchangeEnd, ExchangeReport, RequestView, Target,
 };
 use crate::proxy::http::exchange;
+use crate::proxy::request_head::ForwardHead;
 use crate::proxy::tunnel::tunnel;
 use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
@@ -106,6 +107,8 @@ struct Outcome {
     /// The status the client got.
     status: u16,
     report: ExchangeReport,
+    /// A forward request's access verdict for the log: `allow:RULE` or `deny:RULE`.
+    verdict: Option<String>,
 }
 
 /// What the loop does after a request.
@@ -117,6 +120,11 @@ enum Next {
     Tunnel {
         upstream: UpstreamStream,
         to_client: Vec<u8>,
+    },
+    /// A forward proxy's CONNECT: relay until both sides end or nothing moves for `idle`.
+    Connect {
+        upstream: UpstreamStream,
+        idle: Duration,
     },
 }
 
@@ -174,6 +182,9 @@ pub(super) async fn serve(
         }
         let (next, back) = handle(&mut client, &head, buf).await;
         buf = back;
+        if let Next::Connect { upstream, idle } = next {
+            return Box::pin(run_tunnel(client, upstream, idle, buf)).await;
+        }
         finish_request(&client);
         client.busy.set(!buf.is_empty());
         match next {
@@ -183,6 +194,7 @@ pub(super) async fn serve(
                 super::linger::linger(&worker, &mut client.stream).await;
                 break;
             }
+            Next::Connect { .. } => unreachable!("a tunnel ends the loop above"),
             Next::Tunnel { upstream, to_client } => {
                 let to_upstream = std::mem::take(&mut buf);
                 let tunnel = tunnel(client.stream, upstream, to_upstream, to_client);
@@ -194,6 +206,36 @@ pub(super) async fn serve(
         }
     }
     worker.give_buffer(buf);
+}
+
+/// Runs a CONNECT tunnel to its end; it is counted and logged then, with its bytes.
+/// `to_upstream`: what the client sent after its CONNECT head.
+async fn run_tunnel(
+    client: Client,
+    upstream: UpstreamStream,
+    idle: Duration,
+    to_upstream: Vec<u8>,
+) {
+    let worker = client.worker.clone();
+    let tunnel = (client.stream, upstream);
+    let relayed = crate::forward::tunnel::relay_tunnel(&worker, tunnel, to_upstream, idle).await;
+    let (up, down) = (relayed.bytes_in, relayed.bytes_out);
+    worker.stats.borrow_mut().tunnel_closed(client.listener, up, down);
+    let mut report = client.outcome.report;
+    report.bytes_in += relayed.bytes_in;
+    report.bytes_out += relayed.bytes_out;
+    log::debug!("tunnel for {} ended: {:?}", client.peer, relayed.end);
+    let finished = Finished {
+        listener: client.listener,
+        peer: client.peer,
+        route: None,
+        cluster: None,
+        status: client.outcome.status,
+        started: client.started,
+        report: &report,
+        verdict: client.outcome.verdict.as_deref(),
+    };
+    finish(&worker, &finished, &client.log);
 }
 
 /// Reads the next request head. `Ok(None)` means the connection ends quietly: the client
@@ -264,8 +306,13 @@ async fn read_request(
 /// Routes one request and answers it, itself or through a cluster.
 async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
-    let routes = &worker.config.listeners[client.listener].routes;
-    let chosen = route::select(routes, &RouteRequest::new(&buf, head, &client.headers));
+    let listener = &worker.config.listeners[client.listener];
+    let routes = &listener.routes;
+    // On a forward listener, what names its target goes there; the rest takes the routes.
+    let forward = listener.forward.as_deref();
+    let forwarded = forward.filter(|_| head.method == Method::Connect || head.authority.is_some());
+    let request = RouteRequest::new(&buf, head, &client.headers);
+    let chosen = forwarded.is_none().then(|| route::select(routes, &request)).flatten();
     let has_body = has_body(head);
     let action = chosen.map(|route| &route.action);
     client.outcome.route = chosen.map(|route| route.id);
@@ -278,14 +325,17 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
         headers: &client.headers,
     };
     if let Err(refusal) = guard::check(&worker, &checked) {
-        buf.drain(..head.head_len as usize);
-        // A body we did not read would be taken for the next request: close instead.
-        let keep_alive = head.keep_alive && !has_body;
-        let (error, headers) = (&refusal.error, refusal.headers.as_bytes());
-        let next = answer_error_with(client, error, Request::of(head), keep_alive, headers).await;
-        return (unread_body(next, has_body), buf);
+        return refuse_by_guard(client, head, buf, &refusal).await;
+    }
+    if let Some(forward) = forwarded {
+        // Boxed: resolution and tunnels make a large future, which every idle connection
+        // would carry otherwise.
+        return Box::pin(forward_request(client, head, buf, forward)).await;
     }
     match action {
+        None if forward.is_some() && routes.is_empty() => {
+            refuse(client, head, buf, &crate::forward::Refusal::origin_form(), b"").await
+        }
         None => {
             buf.drain(..head.head_len as usize);
             // A body we did not read would be taken for the next request: close instead.
@@ -327,9 +377,118 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
-            proxy_to_cluster(client, head, buf, *cluster, chosen).await
+            proxy_to(client, head, buf, Target::Cluster(*cluster), chosen).await
         }
     }
+}
+
+/// A forward proxy's request: admitted (target, credentials, rules, resolution, address
+/// rules) or answered with why not; then an exchange to the target, or a tunnel.
+async fn forward_request(
+    client: &mut Client,
+    head: &RequestHead,
+    mut buf: Vec<u8>,
+    forward: &crate::config::Forward,
+) -> (Next, Vec<u8>) {
+    let worker = client.worker.clone();
+    let asked = crate::forward::Asked {
+        listener: client.listener,
+        client: client.peer.ip(),
+        head,
+        headers: &client.headers,
+        buf: &buf,
+    };
+    let admitted = match crate::forward::admit(&worker, forward, &asked).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let denied = refusal.rule.as_ref().map(|rule| format!("deny:{rule}"));
+            let allowed = || refusal.allowed_by.as_ref().map(|rule| format!("allow:{rule}"));
+            client.outcome.verdict = denied.or_else(allowed);
+            let challenge: &[u8] = if refusal.challenge { &forward.auth_challenge } else { b"" };
+            return refuse(client, head, buf, &refusal, challenge).await;
+        }
+    };
+    client.outcome.verdict = Some(format!("allow:{}", admitted.rule));
+    if head.method != Method::Connect {
+        return proxy_to(client, head, buf, Target::Direct(admitted.direct), None).await;
+    }
+    // What the client sent after its CONNECT stays here until the tunnel is up.
+    buf.drain(..head.head_len as usize);
+    let (upstream, addr) = match crate::forward::tunnel::connect(&admitted.direct).await {
+        Ok(connected) => connected,
+        Err(error) => {
+            log_failure(&worker, &error);
+            return (answer_error(client, &error, Request::of(head), false).await, buf);
+        }
+    };
+    client.outcome.report.upstream_addr = Some(addr);
+    client.outcome.status = 200;
+    let established = b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec();
+    client.outcome.report.bytes_in = u64::from(head.head_len);
+    match send(client, established, true).await {
+        Next::Continue => {
+            client.outcome.report.bytes_out = 0;
+            worker.stats.borrow_mut().tunnel_opened(client.listener);
+            (Next::Connect { upstream, idle: forward.tunnel_idle_timeout }, buf)
+        }
+        next => (next, buf),
+    }
+}
+
+/// Answers a forward proxy's request with `refusal`; `extra` header lines go with it.
+async fn refuse(
+    client: &mut Client,
+    head: &RequestHead,
+    mut buf: Vec<u8>,
+    refusal: &crate::forward::Refusal,
+    extra: &[u8],
+) -> (Next, Vec<u8>) {
+    buf.drain(..head.head_len as usize);
+    let has_body = has_body(head);
+    // Bytes a refused CONNECT sent on are no request: close instead of reading them.
+    let keep_alive = head.keep_alive && !has_body && head.method != Method::Connect;
+    let next = answer_refusal(client, refusal, head, keep_alive, extra).await;
+    (unread_body(next, has_body), buf)
+}
+
+/// Sends a forward proxy's refusal: its status, and a short page saying why.
+async fn answer_refusal(
+    client: &mut Client,
+    refusal: &crate::forward::Refusal,
+    head: &RequestHead,
+    keep_alive: bool,
+    extra: &[u8],
+) -> Next {
+    let keep_alive = keep_alive && !client.worker.shutting_down.get();
+    let reason = crate::http::status::reason(refusal.status);
+    let body = format!("{} {reason}: {}\n", refusal.status, refusal.reason);
+    let content = response::Content {
+        status: refusal.status,
+        content_type: b"text/plain; charset=utf-8",
+        extra,
+        body: body.as_bytes(),
+    };
+    let mut out = Vec::new();
+    let body_len = response::write_content(&content, Request::of(head), keep_alive, &mut out);
+    client.outcome.status = refusal.status;
+    client.outcome.report.body_bytes_out = body_len;
+    send(client, out, keep_alive).await
+}
+
+/// Answers a request the listener's or route's guard refused.
+async fn refuse_by_guard(
+    client: &mut Client,
+    head: &RequestHead,
+    mut buf: Vec<u8>,
+    refusal: &guard::Refusal,
+) -> (Next, Vec<u8>) {
+    buf.drain(..head.head_len as usize);
+    let has_body = has_body(head);
+    // A body we did not read would be taken for the next request: close instead.
+    let keep_alive = head.keep_alive && !has_body;
+    let (error, headers) = (&refusal.error, refusal.headers.as_bytes());
+    let next = answer_error_with(client, error, Request::of(head), keep_alive, headers).await;
+    (unread_body(next, has_body), buf)
 }
 
 /// Whether a request has a body to read. `Content-Length: 0` is none: answering it
@@ -345,22 +504,46 @@ const CONNECT_ALLOW: &[u8] = b"Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIO
 fn unread_body(next: Next, has_body: bool) -> Next {
     match next {
         Next::Close if has_body => Next::Linger,
-        Next::Continue | Next::Close | Next::Linger | Next::Tunnel { .. } => next,
+        Next::Continue
+        | Next::Close
+        | Next::Linger
+        | Next::Tunnel { .. }
+        | Next::Connect { .. } => next,
     }
 }
 
-/// Hands the request to `cluster` and turns the outcome into what the loop does next.
-async fn proxy_to_cluster(
+/// A forward listener's head edits and response rules, for a direct target.
+fn forward_head(
+    (index, listener): (usize, &crate::config::Listener),
+    target: Target,
+) -> Option<ForwardHead<'_>> {
+    let forward = listener.forward.as_deref().filter(|_| matches!(target, Target::Direct(_)))?;
+    Some(ForwardHead {
+        anonymity: forward.anonymity,
+        remove: &forward.header_remove,
+        replace: &forward.header_replace,
+        response: forward.response.as_ref(),
+        listener: (index, forward),
+    })
+}
+
+/// Hands the request to `target` (a cluster, or a forward proxy's direct target) and
+/// turns the outcome into what the loop does next.
+async fn proxy_to(
     client: &mut Client,
     head: &RequestHead,
     buf: Vec<u8>,
-    cluster: crate::config::ClusterId,
+    target: Target,
     route: Option<&crate::config::Route>,
 ) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
+    let listener = &worker.config.listeners[client.listener];
+    let forward = forward_head((client.listener, listener), target);
     let buffering = route.is_none_or(|route| route.request_buffering);
     let compression = crate::proxy::compression::for_request(route, &buf, &client.headers);
-    client.outcome.cluster = Some(cluster.0 as usize);
+    if let Target::Cluster(cluster) = target {
+        client.outcome.cluster = Some(cluster.0 as usize);
+    }
     let has_body = has_body(head);
     let (read, buf) = read_body(&worker, &mut client.stream, head, buffering, buf).await;
     let read = match read {
@@ -381,8 +564,9 @@ async fn proxy_to_cluster(
         dechunked = RequestHead { framing: read.framing, ..head.clone() };
         &dechunked
     };
-    let request_id = client.log.generated.then(|| client.log.request_id());
-    let tls = worker.config.listeners[client.listener].tls.as_deref();
+    // A forward proxy adds no request id: the origin learns only what its anonymity allows.
+    let request_id = (client.log.generated && forward.is_none()).then(|| client.log.request_id());
+    let tls = listener.tls.as_deref();
     let x = Exchange {
         worker: &worker,
         https: tls.is_some(),
@@ -391,11 +575,12 @@ async fn proxy_to_cluster(
         peer: client.peer,
         peer_text: client.peer_text.as_bytes(),
         request: RequestView { head, headers: &client.headers },
-        target: Target::Cluster(cluster),
+        target,
         request_id,
         report: &mut client.outcome.report,
         continue_sent: read.continue_sent,
         compression,
+        forward,
     };
     let (result, mut buf) = exchange(x, buf).await;
     client.outcome.status = client.outcome.report.status;
@@ -530,6 +715,7 @@ fn finish_request(client: &Client) {
         status: client.outcome.status,
         started: client.started,
         report: &client.outcome.report,
+        verdict: client.outcome.verdict.as_deref(),
     };
     finish(&client.worker, &finished, &client.log);
 }

@@ -88,6 +88,8 @@ pub(super) struct Finished<'a> {
     pub(super) status: u16,
     pub(super) started: Instant,
     pub(super) report: &'a ExchangeReport,
+    /// A forward request's access verdict (`allow:RULE`, `deny:RULE`), logged as its route.
+    pub(super) verdict: Option<&'a str>,
 }
 
 /// Counts a finished request and logs it.
@@ -117,6 +119,7 @@ pub(super) fn finish(worker: &Worker, finished: &Finished<'_>, fields: &LogField
     };
     let field = |range: &Range<usize>| &fields.bytes[range.clone()];
     let route_name = finished.route.map_or("-", |route| layout.routes[route.index()].name.as_str());
+    let route_name = finished.verdict.unwrap_or(route_name);
     let cluster = finished.cluster.map(|cluster| layout.clusters[cluster].as_str());
     let entry = LogEntry {
         time: SystemTime::now() - total,

@@ -5,7 +5,7 @@
 //! it counts against the backend is [`ProxyError::counts_against_backend`].
 
 use super::body::{self, Body, Decoder, Encoder, RelayError, RelayOptions};
-use super::exchange::{Downstream, Exchange, Target};
+use super::exchange::{DirectTarget, Downstream, Exchange, Target};
 use super::request_head::{Forwarding, render_request_head};
 use super::response_head::{Interim, read_final_head, take_interim_heads};
 use crate::balance::hash_key;
@@ -22,15 +22,6 @@ use crate::worker::{InFlight, Worker};
 use monoio::io::AsyncWriteRentExt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// Connect timeout for a direct target (a cluster has its own).
-const DIRECT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Response timeout for a direct target.
-const DIRECT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pool settings for a direct target; the pool keeps such connections only once told how
-/// ([`crate::upstream::Pool::keep_direct`]).
-const DIRECT_POOL: PoolLimits =
-    PoolLimits { idle_max: 4, idle_timeout: Duration::from_secs(15), requests_max: 1000 };
 
 /// A backend that answered: its connection, its response head and the buffers holding it.
 #[derive(Debug)]
@@ -94,25 +85,40 @@ pub async fn attempt<'a>(
 ) -> (Result<Attempt<'a>, ProxyError>, OutVec) {
     match x.target {
         Target::Cluster(cluster) => attempt_backends(x, cluster, out).await,
-        Target::Direct(addr) => {
-            let host = "";
-            let destination = Destination {
-                key: PoolKey::Direct(addr),
-                addr,
-                host,
-                tls: None,
-                connect_timeout: DIRECT_CONNECT_TIMEOUT,
-                response_timeout: DIRECT_RESPONSE_TIMEOUT,
-                limits: DIRECT_POOL,
-                host_rewrite: false,
-                stats_index: None,
-            };
-            x.report.upstream_addr = Some(addr);
-            let (result, out) = try_destination(x, &destination, Instant::now(), out).await;
-            let attempt = result.map(|answered| answered.into_attempt(None, &destination, None));
-            (attempt, out)
+        Target::Direct(direct) => attempt_direct(x, direct, out).await,
+    }
+}
+
+/// Tries the addresses of a direct target in turn until one answers. Only a refused or
+/// timed-out connect moves on: then nothing of the request has left.
+async fn attempt_direct<'a>(
+    x: &mut Exchange<'a>,
+    direct: DirectTarget,
+    mut out: OutVec,
+) -> (Result<Attempt<'a>, ProxyError>, OutVec) {
+    let mut last_error = ProxyError::NoBackend;
+    for &addr in direct.addrs() {
+        let destination = Destination {
+            key: PoolKey::Direct(addr),
+            addr,
+            host: "",
+            tls: None,
+            connect_timeout: direct.connect_timeout,
+            response_timeout: direct.response_timeout,
+            limits: direct.limits,
+            host_rewrite: false,
+            stats_index: None,
+        };
+        x.report.upstream_addr = Some(addr);
+        let (result, back) = try_destination(x, &destination, Instant::now(), out).await;
+        out = back;
+        match result {
+            Ok(answered) => return (Ok(answered.into_attempt(None, &destination, None)), out),
+            Err(ProxyError::Connect) => last_error = ProxyError::Connect,
+            Err(error) => return (Err(error), out),
         }
     }
+    (Err(last_error), out)
 }
 
 /// Tries backends of `cluster` until one answers with a response head. A failure moves
@@ -387,6 +393,7 @@ async fn send_request(
             host_rewrite: destination.host_rewrite.then_some(destination.host),
             request_id: x.request_id.map(|id| (&*x.worker.config.access_log.request_id_header, id)),
             strong_if_none_match: x.compression.is_some(),
+            forward: x.forward,
         };
         render_request_head(&forwarding, &mut out);
         let (sent, back, paused) = send_head_and_body(x, destination, &mut upstream, out).await;
@@ -543,7 +550,9 @@ async fn send_body(
         }
         RelayError::TooLarge => ProxyError::BodyTooLarge,
         RelayError::BadChunk(error) => ProxyError::BadRequestBody(error),
-        RelayError::Coder(_) => unreachable!("a request body is relayed as it is"),
+        RelayError::Coder(_) | RelayError::Filtered { .. } => {
+            unreachable!("a request body is relayed as it is")
+        }
     });
     (result, out, paused)
 }

@@ -19,6 +19,8 @@ pub struct HeadEdits<'a> {
     /// Lines with these names are dropped too (compression, rewrite rules), compared
     /// without case.
     dropped_names: &'a [&'a [u8]],
+    /// More names dropped, lowercase: a forward listener's `header_remove`.
+    dropped_lowercase: &'a [Box<[u8]>],
     /// Constant lines added after the kept ones, each ending in CRLF.
     static_lines: [&'static [u8]; STATIC_LINES_MAX],
     static_count: usize,
@@ -31,6 +33,7 @@ impl Default for HeadEdits<'_> {
         Self {
             dropped_kinds: 0,
             dropped_names: &[],
+            dropped_lowercase: &[],
             static_lines: [b""; STATIC_LINES_MAX],
             static_count: 0,
             added: 0..0,
@@ -47,6 +50,11 @@ impl<'a> HeadEdits<'a> {
     /// Drops every line whose name is one of `names`.
     pub fn drop_names(&mut self, names: &'a [&'a [u8]]) {
         self.dropped_names = names;
+    }
+
+    /// Drops every line whose name is one of `names`, which are lowercase.
+    pub fn drop_lowercase_names(&mut self, names: &'a [Box<[u8]>]) {
+        self.dropped_lowercase = names;
     }
 
     /// Adds a constant line (ending in CRLF).
@@ -72,11 +80,12 @@ impl<'a> HeadEdits<'a> {
         if line.hop_by_hop || self.dropped_kinds & (1 << line.kind as u32) != 0 {
             return false;
         }
-        if self.dropped_names.is_empty() {
+        if self.dropped_names.is_empty() && self.dropped_lowercase.is_empty() {
             return true;
         }
         let name = line.name.of(buf);
         !self.dropped_names.iter().any(|dropped| dropped.eq_ignore_ascii_case(name))
+            && !self.dropped_lowercase.iter().any(|dropped| dropped.eq_ignore_ascii_case(name))
     }
 
     /// Queues the kept lines of `lines` (ranges of `out.buf`), then the added lines and

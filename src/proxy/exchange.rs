@@ -6,9 +6,11 @@
 //! phase through the same reads and writes.
 
 use super::body::{Sink, Source};
+use super::request_head::ForwardHead;
 use crate::config::{BackendId, ClusterId};
 use crate::http::{HeaderLine, RequestHead};
 use crate::tls::{ClientStream, UpstreamStream};
+use crate::upstream::PoolLimits;
 use crate::worker::Worker;
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -21,8 +23,46 @@ use std::time::Duration;
 pub enum Target {
     /// A configured cluster: balanced over its backends, with its retries and pool.
     Cluster(ClusterId),
-    /// An address the request named itself, that no cluster holds (a forward proxy's).
-    Direct(SocketAddr),
+    /// Addresses the request named itself, that no cluster holds (a forward proxy's).
+    Direct(DirectTarget),
+}
+
+/// Addresses of one direct target tried at most, in order.
+pub const DIRECT_ADDRS_MAX: usize = 4;
+
+/// A forward proxy's target: the addresses its name resolved to, tried in order until one
+/// takes a connection (both families, RFC 6724 order), and the listener's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectTarget {
+    addrs: [SocketAddr; DIRECT_ADDRS_MAX],
+    len: usize,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub limits: PoolLimits,
+}
+
+impl DirectTarget {
+    /// No addresses yet; [`DirectTarget::push`] adds them.
+    pub fn new(connect_timeout: Duration, response_timeout: Duration, limits: PoolLimits) -> Self {
+        let unset = SocketAddr::from(([0, 0, 0, 0], 0));
+        Self { addrs: [unset; DIRECT_ADDRS_MAX], len: 0, connect_timeout, response_timeout, limits }
+    }
+
+    /// Adds `addr`; past [`DIRECT_ADDRS_MAX`] addresses the rest are not tried.
+    pub fn push(&mut self, addr: SocketAddr) {
+        if self.len < DIRECT_ADDRS_MAX {
+            self.addrs[self.len] = addr;
+            self.len += 1;
+        }
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs[..self.len]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// The client side of an exchange: where the request came from and the response goes.
@@ -123,6 +163,8 @@ pub struct Exchange<'a> {
     pub continue_sent: bool,
     /// The route's compression and what the client accepts, when the route compresses.
     pub compression: Option<super::compression::RouteCompression<'a>>,
+    /// A forward proxy's head edits (anonymity, header lists), on a forward listener.
+    pub forward: Option<ForwardHead<'a>>,
 }
 
 /// How an exchange ended, when the client got a response.

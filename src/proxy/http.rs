@@ -6,6 +6,7 @@
 use super::attempt::{Attempt, RequestSent, attempt, request_relay_options, upstream_read_options};
 use super::body::{self, Body, Decoder, Transform};
 use super::compression;
+use super::compression::HeadChanges;
 use super::duplex::{Direction, Relayed, relay_both_ways};
 use super::exchange::{Downstream, Exchange, ExchangeEnd, Target};
 use super::response_head::{
@@ -14,6 +15,8 @@ use super::response_head::{
 use super::reuse::{ReuseFacts, reuse_verdict};
 use crate::config::BackendState;
 use crate::error::ProxyError;
+use crate::forward::filter::BodyFilter;
+use crate::http::{BodyFraming, find_header, response_framing};
 use crate::tls::MaybeTls;
 use crate::wire::OutVec;
 use std::time::Instant;
@@ -75,10 +78,14 @@ async fn respond(
     if let Some(body) = &body {
         let failed = matches!(result, Err(body::RelayError::Coder(_)));
         compression::record_end(worker, x.compression, &body.transform, failed);
+        count_refusal(x, &body.transform);
     }
     x.report.bytes_out = out.take_written();
-    if let Ok(body_bytes) = result {
-        x.report.body_bytes_out = body_bytes;
+    match result {
+        Ok(body_bytes) => x.report.body_bytes_out = body_bytes,
+        // The client got the 403 page that replaced the response.
+        Err(body::RelayError::Filtered { page_sent: true }) => x.report.status = 403,
+        Err(_) => {}
     }
     let response_buf = worker.into_buf(out);
     // Bytes past the response may also wait inside a TLS session.
@@ -163,6 +170,10 @@ fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, 
     let response = (&attempt.response, &attempt.response_buf[..], &attempt.response_lines[..]);
     let (changes, transform) =
         compression::plan(worker, x.compression, x.request.head.method, response);
+    let (changes, transform) = match response_filter(x, attempt) {
+        Some(filter) => (HeadChanges { coded: true, dropped: DROP_ETAG, ..changes }, filter),
+        None => (changes, transform),
+    };
     let facts = PlanFacts {
         request_complete: attempt.request.is_whole(),
         shutting_down: worker.shutting_down.get(),
@@ -178,7 +189,46 @@ fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, 
     let head = (x.request.head, &attempt.response, attempt.response_lines.as_slice());
     render_response_head(head, &plan, &additions, &mut out);
     worker.give_header_lines(std::mem::take(&mut attempt.response_lines));
+    let transform = match transform {
+        // The head waits in the filter until the first body bytes pass its rules.
+        Transform::Filter(mut filter) => {
+            filter.hold_head(out.to_bytes());
+            out.clear();
+            Transform::Filter(filter)
+        }
+        transform @ (Transform::Identity | Transform::Code(_)) => transform,
+    };
     (plan, out, transform)
+}
+
+/// A forward proxy's filter for this response, when its rules apply to it and it has a
+/// body (a bodiless response has nothing to filter, and its head goes as it is).
+fn response_filter(x: &Exchange<'_>, attempt: &Attempt<'_>) -> Option<Transform> {
+    let rules = x.forward?.response?;
+    let framing = response_framing(x.request.head.method, &attempt.response);
+    if matches!(framing, BodyFraming::None | BodyFraming::Length(0))
+        || attempt.response.upgrade.is_some()
+    {
+        return None;
+    }
+    let (buf, lines) = (&attempt.response_buf[..], &attempt.response_lines[..]);
+    let content_type = find_header(buf, lines, b"content-type");
+    let encoded = find_header(buf, lines, b"content-encoding")
+        .is_some_and(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    let filter = BodyFilter::for_response(rules, content_type, encoded)?;
+    Some(Transform::Filter(Box::new(filter)))
+}
+
+const DROP_ETAG: &[&[u8]] = &[b"etag"];
+
+/// Counts a response a forward proxy's response rule refused, under that rule.
+fn count_refusal(x: &Exchange<'_>, transform: &Transform) {
+    let (Transform::Filter(filter), Some(forward)) = (transform, x.forward) else { return };
+    if let Some(rule) = &filter.refused_by {
+        let (listener, config) = forward.listener;
+        let index = crate::forward::acl::rule_index(config, rule);
+        x.worker.stats.borrow_mut().forward_refused(listener, index);
+    }
 }
 
 /// The finish phase: the upstream connection goes back to the pool when the one rule

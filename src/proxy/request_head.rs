@@ -6,6 +6,7 @@
 //! form of each weak If-None-Match tag.
 
 use super::edits::HeadEdits;
+use crate::config::Anonymity;
 use crate::http::{BodyFraming, HeaderKind, HeaderLine, Method, RequestHead, Version};
 use crate::wire::OutVec;
 use std::io::Write;
@@ -27,6 +28,24 @@ pub struct Forwarding<'a> {
     /// `"x"`), so If-None-Match gets each weak tag's strong form too, for backends that
     /// compare tags as strings.
     pub strong_if_none_match: bool,
+    /// A forward proxy's edits, instead of the reverse proxy's X-Forwarded-* lines.
+    pub forward: Option<ForwardHead<'a>>,
+}
+
+/// What a forward proxy changes in a request head: what the origin learns of the client
+/// (its anonymity level), the header lines it drops and the ones it puts in their place.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardHead<'a> {
+    pub anonymity: Anonymity,
+    /// Lowercase names: `Proxy-Authorization`, the configured ones, and at `elite` the
+    /// client's own `Via` and `Forwarded`.
+    pub remove: &'a [Box<[u8]>],
+    /// Whole lines, each ending in CRLF.
+    pub replace: &'a [u8],
+    /// The listener's response rules, applied by the response plan.
+    pub response: Option<&'a std::sync::Arc<crate::config::ResponseFilter>>,
+    /// The listener (its index, and its forward settings), where refusals are counted.
+    pub listener: (usize, &'a crate::config::Forward),
 }
 
 /// Queues the forwarded head in `out`, whose `buf` holds the client's head at its front.
@@ -66,7 +85,10 @@ fn render_request_line(head: &RequestHead, out: &mut OutVec) {
 }
 
 /// The edits of a forwarded request; the lines it adds are written into `out.extra`.
-fn request_edits<'e>(forwarding: &Forwarding<'_>, out: &mut OutVec) -> HeadEdits<'e> {
+fn request_edits<'e>(forwarding: &Forwarding<'e>, out: &mut OutVec) -> HeadEdits<'e> {
+    if let Some(forward) = forwarding.forward {
+        return forward_edits(forwarding, forward, out);
+    }
     let Forwarding { head, headers, .. } = *forwarding;
     let mut edits = HeadEdits::default();
     for replaced in [
@@ -77,25 +99,8 @@ fn request_edits<'e>(forwarding: &Forwarding<'_>, out: &mut OutVec) -> HeadEdits
     ] {
         edits.drop_kind(replaced);
     }
-    if head.framing == BodyFraming::Chunked {
-        edits.add_static(b"Transfer-Encoding: chunked\r\n");
-    }
-    edits.add_static(match head.version {
-        Version::Http10 => b"Via: 1.0 ringway\r\n",
-        Version::Http11 => b"Via: 1.1 ringway\r\n",
-    });
-    if head.upgrade.is_some() {
-        edits.add_static(b"Connection: upgrade\r\n");
-    }
+    let start = framing_edits((head, headers), true, &mut edits, out);
     let OutVec { buf, extra, .. } = out;
-    let start = extra.len();
-    if content_length_needs_normalizing(head, headers, buf) {
-        edits.drop_kind(HeaderKind::ContentLength);
-        if let BodyFraming::Length(length) = head.framing {
-            // Writing into a Vec cannot fail.
-            let _ = write!(extra, "Content-Length: {length}\r\n");
-        }
-    }
     let host: Option<&[u8]> = match (forwarding.host_rewrite, head.authority) {
         (Some(host), _) => Some(host.as_bytes()),
         (None, Some(authority)) => Some(authority.of(buf)),
@@ -105,12 +110,7 @@ fn request_edits<'e>(forwarding: &Forwarding<'_>, out: &mut OutVec) -> HeadEdits
         edits.drop_kind(HeaderKind::Host);
         add_line(extra, b"Host", host);
     }
-    extra.extend_from_slice(b"X-Forwarded-For: ");
-    for header in headers.iter().filter(|header| header.kind == HeaderKind::XForwardedFor) {
-        extra.extend_from_slice(header.value.of(buf));
-        extra.extend_from_slice(b", ");
-    }
-    extra.extend_from_slice(forwarding.peer_text);
+    add_forwarded_for(headers, buf, forwarding.peer_text, extra);
     extra.extend_from_slice(if forwarding.https {
         b"\r\nX-Forwarded-Proto: https\r\n"
     } else {
@@ -133,6 +133,37 @@ fn request_edits<'e>(forwarding: &Forwarding<'_>, out: &mut OutVec) -> HeadEdits
 }
 
 const IF_NONE_MATCH: &[&[u8]] = &[b"if-none-match"];
+
+/// The edits of a request through a forward proxy: the Host of the absolute-form target,
+/// `Via` and `X-Forwarded-For` as its anonymity level says, and its header lists.
+fn forward_edits<'e>(
+    forwarding: &Forwarding<'e>,
+    forward: ForwardHead<'e>,
+    out: &mut OutVec,
+) -> HeadEdits<'e> {
+    let Forwarding { head, headers, .. } = *forwarding;
+    let mut edits = HeadEdits::default();
+    edits.drop_kind(HeaderKind::XForwardedFor);
+    edits.drop_kind(HeaderKind::Expect);
+    edits.drop_lowercase_names(forward.remove);
+    let via = forward.anonymity != Anonymity::Elite;
+    let start = framing_edits((head, headers), via, &mut edits, out);
+    let OutVec { buf, extra, .. } = out;
+    if let Some(authority) = head.authority {
+        edits.drop_kind(HeaderKind::Host);
+        add_line(extra, b"Host", authority.of(buf));
+    }
+    if forward.anonymity == Anonymity::Transparent {
+        add_forwarded_for(headers, buf, forwarding.peer_text, extra);
+        extra.extend_from_slice(b"\r\n");
+    }
+    extra.extend_from_slice(forward.replace);
+    if let Some(upgrade) = head.upgrade {
+        add_line(extra, b"Upgrade", upgrade.of(buf));
+    }
+    edits.add_extra(start..extra.len());
+    edits
+}
 
 /// Writes one If-None-Match line with every tag of the request's lines plus the strong form
 /// of each weak one, when there is a weak one; true when it wrote it. RFC 9110 §13.1.2
@@ -162,6 +193,49 @@ fn add_strong_tags(headers: &[HeaderLine], buf: &[u8], extra: &mut Vec<u8>) -> b
     }
     extra.extend_from_slice(b"\r\n");
     true
+}
+
+/// The edits every forwarded head gets: its framing lines, `Via` when `via`, an upgrade's
+/// `Connection` line, and one plain Content-Length where the client's was ambiguous.
+/// Returns where the lines it wrote into `out.extra` start.
+fn framing_edits(
+    (head, headers): (&RequestHead, &[HeaderLine]),
+    via: bool,
+    edits: &mut HeadEdits<'_>,
+    out: &mut OutVec,
+) -> usize {
+    if head.framing == BodyFraming::Chunked {
+        edits.add_static(b"Transfer-Encoding: chunked\r\n");
+    }
+    if via {
+        edits.add_static(match head.version {
+            Version::Http10 => b"Via: 1.0 ringway\r\n",
+            Version::Http11 => b"Via: 1.1 ringway\r\n",
+        });
+    }
+    if head.upgrade.is_some() {
+        edits.add_static(b"Connection: upgrade\r\n");
+    }
+    let OutVec { buf, extra, .. } = out;
+    let start = extra.len();
+    if content_length_needs_normalizing(head, headers, buf) {
+        edits.drop_kind(HeaderKind::ContentLength);
+        if let BodyFraming::Length(length) = head.framing {
+            // Writing into a Vec cannot fail.
+            let _ = write!(extra, "Content-Length: {length}\r\n");
+        }
+    }
+    start
+}
+
+/// Appends `X-Forwarded-For: ` with the client's chain and `peer_text`, without a CRLF.
+fn add_forwarded_for(headers: &[HeaderLine], buf: &[u8], peer_text: &[u8], extra: &mut Vec<u8>) {
+    extra.extend_from_slice(b"X-Forwarded-For: ");
+    for header in headers.iter().filter(|header| header.kind == HeaderKind::XForwardedFor) {
+        extra.extend_from_slice(header.value.of(buf));
+        extra.extend_from_slice(b", ");
+    }
+    extra.extend_from_slice(peer_text);
 }
 
 /// Appends `name: value` and CRLF.
@@ -208,6 +282,7 @@ mod tests {
             host_rewrite: None,
             request_id: None,
             strong_if_none_match: false,
+            forward: None,
         };
         adjust(&mut forwarding);
         let mut out = OutVec::new(request.to_vec());

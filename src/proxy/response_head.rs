@@ -77,7 +77,8 @@ pub async fn read_final_head(
                 | RelayError::SinkAnswered
                 | RelayError::TooLarge
                 | RelayError::BadChunk(_)
-                | RelayError::Coder(_),
+                | RelayError::Coder(_)
+                | RelayError::Filtered { .. },
             ) => return (Err(ProxyError::UpstreamTimeout), buf),
         }
     }

@@ -23,10 +23,19 @@ pub fn write_error(
         Line::Raw(b"")
     };
     let lines = [SERVER, CONTENT_TYPE, retry_after, Line::Raw(extra)];
+    // A malformed request is told what is wrong with it (which rule of the target, the
+    // Host, the framing); other errors say their status only.
+    let why = match error {
+        ProxyError::BadRequest(parse) => {
+            let status = error.status();
+            format!("{status} {}: {parse}\n", crate::http::status::reason(status))
+        }
+        _ => String::new(),
+    };
     let response = Response {
         status: error.status(),
         lines: &lines,
-        body: Body::StatusText,
+        body: if why.is_empty() { Body::StatusText } else { Body::Bytes(why.as_bytes()) },
         keep_alive,
         request,
     };

@@ -9,7 +9,7 @@
 //!                    "latency_ms": LATENCY, "connections_active": n, "connections_total": n } ],
 //!   "listeners": [ { "name", "mode": "http"|"tcp"|"udp", "requests", "requests_per_class",
 //!                    "bytes_received", "bytes_sent", "connections_active",
-//!                    "connections_total", "rejected": REJECTED } ],
+//!                    "connections_total", "rejected": REJECTED, "forward": FORWARD } ],
 //!   "routes":    [ { "name": "public/0", "listener", "requests", "requests_per_class",
 //!                    "latency_ms", "compression": COMPRESSION } ],
 //!   "clusters":  [ { "name", "requests", "requests_per_class", "retries", "latency_ms",
@@ -23,6 +23,9 @@
 //! LATENCY  = { "count": n, "p50": f64, "p90": f64, "p99": f64, "p999": f64 }
 //! L4       = { "connections", "connections_active", "bytes_to_backend", "bytes_from_backend",
 //!              "timeouts", "datagrams_to_backend", "datagrams_from_backend", "flows_active" }
+//! FORWARD  = { "tunnels", "tunnels_active", "tunnel_bytes_up", "tunnel_bytes_down",
+//!              "dns_lookups", "dns_cache_hits", "dns_failures", "refusals": { RULE: n } }
+//!              (forward listeners only; RULE: each access rule, then the built-in ones)
 //! REJECTED = { "head_too_large": n, ... one key per RejectReason, in RejectReason::ALL order }
 //! COMPRESSION = { "coded": { "zstd"|"br"|"gzip"|"gunzip": { "responses", "bytes_in",
 //!                 "bytes_out" } }, "skipped": { "not_accepted": n, ... per SkipReason },
@@ -76,6 +79,9 @@ struct ListenerJson<'a> {
     connections_active: u64,
     connections_total: u64,
     rejected: Rejected,
+    /// Present on forward listeners only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forward: Option<super::forward::ForwardJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -175,7 +181,8 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
             *sum += count;
         }
     }
-    let listeners = layout.listeners.iter().zip(&layout.listener_modes).zip(&total.listeners);
+    let listeners = layout.listeners.iter().zip(&layout.listener_modes).zip(&layout.forward_rules);
+    let listeners = listeners.zip(&total.listeners);
     let routes = layout.routes.iter().zip(&total.routes).map(|(label, stats)| RouteJson {
         name: &label.name,
         listener: layout.listeners.get(label.listener).map_or("", String::as_str),
@@ -191,7 +198,9 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         requests_per_class: total.requests,
         latency_ms: LatencyJson::from(&total.latency),
         workers: aggregate.snapshots().iter().enumerate().map(worker_json).collect(),
-        listeners: listeners.map(|(name, stats)| listener_json(name, stats)).collect(),
+        listeners: listeners
+            .map(|((name, rules), stats)| listener_json(name, rules, stats))
+            .collect(),
         routes: routes.collect(),
         clusters: clusters_json(layout, &merged, view),
         rejected: Rejected(rejected),
@@ -219,8 +228,11 @@ fn worker_json((worker, snapshot): (usize, &Option<WorkerStats>)) -> WorkerJson 
 
 fn listener_json<'a>(
     (name, mode): (&'a String, &&'static str),
+    forward_rules: &'a [String],
     stats: &ListenerStats,
 ) -> ListenerJson<'a> {
+    let forward = (!forward_rules.is_empty())
+        .then(|| super::forward::ForwardJson::new(&stats.forward, forward_rules));
     ListenerJson {
         name,
         mode,
@@ -231,6 +243,7 @@ fn listener_json<'a>(
         connections_active: stats.connections_active,
         connections_total: stats.connections_total,
         rejected: Rejected(stats.rejected),
+        forward,
     }
 }
 

@@ -13,6 +13,9 @@ pub struct StatsLayout {
     pub listeners: Vec<String>,
     /// Each listener's mode: `"http"`, `"tcp"` or `"udp"`.
     pub listener_modes: Vec<&'static str>,
+    /// Each forward listener's refusal names ([`crate::forward::acl::rule_names`]); empty
+    /// for a listener that is no forward proxy.
+    pub forward_rules: Vec<Vec<String>>,
     /// All routes of all listeners, flattened in config order: indexed by
     /// [`RouteId::index`](crate::config::RouteId::index).
     pub routes: Vec<RouteLabel>,
@@ -68,6 +71,16 @@ impl StatsLayout {
                 .listeners
                 .iter()
                 .map(|listener| listener.mode.as_str())
+                .collect(),
+            forward_rules: config
+                .listeners
+                .iter()
+                .map(|listener| match &listener.forward {
+                    Some(forward) => {
+                        crate::forward::acl::rule_names(forward).map(str::to_owned).collect()
+                    }
+                    None => Vec::new(),
+                })
                 .collect(),
             routes,
             clusters: config.clusters.iter().map(|cluster| cluster.name.clone()).collect(),

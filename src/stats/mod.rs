@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod compression;
+mod forward;
 mod json;
 mod l4;
 mod latency;
@@ -15,6 +16,7 @@ mod prometheus;
 mod worker;
 
 pub use aggregate::Aggregate;
+pub use forward::DnsAnswer;
 pub use l4::{Datagram, L4Record};
 pub use layout::{BackendLabel, RouteLabel, StatsLayout};
 pub use worker::WorkerStats;

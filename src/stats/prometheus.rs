@@ -29,6 +29,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         (family, |out, name, labels, value| sample(out, name, labels, value));
     super::compression::render_prometheus(layout, &merged.total, writers, out);
     super::l4::render_prometheus(layout, &merged.total, writers, out);
+    super::forward::render_prometheus(layout, &merged.total, writers, out);
 }
 
 /// What the control thread keeps: certificate expiries and reloads.

@@ -43,6 +43,8 @@ pub(super) struct ListenerStats {
     pub(super) connections_total: u64,
     /// Per [`RejectReason::ALL`] index.
     pub(super) rejected: [u64; RejectReason::ALL.len()],
+    /// A forward listener's tunnels, lookups and refusals.
+    pub(super) forward: super::forward::ForwardCounts,
 }
 
 /// Counters of one route.
@@ -248,6 +250,7 @@ impl WorkerStats {
             for (count, add) in into.rejected.iter_mut().zip(from.rejected) {
                 *count += add;
             }
+            into.forward.add(&from.forward);
         }
         for (into, from) in self.routes.iter_mut().zip(&other.routes) {
             into.requests.add(&from.requests);

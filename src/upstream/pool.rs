@@ -24,7 +24,7 @@ pub enum PoolKey {
 
 /// How many idle connections a queue keeps, for how long, and how many requests one
 /// connection may carry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolLimits {
     pub idle_max: usize,
     pub idle_timeout: Duration,

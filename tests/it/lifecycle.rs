@@ -133,14 +133,14 @@ fn pattern_echo(conn: &mut Conn) {
 }
 
 /// Samples a process's resident memory until stopped; the largest value seen.
-struct RssSampler {
+pub(crate) struct RssSampler {
     stop: Arc<AtomicBool>,
     max: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl RssSampler {
-    fn start(pid: u32) -> Self {
+    pub(crate) fn start(pid: u32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let max = Arc::new(AtomicU64::new(0));
         let (stop_flag, max_seen) = (stop.clone(), max.clone());
@@ -153,7 +153,7 @@ impl RssSampler {
         Self { stop, max, thread }
     }
 
-    fn finish(self) -> u64 {
+    pub(crate) fn finish(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().expect("the sampler panicked");
         self.max.load(Ordering::SeqCst)

@@ -67,6 +67,15 @@ mod tls;
 // TLS origination to backends, a tunnel and large bodies over TLS.
 mod tls_upstream;
 
+// The forward proxy: absolute-form and CONNECT with curl, bad targets, resolution.
+mod forward;
+// Its access rules, destination address rules, proxy authentication and anonymity.
+mod forward_acl;
+// Its counters in /stats and /metrics, and its access-log lines.
+mod forward_observe;
+// Its response rules: content types, URL lists, body rules, 10 MiB in bounded memory.
+mod forward_filter;
+
 // L4: TCP balancing, half-close, PROXY protocol in and out, TLS passthrough by SNI.
 mod l4;
 // UDP listeners: flow affinity, one-response flows, idle expiry, the flow bound, probes.

@@ -41,6 +41,12 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("cli", "monoio", "the CLI is a blocking client of a running proxy's admin API"),
     ("cli", "crate::worker", "the CLI reaches a running proxy only through the admin API"),
     ("cli", "crate::control", "the CLI reaches a running proxy only through the admin API"),
+    ("forward", "crate::connection", "connection/ calls the forward phases, not the reverse"),
+    ("forward", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
+    ("forward/acl", "monoio", "access rules are pure"),
+    ("forward/target", "monoio", "the target is parsed without I/O"),
+    ("forward/domains", "monoio", "domain lists are pure"),
+    ("forward/hosts", "monoio", "a hosts file is parsed without I/O"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

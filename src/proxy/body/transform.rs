@@ -79,9 +79,9 @@ impl Coding {
     }
 }
 
-/// Codes one decoded step (at `out.buf[start..]`) and queues the output, then its end
-/// (trailers, last chunk). Writes on the way only when the queued bytes pass
-/// [`WRITE_AT_BYTES`]; yields between slices.
+/// Codes (or filters, see [`super::filter`]) one decoded step (at `out.buf[start..]`) and
+/// queues the output, then its end (trailers, last chunk). Writes on the way only when the
+/// queued bytes pass [`WRITE_AT_BYTES`]; yields between slices.
 pub(super) async fn code_step(
     sink: &mut impl Sink,
     mut out: OutVec,
@@ -92,8 +92,19 @@ pub(super) async fn code_step(
     let data = start..start + step.data_len;
     body.tap.observe(&out.buf[data.clone()]);
     let encoder = body.encoder;
-    let Transform::Code(coding) = &mut body.transform else {
-        unreachable!("code_step is called for a coding transform only")
+    let coding = match &mut body.transform {
+        Transform::Code(coding) => coding,
+        Transform::Filter(filter) => {
+            let filtered = filter.push(&out.buf[data], step.done);
+            return match super::filter::queue_filtered(&mut out, filter, filtered, encoder) {
+                Ok(()) => {
+                    queue_end(&mut out, body, start, step);
+                    (Ok(()), out)
+                }
+                Err(page) => super::filter::refuse(sink, out, page, options).await,
+            };
+        }
+        Transform::Identity => unreachable!("code_step is called for a transform only"),
     };
     let flush = match (step.done, coding.flush_each_step) {
         (true, _) => Flush::Finish,

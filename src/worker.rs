@@ -68,6 +68,8 @@ pub struct Worker {
     pub clusters: RefCell<Vec<ClusterStatus>>,
     pub load_board: Arc<LoadBoard>,
     pub buffers: RefCell<BufferPool>,
+    /// Pipes for `relay = "splice"` TCP listeners, at most `io.splice_pipes_max`.
+    pub pipes: RefCell<crate::l4::splice::PipePool>,
     /// Spare write lists, so an exchange allocates none.
     out_vecs: RefCell<Vec<OutVec>>,
     /// Spare header-line lists: each exchange takes its own for its response head.
@@ -149,6 +151,7 @@ impl Worker {
             clusters: RefCell::new(clusters),
             load_board,
             buffers: RefCell::new(BufferPool::new(config.io.buffer_bytes)),
+            pipes: RefCell::new(crate::l4::splice::PipePool::new(config.io.splice_pipes_max)),
             out_vecs: RefCell::new(Vec::new()),
             header_lines: RefCell::new(Vec::new()),
             connections: Cell::new(0),

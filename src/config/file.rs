@@ -48,6 +48,7 @@ pub(super) struct FileIo {
     pub(super) buffer_bytes: Option<u64>,
     pub(super) idle_buffers_max: Option<u64>,
     pub(super) body_buffer_bytes: Option<u64>,
+    pub(super) splice_pipes_max: Option<u64>,
 }
 
 /// `[limits]`.
@@ -135,6 +136,8 @@ pub(super) struct FileListener {
     pub(super) responses: Option<u64>,
     /// A UDP listener's most flows per worker.
     pub(super) flows_max: Option<u64>,
+    /// A TCP listener's relay: `"copy"` (the default) or `"splice"`.
+    pub(super) relay: Option<String>,
 }
 
 /// `[[listener.sni]]`: TLS passthrough to `cluster` for these server names.

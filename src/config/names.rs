@@ -6,7 +6,7 @@
 
 use super::{
     AccessLogFormat, BackendState, Balance, Encoding, HashKey, IoDriver, ProxyProtocolVersion,
-    RateKey, SniFallback,
+    RateKey, Relay, SniFallback,
 };
 use crate::tls::server::Provider;
 use std::fmt;
@@ -58,6 +58,11 @@ names!(IoDriver {
 names!(SniFallback {
     Default => "default",
     Close => "close",
+});
+
+names!(Relay {
+    Copy => "copy",
+    Splice => "splice",
 });
 
 names!(ProxyProtocolVersion {

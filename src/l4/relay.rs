@@ -106,7 +106,7 @@ where
 }
 
 /// Ends when nothing moved for `limits.idle` or the total time is up.
-async fn watchdog(activity: &Cell<Instant>, limits: RelayLimits) -> RelayEnd {
+pub(super) async fn watchdog(activity: &Cell<Instant>, limits: RelayLimits) -> RelayEnd {
     loop {
         let idle_at = activity.get() + limits.idle;
         let (at, end) = match limits.until {

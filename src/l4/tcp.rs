@@ -7,7 +7,7 @@
 use super::intake::{Intake, read_client_hello};
 use super::relay::{RelayEnd, RelayLimits, Relayed, relay};
 use crate::balance::hash_key;
-use crate::config::{BackendId, ClusterId, RETRIES_MAX, SniFallback, TcpMode};
+use crate::config::{BackendId, ClusterId, RETRIES_MAX, Relay, SniFallback, TcpMode};
 use crate::error::ProxyError;
 use crate::l4::report::{CloseReason, Closed, report};
 use crate::stats::RejectReason;
@@ -74,7 +74,8 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, intake: Intake, li
         until: tcp.total_timeout.map(|total| started + total),
     };
     let drain = drained(&worker, cluster, backend);
-    let mut relayed = relay_connection(&worker, stream, upstream, first, (limits, drain)).await;
+    let mut relayed =
+        relay_connection(&worker, stream, upstream, first, (limits, tcp.relay, drain)).await;
     relayed.bytes_in += client_bytes;
     closed.relayed = Some(relayed);
     closed.reason = CloseReason::from(relayed.end);
@@ -250,13 +251,14 @@ async fn drained(worker: &Worker, cluster: ClusterId, backend: BackendId) -> Rel
 }
 
 /// Sends `first` (bytes read before the relay: a PROXY header for the backend, a
-/// ClientHello) and then relays both ways.
+/// ClientHello) and then relays both ways: spliced when the listener asks for it, the
+/// backend is plain TCP and the worker has pipes to lend, else copied.
 async fn relay_connection(
     worker: &Worker,
     client: TcpStream,
     backend: UpstreamStream,
     first: Vec<u8>,
-    (limits, stop): (RelayLimits, impl Future<Output = RelayEnd>),
+    (limits, mode, stop): (RelayLimits, Relay, impl Future<Output = RelayEnd>),
 ) -> Relayed {
     let mut backend = backend;
     let mut spare = Vec::new();
@@ -269,6 +271,19 @@ async fn relay_connection(
             }
             Err(_) => return Relayed { bytes_in: 0, bytes_out: 0, end: RelayEnd::IdleTimeout },
         }
+    }
+    let pipes = match (&backend, mode) {
+        (UpstreamStream::Plain(_), Relay::Splice) => worker.pipes.borrow_mut().take_pair(),
+        _ => None,
+    };
+    if let (Some(pipes), UpstreamStream::Plain(plain)) = (pipes, &backend) {
+        worker.give_buffer(spare);
+        let (relayed, (in_empty, out_empty)) =
+            super::splice::relay((&client, plain), &pipes, limits, stop).await;
+        let mut pool = worker.pipes.borrow_mut();
+        pool.give(pipes.0, in_empty);
+        pool.give(pipes.1, out_empty);
+        return relayed;
     }
     let (mut client_read, mut client_write) = client.into_split();
     let (mut backend_read, mut backend_write) = backend.into_split();

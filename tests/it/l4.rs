@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// A backend that greets each connection with `tag` and a newline, echoes every byte, and
 /// half-closes after the client's end of file.
-fn echo_backend(tag: &'static str) -> SocketAddr {
+pub(crate) fn echo_backend(tag: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo backend");
     let addr = listener.local_addr().expect("echo address");
     std::thread::spawn(move || {
@@ -53,7 +53,7 @@ fn exchange(proxy: SocketAddr, pieces: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-fn tcp_listener(extra: &str, backends: &[SocketAddr], cluster_extra: &str) -> String {
+pub(crate) fn tcp_listener(extra: &str, backends: &[SocketAddr], cluster_extra: &str) -> String {
     let backends: Vec<String> = backends.iter().map(|addr| format!("\"{addr}\"")).collect();
     format!(
         "[[listener]]\nname = \"db\"\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\ncluster = \"db\"\n\

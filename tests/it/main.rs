@@ -62,5 +62,7 @@ mod tls_upstream;
 
 // L4: TCP balancing, half-close, PROXY protocol in and out, TLS passthrough by SNI.
 mod l4;
+// The two L4 relays, copy and splice: bulk both ways, half-close each way, the pipe bound.
+mod l4_relay;
 // UDP listeners: flow affinity, one-response flows, idle expiry, the flow bound, probes.
 mod l4_udp;

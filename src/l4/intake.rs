@@ -11,7 +11,7 @@ use crate::worker::Worker;
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// The ClientHello cap (RFC 8446 §5.1: one record is at most 16 KiB; a hello that needs
@@ -28,6 +28,12 @@ pub struct Intake {
     pub local: Option<SocketAddr>,
     /// Bytes after the header (or all bytes read); the payload starts here.
     pub buf: Vec<u8>,
+}
+
+/// Whether `listener` takes a PROXY header from `ip`.
+pub fn is_trusted(worker: &Worker, listener: usize, ip: IpAddr) -> bool {
+    let trusted = &worker.config.listeners[listener].proxy_protocol_from;
+    !trusted.is_empty() && trusted.contains(ip)
 }
 
 /// Reads the PROXY header when `listener` takes one, within the client header timeout.

@@ -179,6 +179,61 @@ fn l4_proxy_protocol_in_and_out(driver: Driver) {
     }
 }
 
+/// A v1 PROXY header naming `client` (to a fixed destination).
+fn v1_header(client: &str) -> Vec<u8> {
+    let client: SocketAddr = client.parse().expect("addr");
+    let local: SocketAddr = "192.0.2.1:5432".parse().expect("addr");
+    let mut header = Vec::new();
+    let version = ringway::config::ProxyProtocolVersion::V1;
+    ringway::l4::proxy_protocol::encode(version, client, local, &mut header);
+    header
+}
+
+/// Behind a trusted load balancer, the per-address connection cap and the connection rate
+/// limit count the address its PROXY header names, not the balancer's: one client at its
+/// cap or rate is refused while others coming through the same balancer are not.
+fn l4_proxy_address_takes_the_connection_cap_and_rate_limit(driver: Driver) {
+    let backend = echo_backend("A");
+    let listener = "proxy_protocol_from = [\"127.0.0.1\"]\n\
+                    rate_limit = { rate = 0.001, burst = 2 }\n";
+    let toml = format!(
+        "{}{}[[listener]]\nname = \"web\"\naddr = \"127.0.0.1:0\"\n\
+         proxy_protocol_from = [\"127.0.0.1\"]\n\
+         [[listener.route]]\nrespond = {{ status = 200 }}\n",
+        preamble(driver, 1).replace("[io]", "[limits]\nconnections_per_ip_max = 1\n\n[io]"),
+        tcp_listener(listener, &[backend], "")
+    );
+    let proxy = start_proxy(&toml);
+    let mut held = TcpStream::connect(proxy.addr()).expect("connect");
+    held.set_read_timeout(Some(WAIT)).expect("read timeout");
+    held.write_all(&v1_header("203.0.113.7:1000")).expect("header");
+    let mut greeting = [0u8; 2];
+    held.read_exact(&mut greeting).expect("the first connection of .7 relays");
+    // .7 holds its one connection; .8 through the same balancer is not held back by it.
+    assert_eq!(exchange(proxy.addr(), &[&v1_header("203.0.113.7:1001"), b"x"]), b"");
+    assert_eq!(exchange(proxy.addr(), &[&v1_header("203.0.113.8:1000"), b"x"]), b"A\nx");
+    // An HTTP listener is told why: 429 for .7, 200 for another address.
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let refused = exchange(proxy.addr_of(1), &[&v1_header("203.0.113.7:1002"), request]);
+    assert!(refused.starts_with(b"HTTP/1.1 429"), "{}", String::from_utf8_lossy(&refused));
+    let served = exchange(proxy.addr_of(1), &[&v1_header("203.0.113.9:1000"), request]);
+    assert!(served.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&served));
+    // The rate: .10 gets its burst of two, then is refused, and .11 still gets through.
+    for expected in [&b"A\nx"[..], b"A\nx", b""] {
+        assert_eq!(exchange(proxy.addr(), &[&v1_header("203.0.113.10:1000"), b"x"]), expected);
+    }
+    assert_eq!(exchange(proxy.addr(), &[&v1_header("203.0.113.11:1000"), b"x"]), b"A\nx");
+    drop(held);
+    let admin = proxy.admin_addr();
+    for (listener, reason) in
+        [("db", "connection_limit"), ("web", "connection_limit"), ("db", "rate_limited")]
+    {
+        let series =
+            format!("ringway_rejected_total{{listener=\"{listener}\",reason=\"{reason}\"}}");
+        crate::support::eventually(&series, || sample(&metrics(admin), &series) == Some(1.0));
+    }
+}
+
 /// The first bytes rustls sends for `name`: a real ClientHello.
 fn client_hello(name: &str) -> Vec<u8> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -291,5 +346,6 @@ on_both_drivers!(
     l4_connect_failure_retries_the_next_backend,
     l4_idle_timeout_closes_a_silent_connection,
     l4_proxy_protocol_in_and_out,
+    l4_proxy_address_takes_the_connection_cap_and_rate_limit,
     l4_sni_routes_by_name_and_replays_the_hello,
 );

@@ -2,7 +2,8 @@
 //! idle timeouts, drain (with and without a drain timeout), PROXY protocol in and out, SNI
 //! routing, ACLs, counters and log lines.
 
-use crate::support::admin::{metrics, sample, stats};
+use crate::support::admin::{lines_of, metrics, sample, stats};
+use crate::support::process::TempDir;
 use crate::support::{Driver, WAIT, on_both_drivers, pause, preamble, start_proxy, unused_addr};
 use ringway::config::BackendState;
 use std::io::{Read, Write};
@@ -131,15 +132,21 @@ fn l4_idle_timeout_closes_a_silent_connection(driver: Driver) {
     });
 }
 
-/// A v2 header split over two segments names the client; the ACL judges that address and
-/// the backend gets it in a v1 header; an untrusted peer is closed, counted by reason.
+/// A v2 header split over two segments names the client; the ACL and the access log see
+/// that address and the backend gets it in a v1 header; an untrusted peer is closed,
+/// counted by reason.
 fn l4_proxy_protocol_in_and_out(driver: Driver) {
     let backend = echo_backend("A");
-    let listener = "proxy_protocol_from = [\"127.0.0.1\"]\ndeny = [\"198.51.100.0/24\"]\n";
+    let dir = TempDir::new();
+    let log = dir.join("access.log");
+    let listener = "proxy_protocol_from = [\"127.0.0.1\"]\ndeny = [\"198.51.100.0/24\"]\n\
+                    access_log = \"combined\"\n";
     let toml = format!(
-        "{}{}[[listener]]\nname = \"strict\"\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\n\
+        "{}[access_log]\npath = \"{}\"\n\n{}[[listener]]\nname = \"strict\"\n\
+         addr = \"127.0.0.1:0\"\nmode = \"tcp\"\n\
          cluster = \"db\"\nproxy_protocol_from = [\"10.0.0.0/8\"]\n",
         preamble(driver, 1),
+        log.display(),
         tcp_listener(listener, &[backend], "proxy_protocol = \"v1\"\n")
     );
     let proxy = start_proxy(&toml);
@@ -177,6 +184,23 @@ fn l4_proxy_protocol_in_and_out(driver: Driver) {
             format!("ringway_rejected_total{{listener=\"{listener}\",reason=\"{reason}\"}}");
         crate::support::eventually(&series, || sample(&metrics(admin), &series) == Some(1.0));
     }
+    // One line per connection that got past its header: the relayed one, the denied one.
+    let mut lines = Vec::new();
+    crate::support::eventually("two log lines", || {
+        lines = lines_of(&log);
+        lines.len() >= 2
+    });
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let (relayed, denied) = (&lines[0], &lines[1]);
+    assert!(relayed.starts_with("203.0.113.7 - - ["), "{relayed}");
+    // Out: all the client got (the echo includes the v1 header the backend was sent); in:
+    // the 7 bytes of payload, not the PROXY header.
+    let tail = format!("\"TCP - done\" 200 {} \"-\" \"-\"", expected.len());
+    assert!(relayed.contains(&tail), "{relayed}");
+    assert!(relayed.ends_with(&format!(" up={backend} in=7")), "{relayed}");
+    assert!(denied.starts_with("198.51.100.9 - - ["), "{denied}");
+    assert!(denied.contains("\"TCP - forbidden\" 403 0 "), "{denied}");
+    assert!(denied.ends_with(" up=- in=0"), "{denied}");
 }
 
 /// A v1 PROXY header naming `client` (to a fixed destination).

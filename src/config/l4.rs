@@ -44,11 +44,6 @@ pub(super) fn listener_mode(
             misplaced(at, &l4_keys(listener), reason, errors);
             let reason = "only a `mode = \"udp\"` listener takes this key";
             misplaced(at, &udp_keys(listener), reason, errors);
-            if listener.tls.is_some() && listener.proxy_protocol_from.is_some() {
-                // TODO(#16): hand the bytes read past the header to the TLS handshake.
-                let reason = "a TLS listener does not take PROXY headers yet";
-                errors.push(ConfigError::invalid(format!("{at}.proxy_protocol_from"), reason));
-            }
             ListenerMode::Http
         }
         "tcp" => {

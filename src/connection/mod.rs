@@ -67,11 +67,11 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, 
     if matches!(worker.config.listeners[listener].mode, ListenerMode::Tcp(_)) {
         return Box::pin(crate::l4::tcp::serve(worker.clone(), stream, intake, listener)).await;
     }
-    let (peer, buf) = (intake.client, intake.buf);
+    let peer = intake.client;
     // TCP_NODELAY comes from the listening socket (Linux copies it to accepted ones; the
     // accept tests check it), so no setsockopt per connection.
-    let Some(stream) = Box::pin(handshake::handshake(&worker, stream, peer, listener)).await else {
-        worker.give_buffer(buf);
+    let handshake = handshake::handshake(&worker, stream, (peer, intake.buf), listener);
+    let Some((stream, buf)) = Box::pin(handshake).await else {
         return;
     };
     match Protocol::negotiated(handshake::alpn(&stream)) {

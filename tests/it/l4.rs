@@ -204,7 +204,7 @@ fn l4_proxy_protocol_in_and_out(driver: Driver) {
 }
 
 /// A v1 PROXY header naming `client` (to a fixed destination).
-fn v1_header(client: &str) -> Vec<u8> {
+pub(crate) fn v1_header(client: &str) -> Vec<u8> {
     let client: SocketAddr = client.parse().expect("addr");
     let local: SocketAddr = "192.0.2.1:5432".parse().expect("addr");
     let mut header = Vec::new();
@@ -259,7 +259,7 @@ fn l4_proxy_address_takes_the_connection_cap_and_rate_limit(driver: Driver) {
 }
 
 /// The first bytes rustls sends for `name`: a real ClientHello.
-fn client_hello(name: &str) -> Vec<u8> {
+pub(crate) fn client_hello(name: &str) -> Vec<u8> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

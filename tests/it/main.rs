@@ -64,5 +64,7 @@ mod tls_upstream;
 mod l4;
 // The two L4 relays, copy and splice: bulk both ways, half-close each way, the pipe bound.
 mod l4_relay;
+// PROXY headers in front of TLS: HTTP TLS listeners and TLS passthrough by SNI.
+mod l4_proxy_tls;
 // UDP listeners: flow affinity, one-response flows, idle expiry, the flow bound, probes.
 mod l4_udp;

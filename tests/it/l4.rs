@@ -95,6 +95,73 @@ fn l4_tcp_round_robin_with_half_close(driver: Driver) {
     assert_eq!(l4["bytes_to_backend"], 22);
 }
 
+/// The backend tag of each of `count` connections made one after another.
+fn tags_of(proxy: SocketAddr, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| {
+            let out = exchange(proxy, &[b"x"]);
+            let text = String::from_utf8(out).expect("text");
+            let (tag, echoed) = text.split_once('\n').expect("a greeting");
+            assert_eq!(echoed, "x", "the connection relays");
+            tag.to_owned()
+        })
+        .collect()
+}
+
+/// Every policy that makes sense per connection, through a TCP listener to two echo
+/// backends: each connection reaches one, and the picks follow the policy.
+fn l4_every_policy_balances_tcp_connections(driver: Driver) {
+    let (a, b) = (echo_backend("A"), echo_backend("B"));
+    for policy in [
+        "round_robin",
+        "weighted",
+        "random",
+        "p2c",
+        "least_connections",
+        "least_response_time",
+        "ip_hash",
+        "hash",
+    ] {
+        let (balance, weight_a) = match policy {
+            "weighted" => ("round_robin", 3),
+            "hash" => ("hash\"\nhash_key = \"ip", 1),
+            other => (other, 1),
+        };
+        let toml = format!(
+            "{}[[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\ncluster = \"db\"\n\
+             [cluster.db]\nbalance = \"{balance}\"\n\
+             backends = [{{ addr = \"{a}\", weight = {weight_a} }}, {{ addr = \"{b}\" }}]\n",
+            preamble(driver, 1)
+        );
+        let proxy = start_proxy(&toml);
+        let held = (policy == "least_connections").then(|| {
+            let mut held = TcpStream::connect(proxy.addr()).expect("connect");
+            held.set_read_timeout(Some(WAIT)).expect("read timeout");
+            let mut tag = [0u8; 2];
+            held.read_exact(&mut tag).expect("a greeting");
+            (held, char::from(tag[0]).to_string())
+        });
+        let tags = tags_of(proxy.addr(), 24);
+        let count_a = tags.iter().filter(|tag| *tag == "A").count();
+        match policy {
+            "round_robin" => assert!(tags.chunks(2).all(|pair| pair[0] != pair[1]), "{tags:?}"),
+            "weighted" => assert_eq!(count_a, 18, "3:1 over 24: {tags:?}"),
+            // Both are picked (all 24 on one: a chance of 2^-23).
+            "random" | "p2c" => assert!(count_a > 0 && count_a < 24, "{policy}: {tags:?}"),
+            // Picks by connect time, which loopback makes a near tie either way: every
+            // connection relays (`tags_of` checks), and connect times are recorded.
+            "least_response_time" => {}
+            "least_connections" => {
+                let (_held, busy) = held.as_ref().expect("a held connection");
+                assert!(tags.iter().all(|tag| tag != busy), "all to the idle one: {tags:?}");
+            }
+            // One client address: one backend, every time.
+            "ip_hash" | "hash" => assert!(count_a == 0 || count_a == 24, "{policy}: {tags:?}"),
+            _ => unreachable!("{policy}"),
+        }
+    }
+}
+
 fn l4_connect_failure_retries_the_next_backend(driver: Driver) {
     let (dead, live) = (unused_addr(), echo_backend("LIVE"));
     let toml =
@@ -367,6 +434,7 @@ on_both_drivers!(
     l4_drain_leaves_a_long_connection_running,
     l4_drain_timeout_closes_a_long_connection,
     l4_tcp_round_robin_with_half_close,
+    l4_every_policy_balances_tcp_connections,
     l4_connect_failure_retries_the_next_backend,
     l4_idle_timeout_closes_a_silent_connection,
     l4_proxy_protocol_in_and_out,

@@ -270,6 +270,34 @@ fn l4_proxy_protocol_in_and_out(driver: Driver) {
     assert!(denied.ends_with(" up=- in=0"), "{denied}");
 }
 
+/// `total_timeout_ms` ends a connection that keeps talking: the idle timeout never fires
+/// while bytes flow, the total one does.
+fn l4_total_timeout_closes_a_busy_connection(driver: Driver) {
+    let backend = echo_backend("A");
+    let listener = "idle_timeout_ms = 5000\ntotal_timeout_ms = 500\n";
+    let toml = format!("{}{}", preamble(driver, 1), tcp_listener(listener, &[backend], ""));
+    let proxy = start_proxy(&toml);
+    let mut stream = TcpStream::connect(proxy.addr()).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let started = Instant::now();
+    let mut greeting = [0u8; 2];
+    stream.read_exact(&mut greeting).expect("greeting");
+    let mut echoed = 0;
+    let mut byte = [0u8; 1];
+    while stream.write_all(b"x").is_ok() && stream.read_exact(&mut byte).is_ok() {
+        echoed += 1;
+        pause(Duration::from_millis(50));
+    }
+    let waited = started.elapsed();
+    assert!(echoed >= 5, "only {echoed} echoes before the close");
+    let range = Duration::from_millis(450)..WAIT;
+    assert!(range.contains(&waited), "closed after {waited:?}");
+    let series = format!("ringway_l4_timeouts_total{{cluster=\"db\",backend=\"{backend}\"}}");
+    crate::support::eventually("the timeout is counted", || {
+        sample(&metrics(proxy.admin_addr()), &series) == Some(1.0)
+    });
+}
+
 /// A v1 PROXY header naming `client` (to a fixed destination).
 pub(crate) fn v1_header(client: &str) -> Vec<u8> {
     let client: SocketAddr = client.parse().expect("addr");
@@ -437,6 +465,7 @@ on_both_drivers!(
     l4_every_policy_balances_tcp_connections,
     l4_connect_failure_retries_the_next_backend,
     l4_idle_timeout_closes_a_silent_connection,
+    l4_total_timeout_closes_a_busy_connection,
     l4_proxy_protocol_in_and_out,
     l4_proxy_address_takes_the_connection_cap_and_rate_limit,
     l4_sni_routes_by_name_and_replays_the_hello,

@@ -66,5 +66,7 @@ mod l4;
 mod l4_relay;
 // PROXY headers in front of TLS: HTTP TLS listeners and TLS passthrough by SNI.
 mod l4_proxy_tls;
+// TLS passthrough with openssl s_client to TLS backends; ClientHello cap and timeout.
+mod l4_sni;
 // UDP listeners: flow affinity, one-response flows, idle expiry, the flow bound, probes.
 mod l4_udp;

@@ -8,7 +8,6 @@ use crate::support::pki::{Leaf, Pki, toml_path};
 use crate::support::{Driver, WAIT, eventually, on_both_drivers, preamble, start_proxy};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A TLS listener line set for `leaf`, answering `body` itself.
@@ -25,28 +24,17 @@ fn tls_listener(leaf: &Leaf, body: &str) -> String {
 /// `openssl s_client -servername NAME` (or no SNI) through `proxy`, trusting `pki`, sending
 /// one GET; stdout (the response) and stderr (the verification).
 fn s_client(proxy: SocketAddr, name: Option<&str>, pki: &Pki) -> (String, String) {
-    let mut command = Command::new("openssl");
-    command.args(["s_client", "-connect", &proxy.to_string(), "-ign_eof", "-quiet"]);
-    command.args(["-CAfile", pki.ca().to_str().expect("UTF-8 path")]);
+    let ca = pki.ca();
+    let mut args = vec!["-quiet", "-CAfile", ca.to_str().expect("UTF-8 path")];
     match name {
         // The backend's certificate must name the host: the route went to the right one.
-        Some(name) => command
-            .args(["-servername", name, "-verify_hostname", name])
-            .arg("-verify_return_error"),
-        None => command.arg("-noservername"),
-    };
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run openssl (.ci/run installs it)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write to s_client");
-    drop(stdin);
-    let output = child.wait_with_output().expect("s_client output");
+        Some(name) => {
+            args.extend(["-servername", name, "-verify_hostname", name, "-verify_return_error"]);
+        }
+        None => args.push("-noservername"),
+    }
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let output = crate::support::process::s_client(proxy, &args, request);
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     (text(&output.stdout), text(&output.stderr))
 }

@@ -232,19 +232,12 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 }
 
 /// Makes `stream` non-blocking: under io_uring accepted and connected sockets block, and a
-/// splice on one would block the worker.
+/// splice on one would block the worker. One ioctl, where fcntl takes a read and a write.
 fn set_nonblocking(stream: &TcpStream) -> io::Result<()> {
-    let fd = stream.as_raw_fd();
-    // SAFETY: `fd` is open for as long as `stream` is borrowed; F_GETFL takes no pointer.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if flags & libc::O_NONBLOCK != 0 {
-        return Ok(());
-    }
-    // SAFETY: as above; F_SETFL takes an int.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+    let mut on: libc::c_int = 1;
+    // SAFETY: the descriptor is open for as long as `stream` is borrowed, and FIONBIO reads
+    // one int through the pointer, which lives across the call.
+    if unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONBIO, &raw mut on) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -5,7 +5,7 @@
 //! Only backend faults count against a backend: a refused or timed-out connect.
 
 use super::intake::{Intake, read_client_hello};
-use super::relay::{RelayEnd, RelayLimits, Relayed, relay};
+use super::relay::{RelayEnd, RelayLimits, Relayed, relay_growing};
 use crate::balance::hash_key;
 use crate::config::{BackendId, ClusterId, RETRIES_MAX, Relay, SniFallback, TcpMode};
 use crate::error::ProxyError;
@@ -14,7 +14,7 @@ use crate::stats::RejectReason;
 use crate::tls::UpstreamStream;
 use crate::upstream::{self, Outcome, Pick};
 use crate::worker::{InFlight, Worker};
-use monoio::io::{AsyncWriteRentExt, Splitable};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -61,9 +61,11 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, intake: Intake, li
     worker.stats.borrow_mut().l4_opened(stats_index);
     let client_bytes = buf.len() as u64;
     let mut first = buf;
-    if let (Some(version), Some(local)) =
-        (worker.config.clusters[cluster.0 as usize].proxy_protocol, local)
-    {
+    // Our address is read only for a header that names it (a syscall per connection).
+    let header_to = worker.config.clusters[cluster.0 as usize].proxy_protocol.and_then(|version| {
+        local.or_else(|| stream.local_addr().ok()).map(|local| (version, local))
+    });
+    if let Some((version, local)) = header_to {
         let mut header = Vec::with_capacity(first.len().max(worker.config.io.buffer_bytes));
         super::proxy_protocol::encode(version, client, local, &mut header);
         header.extend_from_slice(&first);
@@ -285,18 +287,27 @@ async fn relay_connection(
         pool.give(pipes.1, out_empty);
         return relayed;
     }
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut backend_read, mut backend_write) = backend.into_split();
+    // Borrowed halves: monoio's owned write half shuts its socket down again when dropped,
+    // a syscall per direction that the relay's own half-close already made.
+    let mut client = client;
+    let (mut client_read, mut client_write) = crate::proxy::duplex::split(&mut client);
     let buffers =
         (if spare.capacity() > 0 { spare } else { worker.take_buffer() }, worker.take_buffer());
-    let (relayed, (a, b)) = relay(
-        (&mut client_read, &mut client_write),
-        (&mut backend_read, &mut backend_write),
-        buffers,
-        limits,
-        stop,
-    )
-    .await;
+    let grow_to = worker.config.io.body_buffer_bytes;
+    let (relayed, (a, b)) = match backend {
+        UpstreamStream::Plain(mut plain) => {
+            let (mut backend_read, mut backend_write) = crate::proxy::duplex::split(&mut plain);
+            let backend = (&mut backend_read, &mut backend_write);
+            let client = (&mut client_read, &mut client_write);
+            relay_growing(client, backend, (buffers, grow_to), limits, stop).await
+        }
+        tls => {
+            let (mut backend_read, mut backend_write) = tls.into_split();
+            let backend = (&mut backend_read, &mut backend_write);
+            let client = (&mut client_read, &mut client_write);
+            relay_growing(client, backend, (buffers, grow_to), limits, stop).await
+        }
+    };
     worker.give_buffer(a);
     worker.give_buffer(b);
     relayed

@@ -299,11 +299,21 @@ fn run_worker(start: WorkerStart) {
     let main = worker_main(start);
     let result = match driver {
         IoDriver::IoUring | IoDriver::Auto => {
-            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .with_entries(entries)
-                .enable_timer()
-                .build()
-                .map(|mut runtime| runtime.block_on(main))
+            // COOP_TASKRUN (Linux 5.19): completions wait for the worker's next syscall
+            // instead of interrupting it. A worker enters the kernel on every loop turn
+            // anyway, and the interrupts cost about a quarter of an L4 connection's CPU
+            // (perf/results/2026-12-03-l4.md). Older kernels refuse the flag: build without.
+            let mut coop = io_uring::IoUring::builder();
+            coop.setup_coop_taskrun();
+            let uring = |builder: Option<io_uring::Builder>| {
+                let runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new();
+                let runtime = match builder {
+                    Some(builder) => runtime.uring_builder(builder),
+                    None => runtime,
+                };
+                runtime.with_entries(entries).enable_timer().build()
+            };
+            uring(Some(coop)).or_else(|_| uring(None)).map(|mut runtime| runtime.block_on(main))
         }
         IoDriver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()

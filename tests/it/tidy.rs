@@ -36,6 +36,8 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("l4", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
     ("l4", "crate::http", "L4 relays bytes; it never parses HTTP"),
     ("l4", "crate::connection", "connection/ hands connections to l4, not the reverse"),
+    ("l4", "crate::proxy::http", "L4 borrows proxy's socket halves, never its HTTP exchange"),
+    ("l4", "crate::proxy::body", "L4 relays bytes as they come; HTTP bodies have framing"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -14,8 +14,8 @@ import re
 import statistics
 import sys
 
-CONTENDERS = ["direct", "ringway", "nginx", "haproxy"]
-PROXIES = ["ringway", "nginx", "haproxy"]
+CONTENDERS = ["direct", "ringway", "ringway_splice", "nginx", "haproxy"]
+PROXIES = ["ringway", "ringway_splice", "nginx", "haproxy"]
 NOISY_PCT = 5
 UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 
@@ -35,6 +35,8 @@ SCENARIOS = {
     "compress_gzip6": "GET ~100 KiB JSON with `Accept-Encoding: gzip`, gzip level 6, keep-alive, 16 connections",
     "compress_br": "GET ~100 KiB JSON with `Accept-Encoding: br`, brotli quality 4 (ringway only), 16 connections",
     "compress_zstd": "GET ~100 KiB JSON with `Accept-Encoding: zstd`, zstd level 3 (ringway only), 16 connections",
+    "l4_1m": "L4 TCP: GET /1m (1 MiB) over keep-alive through a TCP listener (copy, splice, nginx stream, HAProxy mode tcp), 16 connections: CPU per request is CPU per MiB",
+    "l4_conn": "L4 TCP: GET / with `Connection: close` through a TCP listener: a new client and backend connection per request, 16 at a time: CPU per request is CPU per connection",
 }
 
 # The targets of the issue. kind "ratio": the median of the paired (same round) ratio
@@ -59,6 +61,19 @@ TARGETS = [
     ("compress_gzip1", "CPU per request ÷ nginx", "ratio", "cpu", "ringway", "nginx", "<=", 0.8),
     ("compress_gzip2", "CPU per request ÷ nginx", "ratio", "cpu", "ringway", "nginx", "<=", 0.8),
     ("compress_gzip6", "CPU per request ÷ nginx", "ratio", "cpu", "ringway", "nginx", "<=", 0.8),
+    # Issue 16: CPU per MiB at most 0.8x the better of HAProxy and nginx, connections per
+    # second at least theirs; one row per contender pair (both must hold).
+    ("l4_1m", "CPU per MiB ÷ nginx stream", "ratio", "cpu", "ringway", "nginx", "<=", 0.8),
+    ("l4_1m", "CPU per MiB ÷ HAProxy tcp", "ratio", "cpu", "ringway", "haproxy", "<=", 0.8),
+    ("l4_1m", "splice: CPU per MiB ÷ nginx stream", "ratio", "cpu", "ringway_splice", "nginx",
+     "<=", 0.8),
+    ("l4_1m", "splice: CPU per MiB ÷ HAProxy tcp", "ratio", "cpu", "ringway_splice", "haproxy",
+     "<=", 0.8),
+    ("l4_conn", "connections/s ÷ nginx stream", "ratio", "rps", "ringway", "nginx", ">=", 1.0),
+    ("l4_conn", "connections/s ÷ HAProxy tcp", "ratio", "rps", "ringway", "haproxy", ">=", 1.0),
+    ("l4_conn", "CPU per connection ÷ nginx stream", "ratio", "cpu", "ringway", "nginx", "<=", 1.0),
+    ("l4_conn", "CPU per connection ÷ HAProxy tcp", "ratio", "cpu", "ringway", "haproxy", "<=",
+     1.0),
 ]
 OPS = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b}
 

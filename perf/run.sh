@@ -9,6 +9,7 @@
 #   RINGWAY_BIN=target/release/ringway perf/run.sh   # use this binary, skip the build
 #   SCENARIOS=compress CONTENDERS=ringway,nginx perf/run.sh   # compression (5 scenarios)
 #   SCENARIOS=forward perf/run.sh                 # forward proxy vs Squid (perf/forward.sh)
+#   SCENARIOS=l4 perf/run.sh    # L4 TCP: ringway copy and splice, nginx stream, HAProxy tcp
 #
 # Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
 set -euo pipefail
@@ -28,7 +29,8 @@ if [[ ${SCENARIOS:-} == forward ]]; then
 fi
 
 COMPRESS_SCENARIOS=compress_gzip1,compress_gzip2,compress_gzip6,compress_br,compress_zstd
-ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive,$COMPRESS_SCENARIOS
+L4_SCENARIOS=l4_1m,l4_conn
+ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive,$COMPRESS_SCENARIOS,$L4_SCENARIOS
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     ROUNDS=${ROUNDS:-1}
@@ -42,7 +44,13 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 [[ ,$SCENARIOS, == *,compress,* ]] && SCENARIOS=$(sed "s/\(^\|,\)compress\(,\|$\)/\1$COMPRESS_SCENARIOS\2/" <<<"$SCENARIOS")
-CONTENDERS=${CONTENDERS:-direct,ringway,nginx,haproxy}
+[[ ,$SCENARIOS, == *,l4,* ]] && SCENARIOS=$(sed "s/\(^\|,\)l4\(,\|$\)/\1$L4_SCENARIOS\2/" <<<"$SCENARIOS")
+# ringway_splice: a second ringway whose L4 listener splices; it runs the L4 scenarios only.
+if [[ ,$SCENARIOS, == *,l4_* ]]; then
+    CONTENDERS=${CONTENDERS:-direct,ringway,ringway_splice,nginx,haproxy}
+else
+    CONTENDERS=${CONTENDERS:-direct,ringway,nginx,haproxy}
+fi
 IDLE_CONNS=${IDLE_CONNS:-10000}
 RATE=${RATE:-5000}
 RATE_CONNECTIONS=${RATE_CONNECTIONS:-64}
@@ -54,12 +62,14 @@ LOAD_CPU=1
 ORIGIN_PORT=18080
 # contender -> plain port, TLS port; the idle_10k scenario starts a fresh instance of
 # each proxy on port + 10.
-declare -A PORT=([direct]=18080 [ringway]=18081 [nginx]=18082 [haproxy]=18083)
+declare -A PORT=([direct]=18080 [ringway]=18081 [nginx]=18082 [haproxy]=18083 [ringway_splice]=18084)
 declare -A TLS_PORT=([ringway]=18441 [nginx]=18442 [haproxy]=18443)
 IDLE_OFFSET=10
 # The compress scenarios go to a second listener (ringway) or server (nginx) on port + 20,
 # whose routes compress: the other scenarios' listeners stay as they were.
 COMPRESS_OFFSET=20
+# The L4 scenarios go to each proxy's TCP listener on port + 30 (direct: the origin itself).
+L4_OFFSET=30
 
 WORK=$ROOT/perf/work
 log() { echo "perf: $*" >&2; }
@@ -75,10 +85,13 @@ for s in "${SCENARIO_LIST[@]}"; do
     [[ ,$ALL_SCENARIOS, == *,$s,* ]] || die "unknown scenario '$s' (known: $ALL_SCENARIOS)"
 done
 for c in "${CONTENDER_LIST[@]}"; do
-    [[ -n ${PORT[$c]:-} ]] || die "unknown contender '$c' (known: direct,ringway,nginx,haproxy)"
+    [[ -n ${PORT[$c]:-} ]] || die "unknown contender '$c' (known: direct,ringway,ringway_splice,nginx,haproxy)"
 done
 has_contender() { [[ ,$CONTENDERS, == *,$1,* ]]; }
 has_scenario() { [[ ,$SCENARIOS, == *,$1,* ]]; }
+has_l4() { [[ ,$SCENARIOS, == *,l4_* ]]; }
+# The port an L4 scenario connects to: the contender's TCP listener, or the origin.
+l4_port() { if [[ $1 == direct ]]; then echo "$ORIGIN_PORT"; else echo $((${PORT[$1]} + L4_OFFSET)); fi; }
 
 # ---------------------------------------------------------------------------- scenarios
 # What each scenario runs. LOAD is the tool; the rest are its arguments. The load always
@@ -112,6 +125,8 @@ scenario_contenders() {
             tls_*:ringway) ((RINGWAY_TLS)) || continue ;;
             compress_*:direct | compress_*:haproxy) continue ;;
             compress_br:nginx | compress_zstd:nginx) continue ;; # nginx has no br or zstd here
+            l4_*:*) ;;
+            *:ringway_splice) continue ;; # splice is an L4 relay: nothing else to measure
         esac
         echo "$c"
     done
@@ -137,6 +152,10 @@ load_command() { # scenario contender
             read -r coding level < <(compress_coding "$s")
             printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency -H "Accept-Encoding: $coding" \
                 "http://127.0.0.1:$((${PORT[$c]} + COMPRESS_OFFSET))/z/$coding$level/data.json" ;;
+        # HTTP is only the payload here: the proxies relay TCP and never parse it.
+        l4_1m) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency "http://127.0.0.1:$(l4_port "$c")/1m" ;;
+        l4_conn) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency -H "Connection: close" \
+            "http://127.0.0.1:$(l4_port "$c")/" ;;
         idle_10k) printf '%s\n' python3 perf/idle_conns.py --port $((${PORT[$c]} + IDLE_OFFSET)) \
             --connections "$IDLE_CONNS" --ready READY --go GO --result RESULT ;;
     esac
@@ -261,6 +280,7 @@ SUDO=
 APT_NEED=()
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || APT_NEED+=(nginx-light)
 [[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]] || APT_NEED+=(libnginx-mod-http-echo)
+[[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || APT_NEED+=(libnginx-mod-stream) # l4_*
 command -v wrk >/dev/null || APT_NEED+=(wrk)
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || APT_NEED+=(haproxy)
 command -v openssl >/dev/null || APT_NEED+=(openssl)
@@ -287,7 +307,7 @@ if has_scenario tls_handshake; then
     cargo build --release --locked --quiet --manifest-path perf/tls-client/Cargo.toml ||
         die "could not build perf/tls-client"
 fi
-if has_contender ringway; then
+if has_contender ringway || has_contender ringway_splice; then
     if [[ -z ${RINGWAY_BIN:-} ]]; then
         log "cargo build --release"
         cargo build --release
@@ -305,6 +325,9 @@ for c in "${!PORT[@]}"; do
         ((port > IDLE_OFFSET)) || continue
         port_open "$port" && die "port $port is already in use; is another perf/run.sh running?"
     done
+    if has_l4 && [[ $c != direct ]] && port_open $((${PORT[$c]} + L4_OFFSET)); then
+        die "port $((${PORT[$c]} + L4_OFFSET)) is already in use; is another perf/run.sh running?"
+    fi
 done
 # The servers and the idle client inherit this: 10,000 idle connections need 10,000 fds
 # in the client and as many again in the proxy. Raising the hard limit needs
@@ -329,8 +352,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     die "openssl could not make the certificate (see perf/work/tls/openssl.log)"
 cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >"$WORK/tls/cert-and-key.pem" # HAProxy's crt
 
-render() { # template out port tls_port
+render() { # template out port tls_port [relay]
     sed -e "s|@PORT@|$3|g" -e "s|@TLS_PORT@|$4|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
+        -e "s|@L4_PORT@|$(($3 + L4_OFFSET))|g" -e "s|@RELAY@|${5:-copy}|g" \
         -e "s|@COMPRESS_PORT@|$(($3 + COMPRESS_OFFSET))|g" \
         -e "s|@TLS_PROVIDER@|${TLS_PROVIDER:-aws-lc-rs}|g" \
         -e "s|@WORK@|$WORK|g" "$1" >"$2"
@@ -376,17 +400,34 @@ start_server() { # contender instance(main|idle)
             ;;
         nginx)
             render perf/contenders/nginx.conf "$dir/nginx.conf" "$port" "$tls"
+            if has_l4; then
+                # load_module must come before every block.
+                render perf/contenders/nginx-l4.conf "$dir/stream.conf" "$port" "$tls"
+                { echo "load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
+                  cat "$dir/nginx.conf" "$dir/stream.conf"; } >"$dir/nginx-l4.conf"
+                mv "$dir/nginx-l4.conf" "$dir/nginx.conf"
+            fi
             cmd=(taskset -c "$PROXY_CPU" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
             ;;
         haproxy)
             render perf/contenders/haproxy.cfg "$dir/haproxy.cfg" "$port" "$tls"
+            if has_l4; then
+                render perf/contenders/haproxy-l4.cfg "$dir/l4.cfg" "$port" "$tls"
+                cat "$dir/l4.cfg" >>"$dir/haproxy.cfg"
+            fi
             cmd=(taskset -c "$PROXY_CPU" "$HAPROXY" -db -f "$dir/haproxy.cfg")
             ;;
-        ringway)
+        ringway | ringway_splice)
             render "$RINGWAY_CONF" "$dir/ringway.toml" "$port" "$tls"
-            if ((RINGWAY_TLS)); then
+            if ((RINGWAY_TLS)) && [[ $c == ringway ]]; then
                 render perf/contenders/ringway-tls.toml "$dir/tls.toml" "$port" "$tls"
                 cat "$dir/tls.toml" >>"$dir/ringway.toml"
+            fi
+            if has_l4; then
+                local relay=copy
+                [[ $c == ringway_splice ]] && relay=splice
+                render perf/contenders/ringway-l4.toml "$dir/l4.toml" "$port" "$tls" "$relay"
+                cat "$dir/l4.toml" >>"$dir/ringway.toml"
             fi
             cmd=(taskset -c "$PROXY_CPU" "$RINGWAY_BIN" --config "$dir/ringway.toml")
             ;;
@@ -631,7 +672,7 @@ rel() { sed "s|$ROOT/||g"; }
 COMMANDS=$(
     {
         echo "# servers (CPU $PROXY_CPU: the proxy under test; CPU $LOAD_CPU: origin and load)"
-        for key in direct/main ringway/main nginx/main haproxy/main; do
+        for key in direct/main ringway/main ringway_splice/main nginx/main haproxy/main; do
             [[ -n ${CMDLINE[$key]:-} ]] && echo "${CMDLINE[$key]}   # ${key%/main}"
         done
         echo "# idle_10k starts a fresh instance of each proxy the same way on port + $IDLE_OFFSET"
@@ -658,6 +699,13 @@ for c in "${CONTENDER_LIST[@]}"; do
         nginx) CONFIGS+=" perf/contenders/nginx.conf" ;;
         haproxy) CONFIGS+=" perf/contenders/haproxy.cfg" ;;
     esac
+    if has_l4; then
+        case $c in
+            ringway) CONFIGS+=" perf/contenders/ringway-l4.toml" ;;
+            nginx) CONFIGS+=" perf/contenders/nginx-l4.conf" ;;
+            haproxy) CONFIGS+=" perf/contenders/haproxy-l4.cfg" ;;
+        esac
+    fi
 done
 
 version() { "$@" 2>&1 | head -n1 || true; }

@@ -113,7 +113,11 @@ pub async fn accept_loop(
 
 /// Serves a newly accepted connection, or refuses it under the connection caps.
 fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
-    match worker.admit(peer.ip()) {
+    // A trusted load balancer's connections are counted by the client its PROXY header
+    // names, once read (`connection::serve`), not all under the balancer's own address.
+    let address =
+        (!crate::l4::intake::is_trusted(worker, listener, peer.ip())).then_some(peer.ip());
+    match worker.admit(address) {
         Admission::Admitted => {
             monoio::spawn(crate::connection::serve(worker.clone(), stream, peer, listener));
         }

@@ -68,6 +68,8 @@ pub struct Worker {
     pub clusters: RefCell<Vec<ClusterStatus>>,
     pub load_board: Arc<LoadBoard>,
     pub buffers: RefCell<BufferPool>,
+    /// Pipes for `relay = "splice"` TCP listeners, at most `io.splice_pipes_max`.
+    pub pipes: RefCell<crate::l4::splice::PipePool>,
     /// Spare write lists, so an exchange allocates none.
     out_vecs: RefCell<Vec<OutVec>>,
     /// Spare header-line lists: each exchange takes its own for its response head.
@@ -152,6 +154,7 @@ impl Worker {
             clusters: RefCell::new(clusters),
             load_board,
             buffers: RefCell::new(BufferPool::new(config.io.buffer_bytes)),
+            pipes: RefCell::new(crate::l4::splice::PipePool::new(config.io.splice_pipes_max)),
             out_vecs: RefCell::new(Vec::new()),
             header_lines: RefCell::new(Vec::new()),
             connections: Cell::new(0),
@@ -298,8 +301,9 @@ impl Worker {
 
     /// Admits a new connection from `ip` under the connection caps, counting it when
     /// [`Admission::Admitted`]. A worker knows its own count exactly and the others' from
-    /// the last load sync.
-    pub fn admit(&self, ip: IpAddr) -> Admission {
+    /// the last load sync. `None` leaves the per-address cap to [`Worker::admit_address`]
+    /// once the client is known (a trusted load balancer's PROXY header names it).
+    pub fn admit(&self, ip: Option<IpAddr>) -> Admission {
         let limits = &self.config.limits;
         let open = u32::try_from(self.connections.get()).unwrap_or(u32::MAX);
         let worker_full =
@@ -309,6 +313,16 @@ impl Worker {
         if worker_full || process_full {
             return Admission::Full;
         }
+        match ip {
+            Some(ip) => self.admit_address(ip),
+            None => Admission::Admitted,
+        }
+    }
+
+    /// Counts a connection from `ip` under `connections_per_ip_max`: [`Admission::Admitted`]
+    /// (released by [`Worker::release`]) or [`Admission::AddressFull`].
+    pub fn admit_address(&self, ip: IpAddr) -> Admission {
+        let limits = &self.config.limits;
         if limits.connections_per_ip_max == 0 {
             return Admission::Admitted;
         }

@@ -23,7 +23,8 @@ pub const REQUEST_ID_BYTES_MAX: usize = 128;
 pub const NAME_BYTES_MAX: usize = 256;
 
 /// Bytes of a line outside the escaped fields: addresses, time, numbers, keys, quotes.
-/// Generous: the largest fixed part (JSON, IPv6 addresses, 20-digit numbers) is ~420.
+/// Generous: the largest fixed part (JSON, IPv6 addresses, 20-digit numbers) is ~420, and
+/// an L4 line's fields (a reason label of at most 16 bytes, a backend, a number) ~90 more.
 const LINE_FIXED_BYTES_MAX: usize = 640;
 /// Most bytes one input byte becomes: `\u00HH` in JSON (`\xHH` in combined is 4).
 const ESCAPE_GROWTH_MAX: usize = 6;
@@ -93,6 +94,17 @@ pub(crate) fn write_combined(line: &mut Line<'_>, clock: &mut Clock, entry: &Log
     } else {
         line.escaped_nginx(bound(entry.request_id, REQUEST_ID_BYTES_MAX));
     }
+    if let Some(l4) = entry.l4 {
+        // The reason is already the protocol field; the backend and the bytes it was sent
+        // are not in the request-shaped part.
+        line.put(b" up=");
+        match entry.upstream {
+            Some(addr) => line.socket_addr(addr),
+            None => line.put(b"-"),
+        }
+        line.put(b" in=");
+        line.number(l4.bytes_received);
+    }
     line.put(b"\n");
 }
 
@@ -142,6 +154,12 @@ pub(crate) fn write_json(line: &mut Line<'_>, clock: &mut Clock, entry: &LogEntr
     match entry.user_agent {
         Some(bytes) => line.json(bound(bytes, FIELD_BYTES_MAX)),
         None => line.put(b"null"),
+    }
+    if let Some(l4) = entry.l4 {
+        line.put(b",\"reason\":\"");
+        line.put(l4.reason.as_bytes());
+        line.put(b"\",\"bytes_received\":");
+        line.number(l4.bytes_received);
     }
     line.put(b"}\n");
 }

@@ -86,6 +86,17 @@ pub struct LogEntry<'a> {
     pub request_id: &'a [u8],
     pub user_agent: Option<&'a [u8]>,
     pub referer: Option<&'a [u8]>,
+    /// What only an L4 (TCP connection or UDP flow) line carries.
+    pub l4: Option<L4Fields>,
+}
+
+/// The fields of an L4 line beyond the request-shaped ones: the backend is `upstream`.
+#[derive(Debug, Clone, Copy)]
+pub struct L4Fields {
+    /// Why the connection or flow ended, as a label (`done`, `idle_timeout`, ...).
+    pub reason: &'static str,
+    /// Bytes from the client to the backend (`bytes_sent` counts the other way).
+    pub bytes_received: u64,
 }
 
 /// Limits of the log pipeline.

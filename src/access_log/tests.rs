@@ -28,6 +28,7 @@ fn entry() -> LogEntry<'static> {
         request_id: RID,
         user_agent: Some(b"curl/8.5.0"),
         referer: Some(b"https://example.com/"),
+        l4: None,
     }
 }
 
@@ -79,6 +80,33 @@ fn json_exact_line() {
          \"route\":\"api\",\"cluster\":\"api-backends\",\
          \"request_id\":\"5f3a9c01000000010000000000000001\",\"user_agent\":\"curl/8.5.0\"}\n"
     );
+}
+
+/// An L4 line: the request-shaped part says `TCP`, the SNI name and the close reason; the
+/// backend and the bytes it was sent follow.
+#[test]
+fn l4_lines_carry_the_backend_bytes_received_and_reason() {
+    let tcp = LogEntry {
+        method: b"TCP",
+        target: b"-",
+        version: b"idle_timeout",
+        request_id: b"-",
+        user_agent: None,
+        referer: None,
+        l4: Some(L4Fields { reason: "idle_timeout", bytes_received: 77 }),
+        ..entry()
+    };
+    assert_eq!(
+        combined(&tcp),
+        "203.0.113.7 - - [22/Nov/2026:14:01:18 +0000] \"TCP - idle_timeout\" 200 5120 \
+         \"-\" \"-\" rt=0.012 urt=0.010 rid=- up=10.0.0.2:8080 in=77\n"
+    );
+    let json = json(&tcp);
+    assert!(
+        json.ends_with(",\"user_agent\":null,\"reason\":\"idle_timeout\",\"bytes_received\":77}\n"),
+        "{json}"
+    );
+    assert!(json.contains("\"upstream\":\"10.0.0.2:8080\""), "{json}");
 }
 
 #[test]
@@ -200,6 +228,7 @@ fn worst_case_lines_fit_their_bound() {
         request_id: &control,
         user_agent: Some(&control),
         referer: Some(&control),
+        l4: Some(L4Fields { reason: "total_timeout", bytes_received: u64::MAX }),
         ..entry()
     };
     assert_eq!(line_bytes_bound(&worst), LINE_BYTES_MAX);

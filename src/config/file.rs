@@ -51,6 +51,7 @@ pub(super) struct FileIo {
     pub(super) buffer_bytes: Option<u64>,
     pub(super) idle_buffers_max: Option<u64>,
     pub(super) body_buffer_bytes: Option<u64>,
+    pub(super) splice_pipes_max: Option<u64>,
 }
 
 /// `[limits]`.
@@ -148,6 +149,8 @@ pub(super) struct FileListener {
     pub(super) flows_max: Option<u64>,
     /// `[listener.forward]`: a forward proxy on this HTTP listener.
     pub(super) forward: Option<super::forward::FileForward>,
+    /// A TCP listener's relay: `"copy"` (the default) or `"splice"`.
+    pub(super) relay: Option<String>,
 }
 
 /// `[[listener.sni]]`: TLS passthrough to `cluster` for these server names.

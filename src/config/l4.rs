@@ -9,8 +9,8 @@ use super::bounds::{Bounds, TIMEOUT_MS_MAX, ranged, timeout_ms, to_u32, to_usize
 use super::file::{FileCluster, FileListener, FileSniRoute};
 use super::names::one_of;
 use super::{
-    ClusterId, ConfigError, ListenerMode, ProxyProtocolVersion, SniFallback, SniRoute, SniRouting,
-    TcpMode, UdpMode,
+    ClusterId, ConfigError, ListenerMode, ProxyProtocolVersion, Relay, SniFallback, SniRoute,
+    SniRouting, TcpMode, UdpMode,
 };
 
 /// Default `idle_timeout_ms` of a TCP listener: HAProxy's common `timeout client` for
@@ -24,6 +24,10 @@ pub(super) const UDP_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub(super) const UDP_FLOWS_MAX: u64 = 10_000;
 /// The largest `flows_max`: a worker's file descriptors run out long before.
 const UDP_FLOWS_LIMIT: u64 = 1_000_000;
+/// Default `io.splice_pipes_max`: 512 spliced connections per worker, each pipe two file
+/// descriptors and up to 64 KiB of kernel memory while bytes are in it (HAProxy's
+/// `maxpipes` defaults to a quarter of `maxconn`).
+pub(super) const SPLICE_PIPES_MAX: u64 = 1024;
 /// The largest `responses`.
 const RESPONSES_MAX: u64 = 1_000_000;
 
@@ -40,11 +44,6 @@ pub(super) fn listener_mode(
             misplaced(at, &l4_keys(listener), reason, errors);
             let reason = "only a `mode = \"udp\"` listener takes this key";
             misplaced(at, &udp_keys(listener), reason, errors);
-            if listener.tls.is_some() && listener.proxy_protocol_from.is_some() {
-                // TODO(#16): hand the bytes read past the header to the TLS handshake.
-                let reason = "a TLS listener does not take PROXY headers yet";
-                errors.push(ConfigError::invalid(format!("{at}.proxy_protocol_from"), reason));
-            }
             ListenerMode::Http
         }
         "tcp" => {
@@ -62,7 +61,7 @@ pub(super) fn listener_mode(
 }
 
 /// The keys only L4 (TCP or UDP) listeners take, and whether each is set.
-fn l4_keys(listener: &FileListener) -> [(&'static str, bool); 6] {
+fn l4_keys(listener: &FileListener) -> [(&'static str, bool); 7] {
     [
         ("cluster", listener.cluster.is_some()),
         ("idle_timeout_ms", listener.idle_timeout_ms.is_some()),
@@ -70,6 +69,7 @@ fn l4_keys(listener: &FileListener) -> [(&'static str, bool); 6] {
         ("client_hello_timeout_ms", listener.client_hello_timeout_ms.is_some()),
         ("sni_fallback", listener.sni_fallback.is_some()),
         ("sni", !listener.sni.is_empty()),
+        ("relay", listener.relay.is_some()),
     ]
 }
 
@@ -163,7 +163,18 @@ fn tcp_mode(
         ),
         total_timeout,
         sni,
+        relay: relay(at, listener, errors),
     }
+}
+
+/// A TCP listener's `relay`.
+fn relay(at: &str, listener: &FileListener, errors: &mut Vec<ConfigError>) -> Relay {
+    let name = listener.relay.as_deref().unwrap_or(Relay::Copy.as_str());
+    Relay::from_name(name).unwrap_or_else(|| {
+        let reason = format!("unknown relay {name:?}; use {}", one_of(&Relay::names()));
+        errors.push(ConfigError::invalid(format!("{at}.relay"), reason));
+        Relay::Copy
+    })
 }
 
 /// SNI routing, when the listener has `[[listener.sni]]` routes.
@@ -261,7 +272,9 @@ pub(super) fn proxy_protocol_version(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, HostMatch, ListenerMode, ProxyProtocolVersion, SniFallback};
+    use crate::config::{
+        Config, HostMatch, ListenerMode, ProxyProtocolVersion, Relay, SniFallback,
+    };
     use std::time::Duration;
 
     const CLUSTERS: &str = "[cluster.a]\nbackends = [\"127.0.0.1:1\"]\nproxy_protocol = \"v2\"\n\
@@ -272,7 +285,7 @@ mod tests {
         let text = format!(
             "[[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\ncluster = \"b\"\n\
              idle_timeout_ms = 1000\ntotal_timeout_ms = 5000\nsni_fallback = \"close\"\n\
-             proxy_protocol_from = [\"10.0.0.0/8\"]\n\
+             relay = \"splice\"\nproxy_protocol_from = [\"10.0.0.0/8\"]\n\
              [[listener.sni]]\nnames = [\"A.example.com\", \"*.b.example.com\"]\n\
              cluster = \"a\"\n{CLUSTERS}"
         );
@@ -282,6 +295,8 @@ mod tests {
         assert_eq!(tcp.cluster.map(|id| id.0), Some(1));
         assert_eq!(tcp.idle_timeout, Duration::from_secs(1));
         assert_eq!(tcp.total_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(tcp.relay, Relay::Splice);
+        assert_eq!(config.io.splice_pipes_max, 1024);
         let sni = tcp.sni.as_ref().unwrap();
         assert_eq!(sni.fallback, SniFallback::Close);
         assert_eq!(sni.routes[0].cluster.0, 0);
@@ -298,8 +313,9 @@ mod tests {
     fn l4_reports_each_misplaced_key_with_its_path() {
         let text = format!(
             "[[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"tcp\"\ncluster = \"nope\"\n\
-             sni_fallback = \"maybe\"\n[[listener.sni]]\nnames = []\ncluster = \"a\"\n\
-             [[listener]]\naddr = \"127.0.0.1:0\"\ncluster = \"a\"\n\
+             sni_fallback = \"maybe\"\nrelay = \"sendfile\"\n\
+             [[listener.sni]]\nnames = []\ncluster = \"a\"\n\
+             [[listener]]\naddr = \"127.0.0.1:0\"\ncluster = \"a\"\nrelay = \"copy\"\n\
              [[listener.route]]\ncluster = \"a\"\n\
              [[listener]]\naddr = \"127.0.0.1:0\"\nmode = \"sctp\"\n\
              [[listener.route]]\ncluster = \"a\"\n{CLUSTERS}\
@@ -310,6 +326,8 @@ mod tests {
             "listener[0].cluster: unknown cluster \"nope\"",
             "listener[0].sni_fallback: unknown fallback \"maybe\"",
             "listener[0].sni[0].names: list at least one name",
+            "listener[0].relay: unknown relay \"sendfile\"; use \"copy\" or \"splice\"",
+            "listener[1].relay: only a `mode = \"tcp\"` or `mode = \"udp\"` listener takes",
             "listener[1].cluster: only a `mode = \"tcp\"` or `mode = \"udp\"` listener takes",
             "listener[2].mode: unknown mode \"sctp\"",
             "cluster.c.proxy_protocol: unknown version \"v3\"",

@@ -143,6 +143,9 @@ pub struct IoConfig {
     pub idle_buffers_max: usize,
     /// Buffer size for relaying a body larger than `buffer_bytes`.
     pub body_buffer_bytes: usize,
+    /// Pipes a worker keeps for `relay = "splice"` listeners, lent and idle; two per
+    /// connection. Past it, connections use the copy relay.
+    pub splice_pipes_max: usize,
 }
 
 /// Bounds on what a client may send.
@@ -258,6 +261,18 @@ pub struct TcpMode {
     pub total_timeout: Option<Duration>,
     /// TLS passthrough by server name, when the listener has `[[listener.sni]]` routes.
     pub sni: Option<SniRouting>,
+    /// How bytes are moved between the client and the backend.
+    pub relay: Relay,
+}
+
+/// How a TCP listener moves bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Read into a pooled buffer and write it out.
+    Copy,
+    /// splice(2) through a pipe, the bytes never in user space; to plain backends only
+    /// (a TLS cluster is copied).
+    Splice,
 }
 
 /// Routing by the SNI of a TLS ClientHello, without terminating TLS.

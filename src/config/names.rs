@@ -6,7 +6,7 @@
 
 use super::{
     AccessLogFormat, BackendState, Balance, Encoding, HashKey, IoDriver, LogFormat,
-    ProxyProtocolVersion, RateKey, RingTaskrun, SniFallback,
+    ProxyProtocolVersion, RateKey, Relay, RingTaskrun, SniFallback,
 };
 use crate::tls::server::Provider;
 use std::fmt;
@@ -69,6 +69,11 @@ names!(LogFormat {
 names!(SniFallback {
     Default => "default",
     Close => "close",
+});
+
+names!(Relay {
+    Copy => "copy",
+    Splice => "splice",
 });
 
 names!(ProxyProtocolVersion {

@@ -181,6 +181,12 @@ fn validate_io(io: &super::file::FileIo, errors: &mut Vec<ConfigError>) -> IoCon
             Bounds { default: IDLE_BUFFERS_MAX, min: 0, max: 1 << 20 },
             errors,
         )),
+        splice_pipes_max: to_usize(ranged(
+            "io.splice_pipes_max",
+            io.splice_pipes_max,
+            Bounds { default: super::l4::SPLICE_PIPES_MAX, min: 2, max: 1 << 20 },
+            errors,
+        )),
     }
 }
 

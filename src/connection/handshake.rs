@@ -13,14 +13,18 @@ use std::net::SocketAddr;
 /// Runs the TLS handshake when `listener` has TLS, within the client header timeout, and
 /// hands the stream on ready for requests: plain as it came, or a finished session.
 /// `None` means the connection is done with.
+///
+/// `early` holds the bytes read past a PROXY header: on a TLS listener they are the start
+/// of the ClientHello and go to rustls first; on a plain one they come back, the start of
+/// the first request.
 pub(super) async fn handshake(
     worker: &Worker,
     stream: TcpStream,
-    peer: SocketAddr,
+    (peer, early): (SocketAddr, Vec<u8>),
     listener: usize,
-) -> Option<ClientStream> {
+) -> Option<(ClientStream, Vec<u8>)> {
     let Some(config) = worker.tls.borrow()[listener].clone() else {
-        return Some(ClientStream::Plain(stream));
+        return Some((ClientStream::Plain(stream), early));
     };
     let conn = match rustls::ServerConnection::new(config) {
         Ok(conn) => conn,
@@ -29,10 +33,10 @@ pub(super) async fn handshake(
             return None;
         }
     };
-    let mut tls = Box::new(TlsStream::new(stream, conn));
+    let mut tls = Box::new(TlsStream::with_incoming(stream, conn, early));
     let timeout = worker.config.timeouts.client_header;
     match crate::deadline::timeout(timeout, tls.handshake()).await {
-        Ok(Ok(())) => Some(ClientStream::Tls(tls)),
+        Ok(Ok(())) => Some((ClientStream::Tls(tls), Vec::new())),
         Ok(Err(error)) => {
             log::debug!("worker {}: TLS handshake with {peer} failed: {error}", worker.id);
             worker.stats.borrow_mut().rejected(listener, RejectReason::TlsHandshake);

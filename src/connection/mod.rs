@@ -16,8 +16,9 @@ mod report;
 pub use refuse::refuse;
 
 use crate::config::ListenerMode;
-use crate::l4::intake::read_proxy_header;
-use crate::worker::Worker;
+use crate::l4::intake::{is_trusted, read_proxy_header};
+use crate::stats::RejectReason;
+use crate::worker::{Admission, Worker};
 use monoio::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -44,20 +45,33 @@ impl Protocol {
 /// Serves `stream`, accepted on `listener` from `peer`, until the client or the proxy
 /// ends it. `accept` admitted it under the connection caps.
 pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
-    let _open = OpenGuard::new(worker.clone(), listener, peer.ip());
+    let trusted = is_trusted(&worker, listener, peer.ip());
+    let mut open = OpenGuard::new(worker.clone(), listener, (!trusted).then_some(peer.ip()));
     // The client is the peer, or who a trusted PROXY header names; from here on the
     // header is gone and `intake.buf` holds what followed it.
     let Some(intake) = read_proxy_header(&worker, &mut stream, peer, listener).await else {
         return;
     };
+    if trusted {
+        // `accept` left the per-address cap to now: the client is known.
+        if worker.admit_address(intake.client.ip()) == Admission::AddressFull {
+            worker.stats.borrow_mut().rejected(listener, RejectReason::ConnectionLimit);
+            worker.give_buffer(intake.buf);
+            if matches!(worker.config.listeners[listener].mode, ListenerMode::Http) {
+                refuse(worker.clone(), stream, listener).await;
+            }
+            return;
+        }
+        open.address = Some(intake.client.ip());
+    }
     if matches!(worker.config.listeners[listener].mode, ListenerMode::Tcp(_)) {
         return Box::pin(crate::l4::tcp::serve(worker.clone(), stream, intake, listener)).await;
     }
-    let (peer, buf) = (intake.client, intake.buf);
+    let peer = intake.client;
     // TCP_NODELAY comes from the listening socket (Linux copies it to accepted ones; the
     // accept tests check it), so no setsockopt per connection.
-    let Some(stream) = Box::pin(handshake::handshake(&worker, stream, peer, listener)).await else {
-        worker.give_buffer(buf);
+    let handshake = handshake::handshake(&worker, stream, (peer, intake.buf), listener);
+    let Some((stream, buf)) = Box::pin(handshake).await else {
         return;
     };
     match Protocol::negotiated(handshake::alpn(&stream)) {
@@ -67,21 +81,29 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, 
 
 /// Counts the connection as open for as long as it lives; `accept` admitted it under the
 /// connection caps, and dropping the guard releases it.
-struct OpenGuard(Rc<Worker>, usize, IpAddr);
+struct OpenGuard {
+    worker: Rc<Worker>,
+    listener: usize,
+    /// The client address counted under `connections_per_ip_max`, once admitted.
+    address: Option<IpAddr>,
+}
 
 impl OpenGuard {
-    fn new(worker: Rc<Worker>, listener: usize, ip: IpAddr) -> Self {
+    fn new(worker: Rc<Worker>, listener: usize, address: Option<IpAddr>) -> Self {
         worker.connections.set(worker.connections.get() + 1);
         worker.stats.borrow_mut().connection_opened(listener);
-        Self(worker, listener, ip)
+        Self { worker, listener, address }
     }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.connections.set(self.0.connections.get() - 1);
-        self.0.stats.borrow_mut().connection_closed(self.1);
-        self.0.release(self.2);
+        let worker = &self.worker;
+        worker.connections.set(worker.connections.get() - 1);
+        worker.stats.borrow_mut().connection_closed(self.listener);
+        if let Some(address) = self.address {
+            worker.release(address);
+        }
     }
 }
 

@@ -137,6 +137,7 @@ pub(super) fn finish(worker: &Worker, finished: &Finished<'_>, fields: &LogField
         request_id: field(&fields.request_id),
         user_agent: fields.user_agent.as_ref().map(field),
         referer: fields.referer.as_ref().map(field),
+        l4: None,
     };
     if let Some(log) = worker.access_log.borrow_mut().as_mut() {
         log.log(format, &entry, Instant::now());

@@ -11,7 +11,7 @@ use crate::worker::Worker;
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// The ClientHello cap (RFC 8446 §5.1: one record is at most 16 KiB; a hello that needs
@@ -24,10 +24,18 @@ pub const CLIENT_HELLO_BYTES_MAX: usize = 16 * 1024;
 pub struct Intake {
     /// The client: the peer, or the source a trusted PROXY header named.
     pub client: SocketAddr,
-    /// The address the client connected to: ours, or the header's destination.
+    /// The address the client connected to, when a PROXY header named it; else the
+    /// listening socket's, which whoever needs it reads (a syscall not every connection
+    /// should pay).
     pub local: Option<SocketAddr>,
     /// Bytes after the header (or all bytes read); the payload starts here.
     pub buf: Vec<u8>,
+}
+
+/// Whether `listener` takes a PROXY header from `ip`.
+pub fn is_trusted(worker: &Worker, listener: usize, ip: IpAddr) -> bool {
+    let trusted = &worker.config.listeners[listener].proxy_protocol_from;
+    !trusted.is_empty() && trusted.contains(ip)
 }
 
 /// Reads the PROXY header when `listener` takes one, within the client header timeout.
@@ -40,11 +48,10 @@ pub async fn read_proxy_header(
     peer: SocketAddr,
     listener: usize,
 ) -> Option<Intake> {
-    let local = stream.local_addr().ok();
     let trusted = &worker.config.listeners[listener].proxy_protocol_from;
     if trusted.is_empty() {
         // No buffer yet: HTTP takes one when bytes arrive, TCP when it reads or relays.
-        return Some(Intake { client: peer, local, buf: Vec::new() });
+        return Some(Intake { client: peer, local: None, buf: Vec::new() });
     }
     // As HAProxy's `accept-proxy`: such a listener serves load balancers only, and a
     // header from anyone else would let them pick the address they are seen as.
@@ -59,7 +66,7 @@ pub async fn read_proxy_header(
             Ok(Parsed::Complete(header)) => {
                 buf.drain(..header.len);
                 let client = header.source.unwrap_or(peer);
-                let local = header.destination.or(local);
+                let local = header.destination;
                 return Some(Intake { client, local, buf });
             }
             Ok(Parsed::Partial) => {}

@@ -5,6 +5,7 @@
 pub mod proxy_protocol;
 pub mod sni;
 pub mod relay;
+pub mod splice;
 pub mod intake;
 pub mod report;
 pub mod tcp;

@@ -1,6 +1,7 @@
 //! The byte relay of an L4 connection: both directions at once through two pooled
 //! buffers, each direction's end of file passed on as a half-close while the other keeps
-//! flowing, closed when no byte moved either way for the idle timeout.
+//! flowing, closed when no byte moved either way for the idle timeout. A direction that
+//! fills its buffer may move on to a larger one, as HTTP bodies do.
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -50,12 +51,14 @@ struct Sides {
     writer: RelayEnd,
 }
 
-/// What both directions share: the time of the last byte either moved, and the counts.
+/// What both directions share: the time of the last byte either moved, the counts, and
+/// the buffer size a direction grows to once a read filled its buffer.
 #[derive(Debug)]
 struct Shared {
     activity: Cell<Instant>,
     bytes_in: Cell<u64>,
     bytes_out: Cell<u64>,
+    grow_to: usize,
 }
 
 /// Relays `client` and `backend` both ways until both directions have ended or one
@@ -67,9 +70,28 @@ struct Shared {
 /// flows (a download with nothing to upload), and no single read is ever cancelled with
 /// bytes in flight.
 pub async fn relay<CR, CW, BR, BW>(
+    client: (&mut CR, &mut CW),
+    backend: (&mut BR, &mut BW),
+    buffers: (Vec<u8>, Vec<u8>),
+    limits: RelayLimits,
+    stop: impl Future<Output = RelayEnd>,
+) -> (Relayed, (Vec<u8>, Vec<u8>))
+where
+    CR: AsyncReadRent,
+    CW: AsyncWriteRent,
+    BR: AsyncReadRent,
+    BW: AsyncWriteRent,
+{
+    relay_growing(client, backend, (buffers, 0), limits, stop).await
+}
+
+/// [`relay`], where a direction whose read fills its buffer moves on to one of `grow_to`
+/// bytes (bulk transfers then take a fraction of the reads and writes; 0: never). A grown
+/// buffer comes back like the others; the worker's pool drops what it does not keep.
+pub async fn relay_growing<CR, CW, BR, BW>(
     (client_read, client_write): (&mut CR, &mut CW),
     (backend_read, backend_write): (&mut BR, &mut BW),
-    buffers: (Vec<u8>, Vec<u8>),
+    (buffers, grow_to): ((Vec<u8>, Vec<u8>), usize),
     limits: RelayLimits,
     stop: impl Future<Output = RelayEnd>,
 ) -> (Relayed, (Vec<u8>, Vec<u8>))
@@ -83,6 +105,7 @@ where
         activity: Cell::new(Instant::now()),
         bytes_in: Cell::new(0),
         bytes_out: Cell::new(0),
+        grow_to,
     };
     let inbound = Sides { reader: RelayEnd::ClientError, writer: RelayEnd::BackendError };
     let outbound = Sides { reader: RelayEnd::BackendError, writer: RelayEnd::ClientError };
@@ -106,7 +129,7 @@ where
 }
 
 /// Ends when nothing moved for `limits.idle` or the total time is up.
-async fn watchdog(activity: &Cell<Instant>, limits: RelayLimits) -> RelayEnd {
+pub(super) async fn watchdog(activity: &Cell<Instant>, limits: RelayLimits) -> RelayEnd {
     loop {
         let idle_at = activity.get() + limits.idle;
         let (at, end) = match limits.until {
@@ -139,7 +162,13 @@ async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(
                 let _ = to.shutdown().await;
                 return (None, buf);
             }
-            Ok(read) => copied.set(copied.get() + read as u64),
+            Ok(read) => {
+                copied.set(copied.get() + read as u64);
+                if read == buf.capacity() && buf.capacity() < shared.grow_to {
+                    // Bulk: the next reads take more at once (the bytes read stay).
+                    buf.reserve(shared.grow_to - buf.len());
+                }
+            }
             Err(_) => {
                 let _ = to.shutdown().await;
                 return (Some(sides.reader), buf);

@@ -1,13 +1,13 @@
-//! How an L4 connection ended, for the access log: one line per connection with the
-//! client, backend, bytes, duration and close reason.
+//! How an L4 connection or UDP flow ended, for the access log: one line per connection (or
+//! flow) with the client, backend, bytes, duration and close reason.
 //!
-//! The line reuses the access log's fields: method `TCP`, target the SNI name (or `-`),
+//! The line reuses the access log's fields: method `TCP` or `UDP`, target the SNI name (or `-`),
 //! protocol the close reason, and a status that sorts like HTTP's (200 relayed, 403
 //! refused, 429 rate limited, 502/503 no backend, 400 bad PROXY header or ClientHello).
 
 use super::relay::{RelayEnd, Relayed};
 use super::sni::ServerName;
-use crate::access_log::{LogEntry, LogFormat};
+use crate::access_log::{L4Fields, LogEntry, LogFormat};
 use crate::config::{AccessLogFormat, ClusterId};
 use crate::worker::Worker;
 use std::net::SocketAddr;
@@ -30,6 +30,8 @@ pub enum CloseReason {
     ClientHello,
     /// The backend drained for the cluster's drain timeout.
     Drained,
+    /// A UDP flow relayed its `responses` replies.
+    Answered,
 }
 
 impl CloseReason {
@@ -47,6 +49,7 @@ impl CloseReason {
             Self::NoBackend => "no_backend",
             Self::ClientHello => "client_hello",
             Self::Drained => "drained",
+            Self::Answered => "answered",
         }
     }
 
@@ -54,6 +57,7 @@ impl CloseReason {
     fn status(self) -> u16 {
         match self {
             Self::Done | Self::IdleTimeout | Self::TotalTimeout | Self::Drained => 200,
+            Self::Answered => 200,
             Self::ClientError | Self::BackendError => 200,
             Self::Forbidden => 403,
             Self::RateLimited => 429,
@@ -77,9 +81,27 @@ impl From<RelayEnd> for CloseReason {
     }
 }
 
-/// One L4 connection as it ended.
+/// What an L4 line reports on: a TCP connection or a UDP flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    /// The method field of the log line.
+    fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Self::Tcp => b"TCP",
+            Self::Udp => b"UDP",
+        }
+    }
+}
+
+/// One L4 connection (or UDP flow) as it ended.
 #[derive(Debug, Clone, Copy)]
 pub struct Closed {
+    pub transport: Transport,
     pub listener: usize,
     pub client: SocketAddr,
     pub started: Instant,
@@ -92,8 +114,10 @@ pub struct Closed {
 }
 
 impl Closed {
+    /// A TCP connection of `listener`; set `transport` for a UDP flow.
     pub fn new(listener: usize, client: SocketAddr, started: Instant) -> Self {
         Self {
+            transport: Transport::Tcp,
             listener,
             client,
             started,
@@ -125,7 +149,7 @@ pub fn report(worker: &Worker, closed: &Closed) {
     let entry = LogEntry {
         time: SystemTime::now() - duration,
         client: closed.client,
-        method: b"TCP",
+        method: closed.transport.as_bytes(),
         target: server_name,
         version: closed.reason.as_str().as_bytes(),
         status: closed.reason.status(),
@@ -138,6 +162,10 @@ pub fn report(worker: &Worker, closed: &Closed) {
         request_id: b"-",
         user_agent: None,
         referer: None,
+        l4: Some(L4Fields {
+            reason: closed.reason.as_str(),
+            bytes_received: closed.relayed.map_or(0, |relayed| relayed.bytes_in),
+        }),
     };
     if let Some(log) = worker.access_log.borrow_mut().as_mut() {
         log.log(format, &entry, Instant::now());

@@ -5,16 +5,16 @@
 //! Only backend faults count against a backend: a refused or timed-out connect.
 
 use super::intake::{Intake, read_client_hello};
-use super::relay::{RelayEnd, RelayLimits, Relayed, relay};
+use super::relay::{RelayEnd, RelayLimits, Relayed, relay_growing};
 use crate::balance::hash_key;
-use crate::config::{BackendId, ClusterId, RETRIES_MAX, SniFallback, TcpMode};
+use crate::config::{BackendId, ClusterId, RETRIES_MAX, Relay, SniFallback, TcpMode};
 use crate::error::ProxyError;
 use crate::l4::report::{CloseReason, Closed, report};
 use crate::stats::RejectReason;
 use crate::tls::UpstreamStream;
 use crate::upstream::{self, Cause, Outcome, Pick};
 use crate::worker::{InFlight, Worker};
-use monoio::io::{AsyncWriteRentExt, Splitable};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -61,9 +61,11 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, intake: Intake, li
     worker.stats.borrow_mut().l4_opened(stats_index);
     let client_bytes = buf.len() as u64;
     let mut first = buf;
-    if let (Some(version), Some(local)) =
-        (worker.config.clusters[cluster.0 as usize].proxy_protocol, local)
-    {
+    // Our address is read only for a header that names it (a syscall per connection).
+    let header_to = worker.config.clusters[cluster.0 as usize].proxy_protocol.and_then(|version| {
+        local.or_else(|| stream.local_addr().ok()).map(|local| (version, local))
+    });
+    if let Some((version, local)) = header_to {
         let mut header = Vec::with_capacity(first.len().max(worker.config.io.buffer_bytes));
         super::proxy_protocol::encode(version, client, local, &mut header);
         header.extend_from_slice(&first);
@@ -74,7 +76,8 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, intake: Intake, li
         until: tcp.total_timeout.map(|total| started + total),
     };
     let drain = drained(&worker, cluster, backend);
-    let mut relayed = relay_connection(&worker, stream, upstream, first, (limits, drain)).await;
+    let mut relayed =
+        relay_connection(&worker, stream, upstream, first, (limits, tcp.relay, drain)).await;
     relayed.bytes_in += client_bytes;
     closed.relayed = Some(relayed);
     closed.reason = CloseReason::from(relayed.end);
@@ -250,13 +253,14 @@ async fn drained(worker: &Worker, cluster: ClusterId, backend: BackendId) -> Rel
 }
 
 /// Sends `first` (bytes read before the relay: a PROXY header for the backend, a
-/// ClientHello) and then relays both ways.
+/// ClientHello) and then relays both ways: spliced when the listener asks for it, the
+/// backend is plain TCP and the worker has pipes to lend, else copied.
 async fn relay_connection(
     worker: &Worker,
     client: TcpStream,
     backend: UpstreamStream,
     first: Vec<u8>,
-    (limits, stop): (RelayLimits, impl Future<Output = RelayEnd>),
+    (limits, mode, stop): (RelayLimits, Relay, impl Future<Output = RelayEnd>),
 ) -> Relayed {
     let mut backend = backend;
     let mut spare = Vec::new();
@@ -270,18 +274,40 @@ async fn relay_connection(
             Err(_) => return Relayed { bytes_in: 0, bytes_out: 0, end: RelayEnd::IdleTimeout },
         }
     }
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut backend_read, mut backend_write) = backend.into_split();
+    let pipes = match (&backend, mode) {
+        (UpstreamStream::Plain(_), Relay::Splice) => worker.pipes.borrow_mut().take_pair(),
+        _ => None,
+    };
+    if let (Some(pipes), UpstreamStream::Plain(plain)) = (pipes, &backend) {
+        worker.give_buffer(spare);
+        let (relayed, (in_empty, out_empty)) =
+            super::splice::relay((&client, plain), &pipes, limits, stop).await;
+        let mut pool = worker.pipes.borrow_mut();
+        pool.give(pipes.0, in_empty);
+        pool.give(pipes.1, out_empty);
+        return relayed;
+    }
+    // Borrowed halves: monoio's owned write half shuts its socket down again when dropped,
+    // a syscall per direction that the relay's own half-close already made.
+    let mut client = client;
+    let (mut client_read, mut client_write) = crate::proxy::duplex::split(&mut client);
     let buffers =
         (if spare.capacity() > 0 { spare } else { worker.take_buffer() }, worker.take_buffer());
-    let (relayed, (a, b)) = relay(
-        (&mut client_read, &mut client_write),
-        (&mut backend_read, &mut backend_write),
-        buffers,
-        limits,
-        stop,
-    )
-    .await;
+    let grow_to = worker.config.io.body_buffer_bytes;
+    let (relayed, (a, b)) = match backend {
+        UpstreamStream::Plain(mut plain) => {
+            let (mut backend_read, mut backend_write) = crate::proxy::duplex::split(&mut plain);
+            let backend = (&mut backend_read, &mut backend_write);
+            let client = (&mut client_read, &mut client_write);
+            relay_growing(client, backend, (buffers, grow_to), limits, stop).await
+        }
+        tls => {
+            let (mut backend_read, mut backend_write) = tls.into_split();
+            let backend = (&mut backend_read, &mut backend_write);
+            let client = (&mut client_read, &mut client_write);
+            relay_growing(client, backend, (buffers, grow_to), limits, stop).await
+        }
+    };
     worker.give_buffer(a);
     worker.give_buffer(b);
     relayed

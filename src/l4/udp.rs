@@ -7,6 +7,8 @@
 //! one worker's socket (see [`crate::accept::Bound`]), so one client address always
 //! lands here.
 
+use super::relay::{RelayEnd, Relayed};
+use super::report::{CloseReason, Closed, Transport, report};
 use crate::config::{ClusterId, ListenerMode, UdpMode};
 use crate::stats::Datagram;
 use crate::upstream::Pick;
@@ -38,6 +40,10 @@ struct Flow {
     stats_index: usize,
     /// The last datagram either way; the idle timeout runs from here.
     last_seen: Cell<Instant>,
+    started: Instant,
+    /// Bytes client to backend, and back, for the flow's log line.
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
 }
 
 /// One listener's flows on this worker, by client address; at most `flows_max`.
@@ -105,12 +111,15 @@ async fn forward(listening: &Rc<Listening>, client: SocketAddr, datagram: Vec<u8
     let bytes = datagram.len() as u64;
     let (sent, datagram) = flow.socket.send(datagram).await;
     match sent {
-        Ok(_) => listening.worker.stats.borrow_mut().udp_datagram(
-            listening.listener,
-            flow.stats_index,
-            Datagram::ToBackend,
-            bytes,
-        ),
+        Ok(_) => {
+            flow.bytes_in.set(flow.bytes_in.get() + bytes);
+            listening.worker.stats.borrow_mut().udp_datagram(
+                listening.listener,
+                flow.stats_index,
+                Datagram::ToBackend,
+                bytes,
+            );
+        }
         Err(error) => log::debug!("UDP send to a backend failed: {error}"),
     }
     datagram
@@ -153,6 +162,9 @@ async fn open(listening: &Rc<Listening>, client: SocketAddr) -> Option<Rc<Flow>>
         backend,
         stats_index: worker.stats_layout.backend_index(cluster_index, backend.0 as usize),
         last_seen: Cell::new(Instant::now()),
+        started: Instant::now(),
+        bytes_in: Cell::new(0),
+        bytes_out: Cell::new(0),
     });
     listening.flows.borrow_mut().insert(client, flow.clone());
     worker.clusters.borrow_mut()[cluster_index].backends[backend.0 as usize].in_flight += 1;
@@ -173,21 +185,11 @@ async fn connected(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// How a flow ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FlowEnd {
-    /// It relayed its `responses` replies.
-    Answered,
-    /// Nothing either way for the idle timeout.
-    Idle,
-    /// The backend's socket failed (an ICMP port unreachable, for one).
-    BackendError,
-}
-
 /// Relays the backend's replies to `client` until the flow ends, then removes it.
 async fn relay_replies(listening: Rc<Listening>, client: SocketAddr, flow: Rc<Flow>, udp: UdpMode) {
     let end = replies(&listening, client, &flow, &udp).await;
     log::debug!("UDP flow of {client} ended: {end:?}");
+    report_flow(&listening, client, &flow, end);
     let mut flows = listening.flows.borrow_mut();
     if flows.get(&client).is_some_and(|current| current.serial == flow.serial) {
         flows.remove(&client);
@@ -200,14 +202,39 @@ async fn relay_replies(listening: Rc<Listening>, client: SocketAddr, flow: Rc<Fl
     worker.stats.borrow_mut().udp_flow(flow.stats_index, false);
 }
 
-/// The reply loop of one flow; returns why it ended.
-async fn replies(listening: &Listening, client: SocketAddr, flow: &Flow, udp: &UdpMode) -> FlowEnd {
+/// Writes the flow's access-log line, when its listener logs.
+fn report_flow(listening: &Listening, client: SocketAddr, flow: &Flow, end: CloseReason) {
+    let worker = &listening.worker;
+    let cluster = &worker.config.clusters[flow.cluster.0 as usize];
+    let mut closed = Closed::new(listening.listener, client, flow.started);
+    closed.transport = Transport::Udp;
+    closed.reason = end;
+    closed.cluster = Some(flow.cluster);
+    closed.backend = Some(cluster.backends[flow.backend.0 as usize].addr);
+    closed.relayed = Some(Relayed {
+        bytes_in: flow.bytes_in.get(),
+        bytes_out: flow.bytes_out.get(),
+        end: RelayEnd::Done,
+    });
+    report(worker, &closed);
+}
+
+/// The reply loop of one flow; returns why it ended: [`CloseReason::Answered`] after its
+/// `responses` replies, [`CloseReason::IdleTimeout`] after nothing either way for the idle
+/// timeout, [`CloseReason::BackendError`] when the backend's socket failed (an ICMP port
+/// unreachable, for one).
+async fn replies(
+    listening: &Listening,
+    client: SocketAddr,
+    flow: &Flow,
+    udp: &UdpMode,
+) -> CloseReason {
     let mut answered = 0_u32;
     let mut buf = Vec::with_capacity(DATAGRAM_BYTES_MAX);
     loop {
         let idle_at = flow.last_seen.get() + udp.idle_timeout;
         if idle_at <= Instant::now() {
-            return FlowEnd::Idle;
+            return CloseReason::IdleTimeout;
         }
         buf.clear();
         let receive = flow.socket.recv(buf.slice_mut(0..));
@@ -219,11 +246,12 @@ async fn replies(listening: &Listening, client: SocketAddr, flow: &Flow, udp: &U
             continue;
         };
         buf = back.into_inner();
-        let Ok(read) = received else { return FlowEnd::BackendError };
+        let Ok(read) = received else { return CloseReason::BackendError };
         flow.last_seen.set(Instant::now());
         let (sent, back) = listening.socket.send_to(buf, client).await;
         buf = back;
         if sent.is_ok() {
+            flow.bytes_out.set(flow.bytes_out.get() + read as u64);
             let mut stats = listening.worker.stats.borrow_mut();
             stats.udp_datagram(
                 listening.listener,
@@ -234,7 +262,7 @@ async fn replies(listening: &Listening, client: SocketAddr, flow: &Flow, udp: &U
         }
         answered = answered.saturating_add(1);
         if udp.responses.is_some_and(|responses| answered >= responses) {
-            return FlowEnd::Answered;
+            return CloseReason::Answered;
         }
     }
 }

@@ -41,7 +41,13 @@ where
 {
     /// A session on `io` that has not shaken hands yet.
     pub fn new(io: TcpStream, conn: C) -> Self {
-        Self { io, conn, incoming: Vec::new(), consumed: 0, outgoing: Vec::new() }
+        Self::with_incoming(io, conn, Vec::new())
+    }
+
+    /// A session on `io` whose first ciphertext was already read into `incoming` (the bytes
+    /// after a PROXY protocol header): rustls gets them before anything from the socket.
+    pub fn with_incoming(io: TcpStream, conn: C, incoming: Vec<u8>) -> Self {
+        Self { io, conn, incoming, consumed: 0, outgoing: Vec::new() }
     }
 
     /// The rustls connection: negotiated version, SNI, ALPN, peer certificates.

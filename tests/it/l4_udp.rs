@@ -1,7 +1,8 @@
 //! UDP listeners end to end: flow affinity and round robin across flows, a DNS-like flow
 //! that ends after its reply, idle expiry, the flow bound, and UDP health probes.
 
-use crate::support::admin::{metrics, sample, stats};
+use crate::support::admin::{lines_of, metrics, sample, stats};
+use crate::support::process::TempDir;
 use crate::support::{Driver, WAIT, eventually, on_both_drivers, pause, preamble, start_proxy};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -116,6 +117,38 @@ fn l4_udp_idle_flow_expires(driver: Driver) {
     });
 }
 
+/// Each flow writes one access-log line when it ends: the client, `UDP` and the close
+/// reason (`answered` after its `responses`, `idle_timeout`), the bytes each way, the
+/// backend.
+fn l4_udp_flows_write_access_log_lines(driver: Driver) {
+    let backend = udp_backend("A");
+    let dir = TempDir::new();
+    let log = dir.join("access.log");
+    let extra = "access_log = \"combined\"\nresponses = 2\nidle_timeout_ms = 300\n";
+    let access_log = format!("[access_log]\npath = \"{}\"\n", log.display());
+    let proxy = start_proxy(&udp_listener(driver, extra, &[backend], &access_log));
+    let (answered, idle) = (client(), client());
+    assert_eq!(ask(&answered, proxy.addr(), "q1", WAIT).as_deref(), Some("A:q1"));
+    assert_eq!(ask(&answered, proxy.addr(), "q22", WAIT).as_deref(), Some("A:q22"));
+    assert_eq!(ask(&idle, proxy.addr(), "x", WAIT).as_deref(), Some("A:x"));
+    let mut lines = Vec::new();
+    eventually("two flow lines", || {
+        lines = lines_of(&log);
+        lines.len() >= 2
+    });
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    // Replies are `A:` and the query: 4 + 5 bytes back for 2 + 3 bytes sent.
+    for (line, expected) in [
+        (&lines[0], "\"UDP - answered\" 200 9 \"-\" \"-\""),
+        (&lines[1], "\"UDP - idle_timeout\" 200 3 \"-\" \"-\""),
+    ] {
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+        assert!(line.contains(expected), "{expected} not in {line}");
+    }
+    assert!(lines[0].ends_with(&format!(" up={backend} in=5")), "{}", lines[0]);
+    assert!(lines[1].ends_with(&format!(" up={backend} in=1")), "{}", lines[1]);
+}
+
 /// Past `flows_max` a new client's datagram is dropped and counted; open flows go on.
 fn l4_udp_flow_bound_drops_new_flows(driver: Driver) {
     let backend = udp_backend("A");
@@ -159,5 +192,6 @@ on_both_drivers!(
     l4_udp_one_response_flow_ends_after_its_reply,
     l4_udp_idle_flow_expires,
     l4_udp_flow_bound_drops_new_flows,
+    l4_udp_flows_write_access_log_lines,
     l4_udp_health_probe_takes_a_dead_backend_out,
 );

@@ -78,5 +78,11 @@ mod forward_filter;
 
 // L4: TCP balancing, half-close, PROXY protocol in and out, TLS passthrough by SNI.
 mod l4;
+// The two L4 relays, copy and splice: bulk both ways, half-close each way, the pipe bound.
+mod l4_relay;
+// PROXY headers in front of TLS: HTTP TLS listeners and TLS passthrough by SNI.
+mod l4_proxy_tls;
+// TLS passthrough with openssl s_client to TLS backends; ClientHello cap and timeout.
+mod l4_sni;
 // UDP listeners: flow affinity, one-response flows, idle expiry, the flow bound, probes.
 mod l4_udp;

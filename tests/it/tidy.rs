@@ -47,6 +47,8 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("forward/target", "monoio", "the target is parsed without I/O"),
     ("forward/domains", "monoio", "domain lists are pure"),
     ("forward/hosts", "monoio", "a hosts file is parsed without I/O"),
+    ("l4", "crate::proxy::http", "L4 borrows proxy's socket halves, never its HTTP exchange"),
+    ("l4", "crate::proxy::body", "L4 relays bytes as they come; HTTP bodies have framing"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -11,7 +11,7 @@ use crate::support::pki::{Leaf, Pki, toml_path};
 use crate::support::{Driver, ProxyHandle, WAIT, on_both_drivers, preamble, start_proxy};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -65,18 +65,7 @@ fn curl_https(proxy: SocketAddr, name: &str, ca: &Pki, args: &[&str]) -> Output 
 
 /// `openssl s_client` against `proxy` with `args`, sending `input`; stdout and stderr.
 fn s_client(proxy: SocketAddr, args: &[&str], input: &str) -> String {
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-connect", &proxy.to_string(), "-ign_eof"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run openssl (.ci/run installs it)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write to s_client");
-    drop(stdin);
-    let output = child.wait_with_output().expect("s_client output");
+    let output = crate::support::process::s_client(proxy, args, input.as_bytes());
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

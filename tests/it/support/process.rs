@@ -165,3 +165,20 @@ fn first_listener(line: &str) -> Option<SocketAddr> {
     let end = start + list[start..].find('"')?;
     list[start..end].parse().ok()
 }
+
+/// `openssl s_client -connect ADDR -ign_eof` with `args`, `input` on its stdin, run to its
+/// end: what it printed.
+pub(crate) fn s_client(addr: SocketAddr, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string(), "-ign_eof"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl (.ci/run installs it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, input).expect("write to s_client");
+    drop(stdin);
+    child.wait_with_output().expect("s_client output")
+}

@@ -45,6 +45,9 @@ pub(super) const CLIENT_HEADER_TIMEOUT_MS: u64 = 10_000;
 pub(super) const CLIENT_BODY_TIMEOUT_MS: u64 = 60_000;
 pub(super) const CLIENT_WRITE_TIMEOUT_MS: u64 = 60_000;
 pub(super) const KEEP_ALIVE_TIMEOUT_MS: u64 = 75_000;
+/// An upgraded connection (WebSocket) with no bytes either way for an hour is closed, as
+/// HAProxy's usual `timeout tunnel 1h`; applications that idle longer send pings.
+pub(super) const TUNNEL_IDLE_TIMEOUT_MS: u64 = 3_600_000;
 pub(super) const BACKLOG: u64 = 1024;
 pub(super) const CONNECT_TIMEOUT_MS: u64 = 3_000;
 pub(super) const RESPONSE_TIMEOUT_MS: u64 = 60_000;

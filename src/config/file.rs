@@ -81,6 +81,7 @@ pub(super) struct FileTimeouts {
     pub(super) client_body_timeout_ms: Option<u64>,
     pub(super) client_write_timeout_ms: Option<u64>,
     pub(super) keep_alive_timeout_ms: Option<u64>,
+    pub(super) tunnel_idle_timeout_ms: Option<u64>,
 }
 
 /// `[admin]`: the admin listener.

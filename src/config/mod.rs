@@ -188,6 +188,9 @@ pub struct Timeouts {
     pub client_write: Duration,
     /// Idle time between requests on a keep-alive connection before it is closed.
     pub keep_alive: Duration,
+    /// An upgraded connection (101, a WebSocket) with no bytes either way for this long
+    /// is closed.
+    pub tunnel_idle: Duration,
 }
 
 /// A socket we accept on, with its ordered routes.

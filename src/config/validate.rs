@@ -8,8 +8,8 @@ use super::bounds::{
     Bounds, CHUNK_EXTENSION_BYTES_MAX, CLIENT_BODY_TIMEOUT_MS, CLIENT_HEADER_TIMEOUT_MS,
     CLIENT_WRITE_TIMEOUT_MS, HEADER_BYTES_MAX, HEADERS_COUNT_MAX, IDLE_BUFFERS_MAX,
     KEEP_ALIVE_TIMEOUT_MS, REQUEST_BUFFER_BYTES, REQUEST_BUFFERS_BYTES_MAX, RING_ENTRIES,
-    SHUTDOWN_TIMEOUT_MS, STATS_INTERVAL_MS, TRAILER_BYTES_MAX, URI_BYTES_MAX, ranged,
-    ranged_signed, timeout_ms, to_u32, to_usize,
+    SHUTDOWN_TIMEOUT_MS, STATS_INTERVAL_MS, TRAILER_BYTES_MAX, TUNNEL_IDLE_TIMEOUT_MS,
+    URI_BYTES_MAX, ranged, ranged_signed, timeout_ms, to_u32, to_usize,
 };
 use super::compression;
 use super::file::{FileConfig, FileListener, FileNameValue, FileRespond, FileRoute, FileWorkers};
@@ -214,6 +214,12 @@ fn validate_timeouts(file: &super::file::FileTimeouts, errors: &mut Vec<ConfigEr
             "timeouts.keep_alive_timeout_ms",
             file.keep_alive_timeout_ms,
             KEEP_ALIVE_TIMEOUT_MS,
+            errors,
+        ),
+        tunnel_idle: timeout_ms(
+            "timeouts.tunnel_idle_timeout_ms",
+            file.tunnel_idle_timeout_ms,
+            TUNNEL_IDLE_TIMEOUT_MS,
             errors,
         ),
     }

@@ -197,10 +197,11 @@ pub(super) async fn serve(
             Next::Connect { .. } => unreachable!("a tunnel ends the loop above"),
             Next::Tunnel { upstream, to_client } => {
                 let to_upstream = std::mem::take(&mut buf);
-                let tunnel = tunnel(client.stream, upstream, to_upstream, to_client);
-                if let Err(error) = Box::pin(tunnel).await {
-                    log::debug!("tunnel for {peer} ended: {error}");
-                }
+                let idle = worker.config.timeouts.tunnel_idle;
+                let pair = (client.stream, upstream);
+                let tunnel = tunnel(&worker, pair, (to_upstream, to_client), idle);
+                let relayed = Box::pin(tunnel).await;
+                log::debug!("tunnel for {peer} ended: {:?}", relayed.end);
                 return;
             }
         }
@@ -218,7 +219,7 @@ async fn run_tunnel(
 ) {
     let worker = client.worker.clone();
     let tunnel = (client.stream, upstream);
-    let relayed = crate::forward::tunnel::relay_tunnel(&worker, tunnel, to_upstream, idle).await;
+    let relayed = super::http1::tunnel(&worker, tunnel, (to_upstream, Vec::new()), idle).await;
     let (up, down) = (relayed.bytes_in, relayed.bytes_out);
     worker.stats.borrow_mut().tunnel_closed(client.listener, up, down);
     let mut report = client.outcome.report;

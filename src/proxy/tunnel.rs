@@ -1,39 +1,58 @@
-//! After a 101 Switching Protocols: a bidirectional byte tunnel between the client and the
-//! backend until both directions have ended.
+//! After a 101 Switching Protocols or a CONNECT's 200: a byte tunnel between the client
+//! and the upstream, on the L4 relay: each direction's end is passed on as a half-close,
+//! and the tunnel closes when no byte has moved either way for `idle`.
 
+use crate::l4::relay::{RelayEnd, RelayLimits, Relayed, relay};
 use crate::tls::{ClientStream, UpstreamStream};
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
-use std::io;
+use crate::worker::Worker;
+use monoio::io::AsyncWriteRentExt;
+use std::time::Duration;
 
-/// Copies bytes both ways. `to_upstream` and `to_client` are bytes already read that
-/// belong to the tunnel (sent right after the 101). Each direction ends at end of file and
-/// then shuts down the write side of the other socket.
+/// Relays until both directions end, one fails, or nothing moves for `idle`.
+/// `to_upstream` and `to_client` are bytes already read that belong to the tunnel (sent
+/// right after the 101, or after the CONNECT head); they go first.
 pub async fn tunnel(
-    client: ClientStream,
-    upstream: UpstreamStream,
-    to_upstream: Vec<u8>,
-    to_client: Vec<u8>,
-) -> io::Result<(u64, u64)> {
+    worker: &Worker,
+    (client, upstream): (ClientStream, UpstreamStream),
+    (to_upstream, to_client): (Vec<u8>, Vec<u8>),
+    idle: Duration,
+) -> Relayed {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
-    let upstream_bound = async {
-        if !to_upstream.is_empty() {
-            let (result, _) = upstream_write.write_all(to_upstream).await;
-            result?;
+    let early = (to_upstream.len() as u64, to_client.len() as u64);
+    for (bytes, to_upstream) in [(to_upstream, true), (to_client, false)] {
+        if bytes.is_empty() {
+            continue;
         }
-        let copied = monoio::io::copy(&mut client_read, &mut upstream_write).await;
-        let _ = upstream_write.shutdown().await;
-        copied
-    };
-    let client_bound = async {
-        if !to_client.is_empty() {
-            let (result, _) = client_write.write_all(to_client).await;
-            result?;
+        let (written, end) = if to_upstream {
+            (
+                crate::deadline::timeout(idle, upstream_write.write_all(bytes)).await,
+                RelayEnd::BackendError,
+            )
+        } else {
+            (
+                crate::deadline::timeout(idle, client_write.write_all(bytes)).await,
+                RelayEnd::ClientError,
+            )
+        };
+        match written {
+            Ok((Ok(_), buf)) => worker.give_buffer(buf),
+            Ok((Err(_), _)) | Err(_) => return Relayed { bytes_in: 0, bytes_out: 0, end },
         }
-        let copied = monoio::io::copy(&mut upstream_read, &mut client_write).await;
-        let _ = client_write.shutdown().await;
-        copied
-    };
-    let (up, down) = monoio::join!(upstream_bound, client_bound);
-    Ok((up?, down?))
+    }
+    let buffers = (worker.take_buffer(), worker.take_buffer());
+    let limits = RelayLimits { idle, until: None };
+    let (mut relayed, (a, b)) = relay(
+        (&mut client_read, &mut client_write),
+        (&mut upstream_read, &mut upstream_write),
+        buffers,
+        limits,
+        std::future::pending(),
+    )
+    .await;
+    worker.give_buffer(a);
+    worker.give_buffer(b);
+    relayed.bytes_in += early.0;
+    relayed.bytes_out += early.1;
+    relayed
 }

@@ -16,6 +16,7 @@ on_both_drivers!(
     expect_continue_gets_100_before_the_body,
     head_204_and_304_have_no_body_and_keep_the_connection,
     websocket_upgrade_tunnels_bytes_both_ways,
+    an_idle_websocket_is_closed_and_a_busy_one_is_not,
     two_workers_serve_many_connections,
 );
 
@@ -211,8 +212,9 @@ fn head_204_and_304_have_no_body_and_keep_the_connection(driver: Driver) {
     assert_eq!(origin.accepted(), 1);
 }
 
-fn websocket_upgrade_tunnels_bytes_both_ways(driver: Driver) {
-    let origin = Origin::start_raw(|conn| {
+/// An origin that switches to a WebSocket and echoes what it gets.
+fn websocket_echo() -> Origin {
+    Origin::start_raw(|conn| {
         if conn.head().is_none() {
             return;
         }
@@ -231,14 +233,24 @@ fn websocket_upgrade_tunnels_bytes_both_ways(driver: Driver) {
                 _ => return,
             }
         }
-    });
-    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
-    let mut client = Client::connect(proxy.addr());
+    })
+}
+
+/// Opens a WebSocket through the proxy at `addr`.
+fn upgrade(addr: std::net::SocketAddr) -> (Client, crate::support::client::Response) {
+    let mut client = Client::connect(addr);
     client.send(
         b"GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
           Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
     let switched = client.response();
+    (client, switched)
+}
+
+fn websocket_upgrade_tunnels_bytes_both_ways(driver: Driver) {
+    let origin = websocket_echo();
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
+    let (mut client, switched) = upgrade(proxy.addr());
     assert_eq!(switched.status, 101);
     assert_eq!(switched.header("upgrade"), Some("websocket"));
     for message in [&b"ping"[..], b"\x81\x05hello", &[0u8; 3000]] {
@@ -250,6 +262,25 @@ fn websocket_upgrade_tunnels_bytes_both_ways(driver: Driver) {
     assert!(request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("upgrade")));
     client.finish_sending();
     client.expect_closed();
+}
+
+fn an_idle_websocket_is_closed_and_a_busy_one_is_not(driver: Driver) {
+    let origin = websocket_echo();
+    let extra = "\n[timeouts]\ntunnel_idle_timeout_ms = 400\n";
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), extra));
+    let (mut busy, switched) = upgrade(proxy.addr());
+    assert_eq!(switched.status, 101);
+    let (mut idle, switched) = upgrade(proxy.addr());
+    assert_eq!(switched.status, 101);
+    // The busy one talks every 100 ms for 1.2 s, three idle timeouts.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1200) {
+        busy.send(b"ping");
+        assert_eq!(busy.read_exact(4), b"ping", "the busy tunnel was cut");
+        crate::support::pause(std::time::Duration::from_millis(100));
+    }
+    // The idle one was closed by then.
+    idle.expect_closed();
 }
 
 fn two_workers_serve_many_connections(driver: Driver) {

@@ -146,6 +146,10 @@ def main():
         verdict["page_worker_rows"] = browser.evaluate(WORKER_REQUESTS)
         verdict["stats_worker_requests"] = [w["requests"] for w in now["workers"]]
         verdict["backend_row"] = browser.evaluate(BACKEND_ROW)
+        # Each feature's panel, as rows of text: the test names what must be there.
+        verdict["panels"] = browser.evaluate(
+            "Object.fromEntries(Array.from(document.querySelectorAll('table[id]'))"
+            ".map(t => [t.id, Array.from(t.querySelectorAll('tbody tr')).map(r => r.innerText)]))")
         request = urllib.request.Request(
             f"{ADMIN}/backends/{CLUSTER}/{BACKEND}", data=b"draining", method="PUT")
         urllib.request.urlopen(request, timeout=5).close()

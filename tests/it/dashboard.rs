@@ -2,7 +2,8 @@
 //! by `tests/browser/dashboard.py`) loads the page from a running proxy with known traffic
 //! and must show no console error, the same counts as `/stats`, a backend drained through
 //! the admin API within 2 s, "admin unreachable" while the proxy is down, and live again
-//! once it is back on the same port. The screenshot lands in `target/dashboard.png`.
+//! once it is back on the same port, and each feature's panel (L4, forward proxy) with a
+//! row for its traffic. The screenshot lands in `target/dashboard.png`.
 
 use crate::support::client::Client;
 use crate::support::origin::{self, Origin};
@@ -36,9 +37,14 @@ fn the_dashboard_shows_live_numbers_drains_and_survives_a_restart() {
     );
     let origin = Origin::start(|_| origin::ok("fine"));
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (forward, tcp) = (free_port(), free_port());
     let config = format!(
         "workers = 2\nshutdown_timeout_ms = 1000\n[admin]\naddr = \"{admin_addr}\"\n\
          [[listener]]\nname = \"public\"\naddr = \"127.0.0.1:{}\"\n[[listener.route]]\n\
+         cluster = \"app\"\n\
+         [[listener]]\nname = \"fwd\"\naddr = \"127.0.0.1:{forward}\"\nallow = [\"127.0.0.0/8\"]\n\
+         [listener.forward]\ndestination_ip_allow = [\"127.0.0.0/8\"]\n\
+         [[listener]]\nname = \"tcp\"\naddr = \"127.0.0.1:{tcp}\"\nmode = \"tcp\"\n\
          cluster = \"app\"\n[cluster.app]\nbackends = [\"{}\"]\n",
         free_port(),
         origin.addr()
@@ -48,8 +54,17 @@ fn the_dashboard_shows_live_numbers_drains_and_survives_a_restart() {
     for _ in 0..20 {
         assert_eq!(Client::connect(proxy).get("/").status, 200);
     }
-    eventually("/stats counts the 20 requests", || {
-        admin::get(admin_addr, "/stats").text().contains("\"requests\":20,")
+    // One request through the forward listener, one connection through the TCP one.
+    let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], forward)));
+    client.send(format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr()).as_bytes());
+    assert_eq!(client.response().status, 200);
+    drop(client);
+    let mut relayed = Client::connect(SocketAddr::from(([127, 0, 0, 1], tcp)));
+    assert_eq!(relayed.get("/").status, 200);
+    drop(relayed);
+    eventually("/stats counts 21 HTTP requests and the TCP connection", || {
+        let stats = admin::get(admin_addr, "/stats").text();
+        stats.contains("\"requests\":21,") && stats.contains("\"connections\":1,")
     });
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
@@ -103,6 +118,18 @@ fn check(verdict: &serde_json::Value) {
     let row = verdict["backend_row"].as_str().expect("the backend's row");
     assert!(row.contains("up") && row.contains("active"), "{row}");
     assert!(seconds(verdict, "drain_shown_after_s") <= 2.0, "{verdict:#}");
+    let panel = |id: &str| -> Vec<String> {
+        let rows = verdict["panels"][id].as_array().unwrap_or_else(|| panic!("no #{id} table"));
+        rows.iter().filter_map(|row| row.as_str().map(str::to_owned)).collect()
+    };
+    assert!(panel("forward").iter().any(|row| row.starts_with("fwd")), "{:?}", panel("forward"));
+    // The origin's backend has an L4 row (shown once a connection was relayed), with no
+    // connection open now: the one relayed has closed.
+    let l4 = panel("l4");
+    let backend = verdict["backend_row"].as_str().and_then(|row| row.split('\t').next());
+    let row = l4.iter().find(|row| backend.is_some_and(|name| row.contains(name)));
+    let open = row.and_then(|row| row.split('\t').nth(1));
+    assert_eq!(open, Some("0"), "{l4:?}");
     assert!(verdict["drained_row"].as_str().is_some_and(|row| row.contains("draining")));
     assert_eq!(verdict["errors_while_up"], serde_json::json!([]), "console errors");
     assert!(seconds(verdict, "down_shown_after_s") < 5.0);

@@ -108,6 +108,8 @@ pub struct Worker {
     /// Per listener: this worker's TLS config (its own session cache), replaced when the
     /// certificates are reloaded.
     pub tls: RefCell<Vec<Option<Arc<rustls::ServerConfig>>>>,
+    /// This worker's stored responses (`cache.memory_bytes`).
+    pub cache: RefCell<crate::cache::store::Store>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -166,6 +168,7 @@ impl Worker {
             ip_connections: RefCell::new(HashMap::new()),
             rate_limiters: RefCell::new(rate_limiters),
             rate_exchanges,
+            cache: RefCell::new(crate::cache::store::Store::new(config.cache.memory_bytes)),
             config,
         }
     }

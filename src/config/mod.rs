@@ -6,6 +6,7 @@
 mod bounds;
 mod cluster;
 mod compression;
+mod cache;
 mod error;
 mod guard;
 mod file;
@@ -14,6 +15,7 @@ mod names;
 mod tls;
 mod validate;
 
+pub use cache::{CacheConfig, RouteCache};
 pub use error::{ConfigError, ConfigErrors};
 pub use validate::from_toml;
 
@@ -41,6 +43,8 @@ pub struct Config {
     /// How often workers publish their counters to the control thread.
     pub stats_interval: Duration,
     pub access_log: AccessLogConfig,
+    /// The response cache's store.
+    pub cache: CacheConfig,
 }
 
 /// The admin listener: metrics, stats, health, config and backend states.
@@ -322,6 +326,8 @@ pub struct Route {
     pub request_buffering: bool,
     /// Response compression, when the route has an enabled `compression` table.
     pub compression: Option<Box<Compression>>,
+    /// The response cache, when the route has an enabled `cache` table.
+    pub cache: Option<Box<RouteCache>>,
 }
 
 /// A content coding the proxy can apply to a response (RFC 9110 §8.4.1).

@@ -76,6 +76,7 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
             errors,
         )),
         access_log: validate_access_log(&file.access_log, errors),
+        cache: super::cache::validate_cache(&file.cache, errors),
     }
 }
 
@@ -449,6 +450,7 @@ fn validate_route(
         action,
         request_buffering: route.request_buffering.unwrap_or(true),
         compression: compression::validate_compression(at, route.compression.as_ref(), errors),
+        cache: super::cache::validate_route_cache(at, route.cache.as_ref(), errors),
     }
 }
 

@@ -396,6 +396,8 @@ async fn proxy_to_cluster(
         report: &mut client.outcome.report,
         continue_sent: read.continue_sent,
         compression,
+        cache: route.and_then(|route| route.cache.as_deref()),
+        revalidation: Vec::new(),
     };
     let (result, mut buf) = exchange(x, buf).await;
     client.outcome.status = client.outcome.report.status;

@@ -5,6 +5,7 @@
 
 use super::attempt::{Attempt, RequestSent, attempt, request_relay_options, upstream_read_options};
 use super::body::{self, Body, Decoder, Transform};
+use super::cache;
 use super::compression;
 use super::duplex::{Direction, Relayed, relay_both_ways};
 use super::exchange::{Downstream, Exchange, ExchangeEnd, Target};
@@ -29,10 +30,33 @@ pub async fn exchange(
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
     let worker = x.worker;
     x.report.bytes_in = u64::from(x.request.head.head_len);
+    let mut pending = match cache::lookup(&mut x, &buf) {
+        cache::Lookup::Answer(answer) => {
+            let mut buf = buf;
+            buf.drain(..(x.request.head.head_len as usize).min(buf.len()));
+            return cache::answer(&mut x, answer, buf).await;
+        }
+        cache::Lookup::Forward(pending) => pending,
+    };
     let (attempt, client_out) = attempt(&mut x, worker.out_vec(buf)).await;
     match attempt {
-        Ok(attempt) => respond(&mut x, attempt, client_out).await,
-        Err(error) => (Err(error), worker.into_buf(client_out)),
+        Ok(attempt) => respond(&mut x, attempt, client_out, pending.as_deref_mut()).await,
+        Err(error) => {
+            let stale = pending.as_deref_mut().and_then(|pending| cache::on_error(pending, error));
+            let mut buf = worker.into_buf(client_out);
+            match stale {
+                Some(answer) => {
+                    let head_len = x.request.head.head_len as usize;
+                    if buf.len() >= head_len {
+                        buf.drain(..head_len);
+                    } else {
+                        buf.clear();
+                    }
+                    cache::answer(&mut x, answer, buf).await
+                }
+                None => (Err(error), buf),
+            }
+        }
     }
 }
 
@@ -43,12 +67,21 @@ async fn respond(
     x: &mut Exchange<'_>,
     mut attempt: Attempt<'_>,
     client_out: OutVec,
+    mut pending: Option<&mut cache::Pending<'_>>,
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
     let worker = x.worker;
     let options = upstream_read_options(worker, attempt.response_timeout);
     let (head_len, response_keep_alive) =
         (attempt.response.head_len as usize, attempt.response.keep_alive);
-    let (plan, out, transform) = response_head(x, &mut attempt);
+    let tap = match cache_verdict(worker, &attempt, pending.as_deref_mut()) {
+        cache::Verdict::Relay(tap) => tap,
+        cache::Verdict::Answer(answer) => {
+            finish_unread(x, attempt);
+            return cache::answer(x, answer, worker.into_buf(client_out)).await;
+        }
+    };
+    let cache_lines = pending.as_deref().map_or(&[][..], |pending| &pending.lines[..]);
+    let (plan, out, transform) = response_head(x, &mut attempt, cache_lines);
     if plan.upgrade {
         let (result, mut out) = body::write(&mut x.downstream, out, options.write_timeout).await;
         x.report.bytes_out = out.take_written();
@@ -66,15 +99,17 @@ async fn respond(
             }
         };
     }
-    let mut body = Decoder::for_framing(plan.framing)
-        .map(|decoder| Body::new(head_len, decoder, plan.encoder).with_transform(transform));
+    let mut body = Decoder::for_framing(plan.framing).map(|decoder| {
+        let mut body = Body::new(head_len, decoder, plan.encoder).with_transform(transform);
+        body.tap = tap;
+        body
+    });
     let download = Direction { out, head_len, body: body.as_mut(), options: &options };
     let (relayed, client_buf, request_whole) =
         relay_response(x, &mut attempt, download, client_out).await;
     let (result, mut out) = relayed;
-    if let Some(body) = &body {
-        let failed = matches!(result, Err(body::RelayError::Coder(_)));
-        compression::record_end(worker, x.compression, &body.transform, failed);
+    if let Some(body) = &mut body {
+        end_body(x, body, &result, pending);
     }
     x.report.bytes_out = out.take_written();
     if let Ok(body_bytes) = result {
@@ -103,6 +138,33 @@ async fn respond(
         }
     };
     (Ok(ExchangeEnd::Done { keep_alive, body_unread: !request_whole }), client_buf)
+}
+
+/// The cache's verdict on a response head: relay (with a store tap), or answer from the
+/// store. A request the cache does not follow is relayed as it is.
+fn cache_verdict(
+    worker: &crate::worker::Worker,
+    attempt: &Attempt<'_>,
+    pending: Option<&mut cache::Pending<'_>>,
+) -> cache::Verdict {
+    let Some(pending) = pending else { return cache::Verdict::Relay(body::Tap::None) };
+    let response = (&attempt.response, &attempt.response_buf[..], &attempt.response_lines[..]);
+    cache::on_response(worker, pending, response)
+}
+
+/// After the relay: the coder's counts, and the store of a body the tap filled whole.
+fn end_body(
+    x: &Exchange<'_>,
+    body: &mut Body,
+    result: &Result<u64, body::RelayError>,
+    pending: Option<&mut cache::Pending<'_>>,
+) {
+    let failed = matches!(result, Err(body::RelayError::Coder(_)));
+    compression::record_end(x.worker, x.compression, &body.transform, failed);
+    if let Some(pending) = pending {
+        let tap = std::mem::replace(&mut body.tap, body::Tap::None);
+        cache::on_body_end(x.worker, pending, tap, result.is_ok());
+    }
 }
 
 /// The relay phase: the response body to the client. A request body the backend paused
@@ -149,7 +211,11 @@ async fn relay_response(
 
 /// The response plan phase: plans the client's response and queues its head in a write
 /// around the response buffer; the body's transform comes with it.
-fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, OutVec, Transform) {
+fn response_head(
+    x: &Exchange<'_>,
+    attempt: &mut Attempt<'_>,
+    cache_lines: &[u8],
+) -> (ResponsePlan, OutVec, Transform) {
     let worker = x.worker;
     let sticky = match (x.target, attempt.backend) {
         (Target::Cluster(id), Some(backend)) if !attempt.sticky_held => {
@@ -173,12 +239,34 @@ fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, 
         listener_lines: x.response_headers,
         set_cookie: sticky,
         compression: changes,
+        cache_lines,
     };
     let mut out = worker.out_vec(std::mem::take(&mut attempt.response_buf));
     let head = (x.request.head, &attempt.response, attempt.response_lines.as_slice());
     render_response_head(head, &plan, &additions, &mut out);
     worker.give_header_lines(std::mem::take(&mut attempt.response_lines));
     (plan, out, transform)
+}
+
+/// The finish phase for a response whose body the client does not get (the cache
+/// answered instead): a bodiless response (a 304) leaves the connection reusable.
+fn finish_unread(x: &Exchange<'_>, mut attempt: Attempt<'_>) {
+    let framing = crate::http::response_framing(x.request.head.method, &attempt.response);
+    let bodiless =
+        matches!(framing, crate::http::BodyFraming::None | crate::http::BodyFraming::Length(0));
+    let leftover = attempt.response_buf.len() > attempt.response.head_len as usize
+        || attempt.upstream.stream.has_buffered();
+    let reuse = ReuseFacts {
+        method: x.request.head.method,
+        request_complete: attempt.request.is_whole(),
+        response_keep_alive: attempt.response.keep_alive,
+        framing,
+        response_complete: bodiless,
+        leftover,
+        backend_active: true,
+        shutting_down: x.worker.shutting_down.get(),
+    };
+    finish(x, attempt, reuse);
 }
 
 /// The finish phase: the upstream connection goes back to the pool when the one rule

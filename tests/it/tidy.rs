@@ -36,6 +36,10 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("l4", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
     ("l4", "crate::http", "L4 relays bytes; it never parses HTTP"),
     ("l4", "crate::connection", "connection/ hands connections to l4, not the reverse"),
+    ("cache", "monoio", "cache rules and the store are sans-I/O; proxy/cache runs them"),
+    ("cache", "crate::proxy", "proxy/ uses the cache, not the reverse"),
+    ("cache", "crate::upstream", "the cache keys by URI, not by backend"),
+    ("cache", "crate::worker", "the worker owns the store; the store knows no worker"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

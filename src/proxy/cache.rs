@@ -1,0 +1,652 @@
+//! The cache phases of an exchange, over the worker's store ([`crate::cache`]): lookup
+//! (between guard and target: answer from the store, or forward with what to revalidate),
+//! the response's verdict (store through the body's tap, merge a 304, serve stale on an
+//! error, invalidate after an unsafe method) and the store once the body came whole.
+//!
+//! The key names the scheme and authority, so the lookup does not care how the target
+//! was chosen (a cluster, or a forward proxy's direct address).
+
+use super::body::Tap;
+use super::exchange::{Exchange, ExchangeEnd};
+use crate::cache::conditional::{self, Conditionals, RangeAnswer};
+use crate::cache::control::Directives;
+use crate::cache::entry::{self, Entry, Fill};
+use crate::cache::key::{self, KeyParts};
+use crate::cache::policy::{
+    self, Exchanged, HeadFacts, RequestFacts, Reuse, RouteRules, StaleWindows,
+};
+use crate::config::RouteCache;
+use crate::error::ProxyError;
+use crate::http::{BodyFraming, HeaderLine, Method, ResponseHead, response_framing};
+use crate::response::{self, Line, Request, Response};
+use crate::worker::Worker;
+use bytes::Bytes;
+use monoio::io::AsyncWriteRentExt;
+use std::rc::Rc;
+
+/// A body up to this size goes out in the head's write; larger ones in a write of their
+/// own, from the stored bytes (no copy).
+const INLINE_BODY_BYTES_MAX: usize = 16 * 1024;
+
+/// What the lookup phase decided.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// Go to the origin; `Some` when the cache has a part in the response.
+    Forward(Option<Box<Pending<'a>>>),
+    /// Answer from the store (or 504 for `only-if-cached`).
+    Answer(Answer),
+}
+
+/// An answer the cache makes itself.
+#[derive(Debug)]
+pub struct Answer {
+    /// `None`: no stored response satisfies an `only-if-cached` request (504).
+    entry: Option<Rc<Entry>>,
+    /// The `Cache-Status` line.
+    status_line: Vec<u8>,
+    conditionals: OwnedConditionals,
+    now: u64,
+}
+
+/// The client's conditionals, copied: the exchange may have reused the request's buffer
+/// by the time the answer is written.
+#[derive(Debug, Default, Clone)]
+struct OwnedConditionals {
+    if_none_match: Option<Box<[u8]>>,
+    if_modified_since: Option<Box<[u8]>>,
+    range: Option<Box<[u8]>>,
+    if_range: Option<Box<[u8]>>,
+}
+
+impl OwnedConditionals {
+    fn of(buf: &[u8], headers: &[HeaderLine]) -> Self {
+        let copy = |name: &[u8]| values(buf, headers, name).next().map(Into::into);
+        Self {
+            if_none_match: copy(b"if-none-match"),
+            if_modified_since: copy(b"if-modified-since"),
+            range: copy(b"range"),
+            if_range: copy(b"if-range"),
+        }
+    }
+
+    fn view(&self) -> Conditionals<'_> {
+        Conditionals {
+            if_none_match: self.if_none_match.as_deref(),
+            if_modified_since: self.if_modified_since.as_deref(),
+            range: self.range.as_deref(),
+            if_range: self.if_range.as_deref(),
+        }
+    }
+}
+
+/// Why a request went to the origin (RFC 9211 `fwd=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forwarded {
+    UriMiss,
+    VaryMiss,
+    Stale,
+    Request,
+    /// An unsafe method: the cache only invalidates after it.
+    Bypass,
+}
+
+impl Forwarded {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::UriMiss => "uri-miss",
+            Self::VaryMiss => "vary-miss",
+            Self::Stale => "stale",
+            Self::Request => "request",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// A forwarded request the cache follows: what it looked up, and what it may store.
+#[derive(Debug)]
+pub struct Pending<'a> {
+    rules: &'a RouteCache,
+    key: Vec<u8>,
+    /// `key[..uri_len]` is the URI part.
+    uri_len: usize,
+    https: bool,
+    authority: Vec<u8>,
+    /// The request's head, copied: the response's Vary names which of its fields count.
+    request_head: Vec<u8>,
+    headers: &'a [HeaderLine],
+    request: RequestFacts,
+    method: Method,
+    /// A stored response being revalidated, or the one to serve on an origin error.
+    stored: Option<Rc<Entry>>,
+    stale_if_error: bool,
+    forwarded: Forwarded,
+    request_time: u64,
+    conditionals: OwnedConditionals,
+    /// A response whose body the tap is filling.
+    store: Option<PendingStore>,
+    /// Lines added to the relayed response head (`Cache-Status`).
+    pub lines: Vec<u8>,
+}
+
+/// A response to be stored once its body has come whole.
+#[derive(Debug)]
+struct PendingStore {
+    status: u16,
+    head: Box<[u8]>,
+    vary: crate::cache::key::VaryKey,
+    exchanged: Exchanged,
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    elapsed.map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Each value of the request field `name` (lowercase).
+fn values<'b>(
+    buf: &'b [u8],
+    headers: &'b [HeaderLine],
+    name: &'b [u8],
+) -> impl Iterator<Item = &'b [u8]> + Clone {
+    fields(buf, headers)
+        .filter(move |(field, _)| field.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+}
+
+/// The `(name, value)` lines of a head in `buf`.
+fn fields<'b>(
+    buf: &'b [u8],
+    headers: &'b [HeaderLine],
+) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + Clone {
+    headers.iter().map(move |line| (line.name.of(buf), line.value.of(buf)))
+}
+
+/// What a request says to the cache.
+fn request_facts(buf: &[u8], headers: &[HeaderLine]) -> RequestFacts {
+    RequestFacts {
+        directives: Directives::parse(values(buf, headers, b"cache-control")),
+        pragma_no_cache: values(buf, headers, b"pragma").any(|value| {
+            value
+                .split(|&byte| byte == b',')
+                .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"no-cache"))
+        }),
+        has_authorization: values(buf, headers, b"authorization").next().is_some(),
+    }
+}
+
+fn route_rules(rules: &RouteCache) -> RouteRules {
+    RouteRules {
+        default_ttl: rules.default_ttl.map(|ttl| ttl.as_secs()),
+        store_set_cookie: rules.store_set_cookie,
+    }
+}
+
+/// The lookup phase. `buf` holds the request head at its front.
+pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8]) -> Lookup<'a> {
+    let Some(rules) = x.cache else { return Lookup::Forward(None) };
+    let head = x.request.head;
+    let headers = x.request.headers;
+    let cacheable_method =
+        head.method == Method::Get || (head.method == Method::Head && rules.head);
+    let safe = matches!(head.method, Method::Get | Method::Head | Method::Options | Method::Trace);
+    let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0));
+    let Some(authority) = head.effective_host() else { return Lookup::Forward(None) };
+    if (safe && !cacheable_method) || head.upgrade.is_some() || (safe && has_body) {
+        return Lookup::Forward(None);
+    }
+    let parts =
+        KeyParts { https: x.https, authority: authority.of(buf), origin: head.origin.of(buf) };
+    let mut key = Vec::with_capacity(64 + parts.origin.len());
+    key::uri_key(parts, rules, &mut key);
+    let uri_len = key.len();
+    for name in &rules.key_headers {
+        key.push(0);
+        key.extend_from_slice(values(buf, headers, name).next().unwrap_or_default());
+    }
+    let now = now_ms();
+    let request = request_facts(buf, headers);
+    let pending = Pending {
+        rules,
+        key,
+        uri_len,
+        https: x.https,
+        authority: parts.authority.to_vec(),
+        request_head: Vec::new(),
+        headers,
+        request,
+        method: head.method,
+        stored: None,
+        stale_if_error: false,
+        forwarded: Forwarded::Bypass,
+        request_time: now,
+        conditionals: OwnedConditionals::default(),
+        store: None,
+        lines: Vec::new(),
+    };
+    if !safe {
+        return Lookup::Forward(Some(Box::new(pending)));
+    }
+    lookup_stored(x, pending, buf)
+}
+
+/// The lookup proper, for a safe request: the stored variant, fresh or stale, or none.
+fn lookup_stored<'a>(x: &mut Exchange<'a>, mut pending: Pending<'a>, buf: &[u8]) -> Lookup<'a> {
+    let (rules, headers, request, now) =
+        (pending.rules, pending.headers, pending.request, pending.request_time);
+    let (found, uri_found) = find_variant(x.worker, &pending.key, buf, headers);
+    let conditionals = OwnedConditionals::of(buf, headers);
+    let only_if_cached = request.directives.only_if_cached;
+    let Some(entry) = found else {
+        if only_if_cached {
+            return Lookup::Answer(answer_only_if_cached(now));
+        }
+        pending.forwarded = if uri_found { Forwarded::VaryMiss } else { Forwarded::UriMiss };
+        return forward(pending, buf, conditionals);
+    };
+    let age = entry.age(now);
+    let stored = policy::Stored { directives: entry.directives, lifetime: entry.lifetime, age };
+    let windows = StaleWindows {
+        while_revalidate: rules.stale_while_revalidate.as_secs(),
+        if_error: rules.stale_if_error.as_secs(),
+        honor_no_cache: rules.honor_no_cache,
+    };
+    let ttl = i128::from(entry.lifetime) - i128::from(age);
+    match policy::reuse(&stored, &request, &windows) {
+        Reuse::Fresh | Reuse::StaleAccepted | Reuse::StaleWhileRevalidate => {
+            let status_line = format!("Cache-Status: ringway; hit; ttl={ttl}\r\n").into_bytes();
+            Lookup::Answer(Answer { entry: Some(entry), status_line, conditionals, now })
+        }
+        Reuse::Revalidate { .. } if only_if_cached => Lookup::Answer(answer_only_if_cached(now)),
+        Reuse::Revalidate { stale_if_error } => {
+            let asked =
+                rules.honor_no_cache && request.no_cache() || request.directives.max_age.is_some();
+            pending.forwarded =
+                if asked && age < entry.lifetime { Forwarded::Request } else { Forwarded::Stale };
+            pending.stale_if_error = stale_if_error;
+            x.revalidation = revalidation_lines(&entry);
+            pending.stored = Some(entry);
+            forward(pending, buf, conditionals)
+        }
+    }
+}
+
+/// Goes to the origin, keeping a copy of the request head for the response's Vary.
+fn forward<'a>(
+    mut pending: Pending<'a>,
+    buf: &[u8],
+    conditionals: OwnedConditionals,
+) -> Lookup<'a> {
+    let head_len = pending.headers.iter().map(|line| line.line.end as usize).max().unwrap_or(0);
+    pending.request_head = buf[..head_len.min(buf.len())].to_vec();
+    pending.conditionals = conditionals;
+    Lookup::Forward(Some(Box::new(pending)))
+}
+
+/// The stored variant of `key` this request selects, and whether the URI had any.
+fn find_variant(
+    worker: &Worker,
+    key: &[u8],
+    buf: &[u8],
+    headers: &[HeaderLine],
+) -> (Option<Rc<Entry>>, bool) {
+    let store = worker.cache.borrow();
+    let Some(variants) = store.get(key) else { return (None, false) };
+    // The newest matching variant wins (RFC 9111 §4.1).
+    let found = variants
+        .iter()
+        .rev()
+        .find(|entry| key::vary_matches(&entry.vary, fields(buf, headers)))
+        .cloned();
+    (found, true)
+}
+
+/// `If-None-Match` and `If-Modified-Since` from a stored response's validators.
+fn revalidation_lines(entry: &Entry) -> Vec<u8> {
+    let mut lines = Vec::new();
+    if let Some(etag) = &entry.etag {
+        entry::push_line(&mut lines, b"If-None-Match", etag);
+    }
+    if let Some(modified) = &entry.last_modified {
+        entry::push_line(&mut lines, b"If-Modified-Since", modified);
+    }
+    lines
+}
+
+fn answer_only_if_cached(now: u64) -> Answer {
+    let status_line = b"Cache-Status: ringway; fwd=miss; detail=only-if-cached\r\n".to_vec();
+    Answer { entry: None, status_line, conditionals: OwnedConditionals::default(), now }
+}
+
+/// What the cache makes of the origin's response head.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Relay it; the tap fills the store when it is [`Tap::Store`].
+    Relay(Tap),
+    /// Answer from the store instead (a 304 merged, or stale on an error); the response's
+    /// body, if any, is not read.
+    Answer(Answer),
+}
+
+/// The response verdict phase: a response head arrived for a request the cache follows.
+pub fn on_response(
+    worker: &Worker,
+    pending: &mut Pending<'_>,
+    (response, response_buf, lines): (&ResponseHead, &[u8], &[HeaderLine]),
+) -> Verdict {
+    let status = response.status;
+    let field = |line: &HeaderLine| (line.name.of(response_buf), line.value.of(response_buf));
+    let age = lines
+        .iter()
+        .map(field)
+        .find(|(name, _)| name.eq_ignore_ascii_case(b"age"))
+        .and_then(|(_, value)| crate::cache::control::delta_seconds(value))
+        .unwrap_or(0);
+    let exchanged = Exchanged { request_time: pending.request_time, response_time: now_ms(), age };
+    if pending.forwarded == Forwarded::Bypass {
+        // RFC 9111 §4.4: a non-error response to an unsafe method invalidates.
+        if status < 400 {
+            invalidate(worker, pending, lines.iter().map(field));
+        }
+        return Verdict::Relay(Tap::None);
+    }
+    if let Some(verdict) =
+        on_revalidation(worker, pending, (status, lines, response_buf), exchanged)
+    {
+        return verdict;
+    }
+    let rules = route_rules(pending.rules);
+    let facts = HeadFacts::read(status, lines.iter().map(field));
+    let framing = response_framing(pending.method, response);
+    let storable = pending.method == Method::Get
+        && framing != BodyFraming::CloseDelimited
+        && policy::storable(&pending.request, &facts, &rules).is_ok();
+    let fwd = pending.forwarded.as_str();
+    if !storable {
+        // A newer response that may not be stored leaves no stale copy behind.
+        if let (Some(stored), true) =
+            (&pending.stored, status < 500 && pending.method == Method::Get)
+        {
+            let stored = Rc::clone(stored);
+            worker
+                .cache
+                .borrow_mut()
+                .remove_variant(&pending.key, |old| std::ptr::eq(old, &*stored));
+        }
+        pending.lines =
+            format!("Cache-Status: ringway; fwd={fwd}; fwd-status={status}\r\n").into_bytes();
+        return Verdict::Relay(Tap::None);
+    }
+    let vary_values =
+        lines.iter().filter(|line| line.name.of(response_buf).eq_ignore_ascii_case(b"vary"));
+    let vary_names = key::vary_names(vary_values.map(|line| line.value.of(response_buf)));
+    let vary = key::vary_values(&vary_names, fields(&pending.request_head, pending.headers));
+    let head = stored_head(lines.iter().map(field));
+    let store = PendingStore { status, head: head.into(), vary, exchanged };
+    start_store(worker, pending, store, framing)
+}
+
+/// A response to a revalidation: a 304 merges into the stored entry, which answers; a 5xx
+/// lets the stale entry answer where stale-if-error allows. `None`: go on as a miss.
+fn on_revalidation(
+    worker: &Worker,
+    pending: &mut Pending<'_>,
+    (status, lines, response_buf): (u16, &[HeaderLine], &[u8]),
+    exchanged: Exchanged,
+) -> Option<Verdict> {
+    let stored = pending.stored.clone()?;
+    let now = exchanged.response_time;
+    if status >= 500 && pending.stale_if_error {
+        return Some(stale_on_error(pending, status, now));
+    }
+    if status != 304 {
+        return None;
+    }
+    let head = stored_head(
+        lines.iter().map(|line| (line.name.of(response_buf), line.value.of(response_buf))),
+    );
+    let entry = if stored.matches_304(&head) {
+        let updated = Rc::new(stored.updated(&head, exchanged, &route_rules(pending.rules)));
+        let mut store = worker.cache.borrow_mut();
+        store.insert(&pending.key, Rc::clone(&updated), |old| std::ptr::eq(old, &*stored));
+        updated
+    } else {
+        stored
+    };
+    let status_line = b"Cache-Status: ringway; fwd=stale; fwd-status=304\r\n".to_vec();
+    let conditionals = std::mem::take(&mut pending.conditionals);
+    Some(Verdict::Answer(Answer { entry: Some(entry), status_line, conditionals, now }))
+}
+
+/// A storable response: stored at once when it has no body, else filled by the tap.
+fn start_store(
+    worker: &Worker,
+    pending: &mut Pending<'_>,
+    store: PendingStore,
+    framing: BodyFraming,
+) -> Verdict {
+    let (fwd, status) = (pending.forwarded.as_str(), store.status);
+    pending.lines =
+        format!("Cache-Status: ringway; fwd={fwd}; fwd-status={status}; stored\r\n").into_bytes();
+    let bytes_max = pending.rules.object_bytes_max;
+    let expected = match framing {
+        BodyFraming::None | BodyFraming::Length(0) => {
+            insert(worker, pending, store, Bytes::new());
+            return Verdict::Relay(Tap::None);
+        }
+        BodyFraming::Length(len) if len > bytes_max as u64 => {
+            pending.lines = format!(
+                "Cache-Status: ringway; fwd={fwd}; fwd-status={status}; detail=too-large\r\n"
+            )
+            .into_bytes();
+            return Verdict::Relay(Tap::None);
+        }
+        BodyFraming::Length(len) => Some(len),
+        BodyFraming::Chunked | BodyFraming::CloseDelimited => None,
+    };
+    pending.store = Some(store);
+    Verdict::Relay(Tap::Store(Box::new(Fill::new(bytes_max, expected))))
+}
+
+/// The stored entry answers in place of an origin that failed (RFC 5861 stale-if-error).
+fn stale_on_error(pending: &mut Pending<'_>, status: u16, now: u64) -> Verdict {
+    let status_line =
+        format!("Cache-Status: ringway; fwd=stale; fwd-status={status}; detail=stale-if-error\r\n");
+    let conditionals = std::mem::take(&mut pending.conditionals);
+    Verdict::Answer(Answer {
+        entry: pending.stored.clone(),
+        status_line: status_line.into_bytes(),
+        conditionals,
+        now,
+    })
+}
+
+/// The attempt failed (no backend, connect failure, timeout): a stale entry answers when
+/// `stale-if-error` allows it.
+pub fn on_error(pending: &mut Pending<'_>, error: ProxyError) -> Option<Answer> {
+    if !pending.stale_if_error
+        || pending.stored.is_none()
+        || error.side() != crate::error::Side::Upstream
+    {
+        return None;
+    }
+    match stale_on_error(pending, 504, now_ms()) {
+        Verdict::Answer(answer) => Some(answer),
+        Verdict::Relay(_) => None,
+    }
+}
+
+/// The store phase: the body came whole through the tap.
+pub fn on_body_end(worker: &Worker, pending: &mut Pending<'_>, tap: Tap, complete: bool) {
+    let (Tap::Store(fill), Some(store)) = (tap, pending.store.take()) else { return };
+    if !complete || fill.overflowed {
+        return;
+    }
+    insert(worker, pending, store, Bytes::from(fill.bytes));
+}
+
+fn insert(worker: &Worker, pending: &Pending<'_>, store: PendingStore, body: Bytes) {
+    let rules = route_rules(pending.rules);
+    let entry =
+        Rc::new(Entry::new((store.status, store.head), body, store.vary, store.exchanged, &rules));
+    let vary = entry.vary.clone();
+    worker.cache.borrow_mut().insert(&pending.key, entry, |old| old.vary == vary);
+}
+
+/// The fields of a response head that are stored, as `Name: value` lines.
+fn stored_head<'v>(lines: impl Iterator<Item = (&'v [u8], &'v [u8])>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    for (name, value) in lines {
+        if entry::is_stored_field(name) {
+            entry::push_line(&mut head, name, value);
+        }
+    }
+    head
+}
+
+/// RFC 9111 §4.4: drops the target URI and the same-origin `Location` and
+/// `Content-Location` URIs of a response to an unsafe method.
+fn invalidate<'v>(
+    worker: &Worker,
+    pending: &Pending<'_>,
+    lines: impl Iterator<Item = (&'v [u8], &'v [u8])>,
+) {
+    let mut store = worker.cache.borrow_mut();
+    let uri = &pending.key[..pending.uri_len];
+    drop_uri(&mut store, uri, !pending.rules.key_headers.is_empty());
+    let scheme: &[u8] = if pending.https { b"https://" } else { b"http://" };
+    for (name, value) in lines {
+        if !(name.eq_ignore_ascii_case(b"location")
+            || name.eq_ignore_ascii_case(b"content-location"))
+        {
+            continue;
+        }
+        let origin = if value.starts_with(b"/") && !value.starts_with(b"//") {
+            Some(value)
+        } else {
+            value
+                .strip_prefix(scheme)
+                .and_then(|rest| rest.strip_prefix(&pending.authority[..]))
+                .filter(|path| path.is_empty() || path.starts_with(b"/") || path.starts_with(b"?"))
+        };
+        if let Some(origin) = origin {
+            let parts = KeyParts { https: pending.https, authority: &pending.authority, origin };
+            let mut key = Vec::new();
+            key::uri_key(parts, pending.rules, &mut key);
+            drop_uri(&mut store, &key, !pending.rules.key_headers.is_empty());
+        }
+    }
+}
+
+fn drop_uri(store: &mut crate::cache::store::Store, uri: &[u8], with_key_headers: bool) {
+    store.remove(uri);
+    if with_key_headers {
+        let mut prefix = uri.to_vec();
+        prefix.push(0);
+        store.remove_prefix(&prefix);
+    }
+}
+
+/// Writes an answer from the store: 200, 206, 304, 416, or 504 for `only-if-cached`.
+/// `buf` holds whatever followed the request; it comes back as the connection's buffer.
+pub async fn answer(
+    x: &mut Exchange<'_>,
+    answer: Answer,
+    buf: Vec<u8>,
+) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
+    let worker = x.worker;
+    let head = x.request.head;
+    let keep_alive = head.keep_alive && !worker.shutting_down.get();
+    let mut out = worker.take_buffer();
+    out.clear();
+    let request = Request::of(head);
+    let (body, body_len) = match &answer.entry {
+        None => {
+            let lines = [Line::Raw(&answer.status_line), Line::Raw(x.response_headers)];
+            let response = Response {
+                status: 504,
+                lines: &lines,
+                body: response::Body::StatusText,
+                keep_alive,
+                request,
+            };
+            let written = response::write(&response, &mut out);
+            x.report.status = 504;
+            (Bytes::new(), written)
+        }
+        Some(entry) => render_entry(x, &answer, entry, keep_alive, &mut out),
+    };
+    let inline = body.len() <= INLINE_BODY_BYTES_MAX;
+    if inline {
+        out.extend_from_slice(&body);
+    }
+    let timeout = worker.config.timeouts.client_write;
+    let head_bytes = out.len() as u64;
+    let (written, out) = match crate::deadline::timeout(timeout, x.downstream.write_all(out)).await
+    {
+        Ok((Ok(_), out)) => (true, out),
+        Ok((Err(_), out)) => (false, out),
+        Err(_) => (false, Vec::new()),
+    };
+    worker.give_buffer(out);
+    let mut sent = written;
+    if written && !inline {
+        sent = matches!(
+            crate::deadline::timeout(timeout, x.downstream.write_all(body.clone())).await,
+            Ok((Ok(_), _))
+        );
+    }
+    x.report.bytes_out = head_bytes + if inline { 0 } else { body.len() as u64 };
+    x.report.body_bytes_out = body_len;
+    (Ok(ExchangeEnd::Done { keep_alive: keep_alive && sent, body_unread: false }), buf)
+}
+
+/// Renders a stored response's head into `out`; returns the body to send and its length.
+fn render_entry(
+    x: &mut Exchange<'_>,
+    answer: &Answer,
+    entry: &Entry,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> (Bytes, u64) {
+    let head = x.request.head;
+    let conditionals = answer.conditionals.view();
+    let len = entry.body.len() as u64;
+    let (status, body, content_range) = if conditional::not_modified(&conditionals, entry) {
+        (304, Bytes::new(), Vec::new())
+    } else if entry.status != 200 {
+        (entry.status, entry.body.clone(), Vec::new())
+    } else {
+        match conditional::range(&conditionals, entry) {
+            RangeAnswer::Whole => (entry.status, entry.body.clone(), Vec::new()),
+            RangeAnswer::Part { first, last } => {
+                let range = format!("Content-Range: bytes {first}-{last}/{len}\r\n");
+                let slice =
+                    usize::try_from(first).unwrap_or(0)..usize::try_from(last + 1).unwrap_or(0);
+                (206, entry.body.slice(slice), range.into_bytes())
+            }
+            RangeAnswer::Unsatisfiable => {
+                (416, Bytes::new(), format!("Content-Range: bytes */{len}\r\n").into_bytes())
+            }
+        }
+    };
+    let lines = [
+        Line::Raw(&entry.head),
+        Line::Raw(&content_range),
+        Line::Number(b"Age", entry.age(answer.now)),
+        Line::Raw(&answer.status_line),
+        Line::Raw(x.response_headers),
+    ];
+    let framed = if status == 304 { len } else { body.len() as u64 };
+    let response = Response {
+        status,
+        lines: &lines,
+        body: response::Body::Follows(framed),
+        keep_alive,
+        request: Request::of(head),
+    };
+    let body_len = response::write(&response, out);
+    x.report.status = status;
+    let sends_body = head.method != Method::Head && !matches!(status, 204 | 304);
+    (if sends_body { body } else { Bytes::new() }, body_len)
+}

@@ -110,6 +110,8 @@ pub struct Worker {
     pub tls: RefCell<Vec<Option<Arc<rustls::ServerConfig>>>>,
     /// This worker's stored responses (`cache.memory_bytes`).
     pub cache: RefCell<crate::cache::store::Store>,
+    /// Keys whose response this worker is fetching, for request coalescing.
+    pub cache_fetches: RefCell<crate::cache::coalesce::Fetches>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -169,6 +171,7 @@ impl Worker {
             rate_limiters: RefCell::new(rate_limiters),
             rate_exchanges,
             cache: RefCell::new(crate::cache::store::Store::new(config.cache.memory_bytes)),
+            cache_fetches: RefCell::new(crate::cache::coalesce::Fetches::default()),
             config,
         }
     }

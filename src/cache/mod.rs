@@ -9,3 +9,4 @@ pub mod key;
 pub mod entry;
 pub mod conditional;
 pub mod store;
+pub mod coalesce;

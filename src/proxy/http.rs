@@ -30,13 +30,26 @@ pub async fn exchange(
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
     let worker = x.worker;
     x.report.bytes_in = u64::from(x.request.head.head_len);
-    let mut pending = match cache::lookup(&mut x, &buf) {
-        cache::Lookup::Answer(answer) => {
+    let mut lookup = cache::lookup(&mut x, &buf, true);
+    if let cache::Lookup::Wait(running) = lookup {
+        let timeout = x.cache.map_or(std::time::Duration::ZERO, |rules| rules.coalesce_timeout);
+        cache::wait_for_fetch(running, timeout).await;
+        lookup = cache::lookup(&mut x, &buf, false);
+    }
+    let mut pending = match lookup {
+        cache::Lookup::Answer { answer, refresh } => {
+            let head_len = (x.request.head.head_len as usize).min(buf.len());
+            let request_head = refresh.as_ref().map(|_| buf[..head_len].to_vec());
             let mut buf = buf;
-            buf.drain(..(x.request.head.head_len as usize).min(buf.len()));
-            return cache::answer(&mut x, answer, buf).await;
+            buf.drain(..head_len);
+            let answered = cache::answer(&mut x, answer, buf).await;
+            if let (Some(pending), Some(request_head)) = (refresh, request_head) {
+                Box::pin(refresh_stored(&mut x, *pending, request_head)).await;
+            }
+            return answered;
         }
         cache::Lookup::Forward(pending) => pending,
+        cache::Lookup::Wait(_) => None,
     };
     let (attempt, client_out) = attempt(&mut x, worker.out_vec(buf)).await;
     match attempt {
@@ -138,6 +151,82 @@ async fn respond(
         }
     };
     (Ok(ExchangeEnd::Done { keep_alive, body_unread: !request_whole }), client_buf)
+}
+
+/// A background refresh (stale-while-revalidate), after the client got the stale entry:
+/// the stored response is revalidated, and a new one stored, with no byte to the client.
+/// It runs in the exchange's task, so this connection's next request waits for it; the
+/// key's other requests do not (the store answered them).
+async fn refresh_stored(x: &mut Exchange<'_>, mut pending: cache::Pending<'_>, head: Vec<u8>) {
+    let worker = x.worker;
+    // As HTTP/1.0, so an interim 103 is not relayed to a client already answered.
+    let quiet_head = crate::http::RequestHead {
+        version: crate::http::Version::Http10,
+        ..x.request.head.clone()
+    };
+    let mut report = super::exchange::ExchangeReport::default();
+    let Downstream::H1(client) = &mut x.downstream;
+    let mut quiet = Exchange {
+        worker,
+        downstream: Downstream::H1(client),
+        request: super::exchange::RequestView { head: &quiet_head, headers: x.request.headers },
+        target: x.target,
+        https: x.https,
+        response_headers: b"",
+        peer: x.peer,
+        peer_text: x.peer_text,
+        request_id: x.request_id,
+        report: &mut report,
+        continue_sent: false,
+        compression: None,
+        cache: x.cache,
+        revalidation: pending.revalidation_lines(),
+    };
+    let (attempt, out) = attempt(&mut quiet, worker.out_vec(head)).await;
+    worker.give_buffer(worker.into_buf(out));
+    let Ok(mut attempt) = attempt else { return };
+    let tap = match cache_verdict(worker, &attempt, Some(&mut pending)) {
+        cache::Verdict::Relay(tap) => tap,
+        cache::Verdict::Answer(_) => return finish_unread(&quiet, attempt),
+    };
+    let framing = crate::http::response_framing(quiet_head.method, &attempt.response);
+    let head_len = attempt.response.head_len as usize;
+    let options = upstream_read_options(worker, attempt.response_timeout);
+    let out = worker.out_vec(std::mem::take(&mut attempt.response_buf));
+    let mut body = Decoder::for_framing(framing).map(|decoder| {
+        let mut body = Body::new(head_len, decoder, body::Encoder::Raw);
+        body.tap = tap;
+        body
+    });
+    let (result, out) = match body.as_mut() {
+        Some(body) => {
+            body::relay(&mut attempt.upstream.stream, &mut cache::Discard, out, body, &options)
+                .await
+        }
+        None => (Ok(0), out),
+    };
+    if let Some(body) = &mut body {
+        end_body(&quiet, body, &result, Some(&mut pending));
+    }
+    let response_buf = worker.into_buf(out);
+    // The relay drained the head with the body; without a body the head is still there.
+    let after_body = if body.is_some() {
+        response_buf.len()
+    } else {
+        response_buf.len().saturating_sub(head_len)
+    };
+    let reuse = ReuseFacts {
+        method: quiet_head.method,
+        request_complete: true,
+        response_keep_alive: attempt.response.keep_alive,
+        framing,
+        response_complete: result.is_ok(),
+        leftover: after_body > 0 || attempt.upstream.stream.has_buffered(),
+        backend_active: true,
+        shutting_down: worker.shutting_down.get(),
+    };
+    worker.give_buffer(response_buf);
+    finish(&quiet, attempt, reuse);
 }
 
 /// The cache's verdict on a response head: relay (with a store tap), or answer from the

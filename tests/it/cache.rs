@@ -6,9 +6,10 @@
 use crate::support::client::{Client, Response};
 use crate::support::origin::{self, Origin, Reply};
 use crate::support::process::Running;
-use crate::support::{Driver, on_both_drivers, start_proxy, to_origin};
+use crate::support::{Driver, eventually, on_both_drivers, pause, start_proxy, to_origin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 on_both_drivers!(
     a_fresh_response_is_served_from_the_store_with_its_age,
@@ -21,6 +22,9 @@ on_both_drivers!(
     oversized_and_truncated_bodies_stream_through_unstored,
     only_if_cached_without_an_entry_is_504,
     request_directives_limit_reuse,
+    stale_while_revalidate_answers_then_refreshes,
+    concurrent_misses_make_one_origin_request,
+    waiters_past_the_coalesce_timeout_go_themselves,
 );
 
 /// One route to `origin` with `cache = { TABLE }`.
@@ -329,6 +333,75 @@ fn request_directives_limit_reuse(driver: Driver) {
     assert!(cache_status(&asked).contains("fwd=request"), "{asked:?}");
     assert_eq!(get(proxy.addr(), "/d", "Pragma: no-cache\r\n").text(), "response 5");
     assert_eq!(count.load(Ordering::SeqCst), 5);
+}
+
+fn stale_while_revalidate_answers_then_refreshes(driver: Driver) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let origin = Origin::start(move |request| {
+        let index = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        let body = format!("response {index}");
+        if index == 1 {
+            // Stored already stale (Age 5 > max-age 1), within its 60 s window.
+            let headers = [
+                ("Cache-Control", "max-age=1, stale-while-revalidate=60"),
+                ("Age", "5"),
+                ("ETag", "\"v1\""),
+            ];
+            return Reply::Send(origin::response(200, &headers, body.as_bytes()));
+        }
+        assert_eq!(request.header("if-none-match"), Some("\"v1\""), "a revalidation");
+        Reply::Send(origin::response(200, &[("Cache-Control", "max-age=600")], body.as_bytes()))
+    });
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    assert_eq!(get(proxy.addr(), "/w", "").text(), "response 1");
+    let stale = get(proxy.addr(), "/w", "");
+    assert_eq!(stale.text(), "response 1", "the stale entry answers at once");
+    assert!(cache_status(&stale).contains("stale-while-revalidate"), "{stale:?}");
+    eventually("the background refresh stored the new response", || {
+        let fresh = get(proxy.addr(), "/w", "");
+        fresh.text() == "response 2" && cache_status(&fresh).contains("hit")
+    });
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+/// An origin that answers after `delay`, counting requests.
+fn slow(delay: Duration) -> (Origin, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let origin = Origin::start(move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        pause(delay);
+        Reply::Send(origin::response(200, &[("Cache-Control", "max-age=600")], &[b'c'; 5000]))
+    });
+    (origin, count)
+}
+
+fn concurrent_misses_make_one_origin_request(driver: Driver) {
+    let (origin, count) = slow(Duration::from_millis(300));
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    let mut clients: Vec<Client> = (0..100).map(|_| Client::connect(proxy.addr())).collect();
+    for client in &mut clients {
+        client.send(b"GET /same HTTP/1.1\r\nHost: cached.test\r\n\r\n");
+    }
+    for client in &mut clients {
+        let response = client.response();
+        assert_eq!((response.status, response.body.len()), (200, 5000));
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1, "100 concurrent misses, one origin request");
+}
+
+fn waiters_past_the_coalesce_timeout_go_themselves(driver: Driver) {
+    let (origin, count) = slow(Duration::from_millis(600));
+    let proxy = start_proxy(&config(driver, origin.addr(), "coalesce_timeout_ms = 50"));
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(proxy.addr())).collect();
+    for client in &mut clients {
+        client.send(b"GET /same HTTP/1.1\r\nHost: cached.test\r\n\r\n");
+    }
+    for client in &mut clients {
+        assert_eq!(client.response().status, 200);
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 3);
 }
 
 /// The store holds at most `memory_bytes` per worker: filled with ten times that in

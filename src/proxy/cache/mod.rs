@@ -6,9 +6,17 @@
 //! The key names the scheme and authority, so the lookup does not care how the target
 //! was chosen (a cluster, or a forward proxy's direct address).
 
+mod answer;
+mod coalesce;
+
+pub use answer::{Discard, answer};
+pub use coalesce::wait_for_fetch;
+
+use coalesce::FetchGuard;
+
 use super::body::Tap;
 use super::exchange::{Exchange, ExchangeEnd};
-use crate::cache::conditional::{self, Conditionals, RangeAnswer};
+use crate::cache::conditional::Conditionals;
 use crate::cache::control::Directives;
 use crate::cache::entry::{self, Entry, Fill};
 use crate::cache::key::{self, KeyParts};
@@ -18,23 +26,20 @@ use crate::cache::policy::{
 use crate::config::RouteCache;
 use crate::error::ProxyError;
 use crate::http::{BodyFraming, HeaderLine, Method, ResponseHead, response_framing};
-use crate::response::{self, Line, Request, Response};
 use crate::worker::Worker;
 use bytes::Bytes;
-use monoio::io::AsyncWriteRentExt;
 use std::rc::Rc;
-
-/// A body up to this size goes out in the head's write; larger ones in a write of their
-/// own, from the stored bytes (no copy).
-const INLINE_BODY_BYTES_MAX: usize = 16 * 1024;
 
 /// What the lookup phase decided.
 #[derive(Debug)]
 pub enum Lookup<'a> {
     /// Go to the origin; `Some` when the cache has a part in the response.
     Forward(Option<Box<Pending<'a>>>),
-    /// Answer from the store (or 504 for `only-if-cached`).
-    Answer(Answer),
+    /// Answer from the store (or 504 for `only-if-cached`); then, with `refresh`, fetch
+    /// the entry again in the background (stale-while-revalidate).
+    Answer { answer: Answer, refresh: Option<Box<Pending<'a>>> },
+    /// Another exchange on this worker is fetching this key: wait for it, then look again.
+    Wait(Rc<crate::cache::coalesce::Fetch>),
 }
 
 /// An answer the cache makes itself.
@@ -126,6 +131,8 @@ pub struct Pending<'a> {
     store: Option<PendingStore>,
     /// Lines added to the relayed response head (`Cache-Status`).
     pub lines: Vec<u8>,
+    /// This exchange fetches the key for others waiting on it.
+    fetch: Option<FetchGuard<'a>>,
 }
 
 /// A response to be stored once its body has come whole.
@@ -183,7 +190,7 @@ fn route_rules(rules: &RouteCache) -> RouteRules {
 }
 
 /// The lookup phase. `buf` holds the request head at its front.
-pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8]) -> Lookup<'a> {
+pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8], may_wait: bool) -> Lookup<'a> {
     let Some(rules) = x.cache else { return Lookup::Forward(None) };
     let head = x.request.head;
     let headers = x.request.headers;
@@ -223,15 +230,21 @@ pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8]) -> Lookup<'a> {
         conditionals: OwnedConditionals::default(),
         store: None,
         lines: Vec::new(),
+        fetch: None,
     };
     if !safe {
         return Lookup::Forward(Some(Box::new(pending)));
     }
-    lookup_stored(x, pending, buf)
+    lookup_stored(x, pending, buf, may_wait)
 }
 
 /// The lookup proper, for a safe request: the stored variant, fresh or stale, or none.
-fn lookup_stored<'a>(x: &mut Exchange<'a>, mut pending: Pending<'a>, buf: &[u8]) -> Lookup<'a> {
+fn lookup_stored<'a>(
+    x: &mut Exchange<'a>,
+    mut pending: Pending<'a>,
+    buf: &[u8],
+    may_wait: bool,
+) -> Lookup<'a> {
     let (rules, headers, request, now) =
         (pending.rules, pending.headers, pending.request, pending.request_time);
     let (found, uri_found) = find_variant(x.worker, &pending.key, buf, headers);
@@ -239,10 +252,10 @@ fn lookup_stored<'a>(x: &mut Exchange<'a>, mut pending: Pending<'a>, buf: &[u8])
     let only_if_cached = request.directives.only_if_cached;
     let Some(entry) = found else {
         if only_if_cached {
-            return Lookup::Answer(answer_only_if_cached(now));
+            return Lookup::Answer { answer: answer_only_if_cached(now), refresh: None };
         }
         pending.forwarded = if uri_found { Forwarded::VaryMiss } else { Forwarded::UriMiss };
-        return forward(pending, buf, conditionals);
+        return fetch(x.worker, pending, (buf, conditionals), may_wait);
     };
     let age = entry.age(now);
     let stored = policy::Stored { directives: entry.directives, lifetime: entry.lifetime, age };
@@ -252,22 +265,77 @@ fn lookup_stored<'a>(x: &mut Exchange<'a>, mut pending: Pending<'a>, buf: &[u8])
         honor_no_cache: rules.honor_no_cache,
     };
     let ttl = i128::from(entry.lifetime) - i128::from(age);
+    let hit =
+        |detail: &str| format!("Cache-Status: ringway; hit; ttl={ttl}{detail}\r\n").into_bytes();
     match policy::reuse(&stored, &request, &windows) {
-        Reuse::Fresh | Reuse::StaleAccepted | Reuse::StaleWhileRevalidate => {
-            let status_line = format!("Cache-Status: ringway; hit; ttl={ttl}\r\n").into_bytes();
-            Lookup::Answer(Answer { entry: Some(entry), status_line, conditionals, now })
+        Reuse::Fresh | Reuse::StaleAccepted => {
+            let answer = Answer { entry: Some(entry), status_line: hit(""), conditionals, now };
+            Lookup::Answer { answer, refresh: None }
         }
-        Reuse::Revalidate { .. } if only_if_cached => Lookup::Answer(answer_only_if_cached(now)),
+        Reuse::StaleWhileRevalidate => {
+            // One refresh per key at a time: a fetch already running refreshes it.
+            let refresh = x.worker.cache_fetches.borrow_mut().join_or_start(&pending.key).is_none();
+            let refresh = refresh.then(|| {
+                pending.fetch = Some(FetchGuard::new(x.worker, &pending.key));
+                pending.forwarded = Forwarded::Stale;
+                pending.stored = Some(Rc::clone(&entry));
+                pending.request_head = request_head_of(&pending, buf);
+                Box::new(pending)
+            });
+            let status_line = hit("; detail=stale-while-revalidate");
+            Lookup::Answer {
+                answer: Answer { entry: Some(entry), status_line, conditionals, now },
+                refresh,
+            }
+        }
+        Reuse::Revalidate { .. } if only_if_cached => {
+            Lookup::Answer { answer: answer_only_if_cached(now), refresh: None }
+        }
         Reuse::Revalidate { stale_if_error } => {
             let asked =
                 rules.honor_no_cache && request.no_cache() || request.directives.max_age.is_some();
             pending.forwarded =
                 if asked && age < entry.lifetime { Forwarded::Request } else { Forwarded::Stale };
             pending.stale_if_error = stale_if_error;
-            x.revalidation = revalidation_lines(&entry);
+            let lines = revalidation_lines(&entry);
             pending.stored = Some(entry);
-            forward(pending, buf, conditionals)
+            let lookup = fetch(x.worker, pending, (buf, conditionals), may_wait && !asked);
+            if matches!(lookup, Lookup::Forward(_)) {
+                x.revalidation = lines;
+            }
+            lookup
         }
+    }
+}
+
+/// Goes to the origin as the key's fetcher, or waits for the fetch another exchange of
+/// this worker runs (when `may_wait`: a second look goes on its own).
+fn fetch<'a>(
+    worker: &'a Worker,
+    mut pending: Pending<'a>,
+    (buf, conditionals): (&[u8], OwnedConditionals),
+    may_wait: bool,
+) -> Lookup<'a> {
+    if pending.method == Method::Get && pending.rules.coalesce_timeout > std::time::Duration::ZERO {
+        match worker.cache_fetches.borrow_mut().join_or_start(&pending.key) {
+            Some(running) if may_wait => return Lookup::Wait(running),
+            Some(_) => {}
+            None => pending.fetch = Some(FetchGuard::new(worker, &pending.key)),
+        }
+    }
+    forward(pending, buf, conditionals)
+}
+
+/// A copy of the request's head lines, read again once the response names its Vary.
+fn request_head_of(pending: &Pending<'_>, buf: &[u8]) -> Vec<u8> {
+    let head_len = pending.headers.iter().map(|line| line.line.end as usize).max().unwrap_or(0);
+    buf[..head_len.min(buf.len())].to_vec()
+}
+
+impl Pending<'_> {
+    /// The conditional lines that revalidate the stored response (empty without one).
+    pub fn revalidation_lines(&self) -> Vec<u8> {
+        self.stored.as_deref().map(revalidation_lines).unwrap_or_default()
     }
 }
 
@@ -277,8 +345,7 @@ fn forward<'a>(
     buf: &[u8],
     conditionals: OwnedConditionals,
 ) -> Lookup<'a> {
-    let head_len = pending.headers.iter().map(|line| line.line.end as usize).max().unwrap_or(0);
-    pending.request_head = buf[..head_len.min(buf.len())].to_vec();
+    pending.request_head = request_head_of(&pending, buf);
     pending.conditionals = conditionals;
     Lookup::Forward(Some(Box::new(pending)))
 }
@@ -545,108 +612,4 @@ fn drop_uri(store: &mut crate::cache::store::Store, uri: &[u8], with_key_headers
         prefix.push(0);
         store.remove_prefix(&prefix);
     }
-}
-
-/// Writes an answer from the store: 200, 206, 304, 416, or 504 for `only-if-cached`.
-/// `buf` holds whatever followed the request; it comes back as the connection's buffer.
-pub async fn answer(
-    x: &mut Exchange<'_>,
-    answer: Answer,
-    buf: Vec<u8>,
-) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
-    let worker = x.worker;
-    let head = x.request.head;
-    let keep_alive = head.keep_alive && !worker.shutting_down.get();
-    let mut out = worker.take_buffer();
-    out.clear();
-    let request = Request::of(head);
-    let (body, body_len) = match &answer.entry {
-        None => {
-            let lines = [Line::Raw(&answer.status_line), Line::Raw(x.response_headers)];
-            let response = Response {
-                status: 504,
-                lines: &lines,
-                body: response::Body::StatusText,
-                keep_alive,
-                request,
-            };
-            let written = response::write(&response, &mut out);
-            x.report.status = 504;
-            (Bytes::new(), written)
-        }
-        Some(entry) => render_entry(x, &answer, entry, keep_alive, &mut out),
-    };
-    let inline = body.len() <= INLINE_BODY_BYTES_MAX;
-    if inline {
-        out.extend_from_slice(&body);
-    }
-    let timeout = worker.config.timeouts.client_write;
-    let head_bytes = out.len() as u64;
-    let (written, out) = match crate::deadline::timeout(timeout, x.downstream.write_all(out)).await
-    {
-        Ok((Ok(_), out)) => (true, out),
-        Ok((Err(_), out)) => (false, out),
-        Err(_) => (false, Vec::new()),
-    };
-    worker.give_buffer(out);
-    let mut sent = written;
-    if written && !inline {
-        sent = matches!(
-            crate::deadline::timeout(timeout, x.downstream.write_all(body.clone())).await,
-            Ok((Ok(_), _))
-        );
-    }
-    x.report.bytes_out = head_bytes + if inline { 0 } else { body.len() as u64 };
-    x.report.body_bytes_out = body_len;
-    (Ok(ExchangeEnd::Done { keep_alive: keep_alive && sent, body_unread: false }), buf)
-}
-
-/// Renders a stored response's head into `out`; returns the body to send and its length.
-fn render_entry(
-    x: &mut Exchange<'_>,
-    answer: &Answer,
-    entry: &Entry,
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-) -> (Bytes, u64) {
-    let head = x.request.head;
-    let conditionals = answer.conditionals.view();
-    let len = entry.body.len() as u64;
-    let (status, body, content_range) = if conditional::not_modified(&conditionals, entry) {
-        (304, Bytes::new(), Vec::new())
-    } else if entry.status != 200 {
-        (entry.status, entry.body.clone(), Vec::new())
-    } else {
-        match conditional::range(&conditionals, entry) {
-            RangeAnswer::Whole => (entry.status, entry.body.clone(), Vec::new()),
-            RangeAnswer::Part { first, last } => {
-                let range = format!("Content-Range: bytes {first}-{last}/{len}\r\n");
-                let slice =
-                    usize::try_from(first).unwrap_or(0)..usize::try_from(last + 1).unwrap_or(0);
-                (206, entry.body.slice(slice), range.into_bytes())
-            }
-            RangeAnswer::Unsatisfiable => {
-                (416, Bytes::new(), format!("Content-Range: bytes */{len}\r\n").into_bytes())
-            }
-        }
-    };
-    let lines = [
-        Line::Raw(&entry.head),
-        Line::Raw(&content_range),
-        Line::Number(b"Age", entry.age(answer.now)),
-        Line::Raw(&answer.status_line),
-        Line::Raw(x.response_headers),
-    ];
-    let framed = if status == 304 { len } else { body.len() as u64 };
-    let response = Response {
-        status,
-        lines: &lines,
-        body: response::Body::Follows(framed),
-        keep_alive,
-        request: Request::of(head),
-    };
-    let body_len = response::write(&response, out);
-    x.report.status = status;
-    let sends_body = head.method != Method::Head && !matches!(status, 204 | 304);
-    (if sends_body { body } else { Bytes::new() }, body_len)
 }

@@ -112,6 +112,8 @@ pub struct Worker {
     pub cache: RefCell<crate::cache::store::Store>,
     /// Keys whose response this worker is fetching, for request coalescing.
     pub cache_fetches: RefCell<crate::cache::coalesce::Fetches>,
+    /// Requests to the control thread, set by the runtime (none in a bare worker).
+    pub control_requests: RefCell<Option<flume::Sender<crate::control::Request>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -172,6 +174,7 @@ impl Worker {
             rate_exchanges,
             cache: RefCell::new(crate::cache::store::Store::new(config.cache.memory_bytes)),
             cache_fetches: RefCell::new(crate::cache::coalesce::Fetches::default()),
+            control_requests: RefCell::new(None),
             config,
         }
     }

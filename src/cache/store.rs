@@ -141,6 +141,17 @@ impl Store {
         dropped
     }
 
+    /// Drops the entries of one URI key (all its variants and key-header values), or
+    /// with `prefix` of every key that starts with it; how many entries were dropped.
+    pub fn purge(&mut self, key: &[u8], prefix: bool) -> usize {
+        if prefix {
+            return self.remove_prefix(key);
+        }
+        let mut with_headers = key.to_vec();
+        with_headers.push(0);
+        self.remove(key) + self.remove_prefix(&with_headers)
+    }
+
     /// Bytes held, as weighed.
     pub fn bytes(&self) -> u64 {
         self.cache.as_ref().map_or(0, Cache::weight)
@@ -207,5 +218,10 @@ mod tests {
         assert_eq!(store.remove_prefix(b"http://h/a"), 2);
         assert_eq!(store.remove(b"http://h/b"), 1);
         assert!(store.is_empty());
+        store.insert(b"http://h/k\0tenant-a", entry(1, "a"), |_| false);
+        store.insert(b"http://h/k", entry(1, "a"), |_| false);
+        store.insert(b"http://h/kk", entry(1, "a"), |_| false);
+        assert_eq!(store.purge(b"http://h/k", false), 2, "the key with its key-header values");
+        assert_eq!(store.purge(b"http://h/", true), 1);
     }
 }

@@ -128,6 +128,8 @@ pub(super) struct FileListener {
     pub(super) total_timeout_ms: Option<u64>,
     /// Sources whose connections start with a PROXY protocol header.
     pub(super) proxy_protocol_from: Option<Vec<String>>,
+    /// Clients whose `PURGE` drops a cached response.
+    pub(super) purge_allow: Option<Vec<String>>,
     pub(super) client_hello_timeout_ms: Option<u64>,
     /// `"default"` or `"close"`: what a hello without SNI, or a malformed one, gets.
     pub(super) sni_fallback: Option<String>,

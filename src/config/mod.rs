@@ -172,6 +172,9 @@ pub struct Listener {
     /// Sources whose connections open with a PROXY protocol header (v1 or v2); empty when
     /// the listener takes none. When set, a connection from any other source is closed.
     pub proxy_protocol_from: IpList,
+    /// Clients whose `PURGE` drops a cached response on every worker; when empty,
+    /// `PURGE` is a method like any other and goes to the backend.
+    pub purge_allow: IpList,
 }
 
 /// What a listener does with its connections.

@@ -367,6 +367,11 @@ fn validate_listener(
             listener.proxy_protocol_from.as_ref(),
             errors,
         ),
+        purge_allow: super::guard::ip_list(
+            &format!("{at}.purge_allow"),
+            listener.purge_allow.as_ref(),
+            errors,
+        ),
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(

@@ -326,10 +326,55 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             let next = answer_error_with(client, error, request, keep_alive, CONNECT_ALLOW).await;
             (unread_body(next, has_body), buf)
         }
+        Some(RouteAction::Cluster(_)) if is_purge(client, &buf, head) => {
+            let next = answer_purge(client, chosen, head, &buf).await;
+            buf.drain(..head.head_len as usize);
+            (unread_body(next, has_body), buf)
+        }
         Some(RouteAction::Cluster(cluster)) => {
             proxy_to_cluster(client, head, buf, *cluster, chosen).await
         }
     }
+}
+
+/// A `PURGE` on a listener that takes them (`purge_allow` set); elsewhere it is a method
+/// like any other, for the backend.
+fn is_purge(client: &Client, buf: &[u8], head: &RequestHead) -> bool {
+    head.method_span.of(buf) == b"PURGE"
+        && !client.worker.config.listeners[client.listener].purge_allow.is_empty()
+}
+
+/// Answers a `PURGE`: from a client `purge_allow` lists, this worker drops the request's
+/// key now and every worker hears of it through the control thread; 403 otherwise.
+async fn answer_purge(
+    client: &mut Client,
+    route: Option<&crate::config::Route>,
+    head: &RequestHead,
+    buf: &[u8],
+) -> Next {
+    let worker = client.worker.clone();
+    let listener = &worker.config.listeners[client.listener];
+    let keep_alive = head.keep_alive && !has_body(head) && !worker.shutting_down.get();
+    if !listener.purge_allow.contains(client.peer.ip()) {
+        let request = Request::of(head);
+        return answer_error(client, &ProxyError::Forbidden, request, keep_alive).await;
+    }
+    let https = listener.tls.is_some();
+    let rules = route.and_then(|route| route.cache.as_deref());
+    let key = rules.and_then(|rules| crate::proxy::cache::purge_key(rules, https, head, buf));
+    let purged = key.map_or(0, |key| crate::proxy::cache::purge_everywhere(&worker, key));
+    let body = format!("{{\"purged\":{purged}}}\n");
+    let content = response::Content {
+        status: 200,
+        content_type: b"application/json",
+        extra: b"",
+        body: body.as_bytes(),
+    };
+    let mut out = Vec::with_capacity(256);
+    let body_len = response::write_content(&content, Request::of(head), keep_alive, &mut out);
+    client.outcome.status = 200;
+    client.outcome.report.body_bytes_out = body_len;
+    send(client, out, keep_alive).await
 }
 
 /// Whether a request has a body to read. `Content-Length: 0` is none: answering it

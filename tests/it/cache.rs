@@ -3,6 +3,7 @@
 //! never stored; invalidation after POST; stale-if-error; oversized and truncated bodies;
 //! only-if-cached; and the store's memory bound, measured as the process's RSS.
 
+use crate::support::admin;
 use crate::support::client::{Client, Response};
 use crate::support::origin::{self, Origin, Reply};
 use crate::support::process::Running;
@@ -25,6 +26,8 @@ on_both_drivers!(
     stale_while_revalidate_answers_then_refreshes,
     concurrent_misses_make_one_origin_request,
     waiters_past_the_coalesce_timeout_go_themselves,
+    the_admin_api_purges_by_key_and_prefix_on_every_worker,
+    purge_is_allowed_by_the_listener_acl,
 );
 
 /// One route to `origin` with `cache = { TABLE }`.
@@ -402,6 +405,70 @@ fn waiters_past_the_coalesce_timeout_go_themselves(driver: Driver) {
         assert_eq!(client.response().status, 200);
     }
     assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+fn the_admin_api_purges_by_key_and_prefix_on_every_worker(driver: Driver) {
+    let (origin, count) = counting(&[("Cache-Control", "max-age=600")]);
+    let toml = config(driver, origin.addr(), "").replacen("workers = 1", "workers = 2", 1);
+    let proxy = start_proxy(&toml);
+    // Each worker stores what it fetched: one origin request per worker that missed.
+    for path in ["/p", "/static/a", "/static/b", "/keep"] {
+        for _ in 0..8 {
+            get(proxy.addr(), path, "");
+        }
+    }
+    let fetched = count.load(Ordering::SeqCst);
+    let admin = proxy.admin_addr();
+    let purge = |method: &str, path: &str, body: &str| {
+        let response = admin::request(admin, method, path, &[], body);
+        assert_eq!(response.status, 200, "{}", response.text());
+        let json: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON");
+        let workers = json["workers"].as_array().expect("a count per worker").clone();
+        assert_eq!(workers.len(), 2, "{json}");
+        json["purged"].as_u64().expect("a total")
+    };
+    let by_key = purge("DELETE", "/cache?key=http%3A%2F%2Fcached.test%2Fp", "");
+    let by_prefix = purge("POST", "/cache/purge", r#"{"prefix": "http://cached.test/static/"}"#);
+    assert!((1..=2).contains(&by_key), "{by_key}");
+    assert!((2..=4).contains(&by_prefix), "{by_prefix}");
+    let kept = (fetched as u64) - by_key - by_prefix;
+    assert!((1..=2).contains(&kept), "/keep stays stored: {kept}");
+    assert_eq!(purge("DELETE", "/cache?key=http://cached.test/p", ""), 0, "gone already");
+    let before = count.load(Ordering::SeqCst);
+    for path in ["/p", "/static/a"] {
+        assert!(cache_status(&get(proxy.addr(), path, "")).contains("uri-miss"), "{path}");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), before + 2);
+    let bad = admin::request(admin, "DELETE", "/cache?key=/relative", &[], "");
+    assert_eq!(bad.status, 400);
+    assert_eq!(admin::request(admin, "GET", "/cache", &[], "").status, 405);
+}
+
+fn purge_is_allowed_by_the_listener_acl(driver: Driver) {
+    let origin = Origin::start(|request| {
+        let body = format!("{} seen", request.method());
+        Reply::Send(origin::response(200, &[("Cache-Control", "max-age=600")], body.as_bytes()))
+    });
+    let with_acl = |allow: &str| {
+        config(driver, origin.addr(), "").replacen(
+            "addr = \"127.0.0.1:0\"\n\n[[listener.route]]",
+            &format!("addr = \"127.0.0.1:0\"\npurge_allow = [\"{allow}\"]\n\n[[listener.route]]"),
+            1,
+        )
+    };
+    let proxy = start_proxy(&with_acl("127.0.0.1/32"));
+    get(proxy.addr(), "/x", "");
+    assert!(cache_status(&get(proxy.addr(), "/x", "")).contains("hit"));
+    let purged = request(proxy.addr(), "PURGE", "/x", "");
+    assert_eq!((purged.status, purged.text().as_str()), (200, "{\"purged\":1}\n"));
+    assert!(cache_status(&get(proxy.addr(), "/x", "")).contains("uri-miss"));
+    drop(proxy);
+    let refused = start_proxy(&with_acl("10.0.0.0/8"));
+    assert_eq!(request(refused.addr(), "PURGE", "/x", "").status, 403);
+    drop(refused);
+    // Without `purge_allow`, PURGE is the backend's to answer.
+    let plain = start_proxy(&config(driver, origin.addr(), ""));
+    assert_eq!(request(plain.addr(), "PURGE", "/x", "").text(), "PURGE seen");
 }
 
 /// The store holds at most `memory_bytes` per worker: filled with ten times that in

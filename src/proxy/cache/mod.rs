@@ -332,6 +332,32 @@ fn request_head_of(pending: &Pending<'_>, buf: &[u8]) -> Vec<u8> {
     buf[..head_len.min(buf.len())].to_vec()
 }
 
+/// The URI key a `PURGE` names: its scheme, authority, path and query under the route's
+/// key rules; `None` without a host.
+pub fn purge_key(
+    rules: &RouteCache,
+    https: bool,
+    head: &crate::http::RequestHead,
+    buf: &[u8],
+) -> Option<Vec<u8>> {
+    let authority = head.effective_host()?.of(buf);
+    let mut key = Vec::with_capacity(64);
+    key::uri_key(KeyParts { https, authority, origin: head.origin.of(buf) }, rules, &mut key);
+    Some(key)
+}
+
+/// Drops `key` here at once, and asks the control thread to drop it on every worker;
+/// returns how many entries this worker dropped.
+pub fn purge_everywhere(worker: &Worker, key: Vec<u8>) -> usize {
+    let purged = worker.cache.borrow_mut().purge(&key, false);
+    if let Some(requests) = worker.control_requests.borrow().as_ref() {
+        let target =
+            std::sync::Arc::new(crate::control::PurgeTarget { key: key.into(), prefix: false });
+        let _ = requests.send(crate::control::Request::PurgeCache { target });
+    }
+    purged
+}
+
 impl Pending<'_> {
     /// The conditional lines that revalidate the stored response (empty without one).
     pub fn revalidation_lines(&self) -> Vec<u8> {

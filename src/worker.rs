@@ -260,6 +260,9 @@ impl Worker {
                 stats.set_backend_gauge(index, gauge);
             }
         }
+        let store = self.cache.borrow();
+        let keys = u64::try_from(store.len()).unwrap_or(u64::MAX);
+        stats.set_cache_store(crate::stats::StoreGauge { bytes: store.bytes(), keys });
         stats.clone()
     }
 

@@ -28,11 +28,21 @@ impl Weighter<Box<[u8]>, Variants> for ByteWeighter {
 #[derive(Debug, Clone, Copy, Default)]
 struct CountEvictions;
 
-impl Lifecycle<Box<[u8]>, Variants> for CountEvictions {
-    type RequestState = u64;
+/// One insert's evictions: the key it inserts (whose old value it replaces, which is no
+/// eviction) and the entries evicted to make room.
+#[derive(Debug, Default)]
+struct Evictions {
+    inserting: Box<[u8]>,
+    count: u64,
+}
 
-    fn on_evict(&self, evicted: &mut u64, _key: Box<[u8]>, variants: Variants) {
-        *evicted += variants.len() as u64;
+impl Lifecycle<Box<[u8]>, Variants> for CountEvictions {
+    type RequestState = Evictions;
+
+    fn on_evict(&self, evictions: &mut Evictions, key: Box<[u8]>, variants: Variants) {
+        if key != evictions.inserting {
+            evictions.count += variants.len() as u64;
+        }
     }
 }
 
@@ -101,9 +111,9 @@ impl Store {
             variants.remove(0);
         }
         variants.push(entry);
-        let mut evicted = 0;
-        cache.insert_with_lifecycle(key.into(), variants, &mut evicted);
-        Inserted { stored: cache.contains_key(key), evicted }
+        let mut evictions = Evictions { inserting: key.into(), count: 0 };
+        cache.insert_with_lifecycle(key.into(), variants, &mut evictions);
+        Inserted { stored: cache.contains_key(key), evicted: evictions.count }
     }
 
     /// Drops every variant under `key`; how many were dropped.

@@ -441,7 +441,7 @@ async fn proxy_to_cluster(
         report: &mut client.outcome.report,
         continue_sent: read.continue_sent,
         compression,
-        cache: route.and_then(|route| route.cache.as_deref()),
+        cache: route.and_then(|route| Some((route.id, route.cache.as_deref()?))),
         revalidation: Vec::new(),
     };
     let (result, mut buf) = exchange(x, buf).await;

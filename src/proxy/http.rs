@@ -32,7 +32,8 @@ pub async fn exchange(
     x.report.bytes_in = u64::from(x.request.head.head_len);
     let mut lookup = cache::lookup(&mut x, &buf, true);
     if let cache::Lookup::Wait(running) = lookup {
-        let timeout = x.cache.map_or(std::time::Duration::ZERO, |rules| rules.coalesce_timeout);
+        let timeout =
+            x.cache.map_or(std::time::Duration::ZERO, |(_, rules)| rules.coalesce_timeout);
         cache::wait_for_fetch(running, timeout).await;
         lookup = cache::lookup(&mut x, &buf, false);
     }
@@ -55,7 +56,8 @@ pub async fn exchange(
     match attempt {
         Ok(attempt) => respond(&mut x, attempt, client_out, pending.as_deref_mut()).await,
         Err(error) => {
-            let stale = pending.as_deref_mut().and_then(|pending| cache::on_error(pending, error));
+            let stale =
+                pending.as_deref_mut().and_then(|pending| cache::on_error(worker, pending, error));
             let mut buf = worker.into_buf(client_out);
             match stale {
                 Some(answer) => {

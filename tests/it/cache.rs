@@ -28,6 +28,7 @@ on_both_drivers!(
     waiters_past_the_coalesce_timeout_go_themselves,
     the_admin_api_purges_by_key_and_prefix_on_every_worker,
     purge_is_allowed_by_the_listener_acl,
+    counters_reach_stats_and_metrics,
 );
 
 /// One route to `origin` with `cache = { TABLE }`.
@@ -469,6 +470,61 @@ fn purge_is_allowed_by_the_listener_acl(driver: Driver) {
     // Without `purge_allow`, PURGE is the backend's to answer.
     let plain = start_proxy(&config(driver, origin.addr(), ""));
     assert_eq!(request(plain.addr(), "PURGE", "/x", "").text(), "PURGE seen");
+}
+
+fn counters_reach_stats_and_metrics(driver: Driver) {
+    let origin = Origin::start(|request| {
+        let headers: &[(&str, &str)] = match request.target() {
+            "/stale" => &[("Cache-Control", "max-age=0"), ("ETag", "\"s\"")],
+            _ => &[("Cache-Control", "max-age=600"), ("ETag", "\"f\"")],
+        };
+        Reply::Send(origin::response(200, headers, b"12345"))
+    });
+    let toml = config(driver, origin.addr(), "").replacen(
+        "[admin]",
+        "[stats]\ninterval_ms = 50\n\n[admin]",
+        1,
+    );
+    let proxy = start_proxy(&toml);
+    get(proxy.addr(), "/fresh", ""); // miss, store
+    get(proxy.addr(), "/fresh", ""); // hit
+    get(proxy.addr(), "/fresh", "If-None-Match: \"f\"\r\n"); // hit, 304
+    get(proxy.addr(), "/stale", ""); // miss, store
+    get(proxy.addr(), "/stale", ""); // revalidation (a 200 again), store
+    let mut client = Client::connect(proxy.addr());
+    client.send(b"POST /fresh HTTP/1.1\r\nHost: cached.test\r\nContent-Length: 0\r\n\r\n");
+    client.response(); // bypass, invalidates
+    let expected = serde_json::json!({
+        "hits": 2, "misses": 2, "stale": 0, "revalidations": 1, "not_modified": 1,
+        "bypasses": 1, "stores": 3, "evictions": 0,
+    });
+    let admin = proxy.admin_addr();
+    let matches = |last: &serde_json::Value| {
+        expected.as_object().expect("an object").iter().all(|(key, value)| &last[key] == value)
+    };
+    let deadline = std::time::Instant::now() + crate::support::WAIT;
+    let last = loop {
+        let last = admin::stats(admin)["routes"][0]["cache"].clone();
+        if matches(&last) {
+            break last;
+        }
+        assert!(std::time::Instant::now() < deadline, "the counters did not come: {last}");
+        pause(Duration::from_millis(10));
+    };
+    assert!(last["bytes_stored"].as_u64().expect("bytes") > 15, "{last}");
+    assert!((last["hit_ratio"].as_f64().expect("a ratio") - 0.4).abs() < 1e-9, "{last}");
+    let worker = &admin::stats(admin)["workers"][0]["cache"];
+    assert_eq!(worker["hits"], 2, "{worker}");
+    assert_eq!(worker["store_keys"], 1, "/fresh was invalidated, /stale stays: {worker}");
+    let route = admin::stats(admin)["routes"][0]["name"].as_str().expect("a name").to_owned();
+    let metrics = admin::metrics(admin);
+    let series = format!("ringway_cache_hits_total{{route=\"{route}\"}}");
+    assert_eq!(admin::sample(&metrics, &series), Some(2.0), "{series}");
+    assert_eq!(
+        admin::sample(&metrics, "ringway_worker_cache_stores_total{worker=\"0\"}"),
+        Some(3.0)
+    );
+    assert_eq!(admin::sample(&metrics, "ringway_worker_cache_keys{worker=\"0\"}"), Some(1.0));
 }
 
 /// The store holds at most `memory_bytes` per worker: filled with ten times that in

@@ -117,6 +117,10 @@ fn render_entry(
     };
     let body_len = response::write(&response, out);
     x.report.status = status;
+    if status == 304 {
+        let mut stats = x.worker.stats.borrow_mut();
+        stats.cache_event(answer.route, crate::stats::CacheEvent::NotModified);
+    }
     let sends_body = head.method != Method::Head && !matches!(status, 204 | 304);
     (if sends_body { body } else { Bytes::new() }, body_len)
 }

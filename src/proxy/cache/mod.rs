@@ -23,9 +23,10 @@ use crate::cache::key::{self, KeyParts};
 use crate::cache::policy::{
     self, Exchanged, HeadFacts, RequestFacts, Reuse, RouteRules, StaleWindows,
 };
-use crate::config::RouteCache;
+use crate::config::{RouteCache, RouteId};
 use crate::error::ProxyError;
 use crate::http::{BodyFraming, HeaderLine, Method, ResponseHead, response_framing};
+use crate::stats::CacheEvent;
 use crate::worker::Worker;
 use bytes::Bytes;
 use std::rc::Rc;
@@ -45,6 +46,8 @@ pub enum Lookup<'a> {
 /// An answer the cache makes itself.
 #[derive(Debug)]
 pub struct Answer {
+    /// Whose counters it goes to.
+    route: RouteId,
     /// `None`: no stored response satisfies an `only-if-cached` request (504).
     entry: Option<Rc<Entry>>,
     /// The `Cache-Status` line.
@@ -110,6 +113,7 @@ impl Forwarded {
 /// A forwarded request the cache follows: what it looked up, and what it may store.
 #[derive(Debug)]
 pub struct Pending<'a> {
+    route: RouteId,
     rules: &'a RouteCache,
     key: Vec<u8>,
     /// `key[..uri_len]` is the URI part.
@@ -191,7 +195,7 @@ fn route_rules(rules: &RouteCache) -> RouteRules {
 
 /// The lookup phase. `buf` holds the request head at its front.
 pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8], may_wait: bool) -> Lookup<'a> {
-    let Some(rules) = x.cache else { return Lookup::Forward(None) };
+    let Some((route, rules)) = x.cache else { return Lookup::Forward(None) };
     let head = x.request.head;
     let headers = x.request.headers;
     let cacheable_method =
@@ -200,6 +204,7 @@ pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8], may_wait: bool) -> Lookup<'a
     let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::Length(0));
     let Some(authority) = head.effective_host() else { return Lookup::Forward(None) };
     if (safe && !cacheable_method) || head.upgrade.is_some() || (safe && has_body) {
+        count(x.worker, route, CacheEvent::Bypass);
         return Lookup::Forward(None);
     }
     let parts =
@@ -214,6 +219,7 @@ pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8], may_wait: bool) -> Lookup<'a
     let now = now_ms();
     let request = request_facts(buf, headers);
     let pending = Pending {
+        route,
         rules,
         key,
         uri_len,
@@ -233,6 +239,7 @@ pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8], may_wait: bool) -> Lookup<'a
         fetch: None,
     };
     if !safe {
+        count(x.worker, route, CacheEvent::Bypass);
         return Lookup::Forward(Some(Box::new(pending)));
     }
     lookup_stored(x, pending, buf, may_wait)
@@ -252,27 +259,30 @@ fn lookup_stored<'a>(
     let only_if_cached = request.directives.only_if_cached;
     let Some(entry) = found else {
         if only_if_cached {
-            return Lookup::Answer { answer: answer_only_if_cached(now), refresh: None };
+            return Lookup::Answer {
+                answer: answer_only_if_cached(x.worker, pending.route, now),
+                refresh: None,
+            };
         }
         pending.forwarded = if uri_found { Forwarded::VaryMiss } else { Forwarded::UriMiss };
         return fetch(x.worker, pending, (buf, conditionals), may_wait);
     };
     let age = entry.age(now);
     let stored = policy::Stored { directives: entry.directives, lifetime: entry.lifetime, age };
-    let windows = StaleWindows {
-        while_revalidate: rules.stale_while_revalidate.as_secs(),
-        if_error: rules.stale_if_error.as_secs(),
-        honor_no_cache: rules.honor_no_cache,
-    };
     let ttl = i128::from(entry.lifetime) - i128::from(age);
     let hit =
         |detail: &str| format!("Cache-Status: ringway; hit; ttl={ttl}{detail}\r\n").into_bytes();
-    match policy::reuse(&stored, &request, &windows) {
-        Reuse::Fresh | Reuse::StaleAccepted => {
-            let answer = Answer { entry: Some(entry), status_line: hit(""), conditionals, now };
+    match policy::reuse(&stored, &request, &stale_windows(rules)) {
+        reuse @ (Reuse::Fresh | Reuse::StaleAccepted) => {
+            let event = if reuse == Reuse::Fresh { CacheEvent::Hit } else { CacheEvent::StaleHit };
+            count(x.worker, pending.route, event);
+            let route = pending.route;
+            let answer =
+                Answer { route, entry: Some(entry), status_line: hit(""), conditionals, now };
             Lookup::Answer { answer, refresh: None }
         }
         Reuse::StaleWhileRevalidate => {
+            let route = pending.route;
             // One refresh per key at a time: a fetch already running refreshes it.
             let refresh = x.worker.cache_fetches.borrow_mut().join_or_start(&pending.key).is_none();
             let refresh = refresh.then(|| {
@@ -282,15 +292,18 @@ fn lookup_stored<'a>(
                 pending.request_head = request_head_of(&pending, buf);
                 Box::new(pending)
             });
-            let status_line = hit("; detail=stale-while-revalidate");
-            Lookup::Answer {
-                answer: Answer { entry: Some(entry), status_line, conditionals, now },
-                refresh,
+            count(x.worker, route, CacheEvent::StaleHit);
+            if refresh.is_some() {
+                count(x.worker, route, CacheEvent::Revalidation);
             }
+            let status_line = hit("; detail=stale-while-revalidate");
+            let answer = Answer { route, entry: Some(entry), status_line, conditionals, now };
+            Lookup::Answer { answer, refresh }
         }
-        Reuse::Revalidate { .. } if only_if_cached => {
-            Lookup::Answer { answer: answer_only_if_cached(now), refresh: None }
-        }
+        Reuse::Revalidate { .. } if only_if_cached => Lookup::Answer {
+            answer: answer_only_if_cached(x.worker, pending.route, now),
+            refresh: None,
+        },
         Reuse::Revalidate { stale_if_error } => {
             let asked =
                 rules.honor_no_cache && request.no_cache() || request.directives.max_age.is_some();
@@ -305,6 +318,15 @@ fn lookup_stored<'a>(
             }
             lookup
         }
+    }
+}
+
+/// What the route allows past freshness.
+fn stale_windows(rules: &RouteCache) -> StaleWindows {
+    StaleWindows {
+        while_revalidate: rules.stale_while_revalidate.as_secs(),
+        if_error: rules.stale_if_error.as_secs(),
+        honor_no_cache: rules.honor_no_cache,
     }
 }
 
@@ -323,7 +345,7 @@ fn fetch<'a>(
             None => pending.fetch = Some(FetchGuard::new(worker, &pending.key)),
         }
     }
-    forward(pending, buf, conditionals)
+    forward(worker, pending, buf, conditionals)
 }
 
 /// A copy of the request's head lines, read again once the response names its Vary.
@@ -367,10 +389,17 @@ impl Pending<'_> {
 
 /// Goes to the origin, keeping a copy of the request head for the response's Vary.
 fn forward<'a>(
+    worker: &Worker,
     mut pending: Pending<'a>,
     buf: &[u8],
     conditionals: OwnedConditionals,
 ) -> Lookup<'a> {
+    // Counted here, once the exchange surely goes to the origin (not after a wait).
+    let event = match pending.stored {
+        Some(_) => CacheEvent::Revalidation,
+        None => CacheEvent::Miss,
+    };
+    count(worker, pending.route, event);
     pending.request_head = request_head_of(&pending, buf);
     pending.conditionals = conditionals;
     Lookup::Forward(Some(Box::new(pending)))
@@ -406,9 +435,15 @@ fn revalidation_lines(entry: &Entry) -> Vec<u8> {
     lines
 }
 
-fn answer_only_if_cached(now: u64) -> Answer {
+fn answer_only_if_cached(worker: &Worker, route: RouteId, now: u64) -> Answer {
+    count(worker, route, CacheEvent::Miss);
     let status_line = b"Cache-Status: ringway; fwd=miss; detail=only-if-cached\r\n".to_vec();
-    Answer { entry: None, status_line, conditionals: OwnedConditionals::default(), now }
+    Answer { route, entry: None, status_line, conditionals: OwnedConditionals::default(), now }
+}
+
+/// Counts one cache event on the worker's counters for `route`.
+fn count(worker: &Worker, route: RouteId, event: CacheEvent) {
+    worker.stats.borrow_mut().cache_event(route, event);
 }
 
 /// What the cache makes of the origin's response head.
@@ -490,7 +525,7 @@ fn on_revalidation(
     let stored = pending.stored.clone()?;
     let now = exchanged.response_time;
     if status >= 500 && pending.stale_if_error {
-        return Some(stale_on_error(pending, status, now));
+        return Some(stale_on_error(worker, pending, status, now));
     }
     if status != 304 {
         return None;
@@ -508,7 +543,8 @@ fn on_revalidation(
     };
     let status_line = b"Cache-Status: ringway; fwd=stale; fwd-status=304\r\n".to_vec();
     let conditionals = std::mem::take(&mut pending.conditionals);
-    Some(Verdict::Answer(Answer { entry: Some(entry), status_line, conditionals, now }))
+    let route = pending.route;
+    Some(Verdict::Answer(Answer { route, entry: Some(entry), status_line, conditionals, now }))
 }
 
 /// A storable response: stored at once when it has no body, else filled by the tap.
@@ -542,11 +578,13 @@ fn start_store(
 }
 
 /// The stored entry answers in place of an origin that failed (RFC 5861 stale-if-error).
-fn stale_on_error(pending: &mut Pending<'_>, status: u16, now: u64) -> Verdict {
+fn stale_on_error(worker: &Worker, pending: &mut Pending<'_>, status: u16, now: u64) -> Verdict {
+    count(worker, pending.route, CacheEvent::StaleHit);
     let status_line =
         format!("Cache-Status: ringway; fwd=stale; fwd-status={status}; detail=stale-if-error\r\n");
     let conditionals = std::mem::take(&mut pending.conditionals);
     Verdict::Answer(Answer {
+        route: pending.route,
         entry: pending.stored.clone(),
         status_line: status_line.into_bytes(),
         conditionals,
@@ -556,14 +594,14 @@ fn stale_on_error(pending: &mut Pending<'_>, status: u16, now: u64) -> Verdict {
 
 /// The attempt failed (no backend, connect failure, timeout): a stale entry answers when
 /// `stale-if-error` allows it.
-pub fn on_error(pending: &mut Pending<'_>, error: ProxyError) -> Option<Answer> {
+pub fn on_error(worker: &Worker, pending: &mut Pending<'_>, error: ProxyError) -> Option<Answer> {
     if !pending.stale_if_error
         || pending.stored.is_none()
         || error.side() != crate::error::Side::Upstream
     {
         return None;
     }
-    match stale_on_error(pending, 504, now_ms()) {
+    match stale_on_error(worker, pending, 504, now_ms()) {
         Verdict::Answer(answer) => Some(answer),
         Verdict::Relay(_) => None,
     }
@@ -583,7 +621,11 @@ fn insert(worker: &Worker, pending: &Pending<'_>, store: PendingStore, body: Byt
     let entry =
         Rc::new(Entry::new((store.status, store.head), body, store.vary, store.exchanged, &rules));
     let vary = entry.vary.clone();
-    worker.cache.borrow_mut().insert(&pending.key, entry, |old| old.vary == vary);
+    let bytes = (entry.head.len() + entry.body.len()) as u64;
+    let inserted = worker.cache.borrow_mut().insert(&pending.key, entry, |old| old.vary == vary);
+    if inserted.stored {
+        count(worker, pending.route, CacheEvent::Stored { bytes, evicted: inserted.evicted });
+    }
 }
 
 /// The fields of a response head that are stored, as `Name: value` lines.

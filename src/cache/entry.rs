@@ -116,21 +116,16 @@ impl Entry {
         let replaced =
             |name: &[u8]| lines(not_modified).any(|(new, _)| new.eq_ignore_ascii_case(name));
         let mut head = Vec::with_capacity(self.head.len() + not_modified.len());
+        // Content-Encoding says how the stored bytes are coded, and a 304 does not recode
+        // them: it is the one field kept (§3.2 allows it "to assure integrity").
+        let coding = |name: &[u8]| name.eq_ignore_ascii_case(b"content-encoding");
         for (name, value) in lines(&self.head) {
-            // Content-Encoding and Content-Type describe the stored body, which a 304 does
-            // not replace.
-            let kept = name.eq_ignore_ascii_case(b"content-encoding")
-                || name.eq_ignore_ascii_case(b"content-type");
-            if kept || !replaced(name) {
+            if coding(name) || !replaced(name) {
                 push_line(&mut head, name, value);
             }
         }
-        for (name, value) in lines(not_modified) {
-            let body_field = name.eq_ignore_ascii_case(b"content-encoding")
-                || name.eq_ignore_ascii_case(b"content-type");
-            if !body_field {
-                push_line(&mut head, name, value);
-            }
+        for (name, value) in lines(not_modified).filter(|(name, _)| !coding(name)) {
+            push_line(&mut head, name, value);
         }
         Self::new(
             (self.status, head.into()),
@@ -229,15 +224,15 @@ mod tests {
     #[test]
     fn rfc9111_3_2_a_304_replaces_fields_of_the_same_name() {
         let stored = entry(
-            "Cache-Control: max-age=1\r\nETag: \"a\"\r\nX-Old: 1\r\nContent-Type: text/plain\r\n",
+            "Cache-Control: max-age=1\r\nETag: \"a\"\r\nX-Old: 1\r\nContent-Encoding: gzip\r\n",
         );
         let later = Exchanged { request_time: 5_000_000, response_time: 5_000_000, age: 0 };
-        let update = b"Cache-Control: max-age=100\r\nX-New: 2\r\nContent-Type: text/html\r\n";
+        let update = b"Cache-Control: max-age=100\r\nX-New: 2\r\nContent-Encoding: br\r\n";
         let updated = stored.updated(update, later, &RouteRules::default());
         let head = String::from_utf8(updated.head.to_vec()).expect("ascii");
         assert_eq!(
             head,
-            "ETag: \"a\"\r\nX-Old: 1\r\nContent-Type: text/plain\r\n\
+            "ETag: \"a\"\r\nX-Old: 1\r\nContent-Encoding: gzip\r\n\
              Cache-Control: max-age=100\r\nX-New: 2\r\n"
         );
         assert_eq!((updated.lifetime, updated.exchanged), (100, later));

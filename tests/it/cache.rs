@@ -68,7 +68,9 @@ fn counting(headers: &'static [(&'static str, &'static str)]) -> (Origin, Arc<At
 }
 
 fn a_fresh_response_is_served_from_the_store_with_its_age(driver: Driver) {
-    let (origin, count) = counting(&[("Cache-Control", "max-age=600"), ("Age", "30")]);
+    const HEADERS: &[(&str, &str)] =
+        &[("Cache-Control", "max-age=600"), ("Age", "30"), ("Connection", "x-hop"), ("X-Hop", "1")];
+    let (origin, count) = counting(HEADERS);
     let proxy = start_proxy(&config(driver, origin.addr(), ""));
     let first = get(proxy.addr(), "/a", "");
     assert_eq!((first.status, first.text().as_str()), (200, "response 1"));
@@ -84,6 +86,7 @@ fn a_fresh_response_is_served_from_the_store_with_its_age(driver: Driver) {
         let age: u64 = hit.header("age").expect("an Age").parse().expect("a number");
         assert!((30..35).contains(&age), "{age}");
         assert_eq!(hit.header("content-length"), Some("10"));
+        assert_eq!(hit.header("x-hop"), None, "RFC 9111 §3.1: a field Connection names");
     }
     assert_eq!(count.load(Ordering::SeqCst), 1);
     // Another query or authority is another key.

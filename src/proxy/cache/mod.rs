@@ -509,7 +509,7 @@ pub fn on_response(
         lines.iter().filter(|line| line.name.of(response_buf).eq_ignore_ascii_case(b"vary"));
     let vary_names = key::vary_names(vary_values.map(|line| line.value.of(response_buf)));
     let vary = key::vary_values(&vary_names, fields(&pending.request_head, pending.headers));
-    let head = stored_head(lines.iter().map(field));
+    let head = stored_head(lines, response_buf);
     let store = PendingStore { status, head: head.into(), vary, exchanged };
     start_store(worker, pending, store, framing)
 }
@@ -530,9 +530,7 @@ fn on_revalidation(
     if status != 304 {
         return None;
     }
-    let head = stored_head(
-        lines.iter().map(|line| (line.name.of(response_buf), line.value.of(response_buf))),
-    );
+    let head = stored_head(lines, response_buf);
     let entry = if stored.matches_304(&head) {
         let updated = Rc::new(stored.updated(&head, exchanged, &route_rules(pending.rules)));
         let mut store = worker.cache.borrow_mut();
@@ -628,12 +626,14 @@ fn insert(worker: &Worker, pending: &Pending<'_>, store: PendingStore, body: Byt
     }
 }
 
-/// The fields of a response head that are stored, as `Name: value` lines.
-fn stored_head<'v>(lines: impl Iterator<Item = (&'v [u8], &'v [u8])>) -> Vec<u8> {
+/// The fields of a response head that are stored, as `Name: value` lines: not those of
+/// one connection (hop-by-hop, and those its Connection names) nor of one message.
+fn stored_head(lines: &[HeaderLine], buf: &[u8]) -> Vec<u8> {
     let mut head = Vec::with_capacity(512);
-    for (name, value) in lines {
+    for line in lines.iter().filter(|line| !line.hop_by_hop) {
+        let name = line.name.of(buf);
         if entry::is_stored_field(name) {
-            entry::push_line(&mut head, name, value);
+            entry::push_line(&mut head, name, line.value.of(buf));
         }
     }
     head

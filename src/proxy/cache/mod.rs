@@ -224,7 +224,8 @@ pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8], may_wait: bool) -> Lookup<'a
         key,
         uri_len,
         https: x.https,
-        authority: parts.authority.to_vec(),
+        // Only invalidation (unsafe methods) reads it: a hit allocates no copy.
+        authority: if safe { Vec::new() } else { parts.authority.to_vec() },
         request_head: Vec::new(),
         headers,
         request,

@@ -263,6 +263,12 @@ fn stale_if_error_serves_the_stored_response(driver: Driver) {
     let stale = get(proxy.addr(), "/s", "");
     assert_eq!((stale.status, stale.text().as_str()), (200, "good"));
     assert!(cache_status(&stale).contains("fwd-status=503"), "{stale:?}");
+    // No backend to try (disabled by the operator): the stored response answers too.
+    let backend = format!("/backends/app/{addr}");
+    assert_eq!(admin::put(proxy.admin_addr(), &backend, "disabled").status, 200);
+    let none = get(proxy.addr(), "/s", "");
+    assert_eq!((none.status, none.text().as_str()), (200, "good"), "{none:?}");
+    assert_eq!(admin::put(proxy.admin_addr(), &backend, "active").status, 200);
     // The origin gone altogether: the stored response still answers.
     origin.stop();
     let gone = get(proxy.addr(), "/s", "");

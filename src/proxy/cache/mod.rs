@@ -594,10 +594,11 @@ fn stale_on_error(worker: &Worker, pending: &mut Pending<'_>, status: u16, now: 
 /// The attempt failed (no backend, connect failure, timeout): a stale entry answers when
 /// `stale-if-error` allows it.
 pub fn on_error(worker: &Worker, pending: &mut Pending<'_>, error: ProxyError) -> Option<Answer> {
-    if !pending.stale_if_error
-        || pending.stored.is_none()
-        || error.side() != crate::error::Side::Upstream
-    {
+    // A backend's failure, or none to try (all down or disabled): nginx's
+    // proxy_cache_use_stale error covers both.
+    let origin_failed =
+        error.side() == crate::error::Side::Upstream || error == ProxyError::NoBackend;
+    if !pending.stale_if_error || pending.stored.is_none() || !origin_failed {
         return None;
     }
     match stale_on_error(worker, pending, 504, now_ms()) {

@@ -29,6 +29,7 @@ on_both_drivers!(
     the_admin_api_purges_by_key_and_prefix_on_every_worker,
     purge_is_allowed_by_the_listener_acl,
     counters_reach_stats_and_metrics,
+    hits_are_compressed_for_each_client,
 );
 
 /// One route to `origin` with `cache = { TABLE }`.
@@ -534,6 +535,50 @@ fn counters_reach_stats_and_metrics(driver: Driver) {
         Some(3.0)
     );
     assert_eq!(admin::sample(&metrics, "ringway_worker_cache_keys{worker=\"0\"}"), Some(1.0));
+}
+
+fn hits_are_compressed_for_each_client(driver: Driver) {
+    let text: Vec<u8> = (0..400).flat_map(|index| format!("line {index}\n").into_bytes()).collect();
+    let body = text.clone();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let origin = Origin::start(move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        let headers = [("Cache-Control", "max-age=600"), ("Content-Type", "text/plain")];
+        Reply::Send(origin::response(200, &headers, &body))
+    });
+    let toml = to_origin(driver, origin.addr(), "").replace(
+        "cluster = \"app\"\n\n[cluster",
+        "cluster = \"app\"\ncache = {}\ncompression = { length_min_bytes = 0 }\n\n[cluster",
+    );
+    let proxy = start_proxy(&toml);
+    let miss = get(proxy.addr(), "/t", "Accept-Encoding: gzip\r\n");
+    assert_eq!(miss.header("content-encoding"), Some("gzip"), "{miss:?}");
+    let gunzip = |bytes: &[u8]| {
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut decoded)
+            .expect("gzip");
+        decoded
+    };
+    assert_eq!(gunzip(&miss.body), text);
+    for _ in 0..2 {
+        let hit = get(proxy.addr(), "/t", "Accept-Encoding: gzip\r\n");
+        assert!(cache_status(&hit).contains("hit"), "{hit:?}");
+        assert_eq!(hit.header("content-encoding"), Some("gzip"), "{hit:?}");
+        assert_eq!(hit.header("vary"), Some("Accept-Encoding"));
+        assert!(hit.header("age").is_some());
+        assert_eq!(gunzip(&hit.body), text);
+    }
+    let plain = get(proxy.addr(), "/t", "");
+    assert!(cache_status(&plain).contains("hit"), "{plain:?}");
+    assert_eq!((plain.header("content-encoding"), plain.body.clone()), (None, text.clone()));
+    let br = get(proxy.addr(), "/t", "Accept-Encoding: br\r\n");
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut brotli::Decompressor::new(&br.body[..], 4096), &mut decoded)
+        .expect("br");
+    assert_eq!(decoded, text);
+    assert_eq!(count.load(Ordering::SeqCst), 1, "one origin request for every client");
 }
 
 /// The store holds at most `memory_bytes` per worker: filled with ten times that in

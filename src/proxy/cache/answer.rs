@@ -27,6 +27,14 @@ pub async fn answer(
     let worker = x.worker;
     let head = x.request.head;
     let keep_alive = head.keep_alive && !worker.shutting_down.get();
+    if let Some(entry) = answer.entry.as_deref().filter(|entry| is_whole_200(x, &answer, entry)) {
+        // Boxed: only compressing routes pay for this future.
+        if let Some(sent) =
+            Box::pin(super::coded::answer_coded(x, &answer, entry, keep_alive)).await
+        {
+            return (Ok(ExchangeEnd::Done { keep_alive: sent, body_unread: false }), buf);
+        }
+    }
     let mut out = worker.take_buffer();
     out.clear();
     let request = Request::of(head);
@@ -69,6 +77,17 @@ pub async fn answer(
     x.report.bytes_out = head_bytes + if inline { 0 } else { body.len() as u64 };
     x.report.body_bytes_out = body_len;
     (Ok(ExchangeEnd::Done { keep_alive: keep_alive && sent, body_unread: false }), buf)
+}
+
+/// True when the answer is the whole stored 200 to a GET on a route that compresses: the
+/// one a client may get coded.
+fn is_whole_200(x: &Exchange<'_>, answer: &Answer, entry: &Entry) -> bool {
+    let conditionals = answer.conditionals.view();
+    x.compression.is_some()
+        && x.request.head.method == Method::Get
+        && entry.status == 200
+        && !conditional::not_modified(&conditionals, entry)
+        && conditional::range(&conditionals, entry) == RangeAnswer::Whole
 }
 
 /// Renders a stored response's head into `out`; returns the body to send and its length.

@@ -8,6 +8,7 @@
 
 mod answer;
 mod coalesce;
+mod coded;
 
 pub use answer::{Discard, answer};
 pub use coalesce::wait_for_fetch;

@@ -420,10 +420,15 @@ start_server() { # contender instance(main|idle)
     local logfile=$dir/stdout.log
     [[ $c == nginx || $c == direct ]] && logfile=$dir/error.log
     wait_ready "$c" "$port" "$pid" "$logfile"
-    local kids
+    local kids watched=() kid
     mapfile -t kids < <(children_of "$pid")
     STARTED+=("${kids[@]}")
-    PIDS[$c/$inst]="$pid ${kids[*]}"
+    # nginx's proxy_cache loader exits once it has read the cache folder (a minute after
+    # start): its end is no failure, and its CPU is not the hit path's.
+    for kid in "${kids[@]}"; do
+        grep -q "cache loader" "/proc/$kid/cmdline" 2>/dev/null || watched+=("$kid")
+    done
+    PIDS[$c/$inst]="$pid ${watched[*]}"
     CMDLINE[$c/$inst]="${cmd[*]}"
 }
 

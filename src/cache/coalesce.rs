@@ -31,6 +31,11 @@ impl Fetches {
         None
     }
 
+    /// The fetch of `key` running now, without registering one.
+    pub fn running(&self, key: &[u8]) -> Option<Rc<Fetch>> {
+        self.running.get(key).cloned()
+    }
+
     /// The fetch of `key` ended (stored or not): its waiters wake.
     pub fn finish(&mut self, key: &[u8]) {
         if let Some(fetch) = self.running.remove(key) {
@@ -81,6 +86,7 @@ mod tests {
         assert!(fetches.join_or_start(b"k").is_none());
         let waiting = fetches.join_or_start(b"k").expect("a fetch to wait for");
         assert!(fetches.join_or_start(b"other").is_none());
+        assert!(fetches.running(b"k").is_some() && fetches.running(b"none").is_none());
         let mut ended = pin!(waiting.ended());
         let mut context = Context::from_waker(Waker::noop());
         assert!(ended.as_mut().poll(&mut context).is_pending());

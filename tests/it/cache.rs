@@ -26,6 +26,7 @@ on_both_drivers!(
     stale_while_revalidate_answers_then_refreshes,
     concurrent_misses_make_one_origin_request,
     waiters_past_the_coalesce_timeout_go_themselves,
+    a_range_miss_does_not_make_full_requests_wait_on_it,
     the_admin_api_purges_by_key_and_prefix_on_every_worker,
     purge_is_allowed_by_the_listener_acl,
     counters_reach_stats_and_metrics,
@@ -403,6 +404,35 @@ fn concurrent_misses_make_one_origin_request(driver: Driver) {
         assert_eq!((response.status, response.body.len()), (200, 5000));
     }
     assert_eq!(count.load(Ordering::SeqCst), 1, "100 concurrent misses, one origin request");
+}
+
+fn a_range_miss_does_not_make_full_requests_wait_on_it(driver: Driver) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let origin = Origin::start(move |request| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        pause(Duration::from_millis(300));
+        let fresh = ("Cache-Control", "max-age=600");
+        if request.header("range").is_some() {
+            let headers = [fresh, ("Content-Range", "bytes 0-0/5000")];
+            return Reply::Send(origin::response(206, &headers, b"c"));
+        }
+        Reply::Send(origin::response(200, &[fresh], &[b'c'; 5000]))
+    });
+    let proxy = start_proxy(&config(driver, origin.addr(), ""));
+    let mut ranged = Client::connect(proxy.addr());
+    ranged.send(b"GET /r HTTP/1.1\r\nHost: cached.test\r\nRange: bytes=0-0\r\n\r\n");
+    pause(Duration::from_millis(50));
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(proxy.addr())).collect();
+    for client in &mut clients {
+        client.send(b"GET /r HTTP/1.1\r\nHost: cached.test\r\n\r\n");
+    }
+    assert_eq!(ranged.response().status, 206);
+    for client in &mut clients {
+        assert_eq!(client.response().body.len(), 5000);
+    }
+    // The range went alone; one full request fetched for the other two.
+    assert_eq!(count.load(Ordering::SeqCst), 2);
 }
 
 fn waiters_past_the_coalesce_timeout_go_themselves(driver: Driver) {

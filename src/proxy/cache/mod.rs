@@ -341,9 +341,20 @@ fn fetch<'a>(
     may_wait: bool,
 ) -> Lookup<'a> {
     if pending.method == Method::Get && pending.rules.coalesce_timeout > std::time::Duration::ZERO {
-        match worker.cache_fetches.borrow_mut().join_or_start(&pending.key) {
+        // A range or a conditional the origin answers (no stored validators replace them)
+        // may bring a 206 or 304 that is not stored: it waits for others, fetches for none.
+        let view = conditionals.view();
+        let partial = pending.stored.is_none() && (view.range.is_some() || view.any());
+        let mut fetches = worker.cache_fetches.borrow_mut();
+        let running = if partial {
+            fetches.running(&pending.key)
+        } else {
+            fetches.join_or_start(&pending.key)
+        };
+        match running {
             Some(running) if may_wait => return Lookup::Wait(running),
             Some(_) => {}
+            None if partial => {}
             None => pending.fetch = Some(FetchGuard::new(worker, &pending.key)),
         }
     }

@@ -39,12 +39,17 @@ impl Directives {
     pub fn parse<'v>(values: impl Iterator<Item = &'v [u8]>) -> Self {
         let mut directives = Self::default();
         for value in values {
-            directives.present = true;
-            for (name, argument) in split(value) {
-                directives.apply(name, argument);
-            }
+            directives.add(value);
         }
         directives
+    }
+
+    /// Reads one more `Cache-Control` value.
+    pub fn add(&mut self, value: &[u8]) {
+        self.present = true;
+        for (name, argument) in split(value) {
+            self.apply(name, argument);
+        }
     }
 
     fn apply(&mut self, name: &[u8], argument: Option<&[u8]>) {

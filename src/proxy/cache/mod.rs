@@ -68,16 +68,6 @@ struct OwnedConditionals {
 }
 
 impl OwnedConditionals {
-    fn of(buf: &[u8], headers: &[HeaderLine]) -> Self {
-        let copy = |name: &[u8]| values(buf, headers, name).next().map(Into::into);
-        Self {
-            if_none_match: copy(b"if-none-match"),
-            if_modified_since: copy(b"if-modified-since"),
-            range: copy(b"range"),
-            if_range: copy(b"if-range"),
-        }
-    }
-
     fn view(&self) -> Conditionals<'_> {
         Conditionals {
             if_none_match: self.if_none_match.as_deref(),
@@ -174,17 +164,36 @@ fn fields<'b>(
     headers.iter().map(move |line| (line.name.of(buf), line.value.of(buf)))
 }
 
-/// What a request says to the cache.
-fn request_facts(buf: &[u8], headers: &[HeaderLine]) -> RequestFacts {
-    RequestFacts {
-        directives: Directives::parse(values(buf, headers, b"cache-control")),
-        pragma_no_cache: values(buf, headers, b"pragma").any(|value| {
-            value
-                .split(|&byte| byte == b',')
-                .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"no-cache"))
-        }),
-        has_authorization: values(buf, headers, b"authorization").next().is_some(),
+/// What a request says to the cache, and its conditionals, in one pass over its lines
+/// (the first of each conditional counts).
+fn scan_request(buf: &[u8], headers: &[HeaderLine]) -> (RequestFacts, OwnedConditionals) {
+    let mut facts = RequestFacts { directives: Directives::default(), ..RequestFacts::default() };
+    let mut conditionals = OwnedConditionals::default();
+    let keep = |slot: &mut Option<Box<[u8]>>, value: &[u8]| {
+        if slot.is_none() {
+            *slot = Some(value.into());
+        }
+    };
+    for (name, value) in fields(buf, headers) {
+        let is = |wanted: &[u8]| name.eq_ignore_ascii_case(wanted);
+        if is(b"cache-control") {
+            facts.directives.add(value);
+        } else if is(b"pragma") {
+            let no_cache = |item: &[u8]| item.trim_ascii().eq_ignore_ascii_case(b"no-cache");
+            facts.pragma_no_cache |= value.split(|&byte| byte == b',').any(no_cache);
+        } else if is(b"authorization") {
+            facts.has_authorization = true;
+        } else if is(b"if-none-match") {
+            keep(&mut conditionals.if_none_match, value);
+        } else if is(b"if-modified-since") {
+            keep(&mut conditionals.if_modified_since, value);
+        } else if is(b"range") {
+            keep(&mut conditionals.range, value);
+        } else if is(b"if-range") {
+            keep(&mut conditionals.if_range, value);
+        }
     }
+    (facts, conditionals)
 }
 
 fn route_rules(rules: &RouteCache) -> RouteRules {
@@ -218,7 +227,7 @@ pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8], may_wait: bool) -> Lookup<'a
         key.extend_from_slice(values(buf, headers, name).next().unwrap_or_default());
     }
     let now = now_ms();
-    let request = request_facts(buf, headers);
+    let (request, conditionals) = scan_request(buf, headers);
     let pending = Pending {
         route,
         rules,
@@ -235,7 +244,7 @@ pub fn lookup<'a>(x: &mut Exchange<'a>, buf: &[u8], may_wait: bool) -> Lookup<'a
         stale_if_error: false,
         forwarded: Forwarded::Bypass,
         request_time: now,
-        conditionals: OwnedConditionals::default(),
+        conditionals,
         store: None,
         lines: Vec::new(),
         fetch: None,
@@ -257,7 +266,7 @@ fn lookup_stored<'a>(
     let (rules, headers, request, now) =
         (pending.rules, pending.headers, pending.request, pending.request_time);
     let (found, uri_found) = find_variant(x.worker, &pending.key, buf, headers);
-    let conditionals = OwnedConditionals::of(buf, headers);
+    let conditionals = std::mem::take(&mut pending.conditionals);
     let only_if_cached = request.directives.only_if_cached;
     let Some(entry) = found else {
         if only_if_cached {
@@ -271,16 +280,15 @@ fn lookup_stored<'a>(
     };
     let age = entry.age(now);
     let stored = policy::Stored { directives: entry.directives, lifetime: entry.lifetime, age };
-    let ttl = i128::from(entry.lifetime) - i128::from(age);
-    let hit =
-        |detail: &str| format!("Cache-Status: ringway; hit; ttl={ttl}{detail}\r\n").into_bytes();
+    let lifetime = entry.lifetime;
+    let hit = |detail: &[u8]| hit_line(lifetime, age, detail);
     match policy::reuse(&stored, &request, &stale_windows(rules)) {
         reuse @ (Reuse::Fresh | Reuse::StaleAccepted) => {
             let event = if reuse == Reuse::Fresh { CacheEvent::Hit } else { CacheEvent::StaleHit };
             count(x.worker, pending.route, event);
             let route = pending.route;
             let answer =
-                Answer { route, entry: Some(entry), status_line: hit(""), conditionals, now };
+                Answer { route, entry: Some(entry), status_line: hit(b""), conditionals, now };
             Lookup::Answer { answer, refresh: None }
         }
         Reuse::StaleWhileRevalidate => {
@@ -298,7 +306,7 @@ fn lookup_stored<'a>(
             if refresh.is_some() {
                 count(x.worker, route, CacheEvent::Revalidation);
             }
-            let status_line = hit("; detail=stale-while-revalidate");
+            let status_line = hit(b"; detail=stale-while-revalidate");
             let answer = Answer { route, entry: Some(entry), status_line, conditionals, now };
             Lookup::Answer { answer, refresh }
         }
@@ -321,6 +329,31 @@ fn lookup_stored<'a>(
             lookup
         }
     }
+}
+
+/// `Cache-Status: ringway; hit; ttl=N` and `detail`, without the formatting machinery
+/// (a hit's one line the cache writes itself). `ttl` is negative for a stale answer.
+fn hit_line(lifetime: u64, age: u64, detail: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(64);
+    line.extend_from_slice(b"Cache-Status: ringway; hit; ttl=");
+    if age > lifetime {
+        line.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut left = lifetime.abs_diff(age);
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b"0123456789"[usize::try_from(left % 10).unwrap_or(0)];
+        left /= 10;
+        if left == 0 {
+            break;
+        }
+    }
+    line.extend_from_slice(&digits[start..]);
+    line.extend_from_slice(detail);
+    line.extend_from_slice(b"\r\n");
+    line
 }
 
 /// What the route allows past freshness.
@@ -693,5 +726,21 @@ fn drop_uri(store: &mut crate::cache::store::Store, uri: &[u8], with_key_headers
         let mut prefix = uri.to_vec();
         prefix.push(0);
         store.remove_prefix(&prefix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hit_line;
+
+    #[test]
+    fn rfc9211_hit_lines_carry_the_ttl_left() {
+        assert_eq!(hit_line(60, 10, b""), b"Cache-Status: ringway; hit; ttl=50\r\n");
+        assert_eq!(hit_line(60, 60, b""), b"Cache-Status: ringway; hit; ttl=0\r\n");
+        let stale = hit_line(10, 25, b"; detail=stale-while-revalidate");
+        assert_eq!(
+            stale,
+            b"Cache-Status: ringway; hit; ttl=-15; detail=stale-while-revalidate\r\n"
+        );
     }
 }

@@ -6,6 +6,8 @@
 #   perf/callgrind.sh [RINGWAY_BIN]        (default: target/release/ringway)
 #   BALANCE=least_response_time perf/callgrind.sh   (the cluster's policy)
 #   ACCESS_LOG=json perf/callgrind.sh      (the listener's access log: off, combined, json)
+#   CACHE=1 perf/callgrind.sh              (the route caches; GET /c/small: every request but
+#                                           the first is a cache hit)
 #
 # It runs ringway (1 worker, epoll driver) under callgrind in front of the perf origin twice, with
 # N1 and N2 keep-alive requests from curl, and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
@@ -42,6 +44,7 @@ addr = "127.0.0.1:18091"
 access_log = "${ACCESS_LOG:-off}"
 [[listener.route]]
 cluster = "origin"
+$( [[ ${CACHE:-0} == 1 ]] && echo 'cache = {}' )
 [cluster.origin]
 backends = ["127.0.0.1:18080"]
 balance = "${BALANCE:-round_robin}"
@@ -53,10 +56,17 @@ count() {  # count N: total instructions of a run serving N requests
         > "$WORK/valgrind.$n.log" 2>&1 &
     local pid=$!
     for _ in $(seq 1 200); do
-        curl -s -o /dev/null http://127.0.0.1:18091/ 2>/dev/null && break
+        curl -s -o /dev/null "http://127.0.0.1:18091/$( [[ ${CACHE:-0} == 1 ]] && echo c/small )" 2>/dev/null && break
         sleep 0.1
     done
-    curl -s -o /dev/null "http://127.0.0.1:18091/?[2-$n]"
+    if [[ ${CACHE:-0} == 1 ]]; then
+        # One URL, n - 1 times: a query per request would make each a new key.
+        for _ in $(seq 2 "$n"); do echo 'url = "http://127.0.0.1:18091/c/small"'; echo 'output = "/dev/null"'; done \
+            > "$WORK/curl-urls.txt"
+        curl -s --config "$WORK/curl-urls.txt"
+    else
+        curl -s -o /dev/null "http://127.0.0.1:18091/?[2-$n]"
+    fi
     kill -TERM "$pid"
     wait "$pid" || true
     grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}'

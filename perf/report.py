@@ -14,8 +14,8 @@ import re
 import statistics
 import sys
 
-CONTENDERS = ["direct", "ringway", "ringway_splice", "nginx", "haproxy"]
-PROXIES = ["ringway", "ringway_splice", "nginx", "haproxy"]
+CONTENDERS = ["direct", "ringway", "ringway_splice", "nginx", "haproxy", "varnish"]
+PROXIES = ["ringway", "ringway_splice", "nginx", "haproxy", "varnish"]
 NOISY_PCT = 5
 UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 
@@ -37,6 +37,8 @@ SCENARIOS = {
     "compress_zstd": "GET ~100 KiB JSON with `Accept-Encoding: zstd`, zstd level 3 (ringway only), 16 connections",
     "l4_1m": "L4 TCP: GET /1m (1 MiB) over keep-alive through a TCP listener (copy, splice, nginx stream, HAProxy mode tcp), 16 connections: CPU per request is CPU per MiB",
     "l4_conn": "L4 TCP: GET / with `Connection: close` through a TCP listener: a new client and backend connection per request, 16 at a time: CPU per request is CPU per connection",
+    "cache_small": "GET /c/small (12-byte body, max-age=86400) from each proxy's cache: every request but the first a hit, keep-alive, 16 connections",
+    "cache_100k": "GET /c/100k (100 KiB body, max-age=86400) from each proxy's cache: every request but the first a hit, keep-alive, 16 connections",
 }
 
 # The targets of the issue. kind "ratio": the median of the paired (same round) ratio
@@ -74,7 +76,22 @@ TARGETS = [
     ("l4_conn", "CPU per connection ÷ nginx stream", "ratio", "cpu", "ringway", "nginx", "<=", 1.0),
     ("l4_conn", "CPU per connection ÷ HAProxy tcp", "ratio", "cpu", "ringway", "haproxy", "<=",
      1.0),
+    ("cache_small", "CPU per hit ÷ nginx proxy_cache", "ratio", "cpu", "ringway", "nginx", "<=", 0.5),
+    ("cache_100k", "CPU per hit ÷ nginx proxy_cache", "ratio", "cpu", "ringway", "nginx", "<=", 0.5),
+    ("cache_small", "CPU per hit ÷ Varnish (no goal; 1 = same)", "ratio", "cpu", "ringway", "varnish", "<=", 1.0),
+    ("cache_100k", "CPU per hit ÷ Varnish (no goal; 1 = same)", "ratio", "cpu", "ringway", "varnish", "<=", 1.0),
 ]
+
+
+def hit_vs_proxied(summary):
+    """ringway's CPU per cache hit (cache_small) over its CPU per proxied request of the same
+    12-byte body (small_c16), medians of runs in the same rounds; None without both."""
+    hit = summary.get("cache_small", {}).get("ringway", {}).get("proxy_cpu_us_per_req")
+    proxied = summary.get("small_c16", {}).get("ringway", {}).get("proxy_cpu_us_per_req")
+    if not hit or not proxied or not proxied["median"]:
+        return None
+    return {"hit_us": hit["median"], "proxied_us": proxied["median"],
+            "ratio": hit["median"] / proxied["median"]}
 OPS = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b}
 
 
@@ -557,6 +574,18 @@ def main():
         md += [f"### {s}", "", SCENARIOS[s] + ".", "", scenario_table(s, summary, ratios, runs), ""]
         if s.startswith("tls_") and tls_note and "ringway" not in summary[s]:
             md += [f"ringway: not run ({tls_note}).", ""]
+    hit = hit_vs_proxied(summary)
+    if hit:
+        doc["hit_vs_proxied"] = hit
+        with open(env["PERF_OUT_JSON"], "w") as f:
+            json.dump(doc, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        met = "met" if hit["ratio"] <= 0.6 else "NOT met"
+        md += ["## Cache hit vs proxied request", "",
+               f"ringway's CPU per cache hit (cache_small) {hit['hit_us']:.1f} µs, per proxied "
+               f"request of the same body (small_c16) {hit['proxied_us']:.1f} µs: "
+               f"{hit['ratio']:.3f}x (target: at least 40% less, <= 0.6; {met}). Medians of "
+               "runs interleaved in the same rounds.", ""]
     sizes = compress_sizes(env.get("PERF_COMPRESS_SIZES_TSV"))
     if sizes:
         md += ["## Compressed output size", "",
@@ -568,7 +597,8 @@ def main():
                        ("os", "OS"), ("kernel", "kernel"), ("loadavg", "load average at start"),
                        ("loadavg_end", "load average at end"), ("ringway_version", "ringway"),
                        ("ringway_tls", "ringway TLS"), ("nginx_version", "nginx"),
-                       ("haproxy_version", "HAProxy"), ("wrk_version", "wrk"),
+                       ("haproxy_version", "HAProxy"), ("varnish_version", "Varnish"),
+                       ("wrk_version", "wrk"),
                        ("oha_version", "oha"), ("python_version", "python"),
                        ("openssl_version", "openssl"), ("commit", "commit"),
                        ("rounds", "rounds"), ("duration_s", "duration per run (s)"),

@@ -8,6 +8,7 @@
 #   CONTENDERS=direct,ringway,nginx perf/run.sh   # leave HAProxy out
 #   RINGWAY_BIN=target/release/ringway perf/run.sh   # use this binary, skip the build
 #   SCENARIOS=compress CONTENDERS=ringway,nginx perf/run.sh   # compression (5 scenarios)
+#   SCENARIOS=cache,small_c16 CONTENDERS=ringway,nginx,varnish perf/run.sh   # response cache
 #   SCENARIOS=forward perf/run.sh                 # forward proxy vs Squid (perf/forward.sh)
 #   SCENARIOS=l4 perf/run.sh    # L4 TCP: ringway copy and splice, nginx stream, HAProxy tcp
 #
@@ -29,8 +30,9 @@ if [[ ${SCENARIOS:-} == forward ]]; then
 fi
 
 COMPRESS_SCENARIOS=compress_gzip1,compress_gzip2,compress_gzip6,compress_br,compress_zstd
+CACHE_SCENARIOS=cache_small,cache_100k
 L4_SCENARIOS=l4_1m,l4_conn
-ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive,$COMPRESS_SCENARIOS,$L4_SCENARIOS
+ALL_SCENARIOS=small_c16,small_c256,resp_16k,resp_1m,upload_1m,conn_close,fixed_rate,idle_10k,tls_handshake,tls_keepalive,$COMPRESS_SCENARIOS,$L4_SCENARIOS,$CACHE_SCENARIOS
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     ROUNDS=${ROUNDS:-1}
@@ -44,6 +46,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 [[ ,$SCENARIOS, == *,compress,* ]] && SCENARIOS=$(sed "s/\(^\|,\)compress\(,\|$\)/\1$COMPRESS_SCENARIOS\2/" <<<"$SCENARIOS")
+[[ ,$SCENARIOS, == *,cache,* ]] && SCENARIOS=$(sed "s/\(^\|,\)cache\(,\|$\)/\1$CACHE_SCENARIOS\2/" <<<"$SCENARIOS")
 [[ ,$SCENARIOS, == *,l4,* ]] && SCENARIOS=$(sed "s/\(^\|,\)l4\(,\|$\)/\1$L4_SCENARIOS\2/" <<<"$SCENARIOS")
 # ringway_splice: a second ringway whose L4 listener splices; it runs the L4 scenarios only.
 if [[ ,$SCENARIOS, == *,l4_* ]]; then
@@ -62,7 +65,7 @@ LOAD_CPU=1
 ORIGIN_PORT=18080
 # contender -> plain port, TLS port; the idle_10k scenario starts a fresh instance of
 # each proxy on port + 10.
-declare -A PORT=([direct]=18080 [ringway]=18081 [nginx]=18082 [haproxy]=18083 [ringway_splice]=18084)
+declare -A PORT=([direct]=18080 [ringway]=18081 [nginx]=18082 [haproxy]=18083 [ringway_splice]=18084 [varnish]=18085)
 declare -A TLS_PORT=([ringway]=18441 [nginx]=18442 [haproxy]=18443)
 IDLE_OFFSET=10
 # The compress scenarios go to a second listener (ringway) or server (nginx) on port + 20,
@@ -70,6 +73,11 @@ IDLE_OFFSET=10
 COMPRESS_OFFSET=20
 # The L4 scenarios go to each proxy's TCP listener on port + 30 (direct: the origin itself).
 L4_OFFSET=30
+# The cache scenarios go to a listener (ringway), server (nginx, proxy_cache in memory on
+# tmpfs) or address (Varnish, malloc storage) on port + 40 that caches.
+CACHE_OFFSET=40
+# nginx's proxy_cache_path: memory-backed, so that no contender pays for a disk.
+NGINX_CACHE_DIR=/dev/shm/ringway-perf-nginx-cache
 
 WORK=$ROOT/perf/work
 log() { echo "perf: $*" >&2; }
@@ -85,7 +93,7 @@ for s in "${SCENARIO_LIST[@]}"; do
     [[ ,$ALL_SCENARIOS, == *,$s,* ]] || die "unknown scenario '$s' (known: $ALL_SCENARIOS)"
 done
 for c in "${CONTENDER_LIST[@]}"; do
-    [[ -n ${PORT[$c]:-} ]] || die "unknown contender '$c' (known: direct,ringway,ringway_splice,nginx,haproxy)"
+    [[ -n ${PORT[$c]:-} ]] || die "unknown contender '$c' (known: direct,ringway,ringway_splice,nginx,haproxy,varnish)"
 done
 has_contender() { [[ ,$CONTENDERS, == *,$1,* ]]; }
 has_scenario() { [[ ,$SCENARIOS, == *,$1,* ]]; }
@@ -125,6 +133,9 @@ scenario_contenders() {
             tls_*:ringway) ((RINGWAY_TLS)) || continue ;;
             compress_*:direct | compress_*:haproxy) continue ;;
             compress_br:nginx | compress_zstd:nginx) continue ;; # nginx has no br or zstd here
+            cache_*:direct | cache_*:haproxy) continue ;;        # nothing to cache with
+            cache_*:varnish) ;;
+            *:varnish) continue ;;                               # Varnish runs the cache ones only
             l4_*:*) ;;
             *:ringway_splice) continue ;; # splice is an L4 relay: nothing else to measure
         esac
@@ -152,6 +163,10 @@ load_command() { # scenario contender
             read -r coding level < <(compress_coding "$s")
             printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency -H "Accept-Encoding: $coding" \
                 "http://127.0.0.1:$((${PORT[$c]} + COMPRESS_OFFSET))/z/$coding$level/data.json" ;;
+        cache_small) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency \
+            "http://127.0.0.1:$((${PORT[$c]} + CACHE_OFFSET))/c/small" ;;
+        cache_100k) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency \
+            "http://127.0.0.1:$((${PORT[$c]} + CACHE_OFFSET))/c/100k" ;;
         # HTTP is only the payload here: the proxies relay TCP and never parse it.
         l4_1m) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency "http://127.0.0.1:$(l4_port "$c")/1m" ;;
         l4_conn) printf '%s\n' wrk -t1 -c16 -d"${DURATION}"s --latency -H "Connection: close" \
@@ -285,6 +300,9 @@ command -v wrk >/dev/null || APT_NEED+=(wrk)
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || APT_NEED+=(haproxy)
 command -v openssl >/dev/null || APT_NEED+=(openssl)
 command -v python3 >/dev/null || APT_NEED+=(python3)
+if has_contender varnish; then
+    command -v varnishd >/dev/null || [[ -x /usr/sbin/varnishd ]] || APT_NEED+=(varnish)
+fi
 if ((${#APT_NEED[@]})); then
     log "installing ${APT_NEED[*]} (apt)"
     $SUDO apt-get update
@@ -296,6 +314,7 @@ if ! command -v oha >/dev/null; then
     cargo install --locked oha
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+VARNISHD=$(command -v varnishd || echo /usr/sbin/varnishd)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 for tool in wrk oha taskset python3 openssl getconf timeout flock "$NGINX" "$HAPROXY"; do
     command -v "$tool" >/dev/null || die "$tool not found"
@@ -345,6 +364,9 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # Response bodies for /16k and /1m, and the ECDSA P-256 certificate for the TLS listeners.
 head -c 16384 /dev/zero | tr '\0' 'a' >"$WORK/origin/html/16k"
 head -c 1048576 /dev/zero | tr '\0' 'b' >"$WORK/origin/html/1m"
+mkdir -p "$WORK/origin/html/c" # cache_100k: a 100 KiB body the origin marks fresh for a day
+head -c 102400 /dev/zero | tr '\0' 'c' >"$WORK/origin/html/c/100k"
+rm -rf "$NGINX_CACHE_DIR"
 python3 perf/compress_json.py "$WORK/origin/html/data.json" 102400 # compress: ~100 KiB JSON
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
@@ -356,6 +378,7 @@ render() { # template out port tls_port [relay]
     sed -e "s|@PORT@|$3|g" -e "s|@TLS_PORT@|$4|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
         -e "s|@L4_PORT@|$(($3 + L4_OFFSET))|g" -e "s|@RELAY@|${5:-copy}|g" \
         -e "s|@COMPRESS_PORT@|$(($3 + COMPRESS_OFFSET))|g" \
+        -e "s|@CACHE_PORT@|$(($3 + CACHE_OFFSET))|g" -e "s|@NGINX_CACHE_DIR@|$NGINX_CACHE_DIR|g" \
         -e "s|@TLS_PROVIDER@|${TLS_PROVIDER:-aws-lc-rs}|g" \
         -e "s|@WORK@|$WORK|g" "$1" >"$2"
 }
@@ -417,6 +440,12 @@ start_server() { # contender instance(main|idle)
             fi
             cmd=(taskset -c "$PROXY_CPU" "$HAPROXY" -db -f "$dir/haproxy.cfg")
             ;;
+        varnish)
+            render perf/contenders/varnish.vcl "$dir/varnish.vcl" "$port" "$tls"
+            # -F: in the foreground; -n: its own work folder; the cache process is a child.
+            cmd=(taskset -c "$PROXY_CPU" "$VARNISHD" -F -n "$dir/varnishd" -f "$dir/varnish.vcl"
+                -a "127.0.0.1:$port" -a "127.0.0.1:$((port + CACHE_OFFSET))" -s malloc,256m)
+            ;;
         ringway | ringway_splice)
             render "$RINGWAY_CONF" "$dir/ringway.toml" "$port" "$tls"
             if ((RINGWAY_TLS)) && [[ $c == ringway ]]; then
@@ -438,10 +467,15 @@ start_server() { # contender instance(main|idle)
     local logfile=$dir/stdout.log
     [[ $c == nginx || $c == direct ]] && logfile=$dir/error.log
     wait_ready "$c" "$port" "$pid" "$logfile"
-    local kids
+    local kids watched=() kid
     mapfile -t kids < <(children_of "$pid")
     STARTED+=("${kids[@]}")
-    PIDS[$c/$inst]="$pid ${kids[*]}"
+    # nginx's proxy_cache loader exits once it has read the cache folder (a minute after
+    # start): its end is no failure, and its CPU is not the hit path's.
+    for kid in "${kids[@]}"; do
+        grep -q "cache loader" "/proc/$kid/cmdline" 2>/dev/null || watched+=("$kid")
+    done
+    PIDS[$c/$inst]="$pid ${watched[*]}"
     CMDLINE[$c/$inst]="${cmd[*]}"
 }
 
@@ -672,7 +706,7 @@ rel() { sed "s|$ROOT/||g"; }
 COMMANDS=$(
     {
         echo "# servers (CPU $PROXY_CPU: the proxy under test; CPU $LOAD_CPU: origin and load)"
-        for key in direct/main ringway/main ringway_splice/main nginx/main haproxy/main; do
+        for key in direct/main ringway/main ringway_splice/main nginx/main haproxy/main varnish/main; do
             [[ -n ${CMDLINE[$key]:-} ]] && echo "${CMDLINE[$key]}   # ${key%/main}"
         done
         echo "# idle_10k starts a fresh instance of each proxy the same way on port + $IDLE_OFFSET"
@@ -698,6 +732,7 @@ for c in "${CONTENDER_LIST[@]}"; do
         ringway) CONFIGS+=" ${RINGWAY_CONF#"$ROOT"/}" && ((RINGWAY_TLS)) && CONFIGS+=" perf/contenders/ringway-tls.toml" ;;
         nginx) CONFIGS+=" perf/contenders/nginx.conf" ;;
         haproxy) CONFIGS+=" perf/contenders/haproxy.cfg" ;;
+        varnish) CONFIGS+=" perf/contenders/varnish.vcl" ;;
     esac
     if has_l4; then
         case $c in
@@ -730,6 +765,7 @@ PERF_META_LOADAVG="$LOADAVG_START" \
 PERF_META_LOADAVG_END="$(cut -d' ' -f1-3 /proc/loadavg)" \
 PERF_META_NGINX_VERSION="$(version "$NGINX" -v)" \
 PERF_META_HAPROXY_VERSION="$(version "$HAPROXY" -v)" \
+PERF_META_VARNISH_VERSION="$(has_contender varnish && version "$VARNISHD" -V)" \
 PERF_META_WRK_VERSION="$(version wrk -v | sed 's/ Copyright.*//')" \
 PERF_META_OHA_VERSION="$(version oha --version)" \
 PERF_META_PYTHON_VERSION="$(version python3 --version)" \

@@ -30,6 +30,19 @@ pub enum Control {
         listener: usize,
         server: Arc<ServerTls>,
     },
+    /// Drop stored responses; the worker answers with its id and how many it dropped.
+    PurgeCache {
+        target: Arc<PurgeTarget>,
+        reply: Option<flume::Sender<(usize, usize)>>,
+    },
+}
+
+/// Which stored responses a purge drops: the key (`scheme://authority/path?query`), or
+/// every key starting with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeTarget {
+    pub key: Box<[u8]>,
+    pub prefix: bool,
 }
 
 /// Requests from the [`crate::runtime::Proxy`] handle to the control thread.
@@ -47,6 +60,10 @@ pub enum Request {
     /// Reads every TLS listener's certificate files again.
     ReloadTls {
         reply: flume::Sender<Result<usize, String>>,
+    },
+    /// A worker took a `PURGE`: every worker drops the key.
+    PurgeCache {
+        target: Arc<PurgeTarget>,
     },
     /// Shutdown has begun: `/ready` answers 503 from now on.
     ShuttingDown,
@@ -202,6 +219,28 @@ impl ControlState {
         Ok(reloaded.len())
     }
 
+    /// Asks every worker to drop `target`'s stored responses; each answers on the returned
+    /// channel with its id and count.
+    pub fn purge_cache(
+        &self,
+        target: &Arc<PurgeTarget>,
+    ) -> (flume::Receiver<(usize, usize)>, usize) {
+        let (reply, replies) = flume::unbounded();
+        for worker in &self.workers {
+            let message =
+                Control::PurgeCache { target: Arc::clone(target), reply: Some(reply.clone()) };
+            let _ = worker.send(message);
+        }
+        (replies, self.workers.len())
+    }
+
+    /// Tells every worker to drop `target`'s stored responses, asking no count back.
+    pub fn broadcast_purge(&self, target: &Arc<PurgeTarget>) {
+        for worker in &self.workers {
+            let _ = worker.send(Control::PurgeCache { target: Arc::clone(target), reply: None });
+        }
+    }
+
     /// Reopens the access log, if there is one.
     pub fn reopen_access_log(&self) {
         if let Some(reopen) = &self.reopen {
@@ -311,6 +350,7 @@ async fn run(start: ControlStart) {
             Request::ReloadTls { reply } => {
                 let _ = reply.send(state.borrow().reload_tls());
             }
+            Request::PurgeCache { target } => state.borrow().broadcast_purge(&target),
             Request::ShuttingDown => state.borrow_mut().shutting_down = true,
             Request::Stop => break,
         }

@@ -284,3 +284,59 @@ pub fn check_parse_client_hello(data: &[u8]) {
         }
     }
 }
+
+/// A response head and a request's header block, as the cache reads them: the data is a
+/// response head, a NUL, then request header lines. Reading the facts, deciding
+/// storability, freshness, age and reuse, a 304 merge and the answer to any conditional or
+/// range never panic; a range answer lies inside the body; a fresh answer has an age below
+/// its lifetime.
+pub fn check_cache_freshness(data: &[u8]) {
+    use crate::cache::conditional::{self, Conditionals, RangeAnswer};
+    use crate::cache::control::Directives;
+    use crate::cache::entry::{self, Entry};
+    use crate::cache::policy::{self, Exchanged, HeadFacts, RequestFacts, RouteRules};
+    let split = data.iter().position(|&byte| byte == 0).unwrap_or(data.len());
+    let (response, request) = (&data[..split], data.get(split + 1..).unwrap_or_default());
+    let field = |name: &[u8]| {
+        entry::lines(request).find(|(found, _)| found.eq_ignore_ascii_case(name)).map(|line| line.1)
+    };
+    let request_facts = RequestFacts {
+        directives: Directives::parse(field(b"cache-control").into_iter()),
+        pragma_no_cache: field(b"pragma").is_some(),
+        has_authorization: field(b"authorization").is_some(),
+    };
+    let status = 100 + u16::from(data.first().copied().unwrap_or(0)) * 2;
+    let facts = HeadFacts::read(status, entry::lines(response));
+    let rules =
+        RouteRules { default_ttl: data.get(1).map(|&ttl| u64::from(ttl)), store_set_cookie: false };
+    let _ = policy::storable(&request_facts, &facts, &rules);
+    let times = Exchanged { request_time: 1_000_000_000, response_time: 1_000_005_000, age: 7 };
+    let stored = Entry::new(
+        (status, response.into()),
+        bytes::Bytes::from_static(b"0123456789"),
+        Box::new([]),
+        times,
+        &rules,
+    );
+    let updated = stored.updated(request, times, &rules);
+    let now = times.response_time + u64::from(data.get(2).copied().unwrap_or(0)) * 1000;
+    let age = updated.age(now);
+    let reused = policy::reuse(
+        &policy::Stored { directives: updated.directives, lifetime: updated.lifetime, age },
+        &request_facts,
+        &policy::StaleWindows { while_revalidate: 10, if_error: 10, honor_no_cache: true },
+    );
+    if reused == policy::Reuse::Fresh {
+        assert!(age < updated.lifetime, "fresh at age {age}, lifetime {}", updated.lifetime);
+    }
+    let conditionals = Conditionals {
+        if_none_match: field(b"if-none-match"),
+        if_modified_since: field(b"if-modified-since"),
+        range: field(b"range"),
+        if_range: field(b"if-range"),
+    };
+    let _ = conditional::not_modified(&conditionals, &updated);
+    if let RangeAnswer::Part { first, last } = conditional::range(&conditionals, &updated) {
+        assert!(first <= last && last < updated.body.len() as u64, "{first}-{last}");
+    }
+}

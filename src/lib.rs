@@ -22,6 +22,7 @@ pub mod connection;
 pub mod http;
 pub mod route;
 pub mod limit;
+pub mod cache;
 pub mod forward;
 pub mod balance;
 pub mod upstream;

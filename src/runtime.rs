@@ -193,6 +193,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
     let (stats_sender, stats_receiver) = flume::unbounded();
     let mut controls = Vec::with_capacity(cores.len());
     let mut threads = Vec::with_capacity(cores.len());
+    let (requests, request_receiver) = flume::unbounded();
     for (id, (core, sockets)) in cores.iter().copied().zip(sockets).enumerate() {
         let (sender, receiver) = flume::unbounded();
         controls.push(sender);
@@ -209,13 +210,13 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
             control: receiver,
             stats: stats_sender.clone(),
             access_log: access_log.as_deref().map(AccessLog::worker),
+            requests: requests.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("ringway-worker-{id}"))
             .spawn(move || run_worker(start))?;
         threads.push(thread);
     }
-    let (requests, request_receiver) = flume::unbounded();
     let control_thread = control::spawn(ControlStart {
         config: config.clone(),
         workers: controls.clone(),
@@ -225,20 +226,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
         admin: admin_socket.map(crate::admin::server),
         reopen: access_log.clone().map(|log| -> control::Reopen { Arc::new(move || log.reopen()) }),
     })?;
-    log::info!(
-        "ringway {} started: {} workers on cores {:?}, driver {:?}, listeners {:?}, admin {:?}",
-        env!("CARGO_PKG_VERSION"),
-        cores.len(),
-        cores.iter().map(|core| core.map(|core| core.id)).collect::<Vec<_>>(),
-        driver,
-        config
-            .listeners
-            .iter()
-            .zip(&listen_addrs)
-            .map(|(l, a)| format!("{}={a}", l.name))
-            .collect::<Vec<_>>(),
-        admin_addr,
-    );
+    log_started(&config, &cores, driver, &listen_addrs, admin_addr);
     Ok(Proxy {
         listen_addrs,
         admin_addr,
@@ -285,6 +273,60 @@ struct WorkerStart {
     control: flume::Receiver<Control>,
     stats: flume::Sender<(usize, WorkerStats)>,
     access_log: Option<WorkerLog>,
+    /// Requests to the control thread (a `PURGE` every worker must hear).
+    requests: flume::Sender<Request>,
+}
+
+/// The startup line: version, workers and cores, driver, listeners, admin address.
+fn log_started(
+    config: &Config,
+    cores: &[Option<core_affinity::CoreId>],
+    driver: IoDriver,
+    listen_addrs: &[SocketAddr],
+    admin_addr: Option<SocketAddr>,
+) {
+    log::info!(
+        "ringway {} started: {} workers on cores {:?}, driver {:?}, listeners {:?}, admin {:?}",
+        env!("CARGO_PKG_VERSION"),
+        cores.len(),
+        cores.iter().map(|core| core.map(|core| core.id)).collect::<Vec<_>>(),
+        driver,
+        config
+            .listeners
+            .iter()
+            .zip(listen_addrs)
+            .map(|(l, a)| format!("{}={a}", l.name))
+            .collect::<Vec<_>>(),
+        admin_addr,
+    );
+}
+
+/// Applies one message from the control thread; false for shutdown.
+fn apply_control(worker: &Worker, message: Control) -> bool {
+    match message {
+        Control::Shutdown => return false,
+        Control::Health(event) => {
+            let mut clusters = worker.clusters.borrow_mut();
+            if let Some(status) = clusters.get_mut(event.cluster.0 as usize) {
+                status.set_health(event.backend, event.is_up, Instant::now());
+            }
+        }
+        Control::BackendState { cluster, backend, state } => {
+            worker.set_backend_state(cluster, backend, state);
+        }
+        Control::TlsReload { listener, server } => {
+            if let Some(slot) = worker.tls.borrow_mut().get_mut(listener) {
+                *slot = Some(server.for_worker());
+            }
+        }
+        Control::PurgeCache { target, reply } => {
+            let dropped = worker.cache.borrow_mut().purge(&target.key, target.prefix);
+            if let Some(reply) = reply {
+                let _ = reply.send((worker.id, dropped));
+            }
+        }
+    }
+    true
 }
 
 /// The body of one worker thread.
@@ -351,9 +393,21 @@ fn uring_runtime(
 }
 
 async fn worker_main(start: WorkerStart) {
-    let WorkerStart { id, driver, config, shared, sockets, control, stats, access_log, .. } = start;
+    let WorkerStart {
+        id,
+        driver,
+        config,
+        shared,
+        sockets,
+        control,
+        stats,
+        access_log,
+        requests,
+        ..
+    } = start;
     let shutdown_timeout = config.shutdown_timeout;
     let worker = Rc::new(Worker::new(id, config, shared, access_log));
+    *worker.control_requests.borrow_mut() = Some(requests);
     let accept_loops: Vec<_> = sockets
         .into_iter()
         .enumerate()
@@ -372,22 +426,8 @@ async fn worker_main(start: WorkerStart) {
     monoio::spawn(publish_stats(worker.clone(), stats.clone()));
     // A closed channel (the control side is gone) also means shut down.
     while let Ok(message) = control.recv_async().await {
-        match message {
-            Control::Shutdown => break,
-            Control::Health(event) => {
-                let mut clusters = worker.clusters.borrow_mut();
-                if let Some(status) = clusters.get_mut(event.cluster.0 as usize) {
-                    status.set_health(event.backend, event.is_up, Instant::now());
-                }
-            }
-            Control::BackendState { cluster, backend, state } => {
-                worker.set_backend_state(cluster, backend, state);
-            }
-            Control::TlsReload { listener, server } => {
-                if let Some(slot) = worker.tls.borrow_mut().get_mut(listener) {
-                    *slot = Some(server.for_worker());
-                }
-            }
+        if !apply_control(&worker, message) {
+            break;
         }
     }
     worker.begin_shutdown();

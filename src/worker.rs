@@ -110,6 +110,12 @@ pub struct Worker {
     /// Per listener: this worker's TLS config (its own session cache), replaced when the
     /// certificates are reloaded.
     pub tls: RefCell<Vec<Option<Arc<rustls::ServerConfig>>>>,
+    /// This worker's stored responses (`cache.memory_bytes`).
+    pub cache: RefCell<crate::cache::store::Store>,
+    /// Keys whose response this worker is fetching, for request coalescing.
+    pub cache_fetches: RefCell<crate::cache::coalesce::Fetches>,
+    /// Requests to the control thread, set by the runtime (none in a bare worker).
+    pub control_requests: RefCell<Option<flume::Sender<crate::control::Request>>>,
     /// The forward proxy's resolver, verified credentials and refusal counts.
     pub forward: crate::forward::WorkerForward,
 }
@@ -172,6 +178,9 @@ impl Worker {
             ip_connections: RefCell::new(HashMap::new()),
             rate_limiters: RefCell::new(rate_limiters),
             rate_exchanges,
+            cache: RefCell::new(crate::cache::store::Store::new(config.cache.memory_bytes)),
+            cache_fetches: RefCell::new(crate::cache::coalesce::Fetches::default()),
+            control_requests: RefCell::new(None),
             config,
         }
     }
@@ -257,6 +266,9 @@ impl Worker {
                 stats.set_backend_gauge(index, gauge);
             }
         }
+        let store = self.cache.borrow();
+        let keys = u64::try_from(store.len()).unwrap_or(u64::MAX);
+        stats.set_cache_store(crate::stats::StoreGauge { bytes: store.bytes(), keys });
         stats.clone()
     }
 

@@ -5,6 +5,7 @@
 //! operator's curl or a Prometheus scrape needs nothing more.
 
 mod config_json;
+mod purge;
 
 use crate::config::BackendState;
 use crate::control::{ControlState, ServeAdmin};
@@ -87,7 +88,10 @@ async fn handle(mut stream: TcpStream, state: Rc<RefCell<ControlState>>) {
         Ok(Ok((buf, head, headers))) => {
             request = Request::of(&head);
             let body = &buf[head.head_len as usize..];
-            respond_to(&state, &buf, &head, &headers, body)
+            match respond_to(&state, &buf, &head, &headers, body) {
+                Routed::Reply(reply) => reply,
+                Routed::Purge(target) => purge::purge(&state, target).await,
+            }
         }
         Ok(Err(reply)) => reply,
         Err(_) => Reply::error(408, "request timeout"),
@@ -152,13 +156,19 @@ fn token_matches(presented: &[u8], token: &[u8]) -> bool {
         && presented.iter().zip(token).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }
 
+/// What an admin request needs: a reply now, or a purge whose reply waits on the workers.
+enum Routed {
+    Reply(Reply),
+    Purge(crate::control::PurgeTarget),
+}
+
 fn respond_to(
     state: &Rc<RefCell<ControlState>>,
     buf: &[u8],
     head: &RequestHead,
     headers: &[crate::http::HeaderLine],
     body: &[u8],
-) -> Reply {
+) -> Routed {
     if let Some(token) = state.borrow().config.admin.token.as_deref() {
         let presented = find_header(buf, headers, b"authorization")
             .and_then(|value| value.strip_prefix(b"Bearer "))
@@ -166,7 +176,7 @@ fn respond_to(
         if !presented.is_some_and(|presented| token_matches(presented, token.as_bytes())) {
             let mut reply = Reply::error(401, "missing or wrong bearer token");
             reply.headers = "WWW-Authenticate: Bearer realm=\"ringway admin\"\r\n";
-            return reply;
+            return Routed::Reply(reply);
         }
     }
     let target = head.target.of(buf);
@@ -174,7 +184,23 @@ fn respond_to(
     let query = target.get(path.len() + 1..).unwrap_or_default();
     let path = String::from_utf8_lossy(path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (head.method, segments.as_slice()) {
+    match purge::purge_request(head, &segments, query, body) {
+        Some(Ok(target)) => return Routed::Purge(target),
+        Some(Err(reply)) => return Routed::Reply(reply),
+        None => {}
+    }
+    Routed::Reply(route(state, head, &segments, query, body))
+}
+
+/// The endpoints that answer at once.
+fn route(
+    state: &Rc<RefCell<ControlState>>,
+    head: &RequestHead,
+    segments: &[&str],
+    query: &[u8],
+    body: &[u8],
+) -> Reply {
+    match (head.method, segments) {
         (Method::Get | Method::Head, [""]) => {
             Reply::new(200, "text/html; charset=utf-8", DASHBOARD)
         }

@@ -25,6 +25,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) access_log: FileAccessLog,
     #[serde(default)]
+    pub(super) cache: FileCache,
+    #[serde(default)]
     pub(super) log: FileLog,
     #[serde(default)]
     pub(super) listener: Vec<FileListener>,
@@ -139,6 +141,8 @@ pub(super) struct FileListener {
     pub(super) total_timeout_ms: Option<u64>,
     /// Sources whose connections start with a PROXY protocol header.
     pub(super) proxy_protocol_from: Option<Vec<String>>,
+    /// Clients whose `PURGE` drops a cached response.
+    pub(super) purge_allow: Option<Vec<String>>,
     pub(super) client_hello_timeout_ms: Option<u64>,
     /// `"default"` or `"close"`: what a hello without SNI, or a malformed one, gets.
     pub(super) sni_fallback: Option<String>,
@@ -221,6 +225,32 @@ pub(super) struct FileRoute {
     pub(super) rate_limit: Option<FileRateLimit>,
     pub(super) request_buffering: Option<bool>,
     pub(super) compression: Option<FileCompression>,
+    pub(super) cache: Option<FileRouteCache>,
+}
+
+/// `[cache]`: the store, per worker.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCache {
+    pub(super) memory_bytes: Option<u64>,
+}
+
+/// `cache = { enabled, default_ttl_ms, object_bytes_max, ... }`: a route's response cache.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRouteCache {
+    pub(super) enabled: Option<bool>,
+    pub(super) default_ttl_ms: Option<u64>,
+    pub(super) object_bytes_max: Option<u64>,
+    pub(super) methods: Option<Vec<String>>,
+    pub(super) query_sorted: Option<bool>,
+    pub(super) query_ignore: Option<Vec<String>>,
+    pub(super) key_headers: Option<Vec<String>>,
+    pub(super) honor_no_cache: Option<bool>,
+    pub(super) stale_while_revalidate_ms: Option<u64>,
+    pub(super) stale_if_error_ms: Option<u64>,
+    pub(super) store_set_cookie: Option<bool>,
+    pub(super) coalesce_timeout_ms: Option<u64>,
 }
 
 /// `compression = { enabled, encodings, gzip_level, ... }`: response compression.

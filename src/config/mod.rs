@@ -6,6 +6,7 @@
 mod bounds;
 mod cluster;
 mod compression;
+mod cache;
 mod error;
 mod guard;
 mod file;
@@ -15,6 +16,7 @@ mod names;
 mod tls;
 mod validate;
 
+pub use cache::{CacheConfig, RouteCache};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::{
     Anonymity, BodyRule, BodyRuleAction, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig,
@@ -46,6 +48,8 @@ pub struct Config {
     /// How often workers publish their counters to the control thread.
     pub stats_interval: Duration,
     pub access_log: AccessLogConfig,
+    /// The response cache's store.
+    pub cache: CacheConfig,
     pub log: LogConfig,
 }
 
@@ -213,6 +217,9 @@ pub struct Listener {
     /// Sources whose connections open with a PROXY protocol header (v1 or v2); empty when
     /// the listener takes none. When set, a connection from any other source is closed.
     pub proxy_protocol_from: IpList,
+    /// Clients whose `PURGE` drops a cached response on every worker; when empty,
+    /// `PURGE` is a method like any other and goes to the backend.
+    pub purge_allow: IpList,
     /// A forward proxy: absolute-form requests and CONNECT go where they name (routes, if
     /// any, take the origin-form ones).
     pub forward: Option<Arc<Forward>>,
@@ -382,6 +389,8 @@ pub struct Route {
     pub request_buffering: bool,
     /// Response compression, when the route has an enabled `compression` table.
     pub compression: Option<Box<Compression>>,
+    /// The response cache, when the route has an enabled `cache` table.
+    pub cache: Option<Box<RouteCache>>,
 }
 
 /// A content coding the proxy can apply to a response (RFC 9110 §8.4.1).

@@ -76,6 +76,7 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
             errors,
         )),
         access_log: validate_access_log(&file.access_log, errors),
+        cache: super::cache::validate_cache(&file.cache, errors),
         log: validate_log(&file.log, errors),
     }
 }
@@ -416,6 +417,7 @@ fn validate_listener(
             listener.proxy_protocol_from.as_ref(),
             errors,
         ),
+        purge_allow: purge_allow(&at, listener, errors),
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(
@@ -500,7 +502,17 @@ fn validate_route(
         action,
         request_buffering: route.request_buffering.unwrap_or(true),
         compression: compression::validate_compression(at, route.compression.as_ref(), errors),
+        cache: super::cache::validate_route_cache(at, route.cache.as_ref(), errors),
     }
+}
+
+/// A listener's `purge_allow`: who may send `PURGE`.
+fn purge_allow(
+    at: &str,
+    listener: &FileListener,
+    errors: &mut Vec<ConfigError>,
+) -> crate::limit::IpList {
+    super::guard::ip_list(&format!("{at}.purge_allow"), listener.purge_allow.as_ref(), errors)
 }
 
 /// A route's `methods`: tokens in capitals.

@@ -378,9 +378,76 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
             (unread_body(next, has_body), buf)
         }
         Some(RouteAction::Cluster(cluster)) => {
-            proxy_to(client, head, buf, Target::Cluster(*cluster), chosen).await
+            proxy_or_purge(client, head, buf, *cluster, chosen).await
         }
     }
+}
+
+/// A cluster route's request: a `PURGE` the listener takes is the cache's; the rest goes
+/// to the cluster.
+async fn proxy_or_purge(
+    client: &mut Client,
+    head: &RequestHead,
+    buf: Vec<u8>,
+    cluster: crate::config::ClusterId,
+    route: Option<&crate::config::Route>,
+) -> (Next, Vec<u8>) {
+    if is_purge(client, &buf, head) {
+        return answer_purge(client, route, head, buf).await;
+    }
+    proxy_to(client, head, buf, Target::Cluster(cluster), route).await
+}
+
+/// A `PURGE` on a listener that takes them (`purge_allow` set); elsewhere it is a method
+/// like any other, for the backend.
+fn is_purge(client: &Client, buf: &[u8], head: &RequestHead) -> bool {
+    head.method_span.of(buf) == b"PURGE"
+        && !client.worker.config.listeners[client.listener].purge_allow.is_empty()
+}
+
+/// Answers a `PURGE`: from a client `purge_allow` lists, this worker drops the request's
+/// key now and every worker hears of it through the control thread; 403 otherwise.
+async fn answer_purge(
+    client: &mut Client,
+    route: Option<&crate::config::Route>,
+    head: &RequestHead,
+    mut buf: Vec<u8>,
+) -> (Next, Vec<u8>) {
+    let next = purge_and_answer(client, route, head, &buf).await;
+    buf.drain(..head.head_len as usize);
+    (unread_body(next, has_body(head)), buf)
+}
+
+/// The purge itself, and its answer: see [`answer_purge`].
+async fn purge_and_answer(
+    client: &mut Client,
+    route: Option<&crate::config::Route>,
+    head: &RequestHead,
+    buf: &[u8],
+) -> Next {
+    let worker = client.worker.clone();
+    let listener = &worker.config.listeners[client.listener];
+    let keep_alive = head.keep_alive && !has_body(head) && !worker.shutting_down.get();
+    if !listener.purge_allow.contains(client.peer.ip()) {
+        let request = Request::of(head);
+        return answer_error(client, &ProxyError::Forbidden, request, keep_alive).await;
+    }
+    let https = listener.tls.is_some();
+    let rules = route.and_then(|route| route.cache.as_deref());
+    let key = rules.and_then(|rules| crate::proxy::cache::purge_key(rules, https, head, buf));
+    let purged = key.map_or(0, |key| crate::proxy::cache::purge_everywhere(&worker, key));
+    let body = format!("{{\"purged\":{purged}}}\n");
+    let content = response::Content {
+        status: 200,
+        content_type: b"application/json",
+        extra: b"",
+        body: body.as_bytes(),
+    };
+    let mut out = Vec::with_capacity(256);
+    let body_len = response::write_content(&content, Request::of(head), keep_alive, &mut out);
+    client.outcome.status = 200;
+    client.outcome.report.body_bytes_out = body_len;
+    send(client, out, keep_alive).await
 }
 
 /// A forward proxy's request: admitted (target, credentials, rules, resolution, address
@@ -581,6 +648,8 @@ async fn proxy_to(
         report: &mut client.outcome.report,
         continue_sent: read.continue_sent,
         compression,
+        cache: route.and_then(|route| Some((route.id, route.cache.as_deref()?))),
+        revalidation: Vec::new(),
         forward,
     };
     let (result, mut buf) = exchange(x, buf).await;

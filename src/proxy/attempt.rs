@@ -393,6 +393,7 @@ async fn send_request(
             host_rewrite: destination.host_rewrite.then_some(destination.host),
             request_id: x.request_id.map(|id| (&*x.worker.config.access_log.request_id_header, id)),
             strong_if_none_match: x.compression.is_some(),
+            revalidation: &x.revalidation,
             forward: x.forward,
         };
         render_request_head(&forwarding, &mut out);

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! decoder (length, chunked, until close) -> transform (identity, code) -> encoder (raw, chunked)
-//!                                         \-> tap (none): sees the decoded bytes
+//!                                         \-> tap (none, store): sees the decoded bytes
 //! ```
 //!
 //! Chunked bodies are decoded and re-encoded, so the framing that leaves is canonical, and
@@ -68,19 +68,19 @@ impl Transform {
     }
 }
 
-/// What sees the decoded bytes besides the sink (a cache store will).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What sees the decoded bytes besides the sink: the cache's store fills an entry's body.
+#[derive(Debug)]
 pub enum Tap {
     None,
+    Store(Box<crate::cache::entry::Fill>),
 }
 
 impl Tap {
     /// Shows `data`, decoded, to the tap.
     fn observe(&mut self, data: &[u8]) {
         match self {
-            Self::None => {
-                let _ = data;
-            }
+            Self::None => {}
+            Self::Store(fill) => fill.take(data),
         }
     }
 }
@@ -164,6 +164,11 @@ impl Body {
     /// The same body with `transform` instead of the identity.
     pub fn with_transform(self, transform: Transform) -> Self {
         Self { transform, ..self }
+    }
+
+    /// The same body with `tap` watching its decoded bytes.
+    pub fn with_tap(self, tap: Tap) -> Self {
+        Self { tap, ..self }
     }
 }
 

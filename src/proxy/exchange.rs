@@ -163,6 +163,11 @@ pub struct Exchange<'a> {
     pub continue_sent: bool,
     /// The route's compression and what the client accepts, when the route compresses.
     pub compression: Option<super::compression::RouteCompression<'a>>,
+    /// The route's response cache, when it has one, and the route (for its counters).
+    pub cache: Option<(crate::config::RouteId, &'a crate::config::RouteCache)>,
+    /// Lines the cache phase adds to the forwarded request to revalidate a stored
+    /// response (`If-None-Match`, `If-Modified-Since`); empty otherwise.
+    pub revalidation: Vec<u8>,
     /// A forward proxy's head edits (anonymity, header lists), on a forward listener.
     pub forward: Option<ForwardHead<'a>>,
 }

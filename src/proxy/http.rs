@@ -5,6 +5,7 @@
 
 use super::attempt::{Attempt, RequestSent, attempt, request_relay_options, upstream_read_options};
 use super::body::{self, Body, Decoder, Transform};
+use super::cache;
 use super::compression;
 use super::compression::HeadChanges;
 use super::duplex::{Direction, Relayed, relay_both_ways};
@@ -32,10 +33,48 @@ pub async fn exchange(
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
     let worker = x.worker;
     x.report.bytes_in = u64::from(x.request.head.head_len);
+    let mut lookup = cache::lookup(&mut x, &buf, true);
+    if let cache::Lookup::Wait(running) = lookup {
+        let timeout =
+            x.cache.map_or(std::time::Duration::ZERO, |(_, rules)| rules.coalesce_timeout);
+        cache::wait_for_fetch(running, timeout).await;
+        lookup = cache::lookup(&mut x, &buf, false);
+    }
+    let mut pending = match lookup {
+        cache::Lookup::Answer { answer, refresh } => {
+            let head_len = (x.request.head.head_len as usize).min(buf.len());
+            let request_head = refresh.as_ref().map(|_| buf[..head_len].to_vec());
+            let mut buf = buf;
+            buf.drain(..head_len);
+            let answered = cache::answer(&mut x, answer, buf).await;
+            if let (Some(pending), Some(request_head)) = (refresh, request_head) {
+                Box::pin(refresh_stored(&mut x, *pending, request_head)).await;
+            }
+            return answered;
+        }
+        cache::Lookup::Forward(pending) => pending,
+        cache::Lookup::Wait(_) => None,
+    };
     let (attempt, client_out) = attempt(&mut x, worker.out_vec(buf)).await;
     match attempt {
-        Ok(attempt) => respond(&mut x, attempt, client_out).await,
-        Err(error) => (Err(error), worker.into_buf(client_out)),
+        Ok(attempt) => respond(&mut x, attempt, client_out, pending.as_deref_mut()).await,
+        Err(error) => {
+            let stale =
+                pending.as_deref_mut().and_then(|pending| cache::on_error(worker, pending, error));
+            let mut buf = worker.into_buf(client_out);
+            match stale {
+                Some(answer) => {
+                    let head_len = x.request.head.head_len as usize;
+                    if buf.len() >= head_len {
+                        buf.drain(..head_len);
+                    } else {
+                        buf.clear();
+                    }
+                    cache::answer(&mut x, answer, buf).await
+                }
+                None => (Err(error), buf),
+            }
+        }
     }
 }
 
@@ -46,12 +85,21 @@ async fn respond(
     x: &mut Exchange<'_>,
     mut attempt: Attempt<'_>,
     client_out: OutVec,
+    mut pending: Option<&mut cache::Pending<'_>>,
 ) -> (Result<ExchangeEnd, ProxyError>, Vec<u8>) {
     let worker = x.worker;
     let options = upstream_read_options(worker, attempt.response_timeout);
     let (head_len, response_keep_alive) =
         (attempt.response.head_len as usize, attempt.response.keep_alive);
-    let (plan, out, transform) = response_head(x, &mut attempt);
+    let tap = match cache_verdict(worker, &attempt, pending.as_deref_mut()) {
+        cache::Verdict::Relay(tap) => tap,
+        cache::Verdict::Answer(answer) => {
+            finish_unread(x, attempt);
+            return cache::answer(x, answer, worker.into_buf(client_out)).await;
+        }
+    };
+    let cache_lines = pending.as_deref().map_or(&[][..], |pending| &pending.lines[..]);
+    let (plan, out, transform) = response_head(x, &mut attempt, cache_lines);
     if plan.upgrade {
         let (result, mut out) = body::write(&mut x.downstream, out, options.write_timeout).await;
         x.report.bytes_out = out.take_written();
@@ -69,16 +117,15 @@ async fn respond(
             }
         };
     }
-    let mut body = Decoder::for_framing(plan.framing)
-        .map(|decoder| Body::new(head_len, decoder, plan.encoder).with_transform(transform));
+    let mut body = Decoder::for_framing(plan.framing).map(|decoder| {
+        Body::new(head_len, decoder, plan.encoder).with_transform(transform).with_tap(tap)
+    });
     let download = Direction { out, head_len, body: body.as_mut(), options: &options };
     let (relayed, client_buf, request_whole) =
         relay_response(x, &mut attempt, download, client_out).await;
     let (result, mut out) = relayed;
-    if let Some(body) = &body {
-        let failed = matches!(result, Err(body::RelayError::Coder(_)));
-        compression::record_end(worker, x.compression, &body.transform, failed);
-        count_refusal(x, &body.transform);
+    if let Some(body) = &mut body {
+        end_body(x, body, &result, pending);
     }
     x.report.bytes_out = out.take_written();
     match result {
@@ -110,6 +157,112 @@ async fn respond(
         }
     };
     (Ok(ExchangeEnd::Done { keep_alive, body_unread: !request_whole }), client_buf)
+}
+
+/// A background refresh (stale-while-revalidate), after the client got the stale entry:
+/// the stored response is revalidated, and a new one stored, with no byte to the client.
+/// It runs in the exchange's task, so this connection's next request waits for it; the
+/// key's other requests do not (the store answered them).
+async fn refresh_stored(x: &mut Exchange<'_>, mut pending: cache::Pending<'_>, head: Vec<u8>) {
+    let worker = x.worker;
+    // As HTTP/1.0, so an interim 103 is not relayed to a client already answered.
+    let quiet_head = crate::http::RequestHead {
+        version: crate::http::Version::Http10,
+        ..x.request.head.clone()
+    };
+    let mut report = super::exchange::ExchangeReport::default();
+    let Downstream::H1(client) = &mut x.downstream;
+    let mut quiet = Exchange {
+        worker,
+        downstream: Downstream::H1(client),
+        request: super::exchange::RequestView { head: &quiet_head, headers: x.request.headers },
+        target: x.target,
+        https: x.https,
+        response_headers: b"",
+        peer: x.peer,
+        peer_text: x.peer_text,
+        request_id: x.request_id,
+        report: &mut report,
+        continue_sent: false,
+        compression: None,
+        cache: x.cache,
+        revalidation: pending.revalidation_lines(),
+        forward: x.forward,
+    };
+    let (attempt, out) = attempt(&mut quiet, worker.out_vec(head)).await;
+    worker.give_buffer(worker.into_buf(out));
+    let Ok(mut attempt) = attempt else { return };
+    let tap = match cache_verdict(worker, &attempt, Some(&mut pending)) {
+        cache::Verdict::Relay(tap) => tap,
+        cache::Verdict::Answer(_) => return finish_unread(&quiet, attempt),
+    };
+    let framing = crate::http::response_framing(quiet_head.method, &attempt.response);
+    let head_len = attempt.response.head_len as usize;
+    let options = upstream_read_options(worker, attempt.response_timeout);
+    let out = worker.out_vec(std::mem::take(&mut attempt.response_buf));
+    let mut body = Decoder::for_framing(framing).map(|decoder| {
+        let mut body = Body::new(head_len, decoder, body::Encoder::Raw);
+        body.tap = tap;
+        body
+    });
+    let (result, out) = match body.as_mut() {
+        Some(body) => {
+            body::relay(&mut attempt.upstream.stream, &mut cache::Discard, out, body, &options)
+                .await
+        }
+        None => (Ok(0), out),
+    };
+    if let Some(body) = &mut body {
+        end_body(&quiet, body, &result, Some(&mut pending));
+    }
+    let response_buf = worker.into_buf(out);
+    // The relay drained the head with the body; without a body the head is still there.
+    let after_body = if body.is_some() {
+        response_buf.len()
+    } else {
+        response_buf.len().saturating_sub(head_len)
+    };
+    let reuse = ReuseFacts {
+        method: quiet_head.method,
+        request_complete: true,
+        response_keep_alive: attempt.response.keep_alive,
+        framing,
+        response_complete: result.is_ok(),
+        leftover: after_body > 0 || attempt.upstream.stream.has_buffered(),
+        backend_active: true,
+        shutting_down: worker.shutting_down.get(),
+    };
+    worker.give_buffer(response_buf);
+    finish(&quiet, attempt, reuse);
+}
+
+/// The cache's verdict on a response head: relay (with a store tap), or answer from the
+/// store. A request the cache does not follow is relayed as it is.
+fn cache_verdict(
+    worker: &crate::worker::Worker,
+    attempt: &Attempt<'_>,
+    pending: Option<&mut cache::Pending<'_>>,
+) -> cache::Verdict {
+    let Some(pending) = pending else { return cache::Verdict::Relay(body::Tap::None) };
+    let response = (&attempt.response, &attempt.response_buf[..], &attempt.response_lines[..]);
+    cache::on_response(worker, pending, response)
+}
+
+/// After the relay: the coder's counts, a forward proxy's refusal, and the store of a
+/// body the tap filled whole.
+fn end_body(
+    x: &Exchange<'_>,
+    body: &mut Body,
+    result: &Result<u64, body::RelayError>,
+    pending: Option<&mut cache::Pending<'_>>,
+) {
+    let failed = matches!(result, Err(body::RelayError::Coder(_)));
+    compression::record_end(x.worker, x.compression, &body.transform, failed);
+    count_refusal(x, &body.transform);
+    if let Some(pending) = pending {
+        let tap = std::mem::replace(&mut body.tap, body::Tap::None);
+        cache::on_body_end(x.worker, pending, tap, result.is_ok());
+    }
 }
 
 /// The relay phase: the response body to the client. A request body the backend paused
@@ -156,7 +309,11 @@ async fn relay_response(
 
 /// The response plan phase: plans the client's response and queues its head in a write
 /// around the response buffer; the body's transform comes with it.
-fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, OutVec, Transform) {
+fn response_head(
+    x: &Exchange<'_>,
+    attempt: &mut Attempt<'_>,
+    cache_lines: &[u8],
+) -> (ResponsePlan, OutVec, Transform) {
     let worker = x.worker;
     let sticky = match (x.target, attempt.backend) {
         (Target::Cluster(id), Some(backend)) if !attempt.sticky_held => {
@@ -184,6 +341,7 @@ fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, 
         listener_lines: x.response_headers,
         set_cookie: sticky,
         compression: changes,
+        cache_lines,
     };
     let mut out = worker.out_vec(std::mem::take(&mut attempt.response_buf));
     let head = (x.request.head, &attempt.response, attempt.response_lines.as_slice());
@@ -199,6 +357,27 @@ fn response_head(x: &Exchange<'_>, attempt: &mut Attempt<'_>) -> (ResponsePlan, 
         transform @ (Transform::Identity | Transform::Code(_)) => transform,
     };
     (plan, out, transform)
+}
+
+/// The finish phase for a response whose body the client does not get (the cache
+/// answered instead): a bodiless response (a 304) leaves the connection reusable.
+fn finish_unread(x: &Exchange<'_>, mut attempt: Attempt<'_>) {
+    let framing = crate::http::response_framing(x.request.head.method, &attempt.response);
+    let bodiless =
+        matches!(framing, crate::http::BodyFraming::None | crate::http::BodyFraming::Length(0));
+    let leftover = attempt.response_buf.len() > attempt.response.head_len as usize
+        || attempt.upstream.stream.has_buffered();
+    let reuse = ReuseFacts {
+        method: x.request.head.method,
+        request_complete: attempt.request.is_whole(),
+        response_keep_alive: attempt.response.keep_alive,
+        framing,
+        response_complete: bodiless,
+        leftover,
+        backend_active: true,
+        shutting_down: x.worker.shutting_down.get(),
+    };
+    finish(x, attempt, reuse);
 }
 
 /// A forward proxy's filter for this response, when its rules apply to it and it has a

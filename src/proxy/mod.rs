@@ -13,6 +13,7 @@ pub mod buffer;
 pub mod attempt;
 pub mod edits;
 pub mod compression;
+pub mod cache;
 pub mod request_head;
 pub mod response_head;
 pub mod body;

@@ -28,6 +28,9 @@ pub struct Forwarding<'a> {
     /// `"x"`), so If-None-Match gets each weak tag's strong form too, for backends that
     /// compare tags as strings.
     pub strong_if_none_match: bool,
+    /// The cache revalidates a stored response: its conditional lines (RFC 9111 §4.3.1)
+    /// go instead of the client's conditionals and range, or empty.
+    pub revalidation: &'a [u8],
     /// A forward proxy's edits, instead of the reverse proxy's X-Forwarded-* lines.
     pub forward: Option<ForwardHead<'a>>,
 }
@@ -125,7 +128,12 @@ fn request_edits<'e>(forwarding: &Forwarding<'e>, out: &mut OutVec) -> HeadEdits
     if let Some(upgrade) = head.upgrade {
         add_line(extra, b"Upgrade", upgrade.of(buf));
     }
-    if forwarding.strong_if_none_match && add_strong_tags(headers, buf, extra) {
+    if !forwarding.revalidation.is_empty() {
+        // The stored response's validators ask; the client's own are answered from the
+        // entry once it is fresh again, and a range from the whole body.
+        edits.drop_names(CACHE_REPLACED);
+        extra.extend_from_slice(forwarding.revalidation);
+    } else if forwarding.strong_if_none_match && add_strong_tags(headers, buf, extra) {
         edits.drop_names(IF_NONE_MATCH);
     }
     edits.add_extra(start..extra.len());
@@ -133,6 +141,14 @@ fn request_edits<'e>(forwarding: &Forwarding<'e>, out: &mut OutVec) -> HeadEdits
 }
 
 const IF_NONE_MATCH: &[&[u8]] = &[b"if-none-match"];
+const CACHE_REPLACED: &[&[u8]] = &[
+    b"if-none-match",
+    b"if-modified-since",
+    b"if-match",
+    b"if-unmodified-since",
+    b"if-range",
+    b"range",
+];
 
 /// The edits of a request through a forward proxy: the Host of the absolute-form target,
 /// `Via` and `X-Forwarded-For` as its anonymity level says, and its header lists.
@@ -282,6 +298,7 @@ mod tests {
             host_rewrite: None,
             request_id: None,
             strong_if_none_match: false,
+            revalidation: b"",
             forward: None,
         };
         adjust(&mut forwarding);
@@ -343,6 +360,17 @@ mod tests {
         let strong = b"GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\"\r\n\r\n";
         let head = forwarded(strong, |forwarding| forwarding.strong_if_none_match = true);
         assert!(head.contains("Host: h\r\nIf-None-Match: \"a\"\r\n"), "left as it is: {head}");
+    }
+
+    #[test]
+    fn a_revalidation_replaces_the_clients_conditionals() {
+        let request =
+            b"GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"x\"\r\nRange: bytes=0-1\r\n\r\n";
+        let head = forwarded(request, |forwarding| {
+            forwarding.revalidation = b"If-None-Match: \"a\"\r\n";
+        });
+        assert!(head.contains("If-None-Match: \"a\"\r\n"), "{head}");
+        assert!(!head.contains("\"x\"") && !head.contains("Range"), "{head}");
     }
 
     #[test]

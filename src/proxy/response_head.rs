@@ -217,6 +217,8 @@ pub struct ResponseAdditions<'a> {
     pub set_cookie: Option<(&'a Sticky, [u8; 16])>,
     /// Content-Encoding, Vary and a weakened ETag, when the route compresses.
     pub compression: HeadChanges,
+    /// `Cache-Status` (RFC 9211) and the like, complete lines, when the route caches.
+    pub cache_lines: &'a [u8],
 }
 
 /// Queues the client's response head in `out`, whose `buf` holds the backend's head at
@@ -268,6 +270,7 @@ pub fn render_response_head(
         extra.extend_from_slice(b"\r\n");
     }
     extra.extend_from_slice(additions.listener_lines);
+    extra.extend_from_slice(additions.cache_lines);
     if let Some((sticky, value)) = additions.set_cookie {
         extra.extend_from_slice(b"Set-Cookie: ");
         extra.extend_from_slice(sticky.cookie.as_bytes());
@@ -309,6 +312,7 @@ mod tests {
             listener_lines: b"Strict-Transport-Security: x\r\n",
             set_cookie: None,
             compression: HeadChanges::default(),
+            cache_lines: b"",
         };
         render_response_head((&request, &head, &lines), &plan, &additions, &mut out);
         (plan, String::from_utf8(out.to_bytes()).expect("ascii"))

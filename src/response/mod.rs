@@ -75,6 +75,9 @@ pub enum Body<'a> {
     /// `status reason` and a newline: what an error says.
     StatusText,
     Bytes(&'a [u8]),
+    /// A body of this many bytes that the caller sends after the head (a stored
+    /// response's, from the cache): the writer frames it and writes the head only.
+    Follows(u64),
 }
 
 /// Appends `response` to `out` and returns how many body bytes it wrote.
@@ -95,6 +98,7 @@ pub fn write(response: &Response<'_>, out: &mut Vec<u8>) -> u64 {
     let body_len = match response.body {
         Body::StatusText => status_text_len(status),
         Body::Bytes(bytes) => bytes.len() as u64,
+        Body::Follows(len) => len,
     };
     if status != 204 {
         write_line(&Line::Number(b"Content-Length", body_len), out);
@@ -115,6 +119,7 @@ pub fn write(response: &Response<'_>, out: &mut Vec<u8>) -> u64 {
             out.push(b'\n');
         }
         Body::Bytes(bytes) => out.extend_from_slice(bytes),
+        Body::Follows(_) => {}
     }
     body_len
 }

@@ -6,12 +6,13 @@
 //! { "uptime_seconds": f64, "worker_count": n, "requests": n, "requests_per_class": CLASSES,
 //!   "latency_ms": LATENCY,
 //!   "workers":   [ { "worker": 0, "reported": bool, "requests": n, "requests_per_class",
-//!                    "latency_ms": LATENCY, "connections_active": n, "connections_total": n } ],
+//!                    "latency_ms": LATENCY, "connections_active": n, "connections_total": n,
+//!                    "cache": CACHE (with "store_bytes", "store_keys") } ],
 //!   "listeners": [ { "name", "mode": "http"|"tcp"|"udp", "requests", "requests_per_class",
 //!                    "bytes_received", "bytes_sent", "connections_active",
 //!                    "connections_total", "rejected": REJECTED, "forward": FORWARD } ],
 //!   "routes":    [ { "name": "public/0", "listener", "requests", "requests_per_class",
-//!                    "latency_ms", "compression": COMPRESSION } ],
+//!                    "latency_ms", "compression": COMPRESSION, "cache": CACHE } ],
 //!   "clusters":  [ { "name", "requests", "requests_per_class", "retries", "latency_ms",
 //!                    "upstream_latency_ms",
 //!                    "backends": [ { "name", "state": "active"|"draining"|"disabled", "up",
@@ -30,6 +31,8 @@
 //! COMPRESSION = { "coded": { "zstd"|"br"|"gzip"|"gunzip": { "responses", "bytes_in",
 //!                 "bytes_out" } }, "skipped": { "not_accepted": n, ... per SkipReason },
 //!                 "errors": n }
+//! CACHE    = { "hits", "misses", "stale", "revalidations", "not_modified", "bypasses",
+//!              "stores", "evictions", "bytes_stored", "hit_ratio": f64 }
 //! ```
 //!
 //! `reported` is false for a worker whose first snapshot has not arrived (its counts read 0).
@@ -66,6 +69,7 @@ struct WorkerJson {
     latency_ms: LatencyJson,
     connections_active: u64,
     connections_total: u64,
+    cache: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -92,6 +96,7 @@ struct RouteJson<'a> {
     requests_per_class: ClassCounts,
     latency_ms: LatencyJson,
     compression: serde_json::Value,
+    cache: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -190,6 +195,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         requests_per_class: stats.requests,
         latency_ms: LatencyJson::from(&stats.latency),
         compression: super::compression::to_json(&stats.compression),
+        cache: super::cache::to_json(&stats.cache, None),
     });
     let stats = Stats {
         uptime_seconds: view.uptime.as_secs_f64(),
@@ -223,6 +229,10 @@ fn worker_json((worker, snapshot): (usize, &Option<WorkerStats>)) -> WorkerJson 
         latency_ms: stats.map_or_else(LatencyJson::default, |stats| (&stats.latency).into()),
         connections_active: stats.map_or(0, WorkerStats::connections_active),
         connections_total: stats.map_or(0, WorkerStats::connections_total),
+        cache: super::cache::to_json(
+            &stats.map(WorkerStats::cache_total).unwrap_or_default(),
+            Some(&stats.map(|stats| stats.cache_store).unwrap_or_default()),
+        ),
     }
 }
 

@@ -7,6 +7,9 @@
 
 mod aggregate;
 mod compression;
+mod cache;
+
+pub use cache::{CacheCounts, CacheEvent, StoreGauge};
 mod forward;
 mod json;
 mod l4;

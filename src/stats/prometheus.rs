@@ -29,6 +29,8 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         (family, |out, name, labels, value| sample(out, name, labels, value));
     super::compression::render_prometheus(layout, &merged.total, writers, out);
     super::l4::render_prometheus(layout, &merged.total, writers, out);
+    let cache = (&merged.total, aggregate.snapshots());
+    super::cache::render_prometheus(layout, cache, writers, out);
     super::forward::render_prometheus(layout, &merged.total, writers, out);
 }
 

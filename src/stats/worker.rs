@@ -31,6 +31,8 @@ pub struct WorkerStats {
     pub(super) clusters: Vec<ClusterStats>,
     /// Per [`StatsLayout::backends`] index.
     pub(super) backends: Vec<BackendStats>,
+    /// This worker's cache store, as of the snapshot.
+    pub(super) cache_store: super::cache::StoreGauge,
 }
 
 /// Counters of one listener.
@@ -53,6 +55,7 @@ pub(super) struct RouteStats {
     pub(super) requests: ClassCounts,
     pub(super) latency: Latency,
     pub(super) compression: CompressionCounts,
+    pub(super) cache: super::cache::CacheCounts,
 }
 
 /// Counters of one cluster.
@@ -89,6 +92,7 @@ impl WorkerStats {
             requests: ClassCounts::default(),
             latency: Latency::new(),
             compression: CompressionCounts::default(),
+            cache: super::cache::CacheCounts::default(),
         };
         let cluster = || ClusterStats {
             requests: ClassCounts::default(),
@@ -114,6 +118,7 @@ impl WorkerStats {
             routes: (0..layout.routes.len()).map(|_| route()).collect(),
             clusters: (0..layout.clusters.len()).map(|_| cluster()).collect(),
             backends: (0..layout.backends.len()).map(|_| backend()).collect(),
+            cache_store: super::cache::StoreGauge::default(),
         }
     }
 
@@ -256,6 +261,7 @@ impl WorkerStats {
             into.requests.add(&from.requests);
             into.latency.merge(&from.latency);
             into.compression.add(&from.compression);
+            into.cache.add(&from.cache);
         }
         for (into, from) in self.clusters.iter_mut().zip(&other.clusters) {
             into.requests.add(&from.requests);

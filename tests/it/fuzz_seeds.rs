@@ -71,5 +71,10 @@ fn every_target_has_seeds() {
     let fuzz_dir = Path::new(FUZZ_DIR);
     let targets = names(&fuzz_dir.join("fuzz_targets"), ".rs");
     assert_eq!(targets, names(&fuzz_dir.join("seeds"), ""));
-    assert_eq!(targets.len(), 6, "{targets:?}");
+    assert_eq!(targets.len(), 7, "{targets:?}");
+}
+
+#[test]
+fn cache_freshness_seeds() {
+    replay("cache_freshness", fuzz::check_cache_freshness);
 }

@@ -56,6 +56,9 @@ mod protect;
 // Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.
 mod hardening_parse;
 
+// The response cache: hits, revalidation, conditionals, Vary, invalidation, stale, bounds.
+mod cache;
+
 // The exchange in phases: trailers, full duplex, early answers.
 mod phases;
 // Hardening, round 2: pool poisoning, early answers, slow and malformed bodies, stale pool.

@@ -2,8 +2,8 @@
 //! by `tests/browser/dashboard.py`) loads the page from a running proxy with known traffic
 //! and must show no console error, the same counts as `/stats`, a backend drained through
 //! the admin API within 2 s, "admin unreachable" while the proxy is down, and live again
-//! once it is back on the same port, and each feature's panel (L4, forward proxy) with a
-//! row for its traffic. The screenshot lands in `target/dashboard.png`.
+//! once it is back on the same port, and each feature's panel (cache, L4, forward proxy)
+//! with a row for its traffic. The screenshot lands in `target/dashboard.png`.
 
 use crate::support::client::Client;
 use crate::support::origin::{self, Origin};
@@ -41,7 +41,8 @@ fn the_dashboard_shows_live_numbers_drains_and_survives_a_restart() {
     let config = format!(
         "workers = 2\nshutdown_timeout_ms = 1000\n[admin]\naddr = \"{admin_addr}\"\n\
          [[listener]]\nname = \"public\"\naddr = \"127.0.0.1:{}\"\n[[listener.route]]\n\
-         cluster = \"app\"\n\
+         path_prefix = \"/cached\"\ncluster = \"app\"\ncache = {{ default_ttl_ms = 60000 }}\n\
+         [[listener.route]]\ncluster = \"app\"\n\
          [[listener]]\nname = \"fwd\"\naddr = \"127.0.0.1:{forward}\"\nallow = [\"127.0.0.0/8\"]\n\
          [listener.forward]\ndestination_ip_allow = [\"127.0.0.0/8\"]\n\
          [[listener]]\nname = \"tcp\"\naddr = \"127.0.0.1:{tcp}\"\nmode = \"tcp\"\n\
@@ -54,7 +55,13 @@ fn the_dashboard_shows_live_numbers_drains_and_survives_a_restart() {
     for _ in 0..20 {
         assert_eq!(Client::connect(proxy).get("/").status, 200);
     }
-    // One request through the forward listener, one connection through the TCP one.
+    // A miss then a hit on one connection (one worker's store), one request through the
+    // forward listener, one connection through the TCP one.
+    let mut cached = Client::connect(proxy);
+    for _ in 0..2 {
+        assert_eq!(cached.get("/cached/page").status, 200);
+    }
+    drop(cached);
     let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], forward)));
     client.send(format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr()).as_bytes());
     assert_eq!(client.response().status, 200);
@@ -62,9 +69,9 @@ fn the_dashboard_shows_live_numbers_drains_and_survives_a_restart() {
     let mut relayed = Client::connect(SocketAddr::from(([127, 0, 0, 1], tcp)));
     assert_eq!(relayed.get("/").status, 200);
     drop(relayed);
-    eventually("/stats counts 21 HTTP requests and the TCP connection", || {
+    eventually("/stats counts 23 HTTP requests and the TCP connection", || {
         let stats = admin::get(admin_addr, "/stats").text();
-        stats.contains("\"requests\":21,") && stats.contains("\"connections\":1,")
+        stats.contains("\"requests\":23,") && stats.contains("\"connections\":1,")
     });
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
@@ -123,6 +130,9 @@ fn check(verdict: &serde_json::Value) {
         rows.iter().filter_map(|row| row.as_str().map(str::to_owned)).collect()
     };
     assert!(panel("forward").iter().any(|row| row.starts_with("fwd")), "{:?}", panel("forward"));
+    // The caching route: one hit of two, 50%.
+    let cache = panel("cache");
+    assert!(cache.iter().any(|row| row.starts_with("public/0\t50.0%\t1\t")), "{cache:?}");
     // The origin's backend has an L4 row (shown once a connection was relayed), with no
     // connection open now: the one relayed has closed.
     let l4 = panel("l4");

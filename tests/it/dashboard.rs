@@ -52,23 +52,7 @@ fn the_dashboard_shows_live_numbers_drains_and_survives_a_restart() {
     );
     let mut running = Some(Running::start(&config));
     let proxy = running.as_ref().expect("running").addr;
-    for _ in 0..20 {
-        assert_eq!(Client::connect(proxy).get("/").status, 200);
-    }
-    // A miss then a hit on one connection (one worker's store), one request through the
-    // forward listener, one connection through the TCP one.
-    let mut cached = Client::connect(proxy);
-    for _ in 0..2 {
-        assert_eq!(cached.get("/cached/page").status, 200);
-    }
-    drop(cached);
-    let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], forward)));
-    client.send(format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr()).as_bytes());
-    assert_eq!(client.response().status, 200);
-    drop(client);
-    let mut relayed = Client::connect(SocketAddr::from(([127, 0, 0, 1], tcp)));
-    assert_eq!(relayed.get("/").status, 200);
-    drop(relayed);
+    send_traffic(proxy, (forward, tcp), origin.addr());
     eventually("/stats counts 23 HTTP requests and the TCP connection", || {
         let stats = admin::get(admin_addr, "/stats").text();
         stats.contains("\"requests\":23,") && stats.contains("\"connections\":1,")
@@ -145,4 +129,24 @@ fn check(verdict: &serde_json::Value) {
     assert!(seconds(verdict, "down_shown_after_s") < 5.0);
     assert!(seconds(verdict, "live_again_after_s") < 5.0);
     assert_eq!(verdict["errors_across_restart"], serde_json::json!([]), "console errors");
+}
+
+/// 20 proxied requests, a miss then a hit on one connection (one worker's store), one
+/// request through the forward listener and one connection through the TCP listener.
+fn send_traffic(proxy: SocketAddr, (forward, tcp): (u16, u16), origin: SocketAddr) {
+    for _ in 0..20 {
+        assert_eq!(Client::connect(proxy).get("/").status, 200);
+    }
+    let mut cached = Client::connect(proxy);
+    for _ in 0..2 {
+        assert_eq!(cached.get("/cached/page").status, 200);
+    }
+    drop(cached);
+    let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], forward)));
+    client.send(format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", origin).as_bytes());
+    assert_eq!(client.response().status, 200);
+    drop(client);
+    let mut relayed = Client::connect(SocketAddr::from(([127, 0, 0, 1], tcp)));
+    assert_eq!(relayed.get("/").status, 200);
+    drop(relayed);
 }

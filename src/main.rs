@@ -61,6 +61,12 @@ enum Command {
         #[command(flatten)]
         admin: AdminFlags,
     },
+    /// Reloads the running proxy: today its TLS certificates (as SIGHUP does), read again
+    /// from their files; all or nothing, every problem printed.
+    Reload {
+        #[command(flatten)]
+        admin: AdminFlags,
+    },
     /// The status view with requests per second, refreshed every second.
     Top {
         /// Stop after this many refreshes (default: until interrupted).
@@ -126,14 +132,19 @@ fn tune(path: Option<&PathBuf>, config: &Config, json: bool) -> ExitCode {
 impl Command {
     /// True for the verbs that act on a running proxy.
     fn is_verb(&self) -> bool {
-        matches!(self, Self::Status { .. } | Self::Backend { .. } | Self::Top { .. })
+        matches!(
+            self,
+            Self::Status { .. } | Self::Backend { .. } | Self::Reload { .. } | Self::Top { .. }
+        )
     }
 }
 
 /// Runs a verb against the admin API that `config` (or the flags) names.
 fn verb(command: &Command, config: &Config) -> ExitCode {
-    let (Command::Status { admin } | Command::Backend { admin, .. } | Command::Top { admin, .. }) =
-        command
+    let (Command::Status { admin }
+    | Command::Backend { admin, .. }
+    | Command::Reload { admin }
+    | Command::Top { admin, .. }) = command
     else {
         unreachable!("only verbs come here")
     };
@@ -149,6 +160,7 @@ fn verb(command: &Command, config: &Config) -> ExitCode {
             };
             cli::backend(&api, action, cluster, backend, &mut out)
         }
+        Command::Reload { .. } => cli::reload(&api, &mut out),
         Command::Top { count, interval, .. } => {
             let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
             cli::top(&api, interval, *count, &mut out)
@@ -170,9 +182,13 @@ fn main() -> ExitCode {
     let (path, checking) = match &cli.command {
         Some(Command::Check { file }) => (Some(file), true),
         Some(Command::Tune { config, .. }) => (config.as_ref().or(cli.config.as_ref()), false),
-        Some(Command::Status { .. } | Command::Backend { .. } | Command::Top { .. }) | None => {
-            (cli.config.as_ref(), false)
-        }
+        Some(
+            Command::Status { .. }
+            | Command::Backend { .. }
+            | Command::Reload { .. }
+            | Command::Top { .. },
+        )
+        | None => (cli.config.as_ref(), false),
     };
     let text = match read_config(path) {
         Ok(text) => text,

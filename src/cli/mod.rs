@@ -1,5 +1,5 @@
 //! The CLI verbs an operator uses during an incident, over the admin API: `status`,
-//! `backend drain|enable|disable`, and `top`. Each finds the admin API from the config
+//! `backend drain|enable|disable`, `reload`, and `top`. Each finds the admin API from the config
 //! (`[admin] addr` and `token`) or from flags, and says plainly what went wrong (not
 //! reachable, wrong token, unknown backend) with a non-zero exit.
 
@@ -89,6 +89,27 @@ pub fn backend(
         report["up"],
         report["in_flight"]
     );
+    Ok(())
+}
+
+/// `ringway reload`: what SIGHUP does, through the admin API (`POST /tls/reload`): every
+/// TLS listener's certificates read again, all or nothing. A refusal (422) is an error
+/// that carries the proxy's reasons, and the old certificates stay.
+pub fn reload(api: &AdminApi, out: &mut impl Write) -> Result<(), String> {
+    let answer = api.request("POST", "/tls/reload", "")?;
+    if answer.status == 422 {
+        let reason = serde_json::from_str::<serde_json::Value>(&answer.body)
+            .ok()
+            .and_then(|value| value["error"].as_str().map(str::to_owned))
+            .unwrap_or(answer.body);
+        return Err(format!("reload refused, nothing changed: {reason}"));
+    }
+    let body = api.expect_ok(answer)?;
+    let reloaded = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|value| value["reloaded"].as_u64())
+        .ok_or_else(|| format!("the admin API answered a reload with {body:?}"))?;
+    let _ = writeln!(out, "reloaded the certificates of {reloaded} TLS listeners");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! The incident verbs against a running proxy, through its admin API: `status`, `backend
-//! drain|enable|disable`, `top`, and each way they fail (admin not reachable, wrong token,
-//! unknown backend), which must say what went wrong and exit non-zero.
+//! The incident verbs against a running proxy, through its admin API: `status`,
+//! `backend drain|enable|disable`, `reload`, `top`, and each way they fail (admin not
+//! reachable, wrong token, unknown backend, a refused reload), which must say what went
+//! wrong and exit non-zero.
 
 use crate::support::origin::{self, Origin};
 use crate::support::process::{TempFile, run};
@@ -89,4 +90,32 @@ fn verbs_say_what_went_wrong() {
     let (_, err) = text(&down);
     assert!(!down.status.success());
     assert!(err.contains("cannot reach the admin API") && err.contains(&free.to_string()), "{err}");
+}
+
+/// `ringway reload` reads the certificates again, as SIGHUP does; a broken file is refused
+/// with the reason, and the proxy keeps its old certificates.
+#[test]
+fn reload_rereads_certificates_or_says_why_not() {
+    let pki = crate::support::pki::Pki::new("reload verb CA");
+    let leaf = pki.leaf("site", "site.test", &["site.test"]);
+    let origin = Origin::start(|_| origin::ok("fine"));
+    let tls = format!(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\n[listener.tls]\n\
+         certificates = [{{ cert = {}, key = {} }}]\n[[listener.route]]\ncluster = \"app\"\n",
+        crate::support::pki::toml_path(&leaf.cert),
+        crate::support::pki::toml_path(&leaf.key)
+    );
+    let config = to_origin(Driver::IoUring, origin.addr(), "");
+    let proxy = start_proxy(&format!("{config}\n{tls}"));
+    let admin = proxy.admin_addr().to_string();
+    let output = run(&["reload", "--admin", &admin]);
+    let (out, err) = text(&output);
+    assert!(output.status.success(), "{err}");
+    assert_eq!(out.trim(), "reloaded the certificates of 1 TLS listeners");
+
+    std::fs::write(&leaf.cert, "not a certificate").expect("break the file");
+    let output = run(&["reload", "--admin", &admin]);
+    let (_, err) = text(&output);
+    assert!(!output.status.success());
+    assert!(err.contains("reload refused, nothing changed") && err.contains("PEM"), "{err}");
 }

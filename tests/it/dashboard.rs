@@ -2,8 +2,8 @@
 //! by `tests/browser/dashboard.py`) loads the page from a running proxy with known traffic
 //! and must show no console error, the same counts as `/stats`, a backend drained through
 //! the admin API within 2 s, "admin unreachable" while the proxy is down, and live again
-//! once it is back on the same port, and each feature's panel (cache, L4, forward proxy)
-//! with a row for its traffic. The screenshot lands in `target/dashboard.png`.
+//! once it is back on the same port, and each feature's panel (cache, compression, L4,
+//! forward proxy) with a row for its traffic. The screenshot lands in `target/dashboard.png`.
 
 use crate::support::client::Client;
 use crate::support::origin::{self, Origin};
@@ -35,13 +35,26 @@ fn the_dashboard_shows_live_numbers_drains_and_survives_a_restart() {
         Path::new("/usr/bin/chromium").exists(),
         "/usr/bin/chromium is missing: install Debian's `chromium` package (.ci/run does)"
     );
-    let origin = Origin::start(|_| origin::ok("fine"));
+    // JSON under /z (for the compressing route), a short text elsewhere.
+    let origin = Origin::start(|request| {
+        if request.target().starts_with("/z") {
+            let json = format!("[{}0]", "1,".repeat(1000));
+            let headers = [("Content-Type", "application/json")];
+            return crate::support::origin::Reply::Send(origin::response(
+                200,
+                &headers,
+                json.as_bytes(),
+            ));
+        }
+        origin::ok("fine")
+    });
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let (forward, tcp) = (free_port(), free_port());
     let config = format!(
         "workers = 2\nshutdown_timeout_ms = 1000\n[admin]\naddr = \"{admin_addr}\"\n\
          [[listener]]\nname = \"public\"\naddr = \"127.0.0.1:{}\"\n[[listener.route]]\n\
          path_prefix = \"/cached\"\ncluster = \"app\"\ncache = {{ default_ttl_ms = 60000 }}\n\
+         [[listener.route]]\npath_prefix = \"/z\"\ncluster = \"app\"\ncompression = {{}}\n\
          [[listener.route]]\ncluster = \"app\"\n\
          [[listener]]\nname = \"fwd\"\naddr = \"127.0.0.1:{forward}\"\nallow = [\"127.0.0.0/8\"]\n\
          [listener.forward]\ndestination_ip_allow = [\"127.0.0.0/8\"]\n\
@@ -53,9 +66,9 @@ fn the_dashboard_shows_live_numbers_drains_and_survives_a_restart() {
     let mut running = Some(Running::start(&config));
     let proxy = running.as_ref().expect("running").addr;
     send_traffic(proxy, (forward, tcp), origin.addr());
-    eventually("/stats counts 23 HTTP requests and the TCP connection", || {
+    eventually("/stats counts 24 HTTP requests and the TCP connection", || {
         let stats = admin::get(admin_addr, "/stats").text();
-        stats.contains("\"requests\":23,") && stats.contains("\"connections\":1,")
+        stats.contains("\"requests\":24,") && stats.contains("\"connections\":1,")
     });
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
@@ -114,6 +127,12 @@ fn check(verdict: &serde_json::Value) {
         rows.iter().filter_map(|row| row.as_str().map(str::to_owned)).collect()
     };
     assert!(panel("forward").iter().any(|row| row.starts_with("fwd")), "{:?}", panel("forward"));
+    // The compressing route: one gzip response.
+    let compression = panel("compression");
+    assert!(
+        compression.iter().any(|row| row.starts_with("public/1\tgzip\t1\t")),
+        "{compression:?}"
+    );
     // The caching route: one hit of two, 50%.
     let cache = panel("cache");
     assert!(cache.iter().any(|row| row.starts_with("public/0\t50.0%\t1\t")), "{cache:?}");
@@ -131,8 +150,9 @@ fn check(verdict: &serde_json::Value) {
     assert_eq!(verdict["errors_across_restart"], serde_json::json!([]), "console errors");
 }
 
-/// 20 proxied requests, a miss then a hit on one connection (one worker's store), one
-/// request through the forward listener and one connection through the TCP listener.
+/// 20 proxied requests, a miss then a hit on one connection (one worker's store), a gzip
+/// response, one request through the forward listener and one connection through the TCP
+/// listener.
 fn send_traffic(proxy: SocketAddr, (forward, tcp): (u16, u16), origin: SocketAddr) {
     for _ in 0..20 {
         assert_eq!(Client::connect(proxy).get("/").status, 200);
@@ -142,6 +162,11 @@ fn send_traffic(proxy: SocketAddr, (forward, tcp): (u16, u16), origin: SocketAdd
         assert_eq!(cached.get("/cached/page").status, 200);
     }
     drop(cached);
+    let mut coded = Client::connect(proxy);
+    coded.send(b"GET /z/data.json HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+    let response = coded.response();
+    assert_eq!(response.header("content-encoding"), Some("gzip"));
+    drop(coded);
     let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], forward)));
     client.send(format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", origin).as_bytes());
     assert_eq!(client.response().status, 200);

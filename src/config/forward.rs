@@ -63,6 +63,8 @@ pub const DESTINATION_IP_DENY: &[&str] = &[
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileForward {
+    /// The response cache for forwarded requests, as a route's `cache` table.
+    pub(super) cache: Option<super::file::FileRouteCache>,
     connect_ports: Option<Vec<u16>>,
     connect_timeout_ms: Option<u64>,
     response_timeout_ms: Option<u64>,
@@ -165,6 +167,9 @@ pub struct Forward {
     pub auth_cache_entries_max: usize,
     /// Response rules, when there are any.
     pub response: Option<Arc<ResponseFilter>>,
+    /// The response cache for forwarded GETs and HEADs (never CONNECT), under the route id
+    /// its counters take: the one after the listener's own routes (`LISTENER/forward`).
+    pub cache: Option<(super::RouteId, Box<super::RouteCache>)>,
 }
 
 /// What a forward proxy checks in responses: their content type, and text bodies.
@@ -290,6 +295,8 @@ pub(super) fn forward(at: &str, file: &FileForward, errors: &mut Vec<ConfigError
         header_remove,
         header_replace,
         auth: auth.map(Arc::new),
+        // Numbered by the listener, after its routes: see `validate_listener`.
+        cache: None,
         auth_challenge: format!("Proxy-Authenticate: Basic realm=\"{realm}\"\r\n")
             .into_bytes()
             .into_boxed_slice(),

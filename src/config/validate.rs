@@ -351,6 +351,23 @@ fn validate_workers(workers: Option<&FileWorkers>, errors: &mut Vec<ConfigError>
     }
 }
 
+/// A forward proxy's cache, numbered as one more route of the listener, after its own.
+fn forward_cache(
+    at: &str,
+    listener: &FileListener,
+    mut forward: super::forward::Forward,
+    next_route: &mut RouteId,
+    errors: &mut Vec<ConfigError>,
+) -> super::forward::Forward {
+    let file = listener.forward.as_ref().and_then(|file| file.cache.as_ref());
+    let at = format!("{at}.forward");
+    if let Some(rules) = super::cache::validate_route_cache(&at, file, errors) {
+        forward.cache = Some((*next_route, rules));
+        next_route.0 += 1;
+    }
+    forward
+}
+
 /// Validates listener `index`, numbering its routes from `next_route` on.
 fn validate_listener(
     index: usize,
@@ -391,6 +408,7 @@ fn validate_listener(
             validate_route(id, &format!("{at}.route[{route_index}]"), route, clusters, errors)
         })
         .collect();
+    let forward = forward.map(|forward| forward_cache(&at, listener, forward, next_route, errors));
     let name = listener.access_log.as_deref().unwrap_or(AccessLogFormat::Off.as_str());
     let access_log = AccessLogFormat::from_name(name).unwrap_or_else(|| {
         let reason = format!("unknown format {name:?}; use {}", one_of(&AccessLogFormat::names()));

@@ -648,7 +648,7 @@ async fn proxy_to(
         report: &mut client.outcome.report,
         continue_sent: read.continue_sent,
         compression,
-        cache: route.and_then(|route| Some((route.id, route.cache.as_deref()?))),
+        cache: cache_rules(route, forward.and(listener.forward.as_deref())),
         revalidation: Vec::new(),
         forward,
     };
@@ -672,6 +672,20 @@ async fn proxy_to(
         }
     };
     (next, buf)
+}
+
+/// The cache a request goes through: its route's, or for a forwarded request (`forward`)
+/// the forward proxy's.
+fn cache_rules<'c>(
+    route: Option<&'c crate::config::Route>,
+    forward: Option<&'c crate::config::Forward>,
+) -> Option<(crate::config::RouteId, &'c crate::config::RouteCache)> {
+    match route {
+        Some(route) => route.cache.as_deref().map(|rules| (route.id, rules)),
+        None => {
+            forward.and_then(|forward| forward.cache.as_ref()).map(|(id, rules)| (*id, &**rules))
+        }
+    }
 }
 
 fn log_failure(worker: &Worker, error: &ProxyError) {

@@ -55,6 +55,14 @@ impl StatsLayout {
                     name: format!("{}/{route_index}", listener.name),
                 });
             }
+            // A forward proxy's cache counts as the listener's last route.
+            if let Some((id, _)) =
+                listener.forward.as_ref().and_then(|forward| forward.cache.as_ref())
+            {
+                assert_eq!(id.index(), routes.len(), "route ids follow config order");
+                let name = format!("{}/forward", listener.name);
+                routes.push(RouteLabel { listener: listener_index, name });
+            }
         }
         let mut backends = Vec::new();
         let mut backend_starts = Vec::with_capacity(config.clusters.len());

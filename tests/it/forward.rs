@@ -20,6 +20,7 @@ on_both_drivers!(
     connect_ports_failures_and_early_bytes,
     an_idle_tunnel_is_closed,
     names_resolve_off_the_worker_and_fall_back_to_the_next_address,
+    a_cached_forward_get_reaches_the_origin_once,
 );
 
 /// The forward table tests use: loopback origins allowed.
@@ -200,4 +201,43 @@ fn names_resolve_off_the_worker_and_fall_back_to_the_next_address(driver: Driver
     client
         .send(format!("GET http://localhost:{port}/again HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
     assert_eq!(client.response().text(), "/again");
+}
+
+/// With `cache` on the forward table, the second GET of a URL is answered from the store:
+/// the origin sees one request for two, the key holds the authority (another port is
+/// another object), and the counters name the listener's `forward` slot.
+fn a_cached_forward_get_reaches_the_origin_once(driver: Driver) {
+    let origin = Origin::start(|request| {
+        let body = format!("{} {}", request.method(), request.target());
+        crate::support::origin::Reply::Send(origin::response(
+            200,
+            &[("Cache-Control", "max-age=60")],
+            body.as_bytes(),
+        ))
+    });
+    let other = Origin::start(|_| origin::ok("other origin"));
+    let proxy = forward_proxy(driver, &format!("{LOOPBACK}cache = {{}}\n"));
+    let via = format!("http://{}", proxy.addr());
+    let url = format!("http://127.0.0.1:{}/page", origin.addr().port());
+    assert_eq!(curl_ok(&["-x", &via, &url]), "GET /page");
+    let second = curl_ok(&["-x", &via, "-D", "-", &url]);
+    assert!(second.ends_with("GET /page"), "{second}");
+    assert!(second.to_ascii_lowercase().contains("cache-status: ringway; hit"), "{second}");
+    assert_eq!(origin.requests().len(), 1, "the second GET was the cache's");
+    // The same path on another authority is another object.
+    let elsewhere = format!("http://127.0.0.1:{}/page", other.addr().port());
+    assert_eq!(curl_ok(&["-x", &via, &elsewhere]), "other origin");
+    // A POST is never answered from the store, and invalidates the URL (RFC 9111 §4.4).
+    assert_eq!(curl_ok(&["-x", &via, "--data-binary", "x", &url]), "POST /page");
+    assert_eq!(curl_ok(&["-x", &via, &url]), "GET /page");
+    // (requests() hands over what arrived since the last call.)
+    let methods: Vec<String> =
+        origin.requests().iter().map(|request| request.method().to_owned()).collect();
+    assert_eq!(methods, ["POST", "GET"], "the GET after the POST went to the origin");
+    crate::support::eventually("the forward cache counts a hit", || {
+        crate::support::admin::get(proxy.admin_addr(), "/metrics")
+            .text()
+            .lines()
+            .any(|line| line.starts_with("ringway_cache_hits_total{route=\"listener0/forward\"} 1"))
+    });
 }

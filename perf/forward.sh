@@ -12,6 +12,9 @@
 #                 both sides (the origin answers "hello world\n")
 #   forward_tls   perf/forward_tls.py -c16: CONNECT, one TLS handshake with the origin
 #                 through the tunnel, then GET / over TLS keep-alive on it
+#   forward_cached wrk -c16: GET http://origin/cached (max-age=600) through ringway's caching
+#                 forward listener and through a second Squid with a 64 MB memory cache:
+#                 after the first, every request is a hit
 # Layout: CPU 0 runs the proxy under test; CPU 1 the origin (nginx) and the load.
 set -euo pipefail
 
@@ -27,6 +30,8 @@ LOAD_CPU=1
 ORIGIN_PORT=18600
 ORIGIN_TLS_PORT=18643
 declare -A PORT=([ringway]=18601 [squid]=18602)
+# forward_cached: ringway's second (caching) listener, and a second Squid with a memory cache.
+declare -A CACHED_PORT=([ringway]=18603 [squid]=18604)
 WORK=$ROOT/perf/work-forward
 log() { echo "perf/forward: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -115,6 +120,7 @@ http {
         ssl_certificate cert.pem;
         ssl_certificate_key key.pem;
         location / { return 200 "hello world\n"; }
+        location /cached { add_header Cache-Control "max-age=600" always; return 200 "hello world\n"; }
     }
 }
 CONF
@@ -141,6 +147,11 @@ forwarded_for on
 via on
 shutdown_lifetime 1 seconds
 CONF
+# The same Squid with a memory cache, for forward_cached (Squid's usual memory-only setup).
+sed -e "s|^http_port .*|http_port 127.0.0.1:${CACHED_PORT[squid]}|" \
+    -e "s|^cache deny all|cache allow all|" -e "s|^cache_mem 0 MB|cache_mem 64 MB|" \
+    -e "s|squid\.pid$|squid-cache.pid|" -e "s|/cache\.log$|/cache-cache.log|" \
+    "$WORK/squid/squid.conf" >"$WORK/squid/squid-cache.conf"
 cat >"$WORK/ringway/ringway.toml" <<CONF
 # ringway as a forward proxy, set up as Squid is above: one worker on CPU $PROXY_CPU.
 workers = [$PROXY_CPU]
@@ -159,6 +170,15 @@ anonymity = "transparent"
 pool_idle_max = 256
 pool_idle_timeout_ms = 600000
 pool_requests_max = 1000000000
+[[listener]]
+name = "cached"
+addr = "127.0.0.1:${CACHED_PORT[ringway]}"
+backlog = 4096
+[listener.forward]
+connect_ports = [$ORIGIN_TLS_PORT]
+destination_ip_allow = ["127.0.0.0/8"]
+anonymity = "transparent"
+cache = {}
 CONF
 
 log "origin (nginx) on :$ORIGIN_PORT and :$ORIGIN_TLS_PORT (TLS), CPU $LOAD_CPU"
@@ -170,7 +190,12 @@ wait_port "${PORT[ringway]}" "$PID_ringway" "$WORK/ringway/stdout.log"
 "$SQUID" -k parse -f "$WORK/squid/squid.conf" >"$WORK/squid/parse.log" 2>&1 || die "squid -k parse failed"
 start squid "$WORK/squid/stdout.log" taskset -c "$PROXY_CPU" "$SQUID" -N -f "$WORK/squid/squid.conf"
 wait_port "${PORT[squid]}" "$PID_squid" "$WORK/squid/stdout.log"
+"$SQUID" -k parse -f "$WORK/squid/squid-cache.conf" >"$WORK/squid/parse-cache.log" 2>&1 ||
+    die "squid -k parse (cache) failed"
+start squid_cache "$WORK/squid/stdout-cache.log" taskset -c "$PROXY_CPU" "$SQUID" -N -f "$WORK/squid/squid-cache.conf"
+wait_port "${CACHED_PORT[squid]}" "$PID_squid_cache" "$WORK/squid/stdout-cache.log"
 declare -A PID=([ringway]=$PID_ringway [squid]=$PID_squid)
+declare -A CACHED_PID=([ringway]=$PID_ringway [squid]=$PID_squid_cache)
 
 # Both must answer the same way before anything is measured.
 for c in ringway squid; do
@@ -185,8 +210,18 @@ RUNS=$WORK/runs.tsv
 printf 'scenario\tround\tcontender\trequests\terrors\tseconds\tproxy_ticks\n' >"$RUNS"
 run() { # scenario round contender
     local s=$1 round=$2 c=$3 out=$WORK/load/$1-$2-$3.txt before after requests errors seconds
-    before=$(cpu_ticks "${PID[$c]}")
+    local pid=${PID[$c]}
+    [[ $s == forward_cached ]] && pid=${CACHED_PID[$c]}
+    before=$(cpu_ticks "$pid")
     case $s in
+        forward_cached)
+            FORWARD_TARGET="http://127.0.0.1:$ORIGIN_PORT/cached" taskset -c "$LOAD_CPU" \
+                wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s perf/forward_get.lua \
+                "http://127.0.0.1:${CACHED_PORT[$c]}/" >"$out" 2>&1
+            requests=$(sed -n 's/^ *\([0-9]*\) requests in \([0-9.]*\)s.*/\1/p' "$out")
+            seconds=$(sed -n 's/^ *[0-9]* requests in \([0-9.]*\)s.*/\1/p' "$out")
+            errors=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$out")
+            ;;
         forward_get)
             FORWARD_TARGET="http://127.0.0.1:$ORIGIN_PORT/" taskset -c "$LOAD_CPU" \
                 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s perf/forward_get.lua \
@@ -203,7 +238,7 @@ run() { # scenario round contender
                 'import json,sys; d=json.load(open(sys.argv[1])); print(d["requests"], d["errors"], d["seconds"])' "$out")
             ;;
     esac
-    after=$(cpu_ticks "${PID[$c]}")
+    after=$(cpu_ticks "$pid")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$round" "$c" "$requests" "${errors:-0}" \
         "$seconds" $((after - before)) >>"$RUNS"
     log "  $s round $round $c: $requests requests in ${seconds}s, ${errors:-0} errors, $((after - before)) ticks"
@@ -215,7 +250,7 @@ for c in ringway squid; do
         -d2s -s perf/forward_get.lua "http://127.0.0.1:${PORT[$c]}/" >/dev/null 2>&1
 done
 for ((round = 1; round <= ROUNDS; round++)); do
-    for s in forward_get forward_tls; do
+    for s in forward_get forward_tls forward_cached; do
         # The order alternates each round, so neither is always first.
         if ((round % 2)); then order=(ringway squid); else order=(squid ringway); fi
         for c in "${order[@]}"; do
@@ -248,7 +283,8 @@ lines = [
     " connections; proxy on CPU 0, origin (nginx) and load on CPU 1. Made by perf/forward.sh.",
     "",
     "CPU per request: the proxy process's utime + stime (/proc/PID/stat) over the run, divided by",
-    "the requests the load tool completed. Squid: no cache (`cache deny all`, `cache_mem 0`), no",
+    "the requests the load tool completed. forward_cached: ringway's caching listener vs a second",
+    "Squid with `cache_mem 64 MB` (every request after the first is a hit). Otherwise Squid: no cache (`cache deny all`, `cache_mem 0`), no",
     "access log, `-N` (one process). ringway: one worker, `anonymity = \"transparent\"` (as Squid's",
     "`forwarded_for on` + `via on`), no access log.",
     "",
@@ -265,7 +301,7 @@ for r in rows:
 lines += ["", "Medians, and ringway ÷ Squid (goal: CPU ≤ 0.3×, throughput ≥ 1×):", "",
           "| scenario | ringway req/s | Squid req/s | req/s ratio | ringway µs/req | Squid µs/req | CPU ratio |",
           "|---|---|---|---|---|---|---|"]
-for s in ["forward_get", "forward_tls"]:
+for s in ["forward_get", "forward_tls", "forward_cached"]:
     rw, sq = per.get((s, "ringway")), per.get((s, "squid"))
     if not rw or not sq:
         continue

@@ -6,7 +6,6 @@
 
 use super::intake::{Intake, read_client_hello};
 use super::relay::{RelayEnd, RelayLimits, Relayed, relay_growing};
-use crate::balance::hash_key;
 use crate::config::{BackendId, ClusterId, RETRIES_MAX, Relay, SniFallback, TcpMode};
 use crate::error::ProxyError;
 use crate::l4::report::{CloseReason, Closed, report};
@@ -103,7 +102,7 @@ pub(super) fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), 
     }
     // Every key of an L4 listener's limit is the client address: it has no headers or
     // routes to count by.
-    let key = ip_key(ip);
+    let key = upstream::client_key(ip);
     let slot = worker.listener_rate_slot(listener);
     let mut limiters = worker.rate_limiters.borrow_mut();
     let Some(Some(limiter)) = limiters.get_mut(slot) else { return Ok(()) };
@@ -113,13 +112,6 @@ pub(super) fn guard(worker: &Worker, listener: usize, ip: IpAddr) -> Result<(), 
         return Err(CloseReason::RateLimited);
     }
     Ok(())
-}
-
-pub(super) fn ip_key(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(ip) => hash_key(&ip.octets()),
-        IpAddr::V6(ip) => hash_key(&ip.octets()),
-    }
 }
 
 /// The cluster for this connection: by the ClientHello's SNI when the listener routes by
@@ -171,7 +163,7 @@ async fn attempt(worker: &Worker, cluster_id: ClusterId, ip: IpAddr) -> Option<C
     let cluster_index = cluster_id.0 as usize;
     let cluster = &worker.config.clusters[cluster_index];
     // Every policy that hashes hashes the client address on an L4 listener.
-    let key = ip_key(ip);
+    let key = upstream::client_key(ip);
     let mut tried = [BackendId(0); RETRIES_MAX + 1];
     let attempts_max = (cluster.retries as usize + 1).min(tried.len());
     for attempts in 0..attempts_max {

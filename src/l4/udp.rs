@@ -139,7 +139,8 @@ async fn open(listening: &Rc<Listening>, client: SocketAddr) -> Option<Rc<Flow>>
     super::tcp::guard(worker, *listener, client.ip()).ok()?;
     let cluster_index = udp.cluster.0 as usize;
     let cluster = &worker.config.clusters[cluster_index];
-    let pick = Pick { key: super::tcp::ip_key(client.ip()), tried: &[], now: Instant::now() };
+    let pick =
+        Pick { key: crate::upstream::client_key(client.ip()), tried: &[], now: Instant::now() };
     let picked = worker.clusters.borrow_mut()[cluster_index].select(cluster, &pick);
     let Some(backend) = picked else {
         worker.stats.borrow_mut().rejected(*listener, crate::stats::RejectReason::NoBackend);

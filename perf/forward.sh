@@ -210,22 +210,17 @@ RUNS=$WORK/runs.tsv
 printf 'scenario\tround\tcontender\trequests\terrors\tseconds\tproxy_ticks\n' >"$RUNS"
 run() { # scenario round contender
     local s=$1 round=$2 c=$3 out=$WORK/load/$1-$2-$3.txt before after requests errors seconds
-    local pid=${PID[$c]}
-    [[ $s == forward_cached ]] && pid=${CACHED_PID[$c]}
+    # forward_cached is forward_get of a cacheable URL, through the caching instances.
+    local pid=${PID[$c]} port=${PORT[$c]} path=/
+    if [[ $s == forward_cached ]]; then
+        pid=${CACHED_PID[$c]} port=${CACHED_PORT[$c]} path=/cached
+    fi
     before=$(cpu_ticks "$pid")
     case $s in
-        forward_cached)
-            FORWARD_TARGET="http://127.0.0.1:$ORIGIN_PORT/cached" taskset -c "$LOAD_CPU" \
+        forward_get | forward_cached)
+            FORWARD_TARGET="http://127.0.0.1:$ORIGIN_PORT$path" taskset -c "$LOAD_CPU" \
                 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s perf/forward_get.lua \
-                "http://127.0.0.1:${CACHED_PORT[$c]}/" >"$out" 2>&1
-            requests=$(sed -n 's/^ *\([0-9]*\) requests in \([0-9.]*\)s.*/\1/p' "$out")
-            seconds=$(sed -n 's/^ *[0-9]* requests in \([0-9.]*\)s.*/\1/p' "$out")
-            errors=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$out")
-            ;;
-        forward_get)
-            FORWARD_TARGET="http://127.0.0.1:$ORIGIN_PORT/" taskset -c "$LOAD_CPU" \
-                wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s perf/forward_get.lua \
-                "http://127.0.0.1:${PORT[$c]}/" >"$out" 2>&1
+                "http://127.0.0.1:$port/" >"$out" 2>&1
             requests=$(sed -n 's/^ *\([0-9]*\) requests in \([0-9.]*\)s.*/\1/p' "$out")
             seconds=$(sed -n 's/^ *[0-9]* requests in \([0-9.]*\)s.*/\1/p' "$out")
             errors=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$out")

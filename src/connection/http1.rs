@@ -443,11 +443,7 @@ async fn purge_and_answer(
         extra: b"",
         body: body.as_bytes(),
     };
-    let mut out = Vec::with_capacity(256);
-    let body_len = response::write_content(&content, Request::of(head), keep_alive, &mut out);
-    client.outcome.status = 200;
-    client.outcome.report.body_bytes_out = body_len;
-    send(client, out, keep_alive).await
+    send_content(client, &content, head, keep_alive).await
 }
 
 /// A forward proxy's request: admitted (target, credentials, rules, resolution, address
@@ -536,9 +532,20 @@ async fn answer_refusal(
         extra,
         body: body.as_bytes(),
     };
-    let mut out = Vec::new();
-    let body_len = response::write_content(&content, Request::of(head), keep_alive, &mut out);
-    client.outcome.status = refusal.status;
+    send_content(client, &content, head, keep_alive).await
+}
+
+/// Writes an answer of the proxy's own (`content`) to `head` and sends it, counted as the
+/// request's outcome.
+async fn send_content(
+    client: &mut Client,
+    content: &response::Content<'_>,
+    head: &RequestHead,
+    keep_alive: bool,
+) -> Next {
+    let mut out = Vec::with_capacity(256 + content.body.len());
+    let body_len = response::write_content(content, Request::of(head), keep_alive, &mut out);
+    client.outcome.status = content.status;
     client.outcome.report.body_bytes_out = body_len;
     send(client, out, keep_alive).await
 }

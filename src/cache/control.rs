@@ -93,6 +93,15 @@ impl Directives {
     }
 }
 
+/// An `Age` field's value (RFC 9111 §5.1): delta-seconds. A list (`Age: 7200, 0`, two
+/// caches' values joined) is read by its first member, so the response is never taken
+/// for younger than a cache on its path said; anything else that does not parse is
+/// ignored (`None`).
+pub fn age_seconds(value: &[u8]) -> Option<u64> {
+    let first = value.split(|&byte| byte == b',').next().unwrap_or(value);
+    delta_seconds(first.trim_ascii())
+}
+
 /// Delta-seconds (RFC 9111 §1.2.2): digits, capped at [`DELTA_SECONDS_MAX`]. A quoted
 /// value is read inside its quotes, as RFC 9111 §5.2 asks recipients to accept.
 pub fn delta_seconds(value: &[u8]) -> Option<u64> {
@@ -150,6 +159,16 @@ mod tests {
 
     fn parse(values: &[&str]) -> Directives {
         Directives::parse(values.iter().map(|value| value.as_bytes()))
+    }
+
+    #[test]
+    fn rfc9111_5_1_age_takes_the_first_member_of_a_list() {
+        assert_eq!(age_seconds(b"7200, 0"), Some(7200));
+        assert_eq!(age_seconds(b" 30 "), Some(30));
+        assert_eq!(age_seconds(b"0,7200"), Some(0));
+        assert_eq!(age_seconds(b"abc"), None);
+        assert_eq!(age_seconds(b""), None);
+        assert_eq!(age_seconds(b"-5"), None);
     }
 
     #[test]

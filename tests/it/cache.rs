@@ -94,6 +94,15 @@ fn a_fresh_response_is_served_from_the_store_with_its_age(driver: Driver) {
     // Another query or authority is another key.
     assert_eq!(get(proxy.addr(), "/a?x", "").text(), "response 2");
     assert_eq!(count.load(Ordering::SeqCst), 2);
+    // RFC 9111 §5.1: an Age list is read by its first member. 7200 s old against a
+    // max-age of 3600 is stale on arrival, so the next request goes to the origin.
+    const LISTED: &[(&str, &str)] = &[("Cache-Control", "max-age=3600"), ("Age", "7200, 0")];
+    let (listed, listed_count) = counting(LISTED);
+    let proxy = start_proxy(&config(driver, listed.addr(), ""));
+    assert_eq!(get(proxy.addr(), "/aged", "").text(), "response 1");
+    let again = get(proxy.addr(), "/aged", "");
+    assert_eq!(again.text(), "response 2", "{again:?}");
+    assert_eq!(listed_count.load(Ordering::SeqCst), 2);
 }
 
 fn a_stale_response_is_revalidated_and_the_304_merged(driver: Driver) {

@@ -514,7 +514,7 @@ pub fn on_response(
         .iter()
         .map(field)
         .find(|(name, _)| name.eq_ignore_ascii_case(b"age"))
-        .and_then(|(_, value)| crate::cache::control::delta_seconds(value))
+        .and_then(|(_, value)| crate::cache::control::age_seconds(value))
         .unwrap_or(0);
     let exchanged = Exchanged { request_time: pending.request_time, response_time: now_ms(), age };
     if pending.forwarded == Forwarded::Bypass {

@@ -25,6 +25,9 @@
 #   CACHE_SIM=1      (callgrind) also simulate the caches, with a 2 MiB last level like this
 #                    machine's L2, and print last-level misses per request: work that fits
 #                    one stream's cache but not sixteen interleaved shows here, not in Ir.
+#   IDLE_BUFFERS_MAX=0  sets io.idle_buffers_max: 0 makes every connection wait for its
+#                    next request the way a worker with many connections does (parked,
+#                    holding no buffer and no serving task).
 #   CODING="gzip 2"  GET /z/data.json, perf/compress_json.py's ~100 KiB JSON, with
 #                    `Accept-Encoding: gzip` through a route that compresses it at that level
 #                    (the compress scenarios of perf/run.sh); also prints the coded bytes of
@@ -54,7 +57,9 @@ nginx -p "$PWD/$WORK/origin/" -c "$PWD/$WORK/origin/nginx.conf" -e "$PWD/$WORK/o
 origin=$!
 trap 'kill $origin 2>/dev/null || true' EXIT
 {
-    printf 'workers = 1\n[io]\ndriver = "%s"\n[admin]\nenabled = false\n' "$DRIVER"
+    printf 'workers = 1\n[io]\ndriver = "%s"\n' "$DRIVER"
+    [[ -n ${IDLE_BUFFERS_MAX:-} ]] && printf 'idle_buffers_max = %s\n' "$IDLE_BUFFERS_MAX"
+    printf '[admin]\nenabled = false\n'
     if [[ ${QUIET_TICKS:-1} == 1 ]]; then printf '[stats]\ninterval_ms = 60000\n'; fi
     printf '[access_log]\npath = "%s"\n' "$PWD/$WORK/access.log"
     printf '[[listener]]\naddr = "127.0.0.1:18091"\naccess_log = "off"\n[[listener.route]]\ncluster = "origin"\n'

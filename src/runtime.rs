@@ -465,6 +465,7 @@ async fn publish_stats(worker: Rc<Worker>, stats: flume::Sender<(usize, WorkerSt
         if Instant::now() >= next_publish {
             next_publish += interval;
             let _ = stats.send((worker.id, worker.stats_snapshot()));
+            worker.buffers.borrow_mut().trim();
         }
     }
 }

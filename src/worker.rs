@@ -31,17 +31,36 @@ const FREE_BUFFERS_MAX: usize = 1024;
 pub struct BufferPool {
     free: Vec<Vec<u8>>,
     buffer_bytes: usize,
+    /// The fewest free buffers since the last [`BufferPool::trim`]: that many sat unused
+    /// all along.
+    unused: usize,
 }
 
 impl BufferPool {
     /// An empty pool of `buffer_bytes`-sized buffers.
     pub fn new(buffer_bytes: usize) -> Self {
-        Self { free: Vec::new(), buffer_bytes }
+        Self { free: Vec::new(), buffer_bytes, unused: 0 }
     }
 
     /// An empty buffer with at least the configured capacity.
     pub fn take(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_else(|| Vec::with_capacity(self.buffer_bytes))
+        let buf = self.free.pop().unwrap_or_else(|| Vec::with_capacity(self.buffer_bytes));
+        self.unused = self.unused.min(self.free.len());
+        buf
+    }
+
+    /// Frees the buffers that no one took since the last trim (the oldest ones), so a
+    /// burst of busy connections does not leave its buffers held once it has passed; a
+    /// steady load keeps what it uses. Called on the worker's stats tick.
+    pub fn trim(&mut self) {
+        let surplus = self.unused.min(self.free.len());
+        self.free.drain(..surplus);
+        self.unused = self.free.len();
+    }
+
+    /// Free buffers held.
+    pub fn free_count(&self) -> usize {
+        self.free.len()
     }
 
     /// Returns `buf` for reuse. A buffer grown past twice the size is dropped, so one
@@ -443,4 +462,36 @@ pub fn rate_limits(config: &Config) -> impl Iterator<Item = Option<&RateLimitCon
         .iter()
         .flat_map(|listener| listener.routes.iter().map(|route| route.rate_limit.as_ref()));
     listeners.chain(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BufferPool;
+
+    #[test]
+    fn a_trim_frees_the_buffers_no_one_took_since_the_last() {
+        let mut pool = BufferPool::new(1024);
+        // A burst: 100 buffers in use at once, then all back.
+        let burst: Vec<_> = (0..100).map(|_| pool.take()).collect();
+        burst.into_iter().for_each(|buf| pool.give(buf));
+        assert_eq!(pool.free_count(), 100);
+        // The burst's tick: all were taken during it, none is freed yet.
+        pool.trim();
+        assert_eq!(pool.free_count(), 100);
+        // A steady load of 10 at a time for a tick: the 90 never taken go.
+        for _ in 0..5 {
+            let steady: Vec<_> = (0..10).map(|_| pool.take()).collect();
+            steady.into_iter().for_each(|buf| pool.give(buf));
+        }
+        pool.trim();
+        assert_eq!(pool.free_count(), 10);
+        // The load goes on: what it uses stays.
+        let steady: Vec<_> = (0..10).map(|_| pool.take()).collect();
+        steady.into_iter().for_each(|buf| pool.give(buf));
+        pool.trim();
+        assert_eq!(pool.free_count(), 10);
+        // Quiet for a tick: all go.
+        pool.trim();
+        assert_eq!(pool.free_count(), 0);
+    }
 }

@@ -5,6 +5,7 @@
 //! Requests are answered in order; bytes of a pipelined request stay in the buffer. A 101
 //! from a backend ends the loop in a tunnel.
 
+use super::OpenGuard;
 use super::guard::{self, Checked};
 use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, finish};
@@ -36,6 +37,12 @@ use std::time::{Duration, Instant};
 /// How long a connection that has sent nothing yet when shutdown begins may take to send
 /// its first request: a client that just connected sends it within a round trip.
 const SHUTDOWN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a keep-alive connection waits for its next request in its serving task, on a
+/// worker with more than `io.idle_buffers_max` connections, before it parks (see
+/// [`park`]). A busy connection's next request comes sooner and pays nothing; one that
+/// stays idle drops to the parked task's size.
+const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// Counts the connection as busy, from a request's first byte to the end of its
 /// exchange. Graceful shutdown waits for busy connections and closes idle ones.
@@ -81,9 +88,11 @@ impl PeerText {
     }
 }
 
-/// The state of one client connection.
+/// The state of one client connection: all that a parked (idle) connection keeps.
 struct Client {
     worker: Rc<Worker>,
+    /// Counts the connection open until it closes, whichever task holds it then.
+    _open: OpenGuard,
     stream: ClientStream,
     peer: SocketAddr,
     peer_text: PeerText,
@@ -129,17 +138,18 @@ enum Next {
 }
 
 /// Serves `stream`, past its handshake, until the client or the proxy ends it. `buf`
-/// holds bytes already read (after a PROXY header).
+/// holds bytes already read (after a PROXY header). `open` counts the connection until
+/// it closes.
 pub(super) async fn serve(
     worker: Rc<Worker>,
     stream: ClientStream,
-    peer: SocketAddr,
-    listener: usize,
+    (peer, listener): (SocketAddr, usize),
     buf: Vec<u8>,
+    open: OpenGuard,
 ) {
-    let logs = worker.config.listeners[listener].access_log != AccessLogFormat::Off;
-    let mut client = Client {
+    let client = Client {
         worker: worker.clone(),
+        _open: open,
         stream,
         peer,
         peer_text: PeerText::new(peer),
@@ -152,19 +162,31 @@ pub(super) async fn serve(
     };
     // Bytes read past a PROXY header, if any, start the first request; otherwise an idle
     // connection holds no buffer: one is taken when bytes arrive.
-    let mut buf = if buf.is_empty() {
+    let buf = if buf.is_empty() {
         worker.give_buffer(buf);
         Vec::new()
     } else {
         buf
     };
-    let mut first = true;
+    serve_requests(client, buf, true).await;
+}
+
+/// The keep-alive loop: reads and answers requests until the connection closes, turns
+/// into a tunnel, or parks between requests (see [`park`]). A parked connection comes
+/// back here with `first` false, its bytes ready to read.
+async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
+    let worker = client.worker.clone();
+    let logs = worker.config.listeners[client.listener].access_log != AccessLogFormat::Off;
     loop {
         let (result, back) = read_request(&mut client, buf, first).await;
         buf = back;
         let head = match result {
-            Ok(Some(head)) => head,
-            Ok(None) => break,
+            Ok(Incoming::Head(head)) => head,
+            Ok(Incoming::Closed) => break,
+            Ok(Incoming::Park(rest)) => {
+                park(client, rest);
+                return;
+            }
             Err(error) => {
                 client.outcome = Outcome::default();
                 client.log.clear();
@@ -198,6 +220,7 @@ pub(super) async fn serve(
             Next::Tunnel { upstream, to_client } => {
                 let to_upstream = std::mem::take(&mut buf);
                 let idle = worker.config.timeouts.tunnel_idle;
+                let peer = client.peer;
                 let pair = (client.stream, upstream);
                 let tunnel = tunnel(&worker, pair, (to_upstream, to_client), idle);
                 let relayed = Box::pin(tunnel).await;
@@ -207,6 +230,32 @@ pub(super) async fn serve(
         }
     }
     worker.give_buffer(buf);
+}
+
+/// Parks an idle keep-alive connection: the task that served it ends, and a small one
+/// waits for the next request's first bytes with only the connection's own state
+/// ([`Client`]: socket, counters, no buffer and no exchange state), so an idle
+/// connection costs a fraction of a serving task's size. Bytes arriving start a new
+/// serving task; the rest of the keep-alive timeout (`rest`), or the shutdown (which
+/// shuts the idle sockets' read side), closes it. The price is two task spawns, for a
+/// request that comes after [`PARK_AFTER`] of silence.
+fn park(mut client: Client, rest: Duration) {
+    // Header lines and log fields keep their capacity between requests; not while parked.
+    client.headers = Vec::new();
+    client.log = LogFields::default();
+    monoio::spawn(wait_parked(client, rest));
+}
+
+/// The parked task: waits until `client` is readable, then serves it again.
+async fn wait_parked(mut client: Client, rest: Duration) {
+    let worker = client.worker.clone();
+    let readable = {
+        let _idle = IdleGuard::new(&worker.idle, client.stream.tcp().as_raw_fd());
+        crate::deadline::timeout(rest, client.stream.readable()).await
+    };
+    if let Ok(Ok(())) = readable {
+        monoio::spawn(serve_requests(client, Vec::new(), false));
+    }
 }
 
 /// Runs a CONNECT tunnel to its end; it is counted and logged then, with its bytes.
@@ -239,13 +288,23 @@ async fn run_tunnel(
     finish(&worker, &finished, &client.log);
 }
 
-/// Reads the next request head. `Ok(None)` means the connection ends quietly: the client
-/// closed it, or stayed idle past the keep-alive timeout, or the worker is shutting down.
+/// What waiting for the next request gave.
+enum Incoming {
+    Head(RequestHead),
+    /// The connection ends quietly: the client closed it, or stayed idle past the
+    /// keep-alive timeout, or the worker is shutting down.
+    Closed,
+    /// Idle for [`PARK_AFTER`] on a worker with many connections: park it, with this much
+    /// of its keep-alive timeout left.
+    Park(Duration),
+}
+
+/// Reads the next request head.
 async fn read_request(
     client: &mut Client,
     mut buf: Vec<u8>,
     first: bool,
-) -> (Result<Option<RequestHead>, ProxyError>, Vec<u8>) {
+) -> (Result<Incoming, ProxyError>, Vec<u8>) {
     let config = &client.worker.config;
     if buf.is_empty() {
         let shutting_down = client.worker.shutting_down.get();
@@ -257,7 +316,7 @@ async fn read_request(
             (false, false) => config.timeouts.keep_alive,
             // Idle between requests: closing now is safe, a client retries on a closed
             // idle connection.
-            (false, true) => return (Ok(None), buf),
+            (false, true) => return (Ok(Incoming::Closed), buf),
         };
         let worker = client.worker.clone();
         let _idle = IdleGuard::new(&worker.idle, client.stream.tcp().as_raw_fd());
@@ -265,9 +324,14 @@ async fn read_request(
             // Many connections: wait holding no buffer, so an idle keep-alive connection
             // costs little more than its socket. Readiness costs one more operation.
             client.worker.give_buffer(std::mem::take(&mut buf));
-            match crate::deadline::timeout(idle_timeout, client.stream.readable()).await {
+            // Between requests, a connection still silent after PARK_AFTER parks.
+            let wait = if first { idle_timeout } else { idle_timeout.min(PARK_AFTER) };
+            match crate::deadline::timeout(wait, client.stream.readable()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return (Ok(None), buf),
+                Err(_) if wait < idle_timeout => {
+                    return (Ok(Incoming::Park(idle_timeout - wait)), buf);
+                }
+                Ok(Err(_)) | Err(_) => return (Ok(Incoming::Closed), buf),
             }
         }
         if buf.capacity() == 0 {
@@ -276,8 +340,8 @@ async fn read_request(
         let read = client.stream.read(buf.slice_mut(0..));
         match crate::deadline::timeout(idle_timeout, read).await {
             Ok((Ok(read), slice)) if read > 0 => buf = slice.into_inner(),
-            Ok((_, slice)) => return (Ok(None), slice.into_inner()),
-            Err(_) => return (Ok(None), Vec::new()),
+            Ok((_, slice)) => return (Ok(Incoming::Closed), slice.into_inner()),
+            Err(_) => return (Ok(Incoming::Closed), Vec::new()),
         }
     }
     client.busy.set(true);
@@ -286,7 +350,7 @@ async fn read_request(
     let limits = config.limits.head;
     loop {
         match parse_request_head(&buf, &limits, &mut client.headers) {
-            Ok(Parsed::Complete(head)) => return (Ok(Some(head)), buf),
+            Ok(Parsed::Complete(head)) => return (Ok(Incoming::Head(head)), buf),
             Ok(Parsed::Partial) => {}
             Err(error) => return (Err(ProxyError::BadRequest(error)), buf),
         }

@@ -75,13 +75,15 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, 
         return;
     };
     match Protocol::negotiated(handshake::alpn(&stream)) {
-        Protocol::Http1 => http1::serve(worker, stream, peer, listener, buf).await,
+        // The loop owns the guard from here: an idle connection parks in a task of its own
+        // and this one ends (see `http1`).
+        Protocol::Http1 => http1::serve(worker, stream, (peer, listener), buf, open).await,
     }
 }
 
 /// Counts the connection as open for as long as it lives; `accept` admitted it under the
 /// connection caps, and dropping the guard releases it.
-struct OpenGuard {
+pub(super) struct OpenGuard {
     worker: Rc<Worker>,
     listener: usize,
     /// The client address counted under `connections_per_ip_max`, once admitted.

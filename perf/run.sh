@@ -297,6 +297,7 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || APT_NEED+=(nginx-ligh
 [[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]] || APT_NEED+=(libnginx-mod-http-echo)
 [[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || APT_NEED+=(libnginx-mod-stream) # l4_*
 command -v wrk >/dev/null || APT_NEED+=(wrk)
+command -v h2load >/dev/null || APT_NEED+=(nghttp2-client) # h2_* scenarios
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || APT_NEED+=(haproxy)
 command -v openssl >/dev/null || APT_NEED+=(openssl)
 command -v python3 >/dev/null || APT_NEED+=(python3)

@@ -156,6 +156,8 @@ pub(super) struct FileListener {
     pub(super) forward: Option<super::forward::FileForward>,
     /// A TCP listener's relay: `"copy"` (the default) or `"splice"`.
     pub(super) relay: Option<String>,
+    /// A cleartext HTTP listener serves HTTP/2 to clients that open with its preface.
+    pub(super) h2c: Option<bool>,
 }
 
 /// `[[listener.sni]]`: TLS passthrough to `cluster` for these server names.
@@ -180,6 +182,8 @@ pub(super) struct FileListenerTls {
     pub(super) session_cache_entries: Option<u64>,
     pub(super) session_tickets: Option<bool>,
     pub(super) hsts: Option<String>,
+    /// Protocols offered in ALPN, in the listener's order of preference.
+    pub(super) alpn: Option<Vec<String>>,
 }
 
 /// One entry of `certificates`.

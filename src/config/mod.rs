@@ -223,6 +223,9 @@ pub struct Listener {
     /// A forward proxy: absolute-form requests and CONNECT go where they name (routes, if
     /// any, take the origin-form ones).
     pub forward: Option<Arc<Forward>>,
+    /// A cleartext listener serves HTTP/2 to a client that opens with the connection
+    /// preface (prior knowledge, RFC 9113 §3.3).
+    pub h2c: bool,
 }
 
 /// What a listener does with its connections.

@@ -7,17 +7,15 @@
 
 use super::guard::{self, Checked};
 use super::idle::IdleGuard;
-use super::report::{Finished, LogFields, finish};
+use super::report::{Finished, LogFields, Outcome, finish};
 use crate::config::AccessLogFormat;
-use crate::config::{FixedResponse, RouteAction, RouteId};
+use crate::config::{FixedResponse, RouteAction};
 use crate::error::ProxyError;
 use crate::http::{
     Authority, BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head,
 };
 use crate::proxy::buffer::read_body;
-use crate::proxy::exchange::{
-    Downstream, Exchange, ExchangeEnd, ExchangeReport, RequestView, Target,
-};
+use crate::proxy::exchange::{Downstream, Exchange, ExchangeEnd, RequestView, Target};
 use crate::proxy::http::exchange;
 use crate::proxy::request_head::ForwardHead;
 use crate::proxy::tunnel::tunnel;
@@ -97,18 +95,8 @@ struct Client {
     outcome: Outcome,
     /// The current request's fields for the access log, when the listener logs.
     log: LogFields,
-}
-
-/// How the current request went, as the connection saw it.
-#[derive(Debug, Default)]
-struct Outcome {
-    route: Option<RouteId>,
-    cluster: Option<usize>,
-    /// The status the client got.
-    status: u16,
-    report: ExchangeReport,
-    /// A forward request's access verdict for the log: `allow:RULE` or `deny:RULE`.
-    verdict: Option<String>,
+    /// The connection opened with the HTTP/2 preface on a listener that takes h2c.
+    h2c: bool,
 }
 
 /// What the loop does after a request.
@@ -149,6 +137,7 @@ pub(super) async fn serve(
         started: Instant::now(),
         outcome: Outcome::default(),
         log: LogFields::default(),
+        h2c: false,
     };
     // Bytes read past a PROXY header, if any, start the first request; otherwise an idle
     // connection holds no buffer: one is taken when bytes arrive.
@@ -164,6 +153,7 @@ pub(super) async fn serve(
         buf = back;
         let head = match result {
             Ok(Some(head)) => head,
+            Ok(None) if client.h2c => return Box::pin(serve_h2c(client, buf)).await,
             Ok(None) => break,
             Err(error) => {
                 client.outcome = Outcome::default();
@@ -196,17 +186,41 @@ pub(super) async fn serve(
             }
             Next::Connect { .. } => unreachable!("a tunnel ends the loop above"),
             Next::Tunnel { upstream, to_client } => {
-                let to_upstream = std::mem::take(&mut buf);
-                let idle = worker.config.timeouts.tunnel_idle;
-                let pair = (client.stream, upstream);
-                let tunnel = tunnel(&worker, pair, (to_upstream, to_client), idle);
-                let relayed = Box::pin(tunnel).await;
-                log::debug!("tunnel for {peer} ended: {:?}", relayed.end);
-                return;
+                return Box::pin(run_upgrade(client, upstream, to_client, buf)).await;
             }
         }
     }
     worker.give_buffer(buf);
+}
+
+/// Tunnels bytes both ways after a backend switched protocols (101); `to_upstream`: what
+/// the client sent after its request, `to_client` what the backend sent after its 101.
+async fn run_upgrade(
+    client: Client,
+    upstream: UpstreamStream,
+    to_client: Vec<u8>,
+    to_upstream: Vec<u8>,
+) {
+    let worker = client.worker.clone();
+    let idle = worker.config.timeouts.tunnel_idle;
+    let pair = (client.stream, upstream);
+    let relayed = tunnel(&worker, pair, (to_upstream, to_client), idle).await;
+    log::debug!("tunnel for {} ended: {:?}", client.peer, relayed.end);
+}
+
+/// Serves a cleartext HTTP/2 connection (prior knowledge) whose first bytes, the preface
+/// included, are in `buf`.
+async fn serve_h2c(client: Client, buf: Vec<u8>) {
+    let Client { worker, stream, peer, listener, busy, .. } = client;
+    drop(busy);
+    let ClientStream::Plain(tcp) = stream else {
+        unreachable!("h2c is detected on cleartext connections only");
+    };
+    let fd = tcp.as_raw_fd();
+    match super::http2::Prefixed::new(buf, tcp) {
+        Ok(io) => super::http2::serve(worker, io, fd, peer, listener).await,
+        Err(error) => log::warn!("worker {}: HTTP/2 on {peer}: {error}", worker.id),
+    }
 }
 
 /// Runs a CONNECT tunnel to its end; it is counted and logged then, with its bytes.
@@ -284,11 +298,23 @@ async fn read_request(
     client.started = Instant::now();
     let deadline = client.started + config.timeouts.client_header;
     let limits = config.limits.head;
+    let h2c = first
+        && config.listeners[client.listener].h2c
+        && matches!(client.stream, ClientStream::Plain(_));
     loop {
-        match parse_request_head(&buf, &limits, &mut client.headers) {
-            Ok(Parsed::Complete(head)) => return (Ok(Some(head)), buf),
-            Ok(Parsed::Partial) => {}
-            Err(error) => return (Err(ProxyError::BadRequest(error)), buf),
+        let preface = &super::http2::PREFACE[..buf.len().min(super::http2::PREFACE.len())];
+        if h2c && buf.starts_with(preface) {
+            // The HTTP/2 preface, or the start of it: no HTTP/1 head begins this way.
+            if preface.len() == super::http2::PREFACE.len() {
+                client.h2c = true;
+                return (Ok(None), buf);
+            }
+        } else {
+            match parse_request_head(&buf, &limits, &mut client.headers) {
+                Ok(Parsed::Complete(head)) => return (Ok(Some(head)), buf),
+                Ok(Parsed::Partial) => {}
+                Err(error) => return (Err(ProxyError::BadRequest(error)), buf),
+            }
         }
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len().max(1024));

@@ -77,6 +77,18 @@ impl LogFields {
     }
 }
 
+/// How the current request went, as the connection saw it.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    pub(super) route: Option<RouteId>,
+    pub(super) cluster: Option<usize>,
+    /// The status the client got.
+    pub(super) status: u16,
+    pub(super) report: ExchangeReport,
+    /// A forward request's access verdict for the log: `allow:RULE` or `deny:RULE`.
+    pub(super) verdict: Option<String>,
+}
+
 /// One finished request, as the connection saw it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Finished<'a> {

@@ -28,6 +28,8 @@ mod lifecycle;
 mod admin;
 // The real curl as the client.
 mod curl;
+// HTTP/2 clients (h2c and TLS): curl, h2load and the h2 crate's client.
+mod http2;
 // Response compression: negotiation, every encoding and framing, SSE, the coder cap.
 mod compress;
 // The binary's command line: check, --version, --help.

@@ -29,6 +29,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) log: FileLog,
     #[serde(default)]
+    pub(super) http2: super::http2::FileHttp2,
+    #[serde(default)]
     pub(super) listener: Vec<FileListener>,
     #[serde(default)]
     pub(super) cluster: BTreeMap<String, FileCluster>,

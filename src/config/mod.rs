@@ -10,6 +10,7 @@ mod cache;
 mod error;
 mod guard;
 mod file;
+mod http2;
 mod forward;
 mod l4;
 mod names;
@@ -22,6 +23,7 @@ pub use forward::{
     Anonymity, BodyRule, BodyRuleAction, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig,
     ResponseFilter, RuleAction,
 };
+pub use http2::Http2Config;
 pub use validate::from_toml;
 
 use crate::http::{ChunkedLimits, HeadLimits};
@@ -51,6 +53,8 @@ pub struct Config {
     /// The response cache's store.
     pub cache: CacheConfig,
     pub log: LogConfig,
+    /// Limits and flood budgets of HTTP/2 connections from clients.
+    pub http2: Http2Config,
 }
 
 /// `[log]`: the proxy's own error and info lines (access logs are `[access_log]`).

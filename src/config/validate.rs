@@ -78,6 +78,7 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
         access_log: validate_access_log(&file.access_log, errors),
         cache: super::cache::validate_cache(&file.cache, errors),
         log: validate_log(&file.log, errors),
+        http2: super::http2::validate_http2(&file.http2, errors),
     }
 }
 

@@ -8,27 +8,28 @@
 use super::guard::{self, Checked};
 use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, Outcome, finish};
+use crate::config::Http2Config;
 use crate::config::{AccessLogFormat, RouteAction};
 use crate::error::ProxyError;
 use crate::http::{HeaderLine, Method, Parsed, RequestHead, parse_request_head};
+use crate::http2::flood::{Flood, FrameWatch};
 use crate::http2::request::{BodyForm, write_request_head};
 use crate::http2::stream::H2Stream;
 use crate::proxy::exchange::{Downstream, Exchange, RequestView, Target};
 use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
+use crate::stats::RejectReason;
 use crate::worker::Worker;
 use bytes::Bytes;
 use monoio::io::AsyncWriteRentExt;
-use monoio::io::poll_io::{AsyncRead, AsyncWrite};
+use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
-
-/// Streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS), as nginx's
-/// `http2_max_concurrent_streams` default.
-const STREAMS_MAX: u32 = 128;
 
 /// Where one connection's streams are counted: the connection is busy while any is open.
 #[derive(Debug)]
@@ -63,21 +64,23 @@ struct Origin {
     streams: Rc<Streams>,
 }
 
-/// Serves an HTTP/2 connection on `io` until the client or the proxy ends it. `fd` is the
-/// socket's, registered as idle while no stream is open (shutdown closes idle ones).
+/// Serves an HTTP/2 connection on `io` until the client or the proxy ends it; `prefix`
+/// holds bytes already read from it (an h2c preface). `fd` is the socket's, registered as
+/// idle while no stream is open (shutdown closes idle ones).
 pub(super) async fn serve<T>(
     worker: Rc<Worker>,
-    io: T,
+    (io, prefix): (T, Vec<u8>),
     fd: RawFd,
     peer: SocketAddr,
     listener: usize,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let mut builder = h2::server::Builder::new();
-    builder.max_concurrent_streams(STREAMS_MAX);
+    let limits = worker.config.http2;
+    let flood = Rc::new(Cell::new(None));
+    let io = Watched { io, prefix, taken: 0, watch: FrameWatch::new(limits), flood: flood.clone() };
     let timeouts = &worker.config.timeouts;
-    let handshake = builder.handshake::<_, Bytes>(io);
+    let handshake = builder(&limits).handshake::<_, Bytes>(io);
     let mut connection = match crate::deadline::timeout(timeouts.client_header, handshake).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
@@ -103,24 +106,141 @@ pub(super) async fn serve<T>(
             connection.graceful_shutdown();
         }
         let wait = if idle { timeouts.keep_alive } else { Duration::MAX };
-        let Ok(accepted) = crate::deadline::timeout(wait, connection.accept()).await else {
+        let next = std::future::poll_fn(|cx| match flood.get() {
+            Some(flood) => Poll::Ready(Err(flood)),
+            None => connection.poll_accept(cx).map(Ok),
+        });
+        let Ok(next) = crate::deadline::timeout(wait, next).await else {
             // Idle past the keep-alive timeout: GOAWAY, then the loop drains.
             closing = true;
             connection.graceful_shutdown();
             continue;
         };
-        match accepted {
-            Some(Ok((request, respond))) => {
+        match next {
+            Ok(Some(Ok((request, respond)))) => {
                 streams.opened();
                 let stream = serve_stream(origin.clone(), request, respond);
                 monoio::spawn(Box::pin(stream));
             }
-            Some(Err(error)) => {
+            Ok(Some(Err(error))) => {
+                if error.is_go_away() && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) {
+                    // h2's own rapid-reset guard (`http2.pending_resets_max`).
+                    reject(&origin, RejectReason::Http2RapidReset);
+                }
                 log::debug!("worker {}: HTTP/2 connection from {peer}: {error}", worker.id);
                 break;
             }
-            None => break,
+            Ok(None) => break,
+            Err(flood) => {
+                log::info!("worker {}: HTTP/2 {flood:?} flood from {peer}: GOAWAY", worker.id);
+                reject(&origin, flood_reason(flood));
+                connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                // The GOAWAY goes out, then the socket closes; a client that reads
+                // nothing does not hold it past the write timeout.
+                let closed = std::future::poll_fn(|cx| connection.poll_closed(cx));
+                let _ = crate::deadline::timeout(timeouts.client_write, closed).await;
+                break;
+            }
         }
+    }
+}
+
+/// The h2 server settings of `limits`.
+fn builder(limits: &Http2Config) -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(limits.streams_max)
+        .initial_window_size(limits.stream_window_bytes)
+        .initial_connection_window_size(limits.connection_window_bytes)
+        .max_header_list_size(limits.header_list_bytes_max)
+        .max_frame_size(limits.frame_bytes_max)
+        .header_table_size(limits.hpack_table_bytes)
+        .max_pending_accept_reset_streams(limits.pending_resets_max as usize);
+    builder
+}
+
+fn flood_reason(flood: Flood) -> RejectReason {
+    match flood {
+        Flood::RapidReset => RejectReason::Http2RapidReset,
+        Flood::Continuation => RejectReason::Http2ContinuationFlood,
+        Flood::Control => RejectReason::Http2ControlFlood,
+        Flood::EmptyData => RejectReason::Http2EmptyDataFlood,
+    }
+}
+
+fn reject(origin: &Origin, reason: RejectReason) {
+    origin.worker.stats.borrow_mut().rejected(origin.listener, reason);
+}
+
+/// A connection's socket, with its incoming frames counted against the flood budgets:
+/// once one is spent, reads stop and the connection loop sends GOAWAY. Reads return
+/// `prefix`, bytes already read, first.
+struct Watched<T> {
+    io: T,
+    prefix: Vec<u8>,
+    taken: usize,
+    watch: FrameWatch,
+    flood: Rc<Cell<Option<Flood>>>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.flood.get().is_some() {
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        if this.taken < this.prefix.len() {
+            let rest = &this.prefix[this.taken..];
+            let take = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..take]);
+            this.taken += take;
+        } else {
+            ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        }
+        if let Some(flood) = this.watch.feed(&buf.filled()[before..], Instant::now()) {
+            this.flood.set(Some(flood));
+            // h2 never sees the frames of a flood; the connection loop looks at `flood`
+            // when its task runs again.
+            buf.set_filled(before);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -155,14 +275,18 @@ async fn serve_stream(
             }
             let view = (&head, headers.as_slice());
             buf = handle(&origin, &mut stream, view, buf, &mut outcome).await;
-            stream.finish();
+            if stream.finish() {
+                reject(&origin, RejectReason::Http2WindowStall);
+            }
         }
         Err(error) => {
             let method = Method::Get;
             let mut stream = H2Stream::new((recv, BodyForm::None), respond, method, limits);
             let error = ProxyError::BadRequest(error);
             answer_error(&origin, &mut stream, &error, &mut outcome).await;
-            stream.finish();
+            if stream.finish() {
+                reject(&origin, RejectReason::Http2WindowStall);
+            }
         }
     }
     worker.give_buffer(buf);
@@ -330,77 +454,3 @@ async fn send(worker: &Worker, stream: &mut H2Stream, out: Vec<u8>, outcome: &mu
 
 /// The client connection preface (RFC 9113 §3.4) that opens an h2c connection.
 pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// A cleartext socket in poll mode whose first bytes were already read (the preface, and
-/// whatever came with it): reads return those first.
-#[derive(Debug)]
-pub(super) struct Prefixed {
-    prefix: Vec<u8>,
-    taken: usize,
-    io: monoio::net::tcp::stream_poll::TcpStreamPoll,
-}
-
-impl Prefixed {
-    pub(super) fn new(prefix: Vec<u8>, tcp: monoio::net::TcpStream) -> std::io::Result<Self> {
-        use monoio::io::IntoPollIo;
-        Ok(Self { prefix, taken: 0, io: tcp.into_poll_io()? })
-    }
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut monoio::io::poll_io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.taken < this.prefix.len() {
-            let rest = &this.prefix[this.taken..];
-            let take = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..take]);
-            this.taken += take;
-            if this.taken == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.taken = 0;
-            }
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}

@@ -81,7 +81,7 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, 
         (Protocol::Http2, crate::tls::ClientStream::Tls(tls)) => {
             let fd = tls.tcp().as_raw_fd();
             match crate::tls::poll::PollTls::new(*tls) {
-                Ok(io) => Box::pin(http2::serve(worker, io, fd, peer, listener)).await,
+                Ok(io) => Box::pin(http2::serve(worker, (io, buf), fd, peer, listener)).await,
                 Err(error) => log::warn!("worker {}: HTTP/2 on {peer}: {error}", worker.id),
             }
         }

@@ -6,6 +6,7 @@
 //! The connection (framing, HPACK, flow control, flood limits) is the `h2` crate's;
 //! `connection::http2` drives it and runs each stream through the phases.
 
+pub mod flood;
 pub mod request;
 pub mod response;
 pub mod stream;

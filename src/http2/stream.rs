@@ -34,6 +34,9 @@ pub struct H2Stream {
     reader: ResponseReader,
     /// END_STREAM was sent (or the stream reset).
     sent_end: bool,
+    /// A write is waiting for the client to open its window; still true after the exchange
+    /// when the write timed out there.
+    waiting_for_window: bool,
 }
 
 impl H2Stream {
@@ -54,6 +57,7 @@ impl H2Stream {
             send: None,
             reader: ResponseReader::new(method, limits),
             sent_end: false,
+            waiting_for_window: false,
         }
     }
 
@@ -65,11 +69,17 @@ impl H2Stream {
 
     /// Ends the stream after the exchange: a body that runs until the writer stops ends
     /// now; a response cut short is reset, so the client does not take it for whole.
-    pub fn finish(&mut self) {
+    /// Returns true when the response stalled on a window the client kept shut past the
+    /// client write timeout (the stream is reset with CANCEL).
+    pub fn finish(&mut self) -> bool {
         if self.sent_end {
-            return;
+            return false;
         }
         self.sent_end = true;
+        if self.waiting_for_window {
+            self.reset(h2::Reason::CANCEL);
+            return true;
+        }
         match &mut self.send {
             Some(send) if self.reader.ends_with_writer() => {
                 let _ = send.send_data(Bytes::new(), true);
@@ -77,6 +87,7 @@ impl H2Stream {
             Some(send) => send.send_reset(h2::Reason::INTERNAL_ERROR),
             None => self.respond.send_reset(h2::Reason::INTERNAL_ERROR),
         }
+        false
     }
 
     /// Takes the next DATA frame's bytes into `pending`, in the body's form.
@@ -150,7 +161,11 @@ impl H2Stream {
         let Some(send) = self.send.as_mut() else { return Ok(()) };
         let last = end && trailers.is_none();
         if !data.is_empty() || (last && !self.sent_end) {
-            send_data(send, Bytes::from(data), last).await?;
+            // Only a write the phases gave up on (timed out) leaves this set.
+            self.waiting_for_window = true;
+            let sent = send_data(send, Bytes::from(data), last).await;
+            self.waiting_for_window = false;
+            sent?;
         }
         if let Some(trailers) = trailers {
             send.send_trailers(trailers).map_err(h2_error)?;
@@ -242,7 +257,7 @@ impl AsyncWriteRent for H2Stream {
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
-        self.finish();
+        let _ = self.finish();
         Ok(())
     }
 }

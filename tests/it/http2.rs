@@ -17,6 +17,7 @@ on_both_drivers!(
     a_reset_stream_leaves_the_others_alone,
     curl_and_h2load_over_h2c_and_tls,
     http2_is_turned_off_per_listener,
+    http2_settings_come_from_config,
 );
 
 /// The origin's answer: what it received, so the client sees it.
@@ -306,4 +307,27 @@ fn alpn_lists_are_checked() {
     }
     let errors = ringway::config::Config::parse(&text("[]")).expect_err("empty").to_string();
     assert!(errors.contains("listener[0].tls.alpn: empty list"), "{errors}");
+}
+
+fn http2_settings_come_from_config(driver: Driver) {
+    let origin = Origin::start(|request| origin::ok(&describe(request)));
+    let extra = "\n[http2]\nstreams_max = 3\nheader_list_bytes_max = 2048\n";
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), extra));
+    let (streams_max, small, large) = with_client(proxy.addr(), 65_535, |mut send| async move {
+        let small = fetch(&mut send, get("/small"), b"").await;
+        let streams_max = send.current_max_send_streams();
+        let large = http::Request::get("http://app.test/large")
+            .header("x-large", "v".repeat(4096))
+            .body(())
+            .expect("a request");
+        let mut ready = send.clone().ready().await.expect("ready");
+        let (response, _) = ready.send_request(large, true).expect("send");
+        let large = response.await.map(|response| response.status().as_u16());
+        (streams_max, small.0, large)
+    });
+    assert_eq!(streams_max, 3, "SETTINGS_MAX_CONCURRENT_STREAMS from http2.streams_max");
+    assert_eq!(small, 200);
+    // Over SETTINGS_MAX_HEADER_LIST_SIZE: h2 answers 431 itself; nothing reaches the origin.
+    assert_eq!(large.ok(), Some(431));
+    assert!(origin.requests().iter().all(|request| request.target() != "/large"));
 }

@@ -30,6 +30,8 @@ mod admin;
 mod curl;
 // HTTP/2 clients (h2c and TLS): curl, h2load and the h2 crate's client.
 mod http2;
+// HTTP/2 flood defenses with raw frames: GOAWAY per case, other connections unharmed.
+mod http2_flood;
 // Response compression: negotiation, every encoding and framing, SSE, the coder cap.
 mod compress;
 // The binary's command line: check, --version, --help.

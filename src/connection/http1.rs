@@ -216,9 +216,8 @@ async fn serve_h2c(client: Client, buf: Vec<u8>) {
     let ClientStream::Plain(tcp) = stream else {
         unreachable!("h2c is detected on cleartext connections only");
     };
-    let fd = tcp.as_raw_fd();
     match monoio::io::IntoPollIo::into_poll_io(tcp) {
-        Ok(io) => super::http2::serve(worker, (io, buf), fd, peer, listener).await,
+        Ok(io) => super::http2::serve(worker, (io, buf), peer, listener).await,
         Err(error) => log::warn!("worker {}: HTTP/2 on {peer}: {error}", worker.id),
     }
 }

@@ -6,7 +6,6 @@
 //! their connection, whose task owns the socket.
 
 use super::guard::{self, Checked};
-use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, Outcome, finish};
 use crate::config::Http2Config;
 use crate::config::{AccessLogFormat, RouteAction};
@@ -25,7 +24,6 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
@@ -65,12 +63,11 @@ struct Origin {
 }
 
 /// Serves an HTTP/2 connection on `io` until the client or the proxy ends it; `prefix`
-/// holds bytes already read from it (an h2c preface). `fd` is the socket's, registered as
-/// idle while no stream is open (shutdown closes idle ones).
+/// holds bytes already read from it (an h2c preface). At the worker's shutdown it sends
+/// GOAWAY and lets the open streams finish.
 pub(super) async fn serve<T>(
     worker: Rc<Worker>,
     (io, prefix): (T, Vec<u8>),
-    fd: RawFd,
     peer: SocketAddr,
     listener: usize,
 ) where
@@ -97,32 +94,32 @@ pub(super) async fn serve<T>(
         peer_text: peer.ip().to_string().into(),
         streams: streams.clone(),
     };
-    let mut closing = false;
+    let mut shutdown = ShutdownWatch { worker: &worker, slot: None, closing: false };
     loop {
         let idle = streams.open.get() == 0;
-        let _idle = idle.then(|| IdleGuard::new(&worker.idle, fd));
-        if idle && worker.shutting_down.get() && !closing {
-            closing = true;
-            connection.graceful_shutdown();
-        }
-        let wait = if idle { timeouts.keep_alive } else { Duration::MAX };
-        let next = std::future::poll_fn(|cx| match flood.get() {
-            Some(flood) => Poll::Ready(Err(flood)),
-            None => connection.poll_accept(cx).map(Ok),
+        let wait = if idle && !shutdown.closing { timeouts.keep_alive } else { Duration::MAX };
+        let next = std::future::poll_fn(|cx| {
+            if let Some(flood) = flood.get() {
+                return Poll::Ready(Event::Flood(flood));
+            }
+            if shutdown.begins(cx) {
+                return Poll::Ready(Event::Shutdown);
+            }
+            connection.poll_accept(cx).map(Event::Accepted)
         });
         let Ok(next) = crate::deadline::timeout(wait, next).await else {
             // Idle past the keep-alive timeout: GOAWAY, then the loop drains.
-            closing = true;
+            shutdown.closing = true;
             connection.graceful_shutdown();
             continue;
         };
         match next {
-            Ok(Some(Ok((request, respond)))) => {
+            Event::Accepted(Some(Ok((request, respond)))) => {
                 streams.opened();
                 let stream = serve_stream(origin.clone(), request, respond);
                 monoio::spawn(Box::pin(stream));
             }
-            Ok(Some(Err(error))) => {
+            Event::Accepted(Some(Err(error))) => {
                 if error.is_go_away() && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) {
                     // h2's own rapid-reset guard (`http2.pending_resets_max`).
                     reject(&origin, RejectReason::Http2RapidReset);
@@ -130,8 +127,13 @@ pub(super) async fn serve<T>(
                 log::debug!("worker {}: HTTP/2 connection from {peer}: {error}", worker.id);
                 break;
             }
-            Ok(None) => break,
-            Err(flood) => {
+            Event::Accepted(None) => break,
+            Event::Shutdown => {
+                // GOAWAY: streams already open finish, new ones are refused, and the
+                // connection closes when the last one ends.
+                connection.graceful_shutdown();
+            }
+            Event::Flood(flood) => {
                 log::info!("worker {}: HTTP/2 {flood:?} flood from {peer}: GOAWAY", worker.id);
                 reject(&origin, flood_reason(flood));
                 connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
@@ -141,6 +143,44 @@ pub(super) async fn serve<T>(
                 let _ = crate::deadline::timeout(timeouts.client_write, closed).await;
                 break;
             }
+        }
+    }
+}
+
+/// What the connection loop wakes up to.
+enum Event<T> {
+    Accepted(Option<Result<T, h2::Error>>),
+    Flood(Flood),
+    Shutdown,
+}
+
+/// Wakes the connection loop when the worker begins its graceful shutdown.
+struct ShutdownWatch<'w> {
+    worker: &'w Worker,
+    slot: Option<usize>,
+    /// GOAWAY was sent: no new stream will come.
+    closing: bool,
+}
+
+impl ShutdownWatch<'_> {
+    /// True once, when shutdown has begun; until then the task is woken when it does.
+    fn begins(&mut self, cx: &Context<'_>) -> bool {
+        if self.closing {
+            return false;
+        }
+        if self.worker.shutting_down.get() {
+            self.closing = true;
+            return true;
+        }
+        self.slot = Some(self.worker.idle.borrow_mut().watch_shutdown(self.slot, cx.waker()));
+        false
+    }
+}
+
+impl Drop for ShutdownWatch<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            self.worker.idle.borrow_mut().unwatch_shutdown(slot);
         }
     }
 }

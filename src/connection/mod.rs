@@ -23,7 +23,6 @@ use crate::stats::RejectReason;
 use crate::worker::{Admission, Worker};
 use monoio::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 /// The protocol a connection speaks after its handshake.
@@ -79,9 +78,8 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, 
     };
     match (Protocol::negotiated(handshake::alpn(&stream)), stream) {
         (Protocol::Http2, crate::tls::ClientStream::Tls(tls)) => {
-            let fd = tls.tcp().as_raw_fd();
             match crate::tls::poll::PollTls::new(*tls) {
-                Ok(io) => Box::pin(http2::serve(worker, (io, buf), fd, peer, listener)).await,
+                Ok(io) => Box::pin(http2::serve(worker, (io, buf), peer, listener)).await,
                 Err(error) => log::warn!("worker {}: HTTP/2 on {peer}: {error}", worker.id),
             }
         }

@@ -18,6 +18,7 @@ on_both_drivers!(
     curl_and_h2load_over_h2c_and_tls,
     http2_is_turned_off_per_listener,
     http2_settings_come_from_config,
+    shutdown_sends_goaway_and_open_streams_finish,
 );
 
 /// The origin's answer: what it received, so the client sees it.
@@ -330,4 +331,49 @@ fn http2_settings_come_from_config(driver: Driver) {
     // Over SETTINGS_MAX_HEADER_LIST_SIZE: h2 answers 431 itself; nothing reaches the origin.
     assert_eq!(large.ok(), Some(431));
     assert!(origin.requests().iter().all(|request| request.target() != "/large"));
+}
+
+fn shutdown_sends_goaway_and_open_streams_finish(driver: Driver) {
+    let (release, gate) = flume::bounded::<()>(1);
+    let origin = Origin::start(move |request| {
+        if request.target() == "/slow" {
+            // Holds the response until the test has seen the GOAWAY.
+            let _ = gate.recv_timeout(crate::support::WAIT);
+        }
+        origin::ok("finished after GOAWAY\n")
+    });
+    let proxy = start_proxy(&to_origin(driver, origin.addr(), ""));
+    let proxy = &proxy;
+    let (refused, slow) = with_client(proxy.addr(), 65_535, |send| async move {
+        let mut ready = send.clone().ready().await.expect("ready");
+        let (slow, _) = ready.send_request(get("/slow"), true).expect("send");
+        while !origin.requests().iter().any(|request| request.target() == "/slow") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        proxy.shutdown();
+        // After GOAWAY the connection takes no new stream.
+        let mut refused = false;
+        for _ in 0..500 {
+            let attempt = match send.clone().ready().await {
+                Ok(mut ready) => ready.send_request(get("/late"), true).map(|_| ()),
+                Err(error) => Err(error),
+            };
+            if attempt.is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        release.send(()).expect("release the origin");
+        let response = slow.await.expect("the open stream's response");
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut text = Vec::new();
+        while let Some(data) = body.data().await {
+            text.extend_from_slice(&data.expect("data"));
+        }
+        (refused, (status, text))
+    });
+    assert!(refused, "no new stream after GOAWAY");
+    assert_eq!(slow, (200, b"finished after GOAWAY\n".to_vec()));
 }

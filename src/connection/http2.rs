@@ -17,7 +17,7 @@ use crate::http2::stream::H2Stream;
 use crate::proxy::exchange::{Downstream, Exchange, RequestView, Target};
 use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
-use crate::stats::RejectReason;
+use crate::stats::{RejectReason, StreamReset};
 use crate::worker::Worker;
 use bytes::Bytes;
 use monoio::io::AsyncWriteRentExt;
@@ -87,6 +87,7 @@ pub(super) async fn serve<T>(
         Err(_) => return,
     };
     let streams = Rc::new(Streams { worker: worker.clone(), open: Cell::new(0) });
+    let _counted = ConnectionCount::new(&worker, listener);
     let origin = Origin {
         worker: worker.clone(),
         listener,
@@ -144,6 +145,25 @@ pub(super) async fn serve<T>(
                 break;
             }
         }
+    }
+}
+
+/// Counts an HTTP/2 connection open while it lives.
+struct ConnectionCount<'w> {
+    worker: &'w Worker,
+    listener: usize,
+}
+
+impl<'w> ConnectionCount<'w> {
+    fn new(worker: &'w Worker, listener: usize) -> Self {
+        worker.stats.borrow_mut().http2_connection(listener, true);
+        Self { worker, listener }
+    }
+}
+
+impl Drop for ConnectionCount<'_> {
+    fn drop(&mut self) {
+        self.worker.stats.borrow_mut().http2_connection(self.listener, false);
     }
 }
 
@@ -205,6 +225,18 @@ fn flood_reason(flood: Flood) -> RejectReason {
         Flood::Continuation => RejectReason::Http2ContinuationFlood,
         Flood::Control => RejectReason::Http2ControlFlood,
         Flood::EmptyData => RejectReason::Http2EmptyDataFlood,
+    }
+}
+
+/// Counts a stream's end, and a window stall as a defense that triggered too.
+fn count_end(origin: &Origin, reset: Option<StreamReset>) {
+    let mut stats = origin.worker.stats.borrow_mut();
+    stats.http2_stream(origin.listener, false);
+    if let Some(reset) = reset {
+        stats.http2_reset(origin.listener, reset);
+        if reset == StreamReset::WindowStall {
+            stats.rejected(origin.listener, RejectReason::Http2WindowStall);
+        }
     }
 }
 
@@ -291,6 +323,7 @@ async fn serve_stream(
     respond: h2::server::SendResponse<Bytes>,
 ) {
     let worker = origin.worker.clone();
+    worker.stats.borrow_mut().http2_stream(origin.listener, true);
     let started = Instant::now();
     let (parts, recv) = request.into_parts();
     let mut buf = worker.take_buffer();
@@ -315,18 +348,14 @@ async fn serve_stream(
             }
             let view = (&head, headers.as_slice());
             buf = handle(&origin, &mut stream, view, buf, &mut outcome).await;
-            if stream.finish() {
-                reject(&origin, RejectReason::Http2WindowStall);
-            }
+            count_end(&origin, stream.finish());
         }
         Err(error) => {
             let method = Method::Get;
             let mut stream = H2Stream::new((recv, BodyForm::None), respond, method, limits);
             let error = ProxyError::BadRequest(error);
             answer_error(&origin, &mut stream, &error, &mut outcome).await;
-            if stream.finish() {
-                reject(&origin, RejectReason::Http2WindowStall);
-            }
+            count_end(&origin, stream.finish());
         }
     }
     worker.give_buffer(buf);

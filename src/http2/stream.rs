@@ -10,6 +10,7 @@
 use super::request::BodyForm;
 use super::response::{Output, ResponseReader};
 use crate::http::{HeadLimits, Method};
+use crate::stats::StreamReset;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
@@ -17,6 +18,7 @@ use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::io;
+use std::task::{Context, Poll, Waker};
 
 /// The client side of one HTTP/2 exchange.
 #[derive(Debug)]
@@ -68,26 +70,41 @@ impl H2Stream {
     }
 
     /// Ends the stream after the exchange: a body that runs until the writer stops ends
-    /// now; a response cut short is reset, so the client does not take it for whole.
-    /// Returns true when the response stalled on a window the client kept shut past the
-    /// client write timeout (the stream is reset with CANCEL).
-    pub fn finish(&mut self) -> bool {
+    /// now; a response cut short is reset (INTERNAL_ERROR), so the client does not take
+    /// it for whole, and one that stalled on a window the client kept shut past the
+    /// client write timeout too (CANCEL). Returns the reset, if the stream ended in one.
+    pub fn finish(&mut self) -> Option<StreamReset> {
+        if self.is_reset_by_client() {
+            self.sent_end = true;
+            return Some(StreamReset::ByClient);
+        }
         if self.sent_end {
-            return false;
+            return None;
         }
         self.sent_end = true;
         if self.waiting_for_window {
             self.reset(h2::Reason::CANCEL);
-            return true;
+            return Some(StreamReset::WindowStall);
         }
         match &mut self.send {
             Some(send) if self.reader.ends_with_writer() => {
                 let _ = send.send_data(Bytes::new(), true);
+                return None;
             }
             Some(send) => send.send_reset(h2::Reason::INTERNAL_ERROR),
             None => self.respond.send_reset(h2::Reason::INTERNAL_ERROR),
         }
-        false
+        Some(StreamReset::CutShort)
+    }
+
+    /// True when the client sent RST_STREAM for this stream.
+    fn is_reset_by_client(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let reset = match &mut self.send {
+            Some(send) => send.poll_reset(&mut cx),
+            None => self.respond.poll_reset(&mut cx),
+        };
+        matches!(reset, Poll::Ready(Ok(_))) || self.recv_error.is_some()
     }
 
     /// Takes the next DATA frame's bytes into `pending`, in the body's form.
@@ -257,6 +274,7 @@ impl AsyncWriteRent for H2Stream {
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
+        // The connection counts the stream's end when the exchange returns.
         let _ = self.finish();
         Ok(())
     }

@@ -11,6 +11,7 @@ mod cache;
 
 pub use cache::{CacheCounts, CacheEvent, StoreGauge};
 mod forward;
+mod http2;
 mod json;
 mod l4;
 mod latency;
@@ -20,6 +21,7 @@ mod worker;
 
 pub use aggregate::Aggregate;
 pub use forward::DnsAnswer;
+pub use http2::StreamReset;
 pub use l4::{Datagram, L4Record};
 pub use layout::{BackendLabel, RouteLabel, StatsLayout};
 pub use worker::WorkerStats;

@@ -5,7 +5,7 @@
 
 use crate::support::origin::{self, Origin, Reply, Request};
 use crate::support::pki::{Pki, toml_path};
-use crate::support::{Driver, on_both_drivers, preamble, start_proxy, to_origin};
+use crate::support::{Driver, admin, on_both_drivers, preamble, start_proxy, to_origin};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -194,6 +194,22 @@ fn a_reset_stream_leaves_the_others_alone(driver: Driver) {
         let text = String::from_utf8(body).expect("text");
         assert!(text.starts_with(&format!("GET /after{index} ")), "{text}");
     }
+    // Streams are requests of the listener, counted by protocol, with their resets.
+    let mut http2 = serde_json::Value::Null;
+    crate::support::eventually("the streams are counted", || {
+        let stats = admin::stats(proxy.admin_addr());
+        http2 = stats["listeners"][0]["http2"].clone();
+        stats["listeners"][0]["requests"] == 4 && http2["streams_active"] == 0
+    });
+    let expected = serde_json::json!({
+        "connections": 1, "connections_active": 0, "streams": 4, "streams_active": 0,
+        "resets_by_client": 1, "resets_cut_short": 0, "resets_window_stall": 0
+    });
+    assert_eq!(http2, expected);
+    let metrics = admin::metrics(proxy.admin_addr());
+    let line = "ringway_http2_stream_resets_total{listener=\"listener0\",reason=\"by_client\"} 1";
+    assert!(metrics.lines().any(|have| have == line), "{line} in\n{metrics}");
+    assert!(metrics.contains("ringway_http2_streams_total{listener=\"listener0\"} 4"), "{metrics}");
 }
 
 /// Runs `program` with `args`; fails the test unless it exits 0. Returns stdout.

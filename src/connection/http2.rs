@@ -12,7 +12,7 @@ use crate::config::{AccessLogFormat, RouteAction};
 use crate::error::ProxyError;
 use crate::http::{HeaderLine, Method, Parsed, RequestHead, parse_request_head};
 use crate::http2::flood::{Flood, FrameWatch};
-use crate::http2::request::{BodyForm, write_request_head};
+use crate::http2::request::{BodyForm, Grpc, write_request_head};
 use crate::http2::stream::H2Stream;
 use crate::proxy::exchange::{Downstream, Exchange, RequestView, Target};
 use crate::response::{self, Request};
@@ -326,6 +326,7 @@ async fn serve_stream(
     worker.stats.borrow_mut().http2_stream(origin.listener, true);
     let started = Instant::now();
     let (parts, recv) = request.into_parts();
+    let grpc = Grpc::of(&parts);
     let mut buf = worker.take_buffer();
     let mut headers = Vec::new();
     let parsed = write_request_head(&parts, recv.is_end_stream(), &mut buf).and_then(|form| {
@@ -343,6 +344,7 @@ async fn serve_stream(
     match parsed {
         Ok((form, head)) => {
             let mut stream = H2Stream::new((recv, form), respond, head.method, limits);
+            stream.grpc = grpc;
             if worker.config.listeners[origin.listener].access_log != AccessLogFormat::Off {
                 log.capture(&worker, &buf, &head, &headers);
             }
@@ -353,6 +355,7 @@ async fn serve_stream(
         Err(error) => {
             let method = Method::Get;
             let mut stream = H2Stream::new((recv, BodyForm::None), respond, method, limits);
+            stream.grpc = grpc;
             let error = ProxyError::BadRequest(error);
             answer_error(&origin, &mut stream, &error, &mut outcome).await;
             count_end(&origin, stream.finish());
@@ -454,6 +457,7 @@ async fn proxy_to(
     }
     let tls = listener.tls.as_deref();
     let compression = crate::proxy::compression::for_request(route, &buf, headers);
+    let deadline = stream.grpc.and_then(|grpc| grpc.timeout);
     let x = Exchange {
         worker: &worker,
         https: tls.is_some(),
@@ -472,7 +476,15 @@ async fn proxy_to(
         revalidation: Vec::new(),
         forward: None,
     };
-    let (result, buf) = crate::proxy::http::exchange(x, buf).await;
+    let exchange = crate::proxy::http::exchange(x, buf);
+    // A gRPC client's deadline bounds the whole exchange, the upstream wait included.
+    let (result, buf) = match deadline {
+        None => exchange.await,
+        Some(deadline) => match crate::deadline::timeout(deadline, exchange).await {
+            Ok(ended) => ended,
+            Err(_) => (Err(ProxyError::UpstreamTimeout), Vec::new()),
+        },
+    };
     outcome.status = outcome.report.status;
     match result {
         Ok(_) => {}
@@ -505,9 +517,14 @@ async fn answer_error_with(
         return;
     }
     let mut out = Vec::new();
-    let body_len = response::write_error(error, Request::UNPARSED, true, extra, &mut out);
-    outcome.status = error.status();
-    outcome.report.body_bytes_out = body_len;
+    if stream.grpc.is_some() {
+        response::write_grpc_error(error, Request::UNPARSED, &mut out);
+        outcome.status = 200;
+    } else {
+        let body_len = response::write_error(error, Request::UNPARSED, true, extra, &mut out);
+        outcome.status = error.status();
+        outcome.report.body_bytes_out = body_len;
+    }
     if let Some(reason) = error.reject_reason() {
         origin.worker.stats.borrow_mut().rejected(origin.listener, reason);
     }

@@ -8,6 +8,7 @@
 use crate::cache::entry::push_line;
 use crate::http::{MalformedKind, ParseError};
 use http::request::Parts;
+use std::time::Duration;
 
 /// Fields RFC 9113 §8.2.2 calls connection-specific; h2 refuses them on receipt, and they
 /// are dropped here too so no other layer depends on that. `te` is dropped for the same
@@ -92,6 +93,45 @@ fn write_cookie(parts: &Parts, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// What a gRPC request (`content-type: application/grpc...`) asks of the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grpc {
+    /// `grpc-timeout`: how long the client waits; the exchange is bounded by it.
+    pub timeout: Option<Duration>,
+}
+
+impl Grpc {
+    /// The gRPC facts of `parts`, or `None` when it is no gRPC request.
+    pub fn of(parts: &Parts) -> Option<Self> {
+        let content_type = parts.headers.get(http::header::CONTENT_TYPE)?.as_bytes();
+        if !content_type.starts_with(b"application/grpc") {
+            return None;
+        }
+        let timeout =
+            parts.headers.get("grpc-timeout").and_then(|value| grpc_timeout(value.as_bytes()));
+        Some(Self { timeout })
+    }
+}
+
+/// `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n); `None` when malformed
+/// (the request then waits as long as the cluster allows).
+pub fn grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +180,22 @@ mod tests {
         let (form, text) = head(request, false);
         assert_eq!(form, Ok(BodyForm::Length));
         assert!(text.contains("content-length: 3\r\n"), "{text}");
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_by_unit() {
+        assert_eq!(grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout(b"250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        for bad in [&b""[..], b"S", b"123456789S", b"5x", b"-1S", b"1.5S"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+        let request = http::Request::post("http://a.test/svc/Method")
+            .header("content-type", "application/grpc+proto")
+            .header("grpc-timeout", "100m");
+        let grpc = Grpc::of(&parts(request));
+        assert_eq!(grpc, Some(Grpc { timeout: Some(Duration::from_millis(100)) }));
+        assert_eq!(Grpc::of(&parts(http::Request::post("http://a.test/"))), None);
     }
 
     #[test]

@@ -23,6 +23,8 @@ use std::task::{Context, Poll, Waker};
 /// The client side of one HTTP/2 exchange.
 #[derive(Debug)]
 pub struct H2Stream {
+    /// Set when the request is gRPC: errors are answered as gRPC statuses.
+    pub grpc: Option<super::request::Grpc>,
     recv: RecvStream,
     form: BodyForm,
     /// Request body bytes ready for the phases: `pending[taken..]`.
@@ -50,6 +52,7 @@ impl H2Stream {
         limits: HeadLimits,
     ) -> Self {
         Self {
+            grpc: None,
             recv_done: form == BodyForm::None,
             recv,
             form,

@@ -32,6 +32,8 @@ mod curl;
 mod http2;
 // HTTP/2 flood defenses with raw frames: GOAWAY per case, other connections unharmed.
 mod http2_flood;
+// gRPC over HTTP/2: proxy errors as gRPC statuses, grpc-timeout.
+mod grpc;
 // Response compression: negotiation, every encoding and framing, SSE, the coder cap.
 mod compress;
 // The binary's command line: check, --version, --help.

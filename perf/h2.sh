@@ -78,7 +78,7 @@ nginx_conf "" "listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
 # nginx 1.22: HTTP/2 is a listen parameter (\`http2 on\` came in 1.25.1).
 nginx_conf "http2_max_requests 1000000000;
     proxy_temp_path tmp/proxy;
-    upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }" \
+    upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }" \
     "listen 127.0.0.1:${PORT[nginx]} ssl http2 backlog=4096;
         ssl_certificate $WORK/tls/cert.pem;
         ssl_certificate_key $WORK/tls/key.pem;
@@ -123,6 +123,8 @@ certificates = [{ cert = "$WORK/tls/cert.pem", key = "$WORK/tls/key.pem" }]
 cluster = "origin"
 [cluster.origin]
 backends = ["127.0.0.1:$ORIGIN_PORT"]
+# 100 streams at once need 100 upstream connections: keep them all, as nginx's keepalive.
+pool_idle_max = 128
 CONF
 
 log "origin (nginx) on :$ORIGIN_PORT, CPU $LOAD_CPU"

@@ -349,7 +349,7 @@ async fn serve_stream(
                 log.capture(&worker, &buf, &head, &headers);
             }
             let view = (&head, headers.as_slice());
-            buf = handle(&origin, &mut stream, view, buf, &mut outcome).await;
+            buf = handle(&origin, (&mut stream, &mut outcome, &log), view, buf).await;
             count_end(&origin, stream.finish());
         }
         Err(error) => {
@@ -380,10 +380,9 @@ async fn serve_stream(
 /// buffer.
 async fn handle(
     origin: &Origin,
-    stream: &mut H2Stream,
+    (stream, outcome, log): (&mut H2Stream, &mut Outcome, &LogFields),
     (head, headers): (&RequestHead, &[HeaderLine]),
     buf: Vec<u8>,
-    outcome: &mut Outcome,
 ) -> Vec<u8> {
     let worker = origin.worker.clone();
     let listener = &worker.config.listeners[origin.listener];
@@ -436,7 +435,7 @@ async fn handle(
         }
         Some(RouteAction::Cluster(cluster)) => {
             let target = (Target::Cluster(*cluster), chosen);
-            return proxy_to(origin, (stream, outcome), (head, headers), buf, target).await;
+            return proxy_to(origin, (stream, outcome, log), (head, headers), buf, target).await;
         }
     }
     buf
@@ -445,7 +444,7 @@ async fn handle(
 /// Hands the request to its cluster, and answers a failure before the response began.
 async fn proxy_to(
     origin: &Origin,
-    (stream, outcome): (&mut H2Stream, &mut Outcome),
+    (stream, outcome, log): (&mut H2Stream, &mut Outcome, &LogFields),
     (head, headers): (&RequestHead, &[HeaderLine]),
     buf: Vec<u8>,
     (target, route): (Target, Option<&crate::config::Route>),
@@ -467,7 +466,8 @@ async fn proxy_to(
         peer_text: origin.peer_text.as_bytes(),
         request: RequestView { head, headers },
         target,
-        request_id: None,
+        // As on HTTP/1: an id the proxy made up goes upstream; the client's own is there.
+        request_id: log.generated.then(|| log.request_id()),
         report: &mut outcome.report,
         // The request body streams as its DATA frames come: no 100 Continue to send.
         continue_sent: true,

@@ -19,6 +19,7 @@ on_both_drivers!(
     http2_is_turned_off_per_listener,
     http2_settings_come_from_config,
     shutdown_sends_goaway_and_open_streams_finish,
+    a_logged_stream_sends_its_request_id_upstream,
 );
 
 /// The origin's answer: what it received, so the client sees it.
@@ -392,4 +393,25 @@ fn shutdown_sends_goaway_and_open_streams_finish(driver: Driver) {
     });
     assert!(refused, "no new stream after GOAWAY");
     assert_eq!(slow, (200, b"finished after GOAWAY\n".to_vec()));
+}
+
+fn a_logged_stream_sends_its_request_id_upstream(driver: Driver) {
+    let origin = Origin::start(|request| origin::ok(&describe(request)));
+    let log = crate::support::process::TempFile::new(b"");
+    let config = format!(
+        "{}[access_log]\npath = \"{}\"\n\n[[listener]]\naddr = \"127.0.0.1:0\"\n\
+         access_log = \"json\"\n\n[[listener.route]]\ncluster = \"app\"\n\n\
+         [cluster.app]\nbackends = [\"{}\"]\n",
+        preamble(driver, 1),
+        log.arg(),
+        origin.addr()
+    );
+    let proxy = start_proxy(&config);
+    let (status, _, _) = with_client(proxy.addr(), 65_535, |mut send| async move {
+        fetch(&mut send, get("/logged"), b"").await
+    });
+    assert_eq!(status, 200);
+    let seen = origin.next_request();
+    let id = seen.header("x-request-id").expect("the proxy's request id went upstream");
+    assert!(!id.is_empty());
 }

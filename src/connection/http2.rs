@@ -347,6 +347,8 @@ async fn serve_stream(
             stream.grpc = grpc;
             if worker.config.listeners[origin.listener].access_log != AccessLogFormat::Off {
                 log.capture(&worker, &buf, &head, &headers);
+                // The phases read an HTTP/1.1 head; the client spoke HTTP/2.
+                log.set_version(b"HTTP/2.0");
             }
             let view = (&head, headers.as_slice());
             buf = handle(&origin, (&mut stream, &mut outcome, &log), view, buf).await;

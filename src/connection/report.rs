@@ -65,6 +65,11 @@ impl LogFields {
         }
     }
 
+    /// Logs the request's protocol as `version` (`HTTP/2.0`) instead of its head's.
+    pub(super) fn set_version(&mut self, version: &[u8]) {
+        self.version = self.push(version);
+    }
+
     /// The request id captured for this request.
     pub(super) fn request_id(&self) -> &[u8] {
         &self.bytes[self.request_id.clone()]

@@ -399,8 +399,9 @@ fn a_logged_stream_sends_its_request_id_upstream(driver: Driver) {
     let origin = Origin::start(|request| origin::ok(&describe(request)));
     let log = crate::support::process::TempFile::new(b"");
     let config = format!(
-        "{}[access_log]\npath = \"{}\"\n\n[[listener]]\naddr = \"127.0.0.1:0\"\n\
-         access_log = \"json\"\n\n[[listener.route]]\ncluster = \"app\"\n\n\
+        "{}[stats]\ninterval_ms = 50\n[access_log]\npath = \"{}\"\n\n\
+         [[listener]]\naddr = \"127.0.0.1:0\"\n\
+         access_log = \"combined\"\n\n[[listener.route]]\ncluster = \"app\"\n\n\
          [cluster.app]\nbackends = [\"{}\"]\n",
         preamble(driver, 1),
         log.arg(),
@@ -414,4 +415,9 @@ fn a_logged_stream_sends_its_request_id_upstream(driver: Driver) {
     let seen = origin.next_request();
     let id = seen.header("x-request-id").expect("the proxy's request id went upstream");
     assert!(!id.is_empty());
+    // The access log names the protocol the client spoke.
+    crate::support::eventually("the request is logged as HTTP/2.0", || {
+        let text = std::fs::read_to_string(log.arg()).unwrap_or_default();
+        text.lines().any(|line| line.contains("HTTP/2.0") && line.contains(id))
+    });
 }

@@ -268,6 +268,16 @@ fn curl_and_h2load_over_h2c_and_tls(driver: Driver) {
     let h1 =
         run("curl", &[&common[..], &["--http1.1", "--cacert", ca, &format!("{tls}/h1")]].concat());
     assert!(h1.ends_with(" 1.1"), "{h1}");
+    // A 4 MiB upload over TLS h2 (flow control through the poll-mode TLS session).
+    let upload: Vec<u8> = (0..4 << 20).map(|index: u32| (index % 249) as u8).collect();
+    let file = crate::support::process::TempFile::new(&upload);
+    let body = format!("@{}", file.arg());
+    let args = ["--http2", "--cacert", ca, "--data-binary", &body, &format!("{tls}/big")];
+    let big = run("curl", &[&common[..], &args].concat());
+    assert!(big.starts_with("POST /big ") && big.ends_with("bytes=4194304 chunked=false\n 2"));
+    let seen = origin.requests();
+    let big = seen.iter().find(|request| request.target() == "/big").expect("the upload");
+    assert!(big.body == upload, "the TLS h2 upload arrived damaged");
 
     // 100 streams at once over 4 connections, 2,000 requests, cleartext and TLS.
     let tls_by_addr = format!("https://{}/load", proxy.addr_of(1));

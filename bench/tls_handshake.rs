@@ -51,6 +51,7 @@ fn server(dir: &std::path::Path, provider: Provider, version: &'static str) -> S
         client_ca: None,
         session_cache_entries: 1000,
         session_tickets: true,
+        alpn: vec![b"http/1.1".to_vec()],
     };
     ServerTls::load(settings).expect("server TLS")
 }

@@ -37,64 +37,18 @@ log() { echo "perf/forward: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------- tools
-SUDO=
-[[ $EUID -ne 0 ]] && SUDO=sudo
+# shellcheck source=perf/lib.sh
+source perf/lib.sh
 APT_NEED=()
 [[ -x /usr/sbin/squid ]] || command -v squid >/dev/null || APT_NEED+=(squid)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || APT_NEED+=(nginx-light)
 command -v wrk >/dev/null || APT_NEED+=(wrk)
 command -v openssl >/dev/null || APT_NEED+=(openssl)
 command -v python3 >/dev/null || APT_NEED+=(python3)
-if ((${#APT_NEED[@]})); then
-    log "installing ${APT_NEED[*]} (apt)"
-    $SUDO apt-get update
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${APT_NEED[@]}"
-fi
+apt_install "${APT_NEED[@]}"
 SQUID=$(command -v squid || echo /usr/sbin/squid)
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [[ -z ${RINGWAY_BIN:-} ]]; then
-    log "cargo build --release"
-    cargo build --release --locked
-    RINGWAY_BIN=$ROOT/target/release/ringway
-fi
-[[ -x $RINGWAY_BIN ]] || die "no ringway binary at $RINGWAY_BIN"
-
-exec 9>"${TMPDIR:-/tmp}/ringway-perf.lock"
-flock -n 9 || die "another perf run holds ${TMPDIR:-/tmp}/ringway-perf.lock"
-
-# ---------------------------------------------------------------------------- processes
-STARTED=()
-cleanup() {
-    local rc=$? pid
-    for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${STARTED[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    exit "$rc"
-}
-trap cleanup EXIT
-start() { # name logfile command...
-    local name=$1 logfile=$2
-    shift 2
-    "$@" >"$logfile" 2>&1 &
-    STARTED+=("$!")
-    eval "PID_$name=$!"
-}
-wait_port() { # port pid logfile
-    local i
-    for ((i = 0; i < 100; i++)); do
-        timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null && return 0
-        kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "process $2 exited"; }
-        sleep 0.2
-    done
-    tail -n 20 "$3" >&2
-    die "nothing listens on :$1"
-}
-cpu_ticks() { # pid: utime + stime
-    local stat fields
-    stat=$(cat "/proc/$1/stat") || return 1
-    read -r -a fields <<<"${stat##*) }"
-    echo $((fields[11] + fields[12]))
-}
+ringway_and_lock
 
 rm -rf "$WORK"
 mkdir -p "$WORK/origin/tmp" "$WORK/squid" "$WORK/ringway" "$WORK/load"

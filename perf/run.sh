@@ -10,6 +10,7 @@
 #   SCENARIOS=compress CONTENDERS=ringway,nginx perf/run.sh   # compression (5 scenarios)
 #   SCENARIOS=cache,small_c16 CONTENDERS=ringway,nginx,varnish perf/run.sh   # response cache
 #   SCENARIOS=forward perf/run.sh                 # forward proxy vs Squid (perf/forward.sh)
+#   SCENARIOS=h2 perf/run.sh      # TLS h2, h2load -c10 -m10: ringway, nginx, HAProxy (perf/h2.sh)
 #   SCENARIOS=l4 perf/run.sh    # L4 TCP: ringway copy and splice, nginx stream, HAProxy tcp
 #
 # Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
@@ -27,6 +28,10 @@ cd "$ROOT"
 # The forward proxy's scenarios have contenders of their own (Squid): their own script.
 if [[ ${SCENARIOS:-} == forward ]]; then
     exec perf/forward.sh
+fi
+# HTTP/2 over TLS (h2load against ringway, nginx and HAProxy): its own script.
+if [[ ${SCENARIOS:-} == h2 ]]; then
+    exec perf/h2.sh
 fi
 
 COMPRESS_SCENARIOS=compress_gzip1,compress_gzip2,compress_gzip6,compress_br,compress_zstd
@@ -297,6 +302,7 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || APT_NEED+=(nginx-ligh
 [[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]] || APT_NEED+=(libnginx-mod-http-echo)
 [[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || APT_NEED+=(libnginx-mod-stream) # l4_*
 command -v wrk >/dev/null || APT_NEED+=(wrk)
+command -v h2load >/dev/null || APT_NEED+=(nghttp2-client) # h2_* scenarios
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || APT_NEED+=(haproxy)
 command -v openssl >/dev/null || APT_NEED+=(openssl)
 command -v python3 >/dev/null || APT_NEED+=(python3)

@@ -28,6 +28,7 @@ pub mod balance;
 pub mod upstream;
 pub mod compress;
 pub mod proxy;
+pub mod http2;
 pub mod wire;
 pub mod deadline;
 pub mod tls;

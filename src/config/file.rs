@@ -29,6 +29,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) log: FileLog,
     #[serde(default)]
+    pub(super) http2: super::http2::FileHttp2,
+    #[serde(default)]
     pub(super) listener: Vec<FileListener>,
     #[serde(default)]
     pub(super) cluster: BTreeMap<String, FileCluster>,
@@ -156,6 +158,8 @@ pub(super) struct FileListener {
     pub(super) forward: Option<super::forward::FileForward>,
     /// A TCP listener's relay: `"copy"` (the default) or `"splice"`.
     pub(super) relay: Option<String>,
+    /// A cleartext HTTP listener serves HTTP/2 to clients that open with its preface.
+    pub(super) h2c: Option<bool>,
 }
 
 /// `[[listener.sni]]`: TLS passthrough to `cluster` for these server names.
@@ -180,6 +184,8 @@ pub(super) struct FileListenerTls {
     pub(super) session_cache_entries: Option<u64>,
     pub(super) session_tickets: Option<bool>,
     pub(super) hsts: Option<String>,
+    /// Protocols offered in ALPN, in the listener's order of preference.
+    pub(super) alpn: Option<Vec<String>>,
 }
 
 /// One entry of `certificates`.

@@ -10,6 +10,7 @@ mod cache;
 mod error;
 mod guard;
 mod file;
+mod http2;
 mod forward;
 mod l4;
 mod names;
@@ -22,6 +23,7 @@ pub use forward::{
     Anonymity, BodyRule, BodyRuleAction, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig,
     ResponseFilter, RuleAction,
 };
+pub use http2::Http2Config;
 pub use validate::from_toml;
 
 use crate::http::{ChunkedLimits, HeadLimits};
@@ -51,6 +53,8 @@ pub struct Config {
     /// The response cache's store.
     pub cache: CacheConfig,
     pub log: LogConfig,
+    /// Limits and flood budgets of HTTP/2 connections from clients.
+    pub http2: Http2Config,
 }
 
 /// `[log]`: the proxy's own error and info lines (access logs are `[access_log]`).
@@ -223,6 +227,9 @@ pub struct Listener {
     /// A forward proxy: absolute-form requests and CONNECT go where they name (routes, if
     /// any, take the origin-form ones).
     pub forward: Option<Arc<Forward>>,
+    /// A cleartext listener serves HTTP/2 to a client that opens with the connection
+    /// preface (prior knowledge, RFC 9113 §3.3).
+    pub h2c: bool,
 }
 
 /// What a listener does with its connections.

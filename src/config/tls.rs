@@ -71,6 +71,7 @@ pub(super) fn listener_tls(
             errors,
         )),
         session_tickets: file.session_tickets.unwrap_or(true),
+        alpn: alpn(&format!("{at}.alpn"), file.alpn.as_deref(), errors),
         certificates,
         at,
     };
@@ -85,6 +86,31 @@ pub(super) fn listener_tls(
             None
         }
     }
+}
+
+/// The ALPN offer: `h2` and `http/1.1` unless the listener names its own, each once.
+fn alpn(at: &str, names: Option<&[String]>, errors: &mut Vec<ConfigError>) -> Vec<Vec<u8>> {
+    let Some(names) = names else {
+        return vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    };
+    if names.is_empty() {
+        errors.push(ConfigError::invalid(at, "empty list; offer \"h2\", \"http/1.1\" or both"));
+    }
+    let mut chosen: Vec<Vec<u8>> = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let key = format!("{at}[{index}]");
+        match name.as_str() {
+            "h2" | "http/1.1" if chosen.contains(&name.as_bytes().to_vec()) => {
+                errors.push(ConfigError::invalid(key, format!("{name:?} is listed twice")));
+            }
+            "h2" | "http/1.1" => chosen.push(name.as_bytes().to_vec()),
+            _ => {
+                let reason = format!("unknown protocol {name:?}; use \"h2\" or \"http/1.1\"");
+                errors.push(ConfigError::invalid(key, reason));
+            }
+        }
+    }
+    chosen
 }
 
 fn versions(

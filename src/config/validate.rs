@@ -78,6 +78,7 @@ fn validate(file: &FileConfig, errors: &mut Vec<ConfigError>) -> Config {
         access_log: validate_access_log(&file.access_log, errors),
         cache: super::cache::validate_cache(&file.cache, errors),
         log: validate_log(&file.log, errors),
+        http2: super::http2::validate_http2(&file.http2, errors),
     }
 }
 
@@ -368,6 +369,21 @@ fn forward_cache(
     forward
 }
 
+/// An HTTP listener that is no forward proxy needs a route.
+fn check_has_routes(
+    at: &str,
+    listener: &FileListener,
+    (mode, forward): (&ListenerMode, bool),
+    errors: &mut Vec<ConfigError>,
+) {
+    if listener.route.is_empty() && matches!(mode, ListenerMode::Http) && !forward {
+        errors.push(ConfigError::invalid(
+            format!("{at}.route"),
+            "no routes; add a [[listener.route]] with a cluster or a respond",
+        ));
+    }
+}
+
 /// Validates listener `index`, numbering its routes from `next_route` on.
 fn validate_listener(
     index: usize,
@@ -391,12 +407,7 @@ fn validate_listener(
     if let (Some(forward), Ok(addr)) = (&forward, listener.addr.parse::<SocketAddr>()) {
         super::forward::refuse_open_proxy(&at, (addr, listener.allow.is_some()), forward, errors);
     }
-    if listener.route.is_empty() && matches!(mode, ListenerMode::Http) && forward.is_none() {
-        errors.push(ConfigError::invalid(
-            format!("{at}.route"),
-            "no routes; add a [[listener.route]] with a cluster or a respond",
-        ));
-    }
+    check_has_routes(&at, listener, (&mode, forward.is_some()), errors);
     let routes = listener
         .route
         .iter()
@@ -436,6 +447,7 @@ fn validate_listener(
             errors,
         ),
         purge_allow: purge_allow(&at, listener, errors),
+        h2c: listener.h2c.unwrap_or(true),
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(

@@ -8,17 +8,15 @@
 use super::OpenGuard;
 use super::guard::{self, Checked};
 use super::idle::IdleGuard;
-use super::report::{Finished, LogFields, finish};
+use super::report::{Finished, LogFields, Outcome, finish};
 use crate::config::AccessLogFormat;
-use crate::config::{FixedResponse, RouteAction, RouteId};
+use crate::config::{FixedResponse, RouteAction};
 use crate::error::ProxyError;
 use crate::http::{
     Authority, BodyFraming, HeaderLine, Method, Parsed, RequestHead, parse_request_head,
 };
 use crate::proxy::buffer::read_body;
-use crate::proxy::exchange::{
-    Downstream, Exchange, ExchangeEnd, ExchangeReport, RequestView, Target,
-};
+use crate::proxy::exchange::{Downstream, Exchange, ExchangeEnd, RequestView, Target};
 use crate::proxy::http::exchange;
 use crate::proxy::request_head::ForwardHead;
 use crate::proxy::tunnel::tunnel;
@@ -108,18 +106,6 @@ struct Client {
     log: LogFields,
 }
 
-/// How the current request went, as the connection saw it.
-#[derive(Debug, Default)]
-struct Outcome {
-    route: Option<RouteId>,
-    cluster: Option<usize>,
-    /// The status the client got.
-    status: u16,
-    report: ExchangeReport,
-    /// A forward request's access verdict for the log: `allow:RULE` or `deny:RULE`.
-    verdict: Option<String>,
-}
-
 /// What the loop does after a request.
 enum Next {
     Continue,
@@ -187,6 +173,7 @@ async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
                 park(client, rest);
                 return;
             }
+            Ok(Incoming::Preface) => return Box::pin(serve_h2c(client, buf)).await,
             Err(error) => {
                 client.outcome = Outcome::default();
                 client.log.clear();
@@ -218,14 +205,7 @@ async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
             }
             Next::Connect { .. } => unreachable!("a tunnel ends the loop above"),
             Next::Tunnel { upstream, to_client } => {
-                let to_upstream = std::mem::take(&mut buf);
-                let idle = worker.config.timeouts.tunnel_idle;
-                let peer = client.peer;
-                let pair = (client.stream, upstream);
-                let tunnel = tunnel(&worker, pair, (to_upstream, to_client), idle);
-                let relayed = Box::pin(tunnel).await;
-                log::debug!("tunnel for {peer} ended: {:?}", relayed.end);
-                return;
+                return Box::pin(run_upgrade(client, upstream, to_client, buf)).await;
             }
         }
     }
@@ -255,6 +235,36 @@ async fn wait_parked(mut client: Client, rest: Duration) {
     };
     if let Ok(Ok(())) = readable {
         monoio::spawn(serve_requests(client, Vec::new(), false));
+    }
+}
+
+/// Tunnels bytes both ways after a backend switched protocols (101); `to_upstream`: what
+/// the client sent after its request, `to_client` what the backend sent after its 101.
+async fn run_upgrade(
+    client: Client,
+    upstream: UpstreamStream,
+    to_client: Vec<u8>,
+    to_upstream: Vec<u8>,
+) {
+    let worker = client.worker.clone();
+    let idle = worker.config.timeouts.tunnel_idle;
+    let pair = (client.stream, upstream);
+    let relayed = tunnel(&worker, pair, (to_upstream, to_client), idle).await;
+    log::debug!("tunnel for {} ended: {:?}", client.peer, relayed.end);
+}
+
+/// Serves a cleartext HTTP/2 connection (prior knowledge) whose first bytes, the preface
+/// included, are in `buf`.
+async fn serve_h2c(client: Client, buf: Vec<u8>) {
+    // The open guard (`_open`) stays to the end: the connection counts open while it lives.
+    let Client { worker, stream, peer, listener, busy, _open, .. } = client;
+    drop(busy);
+    let ClientStream::Plain(tcp) = stream else {
+        unreachable!("h2c is detected on cleartext connections only");
+    };
+    match monoio::io::IntoPollIo::into_poll_io(tcp) {
+        Ok(io) => super::http2::serve(worker, (io, buf), peer, listener).await,
+        Err(error) => log::warn!("worker {}: HTTP/2 on {peer}: {error}", worker.id),
     }
 }
 
@@ -297,6 +307,8 @@ enum Incoming {
     /// Idle for [`PARK_AFTER`] on a worker with many connections: park it, with this much
     /// of its keep-alive timeout left.
     Park(Duration),
+    /// The HTTP/2 connection preface (h2c prior knowledge): the connection is HTTP/2.
+    Preface,
 }
 
 /// Reads the next request head.
@@ -348,11 +360,22 @@ async fn read_request(
     client.started = Instant::now();
     let deadline = client.started + config.timeouts.client_header;
     let limits = config.limits.head;
+    let h2c = first
+        && config.listeners[client.listener].h2c
+        && matches!(client.stream, ClientStream::Plain(_));
     loop {
-        match parse_request_head(&buf, &limits, &mut client.headers) {
-            Ok(Parsed::Complete(head)) => return (Ok(Incoming::Head(head)), buf),
-            Ok(Parsed::Partial) => {}
-            Err(error) => return (Err(ProxyError::BadRequest(error)), buf),
+        let preface = &super::http2::PREFACE[..buf.len().min(super::http2::PREFACE.len())];
+        if h2c && buf.starts_with(preface) {
+            // The HTTP/2 preface, or the start of it: no HTTP/1 head begins this way.
+            if preface.len() == super::http2::PREFACE.len() {
+                return (Ok(Incoming::Preface), buf);
+            }
+        } else {
+            match parse_request_head(&buf, &limits, &mut client.headers) {
+                Ok(Parsed::Complete(head)) => return (Ok(Incoming::Head(head)), buf),
+                Ok(Parsed::Partial) => {}
+                Err(error) => return (Err(ProxyError::BadRequest(error)), buf),
+            }
         }
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len().max(1024));

@@ -1,13 +1,15 @@
 //! One accepted client connection, from accept to close: counts it open, reads a PROXY
 //! header where the listener takes one, hands a TCP-mode listener's connection to `l4`,
 //! runs the TLS handshake on a TLS listener, chooses the protocol from ALPN and hands the
-//! ready stream to that protocol's loop (`http1`, the only one today).
+//! ready stream to that protocol's loop (`http1`, or `http2` after ALPN `h2`; `http1` hands
+//! a cleartext connection that opens with the HTTP/2 preface to `http2` too).
 //!
 //! A connection refused under the caps never gets here: [`refuse`] answers it.
 
 mod guard;
 mod handshake;
 mod http1;
+mod http2;
 mod idle;
 mod linger;
 mod refuse;
@@ -27,14 +29,14 @@ use std::rc::Rc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
     Http1,
+    Http2,
 }
 
 impl Protocol {
-    /// The protocol for the ALPN result `alpn`. Listeners offer only `http/1.1` (see
-    /// `tls::server`), so whatever was or was not negotiated, it is HTTP/1.1 until `h2`
-    /// is offered too.
+    /// The protocol for the ALPN result `alpn`: HTTP/1.1 when none was agreed.
     fn negotiated(alpn: Option<&[u8]>) -> Self {
         match alpn {
+            Some(b"h2") => Self::Http2,
             Some(b"http/1.1") | None => Self::Http1,
             // Not offered, so rustls does not agree to it; HTTP/1.1 is the safe reading.
             Some(_) => Self::Http1,
@@ -74,10 +76,18 @@ pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, 
     let Some((stream, buf)) = Box::pin(handshake).await else {
         return;
     };
-    match Protocol::negotiated(handshake::alpn(&stream)) {
-        // The loop owns the guard from here: an idle connection parks in a task of its own
-        // and this one ends (see `http1`).
-        Protocol::Http1 => http1::serve(worker, stream, (peer, listener), buf, open).await,
+    // The HTTP/1 loop owns the guard from here: an idle connection parks in a task of its
+    // own and this one ends (see `http1`).
+    match (Protocol::negotiated(handshake::alpn(&stream)), stream) {
+        (Protocol::Http2, crate::tls::ClientStream::Tls(tls)) => {
+            match crate::tls::poll::PollTls::new(*tls) {
+                Ok(io) => Box::pin(http2::serve(worker, (io, buf), peer, listener)).await,
+                Err(error) => log::warn!("worker {}: HTTP/2 on {peer}: {error}", worker.id),
+            }
+        }
+        (Protocol::Http1 | Protocol::Http2, stream) => {
+            http1::serve(worker, stream, (peer, listener), buf, open).await;
+        }
     }
 }
 
@@ -114,8 +124,9 @@ mod tests {
     use super::Protocol;
 
     #[test]
-    fn every_negotiation_speaks_http1_until_h2_is_offered() {
-        for alpn in [None, Some(&b"http/1.1"[..]), Some(&b"h2"[..])] {
+    fn alpn_h2_speaks_http2_and_anything_else_http1() {
+        assert_eq!(Protocol::negotiated(Some(b"h2")), Protocol::Http2);
+        for alpn in [None, Some(&b"http/1.1"[..]), Some(&b"spdy/3"[..])] {
             assert_eq!(Protocol::negotiated(alpn), Protocol::Http1);
         }
     }

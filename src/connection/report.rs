@@ -65,6 +65,11 @@ impl LogFields {
         }
     }
 
+    /// Logs the request's protocol as `version` (`HTTP/2.0`) instead of its head's.
+    pub(super) fn set_version(&mut self, version: &[u8]) {
+        self.version = self.push(version);
+    }
+
     /// The request id captured for this request.
     pub(super) fn request_id(&self) -> &[u8] {
         &self.bytes[self.request_id.clone()]
@@ -75,6 +80,18 @@ impl LogFields {
         *self = Self { bytes: std::mem::take(&mut self.bytes), ..Self::default() };
         self.bytes.clear();
     }
+}
+
+/// How the current request went, as the connection saw it.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    pub(super) route: Option<RouteId>,
+    pub(super) cluster: Option<usize>,
+    /// The status the client got.
+    pub(super) status: u16,
+    pub(super) report: ExchangeReport,
+    /// A forward request's access verdict for the log: `allow:RULE` or `deny:RULE`.
+    pub(super) verdict: Option<String>,
 }
 
 /// One finished request, as the connection saw it.

@@ -513,8 +513,10 @@ async fn send_body(
     // The backend is watched for an early answer only where the rest of the body can then
     // go on at the same time (plain TCP both sides, see `duplex`); elsewhere an answer is
     // heard when the upload ends, or when the backend stops reading it.
-    let Downstream::H1(client) = &x.downstream;
-    let watch = matches!(**client, MaybeTls::Plain(_));
+    let watch = match &x.downstream {
+        Downstream::H1(client) => matches!(**client, MaybeTls::Plain(_)),
+        Downstream::H2(_) => false,
+    };
     let options = request_relay_options(x.worker, destination.response_timeout, watch);
     let mut body = Body::new(head_len, decoder, encoder);
     let mut out = out;

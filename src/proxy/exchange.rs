@@ -9,6 +9,7 @@ use super::body::{Sink, Source};
 use super::request_head::ForwardHead;
 use crate::config::{BackendId, ClusterId};
 use crate::http::{HeaderLine, RequestHead};
+use crate::http2::stream::H2Stream;
 use crate::tls::{ClientStream, UpstreamStream};
 use crate::upstream::PoolLimits;
 use crate::worker::Worker;
@@ -70,18 +71,33 @@ impl DirectTarget {
 pub enum Downstream<'a> {
     /// An HTTP/1.x connection: the request head's spans index its read buffer.
     H1(&'a mut ClientStream),
+    /// One stream of an HTTP/2 connection: its head was written as an HTTP/1.1 head, its
+    /// body reads and its response writes go through the stream.
+    H2(&'a mut H2Stream),
+}
+
+impl Downstream<'_> {
+    /// The same downstream, borrowed for a shorter exchange (a background refresh).
+    pub fn reborrow(&mut self) -> Downstream<'_> {
+        match self {
+            Self::H1(stream) => Downstream::H1(stream),
+            Self::H2(stream) => Downstream::H2(stream),
+        }
+    }
 }
 
 impl AsyncReadRent for Downstream<'_> {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Self::H1(stream) => stream.read(buf).await,
+            Self::H2(stream) => stream.read(buf).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Self::H1(stream) => stream.readv(buf).await,
+            Self::H2(stream) => stream.readv(buf).await,
         }
     }
 }
@@ -90,24 +106,28 @@ impl AsyncWriteRent for Downstream<'_> {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Self::H1(stream) => stream.write(buf).await,
+            Self::H2(stream) => stream.write(buf).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Self::H1(stream) => stream.writev(buf).await,
+            Self::H2(stream) => stream.writev(buf).await,
         }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Self::H1(stream) => stream.flush().await,
+            Self::H2(stream) => stream.flush().await,
         }
     }
 
     async fn shutdown(&mut self) -> std::io::Result<()> {
         match self {
             Self::H1(stream) => stream.shutdown().await,
+            Self::H2(stream) => stream.shutdown().await,
         }
     }
 }
@@ -116,6 +136,7 @@ impl Source for Downstream<'_> {
     async fn readable(&mut self) {
         match self {
             Self::H1(stream) => Source::readable(&mut **stream).await,
+            Self::H2(stream) => Source::readable(&mut **stream).await,
         }
     }
 }
@@ -129,6 +150,7 @@ impl Sink for Downstream<'_> {
     async fn writable(&self) {
         match self {
             Self::H1(stream) => Sink::writable(&**stream).await,
+            Self::H2(stream) => Sink::writable(&**stream).await,
         }
     }
 }

@@ -171,10 +171,9 @@ async fn refresh_stored(x: &mut Exchange<'_>, mut pending: cache::Pending<'_>, h
         ..x.request.head.clone()
     };
     let mut report = super::exchange::ExchangeReport::default();
-    let Downstream::H1(client) = &mut x.downstream;
     let mut quiet = Exchange {
         worker,
-        downstream: Downstream::H1(client),
+        downstream: x.downstream.reborrow(),
         request: super::exchange::RequestView { head: &quiet_head, headers: x.request.headers },
         target: x.target,
         https: x.https,
@@ -277,7 +276,12 @@ async fn relay_response(
 ) -> (Relayed, Vec<u8>, bool) {
     let worker = x.worker;
     let request = std::mem::replace(&mut attempt.request, RequestSent::Abandoned);
-    let Downstream::H1(client) = &mut x.downstream;
+    let Downstream::H1(client) = &mut x.downstream else {
+        // An HTTP/2 stream's body went on before the response was read (no early answer
+        // is watched for on it), so its response relays alone.
+        let relayed = download.relay(&mut attempt.upstream.stream, &mut x.downstream).await;
+        return (relayed, worker.into_buf(client_out), request.is_whole());
+    };
     match (request, &mut **client, &mut attempt.upstream.stream) {
         (
             RequestSent::Paused(mut request_body),

@@ -8,11 +8,13 @@
 mod content;
 mod error;
 mod fixed;
+mod grpc;
 mod redirect;
 
 pub use content::{Content, write_content};
 pub use error::write_error;
 pub use fixed::write_fixed;
+pub use grpc::{grpc_status, write_grpc_error};
 pub use redirect::write_redirect;
 
 use crate::http::status::reason;

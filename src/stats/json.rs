@@ -10,7 +10,10 @@
 //!                    "cache": CACHE (with "store_bytes", "store_keys") } ],
 //!   "listeners": [ { "name", "mode": "http"|"tcp"|"udp", "requests", "requests_per_class",
 //!                    "bytes_received", "bytes_sent", "connections_active",
-//!                    "connections_total", "rejected": REJECTED, "forward": FORWARD } ],
+//!                    "connections_total", "rejected": REJECTED, "forward": FORWARD,
+//!                    "http2": { "connections", "connections_active", "streams",
+//!                               "streams_active", "resets_by_client", "resets_cut_short",
+//!                               "resets_window_stall" } } ],
 //!   "routes":    [ { "name": "public/0", "listener", "requests", "requests_per_class",
 //!                    "latency_ms", "compression": COMPRESSION, "cache": CACHE } ],
 //!   "clusters":  [ { "name", "requests", "requests_per_class", "retries", "latency_ms",
@@ -86,6 +89,7 @@ struct ListenerJson<'a> {
     /// Present on forward listeners only.
     #[serde(skip_serializing_if = "Option::is_none")]
     forward: Option<super::forward::ForwardJson<'a>>,
+    http2: super::http2::Http2Json,
 }
 
 #[derive(Serialize)]
@@ -254,6 +258,7 @@ fn listener_json<'a>(
         connections_total: stats.connections_total,
         rejected: Rejected(stats.rejected),
         forward,
+        http2: super::http2::Http2Json::new(&stats.http2),
     }
 }
 

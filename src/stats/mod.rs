@@ -11,6 +11,7 @@ mod cache;
 
 pub use cache::{CacheCounts, CacheEvent, StoreGauge};
 mod forward;
+mod http2;
 mod json;
 mod l4;
 mod latency;
@@ -20,6 +21,7 @@ mod worker;
 
 pub use aggregate::Aggregate;
 pub use forward::DnsAnswer;
+pub use http2::StreamReset;
 pub use l4::{Datagram, L4Record};
 pub use layout::{BackendLabel, RouteLabel, StatsLayout};
 pub use worker::WorkerStats;
@@ -62,11 +64,22 @@ pub enum RejectReason {
     NoBackend,
     /// A UDP datagram that would open a flow past the listener's `flows_max`: dropped.
     FlowLimit,
+    /// An HTTP/2 client reset streams past `http2.resets_per_second_max`, or past h2's
+    /// `http2.pending_resets_max`: GOAWAY.
+    Http2RapidReset,
+    /// An HTTP/2 client sent CONTINUATION frames past `http2.continuation_frames_max`.
+    Http2ContinuationFlood,
+    /// An HTTP/2 client sent PING or SETTINGS frames past their budget.
+    Http2ControlFlood,
+    /// An HTTP/2 client sent empty DATA frames past their budget.
+    Http2EmptyDataFlood,
+    /// An HTTP/2 stream whose window stayed shut past the client write timeout: reset.
+    Http2WindowStall,
 }
 
 impl RejectReason {
     /// Every reason, in the order of their counters.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 25] = [
         Self::HeadTooLarge,
         Self::TooManyHeaders,
         Self::UriTooLong,
@@ -87,6 +100,11 @@ impl RejectReason {
         Self::ClientHello,
         Self::NoBackend,
         Self::FlowLimit,
+        Self::Http2RapidReset,
+        Self::Http2ContinuationFlood,
+        Self::Http2ControlFlood,
+        Self::Http2EmptyDataFlood,
+        Self::Http2WindowStall,
     ];
 
     /// The snake_case label used in metrics and JSON.
@@ -112,6 +130,11 @@ impl RejectReason {
             Self::ClientHello => "client_hello",
             Self::NoBackend => "no_backend",
             Self::FlowLimit => "flow_limit",
+            Self::Http2RapidReset => "http2_rapid_reset",
+            Self::Http2ContinuationFlood => "http2_continuation_flood",
+            Self::Http2ControlFlood => "http2_control_flood",
+            Self::Http2EmptyDataFlood => "http2_empty_data_flood",
+            Self::Http2WindowStall => "http2_window_stall",
         }
     }
 
@@ -138,6 +161,11 @@ impl RejectReason {
             Self::ClientHello => 17,
             Self::NoBackend => 18,
             Self::FlowLimit => 19,
+            Self::Http2RapidReset => 20,
+            Self::Http2ContinuationFlood => 21,
+            Self::Http2ControlFlood => 22,
+            Self::Http2EmptyDataFlood => 23,
+            Self::Http2WindowStall => 24,
         }
     }
 }

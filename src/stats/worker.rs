@@ -47,6 +47,8 @@ pub(super) struct ListenerStats {
     pub(super) rejected: [u64; RejectReason::ALL.len()],
     /// A forward listener's tunnels, lookups and refusals.
     pub(super) forward: super::forward::ForwardCounts,
+    /// HTTP/2 connections, streams and resets.
+    pub(super) http2: super::http2::Http2Counts,
 }
 
 /// Counters of one route.
@@ -256,6 +258,7 @@ impl WorkerStats {
                 *count += add;
             }
             into.forward.add(&from.forward);
+            into.http2.add(&from.http2);
         }
         for (into, from) in self.routes.iter_mut().zip(&other.routes) {
             into.requests.add(&from.requests);

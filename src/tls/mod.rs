@@ -8,6 +8,7 @@
 pub mod client;
 pub mod expiry;
 pub mod server;
+pub mod poll;
 pub mod split;
 pub mod stream;
 

@@ -90,6 +90,8 @@ pub struct ServerSettings {
     /// Sessions each worker remembers for resumption by session id (0: none).
     pub session_cache_entries: usize,
     pub session_tickets: bool,
+    /// Protocols offered in ALPN, most preferred first (`h2`, `http/1.1`).
+    pub alpn: Vec<Vec<u8>>,
 }
 
 /// A listener's TLS, ready to accept: the shared config that every worker copies (each
@@ -185,7 +187,7 @@ fn build_config(
     // this hardware, first): it wins over the client's, as nginx's
     // `ssl_prefer_server_ciphers on` and HAProxy's default do.
     config.ignore_client_order = true;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols.clone_from(&settings.alpn);
     if let Some(ticketer) = ticketer {
         config.ticketer = ticketer;
     }

@@ -33,7 +33,7 @@ on_both_drivers!(
 const FAST_STATS: &str = "[stats]\ninterval_ms = 50\n\n";
 
 /// Every rejection reason, in the documented order.
-const REJECT_REASONS: [&str; 20] = [
+const REJECT_REASONS: [&str; 25] = [
     "head_too_large",
     "too_many_headers",
     "uri_too_long",
@@ -54,6 +54,11 @@ const REJECT_REASONS: [&str; 20] = [
     "client_hello",
     "no_backend",
     "flow_limit",
+    "http2_rapid_reset",
+    "http2_continuation_flood",
+    "http2_control_flood",
+    "http2_empty_data_flood",
+    "http2_window_stall",
 ];
 
 /// `{"1xx": n, ..., "5xx": n}` as `/stats` writes it.

@@ -28,6 +28,12 @@ mod lifecycle;
 mod admin;
 // The real curl as the client.
 mod curl;
+// HTTP/2 clients (h2c and TLS): curl, h2load and the h2 crate's client.
+mod http2;
+// HTTP/2 flood defenses with raw frames: GOAWAY per case, other connections unharmed.
+mod http2_flood;
+// gRPC over HTTP/2: proxy errors as gRPC statuses, grpc-timeout.
+mod grpc;
 // Response compression: negotiation, every encoding and framing, SSE, the coder cap.
 mod compress;
 // The binary's command line: check, --version, --help.

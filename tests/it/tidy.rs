@@ -53,6 +53,10 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("forward/hosts", "monoio", "a hosts file is parsed without I/O"),
     ("l4", "crate::proxy::http", "L4 borrows proxy's socket halves, never its HTTP exchange"),
     ("l4", "crate::proxy::body", "L4 relays bytes as they come; HTTP bodies have framing"),
+    ("http2/request", "monoio", "an HTTP/2 head becomes an HTTP/1.1 head without I/O"),
+    ("http2/response", "monoio", "the response is read back as HTTP/2 parts without I/O"),
+    ("http2", "crate::connection", "connection/ runs HTTP/2 streams, not the reverse"),
+    ("http2", "crate::upstream", "a stream is the client side; proxy/ reaches backends"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

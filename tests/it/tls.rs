@@ -125,8 +125,10 @@ fn tls12_and_tls13_and_version_limits(driver: Driver) {
     assert!(v13.contains("hello"), "{v13}");
     drop(proxy);
 
-    // One configured suite is the one negotiated; ALPN offers http/1.1.
-    let one_suite = tls_table(&[&a], "cipher_suites = [\"TLS13_CHACHA20_POLY1305_SHA256\"]");
+    // One configured suite is the one negotiated; this listener's ALPN offers http/1.1
+    // alone (the default offers h2 first: tests/it/http2.rs).
+    let extra = "cipher_suites = [\"TLS13_CHACHA20_POLY1305_SHA256\"]\nalpn = [\"http/1.1\"]";
+    let one_suite = tls_table(&[&a], extra);
     let proxy = start_proxy(&respond_config(driver, &one_suite));
     let args = ["-tls1_3", "-servername", "a.test", "-alpn", "h2,http/1.1"];
     let text = s_client(proxy.addr(), &args, GET_CLOSE);

@@ -5,6 +5,7 @@
 //! Workers hear from it only through their control channel, between requests.
 
 use crate::config::{BackendId, BackendState, ClusterId, Config};
+use crate::limit::global::GlobalRateThread;
 use crate::stats::{Aggregate, CertificateExpiry, ControlView, Reloads, StatsLayout, WorkerStats};
 use crate::tls::server::ServerTls;
 use crate::upstream::LoadBoard;
@@ -106,6 +107,7 @@ pub struct ControlState {
     /// Certificate expiries as last loaded, and the reloads asked for (`reload_tls`).
     certificates: RefCell<Vec<CertificateExpiry>>,
     reloads: Cell<Reloads>,
+    global_rates: Vec<GlobalRateThread>,
 }
 
 impl std::fmt::Debug for ControlState {
@@ -123,6 +125,7 @@ impl ControlState {
             workers: self.workers.len(),
             certificates: self.certificates.borrow().clone(),
             reloads: self.reloads.get(),
+            global_rates: self.global_rates.iter().map(GlobalRateThread::report).collect(),
         }
     }
 
@@ -258,6 +261,9 @@ pub struct ControlStart {
     pub requests: flume::Receiver<Request>,
     pub admin: Option<ServeAdmin>,
     pub reopen: Option<Reopen>,
+    /// The Redis threads of the global rate limits: reported in stats, stopped with this
+    /// thread.
+    pub global_rates: Vec<GlobalRateThread>,
 }
 
 impl std::fmt::Debug for ControlStart {
@@ -291,7 +297,8 @@ fn expiries(listener: &str, server: &ServerTls) -> Vec<CertificateExpiry> {
 }
 
 async fn run(start: ControlStart) {
-    let ControlStart { config, workers, load_board, stats, requests, admin, reopen } = start;
+    let ControlStart { config, workers, load_board, stats, requests, admin, reopen, global_rates } =
+        start;
     let layout = StatsLayout::new(&config);
     let state = Rc::new(RefCell::new(ControlState {
         aggregate: Aggregate::new(layout, workers.len()),
@@ -306,6 +313,7 @@ async fn run(start: ControlStart) {
         started: Instant::now(),
         shutting_down: false,
         reopen,
+        global_rates,
         certificates: RefCell::new(
             config
                 .listeners

@@ -10,6 +10,7 @@ use crate::config::{AccessLogFormat, BackendState, Config, IoDriver, RingTaskrun
 pub use crate::control::BackendReport;
 use crate::control::{self, Control, ControlStart, Request};
 use crate::limit::RateExchange;
+use crate::limit::global::{GlobalRateThread, GlobalStart};
 use crate::stats::WorkerStats;
 use crate::upstream::LoadBoard;
 use crate::worker::{Shared, Worker, rate_limits};
@@ -188,8 +189,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
     let admin_addr = admin_socket.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
     let access_log = start_access_log(&config)?;
     let load_board = Arc::new(LoadBoard::new(&config, cores.len()));
-    let rate_exchanges: Vec<_> =
-        rate_limits(&config).map(|_| RateExchange::new(cores.len())).collect();
+    let (rate_exchanges, global_rates) = start_rate_exchanges(&config, cores.len())?;
     let (stats_sender, stats_receiver) = flume::unbounded();
     let mut controls = Vec::with_capacity(cores.len());
     let mut threads = Vec::with_capacity(cores.len());
@@ -225,6 +225,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
         requests: request_receiver,
         admin: admin_socket.map(crate::admin::server),
         reopen: access_log.clone().map(|log| -> control::Reopen { Arc::new(move || log.reopen()) }),
+        global_rates,
     })?;
     log_started(&config, &cores, driver, &listen_addrs, admin_addr);
     Ok(Proxy {
@@ -236,6 +237,33 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
         control_thread: Some(control_thread),
         access_log,
     })
+}
+
+/// One exchange per rate limit, and the Redis thread of each global one, which joins its
+/// exchange as member `workers`.
+fn start_rate_exchanges(
+    config: &Config,
+    workers: usize,
+) -> io::Result<(Vec<Arc<RateExchange>>, Vec<GlobalRateThread>)> {
+    let mut exchanges = Vec::new();
+    let mut threads = Vec::new();
+    for limit in rate_limits(config) {
+        let Some(global) = limit.and_then(|limit| limit.global.as_ref().map(|g| (limit, g))) else {
+            exchanges.push(RateExchange::new(workers));
+            continue;
+        };
+        let (limit, global) = global;
+        let exchange = RateExchange::new(workers + 1);
+        threads.push(crate::limit::global::spawn(GlobalStart {
+            global: global.clone(),
+            exchange: exchange.clone(),
+            workers,
+            keys_max: limit.keys_max,
+            interval: RATE_SYNC_INTERVAL,
+        })?);
+        exchanges.push(exchange);
+    }
+    Ok((exchanges, threads))
 }
 
 /// Binds the admin listener, when enabled.

@@ -141,7 +141,13 @@ impl Worker {
         let Shared { load_board, rate_exchanges } = shared;
         let workers = load_board.workers();
         let rate_limiters = rate_limits(&config)
-            .map(|limit| limit.map(|limit| RateLimiter::new(limit.limit, limit.keys_max, workers)))
+            .map(|limit| {
+                // A global limit's Redis thread is one more member of its exchange.
+                limit.map(|limit| {
+                    let members = workers + usize::from(limit.global.is_some());
+                    RateLimiter::new(limit.limit, limit.keys_max, members)
+                })
+            })
             .collect();
         let now = Instant::now();
         let stats_layout = StatsLayout::new(&config);

@@ -292,6 +292,11 @@ pub(super) struct FileRateLimit {
     pub(super) burst: Option<u64>,
     pub(super) key: Option<String>,
     pub(super) keys_max: Option<u64>,
+    /// `"local"` (the default: this proxy's workers) or `"global"` (every proxy sharing
+    /// `redis`).
+    pub(super) scope: Option<String>,
+    /// The Redis (or Valkey) server of a global limit, `IP:PORT`.
+    pub(super) redis: Option<String>,
 }
 
 /// `{ name = "...", value = "..." }`; a missing value matches presence.

@@ -335,6 +335,19 @@ pub struct RateLimitConfig {
     pub key: RateKey,
     /// Most keys remembered per worker; the least recently used is forgotten.
     pub keys_max: usize,
+    /// Shared with other proxies through Redis (`scope = "global"`); `None`: this proxy's
+    /// workers only.
+    pub global: Option<GlobalRate>,
+}
+
+/// Where a global rate limit's usage is shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalRate {
+    /// The Redis (or Valkey) server.
+    pub redis: SocketAddr,
+    /// The limit's name in Redis: its TOML path, the same in every proxy that runs the same
+    /// config, so that their usage meets under the same keys.
+    pub name: String,
 }
 
 /// What a rate limit counts by.

@@ -235,3 +235,28 @@ fn log_and_ring_settings_are_checked_by_name() {
         from_toml(&format!("[log]\nformat = \"json\"\nlevel = \"warn\"\n{MINIMAL}")).unwrap();
     assert_eq!(json.log, LogConfig { format: LogFormat::Json, level: log::LevelFilter::Warn });
 }
+
+#[test]
+fn a_global_rate_limit_names_its_redis_and_its_key_path() {
+    let text = MINIMAL.replace(
+        "cluster = \"api\"",
+        "cluster = \"api\"\n\
+         rate_limit = { rate = 5, scope = \"global\", redis = \"127.0.0.1:6379\" }",
+    );
+    let config = from_toml(&text).unwrap();
+    let limit = config.listeners[0].routes[0].rate_limit.as_ref().unwrap();
+    let global = limit.global.as_ref().unwrap();
+    assert_eq!(global.redis, "127.0.0.1:6379".parse::<SocketAddr>().unwrap());
+    assert_eq!(global.name, "listener[0].route[0].rate_limit");
+    let bad = [
+        ("scope = \"cluster\"", "rate_limit.scope: \"cluster\" is not a scope"),
+        ("scope = \"global\"", "rate_limit.redis: a global limit needs"),
+        ("redis = \"127.0.0.1:6379\"", "rate_limit.redis: only a limit with scope"),
+        ("scope = \"global\", redis = \"redis:6379\"", "\"redis:6379\" is not IP:PORT"),
+    ];
+    for (keys, expected) in bad {
+        let line = format!("cluster = \"api\"\nrate_limit = {{ rate = 5, {keys} }}");
+        let message = report(&MINIMAL.replace("cluster = \"api\"", &line));
+        assert!(message.contains(expected), "{keys}: {message}");
+    }
+}

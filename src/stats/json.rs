@@ -19,7 +19,9 @@
 //!                      "healthy_workers", "ejected_workers", "in_flight", "requests",
 //!                      "requests_per_class", "connects", "pool_hits", "connect_errors",
 //!                      "timeouts", "latency_ms", "upstream_latency_ms", "l4": L4 } ] } ],
-//!   "rejected": REJECTED }
+//!   "rejected": REJECTED,
+//!   "global_rate_limits": [ { "limit": "listener.NAME.rate_limit", "redis": "IP:PORT",
+//!                    "up": bool, "exchanges": n, "errors": n } ] }
 //! CLASSES  = { "1xx": n, "2xx": n, "3xx": n, "4xx": n, "5xx": n }
 //! LATENCY  = { "count": n, "p50": f64, "p90": f64, "p99": f64, "p999": f64 }
 //! L4       = { "connections", "connections_active", "bytes_to_backend", "bytes_from_backend",
@@ -58,6 +60,17 @@ struct Stats<'a> {
     routes: Vec<RouteJson<'a>>,
     clusters: Vec<ClusterJson<'a>>,
     rejected: Rejected,
+    global_rate_limits: Vec<GlobalRateJson<'a>>,
+}
+
+/// A global rate limit's link to Redis.
+#[derive(Serialize)]
+struct GlobalRateJson<'a> {
+    limit: &'a str,
+    redis: String,
+    up: bool,
+    exchanges: u64,
+    errors: u64,
 }
 
 #[derive(Serialize)]
@@ -210,6 +223,17 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         routes: routes.collect(),
         clusters: clusters_json(layout, &merged, view),
         rejected: Rejected(rejected),
+        global_rate_limits: view
+            .global_rates
+            .iter()
+            .map(|global| GlobalRateJson {
+                limit: &global.limit,
+                redis: global.redis.to_string(),
+                up: global.is_up,
+                exchanges: global.exchanges,
+                errors: global.errors,
+            })
+            .collect(),
     };
     match serde_json::to_string(&stats) {
         Ok(text) => out.push_str(&text),

@@ -184,6 +184,8 @@ pub struct ControlView {
     /// Every TLS listener's certificates, as last loaded.
     pub certificates: Vec<CertificateExpiry>,
     pub reloads: Reloads,
+    /// Each global rate limit's link to Redis.
+    pub global_rates: Vec<crate::limit::global::GlobalReport>,
 }
 
 /// When one configured certificate of a TLS listener expires.

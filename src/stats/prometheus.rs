@@ -51,6 +51,17 @@ fn render_control(view: &ControlView, out: &mut String) {
     family(out, name, "counter", "Reloads asked for (SIGHUP, admin API), by result.");
     sample(out, name, &[("result", "succeeded")], view.reloads.succeeded);
     sample(out, name, &[("result", "failed")], view.reloads.failed);
+    let name = "ringway_global_rate_limit_redis_up";
+    family(out, name, "gauge", "Whether a global rate limit's last swap through Redis worked.");
+    for global in &view.global_rates {
+        sample(out, name, &[("limit", global.limit.as_str())], u8::from(global.is_up));
+    }
+    let name = "ringway_global_rate_limit_redis_errors_total";
+    let help = "Failed swaps through Redis: intervals a global limit held locally only.";
+    family(out, name, "counter", help);
+    for global in &view.global_rates {
+        sample(out, name, &[("limit", global.limit.as_str())], global.errors);
+    }
 }
 
 /// Uptime, worker count and the per-worker breakdown.

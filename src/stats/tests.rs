@@ -175,6 +175,13 @@ pub(super) fn view(layout: &StatsLayout) -> ControlView {
             not_after: Some(1_936_742_400),
         }],
         reloads: super::Reloads { succeeded: 3, failed: 1 },
+        global_rates: vec![crate::limit::global::GlobalReport {
+            limit: "listener.public.rate_limit".to_owned(),
+            redis: "127.0.0.1:6379".parse().expect("an address"),
+            is_up: false,
+            exchanges: 40,
+            errors: 2,
+        }],
     }
 }
 

@@ -53,6 +53,8 @@ mod sim_least_connections;
 mod strict;
 // Edge protection: IP lists, trusted proxies, filters, rate limits, caps, slow clients.
 mod protect;
+// Global rate limits: two proxies share one rate through a real redis-server.
+mod global_rate;
 // Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.
 mod hardening_parse;
 

@@ -53,6 +53,11 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("forward/hosts", "monoio", "a hosts file is parsed without I/O"),
     ("l4", "crate::proxy::http", "L4 borrows proxy's socket halves, never its HTTP exchange"),
     ("l4", "crate::proxy::body", "L4 relays bytes as they come; HTTP bodies have framing"),
+    ("limit/resp", "std::net", "RESP is encoded and parsed without I/O"),
+    ("limit/rate", "std::net", "buckets are pure; limit/global swaps usage with Redis"),
+    ("limit/rate", "crate::limit::global", "the exchange knows no Redis; global joins it"),
+    ("limit/global", "monoio", "the Redis swap runs on its own thread, off every runtime"),
+    ("limit/redis", "monoio", "a blocking client for the Redis thread, never a worker's"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -347,6 +347,23 @@ pub(super) struct FileCluster {
     pub(super) proxy_protocol: Option<String>,
     /// Close L4 connections to a draining backend this long after the drain began.
     pub(super) drain_timeout_ms: Option<u64>,
+    /// Backends found at run time, besides (after) those listed.
+    pub(super) discover: Option<FileDiscover>,
+}
+
+/// `discover = { dns = "api.internal", port = 8080 }` or `{ dns = "_http._tcp.api", record
+/// = "SRV" }`, with `resolvers`, `ttl_min_ms`, `ttl_max_ms`, `timeout_ms`, `weight`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileDiscover {
+    pub(super) dns: Option<String>,
+    pub(super) record: Option<String>,
+    pub(super) port: Option<u64>,
+    pub(super) weight: Option<u64>,
+    pub(super) resolvers: Option<Vec<String>>,
+    pub(super) ttl_min_ms: Option<u64>,
+    pub(super) ttl_max_ms: Option<u64>,
+    pub(super) timeout_ms: Option<u64>,
 }
 
 /// `[cluster.NAME.health_check]`: active checks, run once per process.

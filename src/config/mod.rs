@@ -6,6 +6,7 @@
 mod bounds;
 mod cluster;
 mod compression;
+mod discover;
 mod cache;
 mod error;
 mod guard;
@@ -17,6 +18,7 @@ mod tls;
 mod validate;
 
 pub use cache::{CacheConfig, RouteCache};
+pub use discover::{Discover, DnsDiscover, DnsRecord};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::{
     Anonymity, BodyRule, BodyRuleAction, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig,
@@ -662,6 +664,8 @@ pub struct Cluster {
     /// An L4 connection to a draining (or disabled) backend is closed this long after the
     /// drain began; without it, it runs until it ends.
     pub drain_timeout: Option<Duration>,
+    /// Where the backends come from at run time; `None`: the file's list only.
+    pub discover: Option<Discover>,
 }
 
 /// One address in a cluster.

@@ -260,3 +260,30 @@ fn a_global_rate_limit_names_its_redis_and_its_key_path() {
         assert!(message.contains(expected), "{keys}: {message}");
     }
 }
+
+#[test]
+fn a_discovered_cluster_names_its_source_and_every_bad_key() {
+    let with = |keys: &str| {
+        MINIMAL.replace("backends = [\"127.0.0.1:9000\"]", &format!("discover = {{ {keys} }}"))
+    };
+    let config = from_toml(&with("dns = \"_http._tcp.API.internal.\", record = \"SRV\"")).unwrap();
+    let Some(Discover::Dns(dns)) = &config.clusters[0].discover else { panic!("no discover") };
+    assert_eq!((dns.name.as_str(), dns.record), ("_http._tcp.api.internal", DnsRecord::Srv));
+    assert_eq!((dns.ttl_min, dns.ttl_max), (Duration::from_secs(1), Duration::from_secs(300)));
+    assert!(dns.resolvers.is_empty());
+    let bad = [
+        ("port = 80", "cluster.api.discover.dns: name the DNS name"),
+        ("dns = \"a..b\", port = 80", "cluster.api.discover.dns: label \"\""),
+        ("dns = \"api\"", "cluster.api.discover.port: an A or AAAA name needs"),
+        ("dns = \"api\", record = \"SRV\", port = 80", "discover.port: SRV records carry"),
+        ("dns = \"api\", record = \"MX\", port = 80", "discover.record: \"MX\" is not"),
+        ("dns = \"api\", port = 70000", "cluster.api.discover.port"),
+        ("dns = \"api\", port = 80, resolvers = [\"dns1\"]", "discover.resolvers[0]"),
+        ("dns = \"api\", port = 80, ttl_min_ms = 5000, ttl_max_ms = 10", "ttl_max_ms: must be"),
+        ("dns = \"api\", port = 80, zone = 1", "zone"),
+    ];
+    for (keys, expected) in bad {
+        let message = report(&with(keys));
+        assert!(message.contains(expected), "{keys}: {message}");
+    }
+}

@@ -58,6 +58,11 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("limit/rate", "crate::limit::global", "the exchange knows no Redis; global joins it"),
     ("limit/global", "monoio", "the Redis swap runs on its own thread, off every runtime"),
     ("limit/redis", "monoio", "a blocking client for the Redis thread, never a worker's"),
+    ("discover/dns", "monoio", "the DNS wire format is sans-I/O"),
+    ("discover/found", "monoio", "records become a backend set without I/O"),
+    ("discover/resolv_conf", "std::fs", "resolv.conf is parsed from its text"),
+    ("discover", "crate::worker", "discovery runs on the control thread; workers get configs"),
+    ("discover", "crate::connection", "discovery never touches a client connection"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -35,6 +35,7 @@ pub mod l4;
 pub mod response;
 
 pub mod control;
+pub mod reload;
 pub mod admin;
 
 pub mod error;

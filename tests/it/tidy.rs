@@ -53,6 +53,10 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("forward/hosts", "monoio", "a hosts file is parsed without I/O"),
     ("l4", "crate::proxy::http", "L4 borrows proxy's socket halves, never its HTTP exchange"),
     ("l4", "crate::proxy::body", "L4 relays bytes as they come; HTTP bodies have framing"),
+    ("reload", "crate::admin", "admin answers reloads; reload knows no HTTP face"),
+    ("reload", "crate::connection", "connections follow the newest version; reload hands it"),
+    ("reload", "crate::proxy", "an exchange finishes on its version; reload never reaches in"),
+    ("reload", "std::fs", "control reads the file; reload works on config values"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

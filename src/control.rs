@@ -127,6 +127,8 @@ pub struct ControlState {
     /// The active checks' current run and what they publish to; a reload starts anew.
     checks_run: health::ChecksRun,
     publish: Option<Rc<dyn Fn(HealthEvent)>>,
+    /// The last reload's acknowledgements from the workers, and how many to expect.
+    applied: Option<(flume::Receiver<usize>, usize)>,
 }
 
 /// What a reload did.
@@ -319,6 +321,11 @@ impl ControlState {
         })
     }
 
+    /// The last reload's acknowledgements, for [`wait_applied`]; `None` when taken.
+    pub fn take_applied(&mut self) -> Option<(flume::Receiver<usize>, usize)> {
+        self.applied.take()
+    }
+
     /// Hands every worker version `number` of `config` with its sockets for the added
     /// listeners.
     fn send_version(
@@ -328,6 +335,8 @@ impl ControlState {
         sockets: Vec<Vec<(usize, Bound)>>,
     ) {
         let workers = self.workers.len();
+        let (applied, acknowledgements) = flume::unbounded();
+        self.applied = Some((acknowledgements, workers));
         self.load_board = Arc::new(LoadBoard::new(config, workers));
         let rate_exchanges: Vec<_> = crate::worker::rate_limits(config)
             .map(|_| crate::limit::RateExchange::new(workers))
@@ -337,7 +346,9 @@ impl ControlState {
                 load_board: self.load_board.clone(),
                 rate_exchanges: rate_exchanges.clone(),
             };
-            let reload = WorkerReload { version: number, config: config.clone(), shared, sockets };
+            let applied = applied.clone();
+            let config = config.clone();
+            let reload = WorkerReload { version: number, config, shared, sockets, applied };
             let _ = worker.send(Control::Reload(Box::new(reload)));
         }
     }
@@ -498,6 +509,36 @@ fn certificate_expiries(config: &Config) -> Vec<CertificateExpiry> {
     listeners.filter_map(each).flatten().collect()
 }
 
+/// How long a reload's answer waits for the workers to run the new version. A worker
+/// takes it between two control messages, so this bounds only a wedged worker.
+const APPLIED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until every worker runs the version of the reload `applied` came from (or
+/// [`APPLIED_WAIT`] passes): a reload's answer then means new exchanges use it.
+pub async fn wait_applied(applied: Option<(flume::Receiver<usize>, usize)>) {
+    let Some((acknowledgements, workers)) = applied else { return };
+    for _ in 0..workers {
+        let received = crate::deadline::timeout(APPLIED_WAIT, acknowledgements.recv_async());
+        if !matches!(received.await, Ok(Ok(_))) {
+            log::warn!("reload: a worker did not confirm the new version in {APPLIED_WAIT:?}");
+            return;
+        }
+    }
+}
+
+/// Sends a reload's `result` on `reply` once the workers run the new version.
+fn answer_applied(
+    state: &Rc<RefCell<ControlState>>,
+    result: Result<ReloadReport, ReloadError>,
+    reply: flume::Sender<Result<ReloadReport, ReloadError>>,
+) {
+    let applied = state.borrow_mut().take_applied();
+    monoio::spawn(async move {
+        wait_applied(applied).await;
+        let _ = reply.send(result);
+    });
+}
+
 /// Starts the active checks of the running config; their verdicts go to every worker.
 fn start_checks(state: &Rc<RefCell<ControlState>>) {
     let publish_state = state.clone();
@@ -541,6 +582,7 @@ async fn run(start: ControlStart) {
         version: ConfigVersion { hash, ..ConfigVersion::first(None) },
         checks_run: Rc::default(),
         publish: None,
+        applied: None,
         config: config.clone(),
     }));
     start_checks(&state);
@@ -563,10 +605,12 @@ async fn run(start: ControlStart) {
                 let _ = reply.send(state.borrow().backend_reports());
             }
             Request::ReloadConfig { reply } => {
-                let _ = reply.send(state.borrow_mut().reload_file());
+                let result = state.borrow_mut().reload_file();
+                answer_applied(&state, result, reply);
             }
             Request::ApplyConfig { config, reply } => {
-                let _ = reply.send(state.borrow_mut().apply_config(*config, String::new()));
+                let result = state.borrow_mut().apply_config(*config, String::new());
+                answer_applied(&state, result, reply);
             }
             Request::ReloadTls { reply } => {
                 let _ = reply.send(state.borrow().reload_tls());

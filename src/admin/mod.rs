@@ -91,6 +91,12 @@ async fn handle(mut stream: TcpStream, state: Rc<RefCell<ControlState>>) {
             match respond_to(&state, &buf, &head, &headers, body) {
                 Routed::Reply(reply) => reply,
                 Routed::Purge(target) => purge::purge(&state, target).await,
+                Routed::Reload => {
+                    let result = state.borrow_mut().reload_file();
+                    let applied = state.borrow_mut().take_applied();
+                    crate::control::wait_applied(applied).await;
+                    reload_reply(result)
+                }
             }
         }
         Ok(Err(reply)) => reply,
@@ -160,6 +166,8 @@ fn token_matches(presented: &[u8], token: &[u8]) -> bool {
 enum Routed {
     Reply(Reply),
     Purge(crate::control::PurgeTarget),
+    /// `POST /config/reload`: answered once every worker runs the new version.
+    Reload,
 }
 
 fn respond_to(
@@ -184,6 +192,9 @@ fn respond_to(
     let query = target.get(path.len() + 1..).unwrap_or_default();
     let path = String::from_utf8_lossy(path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if head.method == Method::Post && segments == ["config", "reload"] {
+        return Routed::Reload;
+    }
     match purge::purge_request(head, &segments, query, body) {
         Some(Ok(target)) => return Routed::Purge(target),
         Some(Err(reply)) => return Routed::Reply(reply),
@@ -227,10 +238,6 @@ fn route(
             let mut config = config_json::render(&state.config);
             config["version"] = version_json(&state.version);
             Reply::json(200, &config)
-        }
-        (Method::Post, ["config", "reload"]) => {
-            let result = state.borrow_mut().reload_file();
-            reload_reply(result)
         }
         (Method::Get, ["backends"]) => Reply::json(200, &backends_json(&state.borrow())),
         (Method::Get, ["backends", cluster, backend]) => {

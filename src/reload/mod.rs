@@ -23,6 +23,8 @@ pub struct WorkerReload {
     pub shared: Shared,
     /// This worker's sockets for the listeners the reload adds: (index in `config`, socket).
     pub sockets: Vec<(usize, Bound)>,
+    /// Told the worker's id once it runs the new version.
+    pub applied: flume::Sender<usize>,
 }
 
 /// Which config runs: its number (1 at start, one more per applied reload), a hash of
@@ -164,7 +166,7 @@ fn keep_udp_listeners(old: &Config, new: &mut Config, needs_restart: &mut Vec<St
 /// stops the accept loops of removed listeners and starts those of added ones.
 pub fn apply_on_worker(slot: &Newest, reload: WorkerReload, loops: &mut AcceptLoops) {
     let Some(previous) = newest(slot) else { return };
-    let WorkerReload { version, config, shared, sockets } = reload;
+    let WorkerReload { version, config, shared, sockets, applied } = reload;
     let next = Rc::new(previous.successor(config, shared, version));
     // Idle pooled connections of the old version would wait for exchanges that will not
     // come; those in flight finish and close with it.
@@ -182,6 +184,7 @@ pub fn apply_on_worker(slot: &Newest, reload: WorkerReload, loops: &mut AcceptLo
         loops.spawn(&next, listener, socket);
     }
     log::debug!("worker {}: now on config version {version}", next.id);
+    let _ = applied.send(next.id);
 }
 
 #[cfg(test)]

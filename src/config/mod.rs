@@ -676,6 +676,9 @@ pub struct Backend {
     pub host: String,
     pub weight: u32,
     pub state: BackendState,
+    /// True when the file sets `state`: a reload then applies it; otherwise a backend that
+    /// stays keeps the state the admin API gave it.
+    pub state_is_set: bool,
 }
 
 impl Config {

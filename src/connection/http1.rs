@@ -40,15 +40,16 @@ const SHUTDOWN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// Counts the connection as busy, from a request's first byte to the end of its
 /// exchange. Graceful shutdown waits for busy connections and closes idle ones.
 struct Busy {
-    worker: Rc<Worker>,
+    /// The worker thread's count (shared by its config versions: holding it pins none).
+    count: Rc<std::cell::Cell<usize>>,
     is_busy: bool,
 }
 
 impl Busy {
     fn set(&mut self, is_busy: bool) {
         if is_busy != self.is_busy {
-            let busy = self.worker.busy.get();
-            self.worker.busy.set(if is_busy { busy + 1 } else { busy - 1 });
+            let busy = self.count.get();
+            self.count.set(if is_busy { busy + 1 } else { busy - 1 });
             self.is_busy = is_busy;
         }
     }
@@ -135,9 +136,9 @@ pub(super) async fn serve(
     stream: ClientStream,
     peer: SocketAddr,
     listener: usize,
-    buf: Vec<u8>,
+    mut buf: Vec<u8>,
 ) {
-    let logs = worker.config.listeners[listener].access_log != AccessLogFormat::Off;
+    let mut is_listener_gone = false;
     let mut client = Client {
         worker: worker.clone(),
         stream,
@@ -145,19 +146,18 @@ pub(super) async fn serve(
         peer_text: PeerText::new(peer),
         listener,
         headers: Vec::new(),
-        busy: Busy { worker: worker.clone(), is_busy: false },
+        busy: Busy { count: worker.busy.clone(), is_busy: false },
         started: Instant::now(),
         outcome: Outcome::default(),
         log: LogFields::default(),
     };
     // Bytes read past a PROXY header, if any, start the first request; otherwise an idle
     // connection holds no buffer: one is taken when bytes arrive.
-    let mut buf = if buf.is_empty() {
-        worker.give_buffer(buf);
-        Vec::new()
-    } else {
-        buf
-    };
+    if buf.is_empty() {
+        worker.give_buffer(std::mem::take(&mut buf));
+    }
+    // The connection holds its version in `client.worker` only, which a reload moves on.
+    drop(worker);
     let mut first = true;
     loop {
         let (result, back) = read_request(&mut client, buf, first).await;
@@ -176,8 +176,10 @@ pub(super) async fn serve(
             }
         };
         first = false;
+        is_listener_gone |= !follow_reload(&mut client);
+        let worker = client.worker.clone();
         client.outcome = Outcome::default();
-        if logs {
+        if worker.config.listeners[client.listener].access_log != AccessLogFormat::Off {
             client.log.capture(&worker, &buf, &head, &client.headers);
         }
         let (next, back) = handle(&mut client, &head, buf).await;
@@ -188,7 +190,7 @@ pub(super) async fn serve(
         finish_request(&client);
         client.busy.set(!buf.is_empty());
         match next {
-            Next::Continue if !worker.shutting_down.get() => {}
+            Next::Continue if !worker.shutting_down.get() && !is_listener_gone => {}
             Next::Continue | Next::Close => break,
             Next::Linger => {
                 super::linger::linger(&worker, &mut client.stream).await;
@@ -206,7 +208,23 @@ pub(super) async fn serve(
             }
         }
     }
-    worker.give_buffer(buf);
+    client.worker.give_buffer(buf);
+}
+
+/// Moves `client` to its worker's newest config version after a reload, onto the listener
+/// of the same name: a new exchange runs on the config current when its head arrived.
+/// False when the reload removed the listener: the connection drains, its exchange runs
+/// on the version it had and it closes after.
+fn follow_reload(client: &mut Client) -> bool {
+    if client.worker.current().version == client.worker.version {
+        return true;
+    }
+    let Some((newest, listener)) = super::newest_listener(&client.worker, client.listener) else {
+        return false;
+    };
+    client.worker = newest;
+    client.listener = listener;
+    true
 }
 
 /// Runs a CONNECT tunnel to its end; it is counted and logged then, with its bytes.

@@ -5,7 +5,8 @@
 //! ```text
 //! { "uptime_seconds": f64, "worker_count": n, "requests": n, "requests_per_class": CLASSES,
 //!   "latency_ms": LATENCY,
-//!   "workers":   [ { "worker": 0, "reported": bool, "requests": n, "requests_per_class",
+//!   "workers":   [ { "worker": 0, "reported": bool, "config_version": n, "requests": n,
+//!                    "requests_per_class",
 //!                    "latency_ms": LATENCY, "connections_active": n, "connections_total": n,
 //!                    "cache": CACHE (with "store_bytes", "store_keys") } ],
 //!   "listeners": [ { "name", "mode": "http"|"tcp"|"udp", "requests", "requests_per_class",
@@ -83,6 +84,8 @@ struct WorkerJson {
     connections_active: u64,
     connections_total: u64,
     cache: serde_json::Value,
+    /// The config version the worker ran at its last snapshot.
+    config_version: u64,
 }
 
 #[derive(Serialize)]
@@ -257,6 +260,7 @@ fn worker_json((worker, snapshot): (usize, &Option<WorkerStats>)) -> WorkerJson 
             &stats.map(WorkerStats::cache_total).unwrap_or_default(),
             Some(&stats.map(|stats| stats.cache_store).unwrap_or_default()),
         ),
+        config_version: stats.map_or(0, WorkerStats::version),
     }
 }
 

@@ -8,6 +8,7 @@
 mod aggregate;
 mod compression;
 mod cache;
+mod carry;
 
 pub use cache::{CacheCounts, CacheEvent, StoreGauge};
 mod forward;

@@ -26,6 +26,8 @@ mod balance;
 mod lifecycle;
 // Stats, metrics, access logs, auth and backend states over the admin listener.
 mod admin;
+// Hot reload of the whole config under load: nothing lost, listeners, WebSockets.
+mod reload;
 // The real curl as the client.
 mod curl;
 // Response compression: negotiation, every encoding and framing, SSE, the coder cap.

@@ -63,6 +63,10 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("discover/resolv_conf", "std::fs", "resolv.conf is parsed from its text"),
     ("discover", "crate::worker", "discovery runs on the control thread; workers get configs"),
     ("discover", "crate::connection", "discovery never touches a client connection"),
+    ("reload", "crate::admin", "admin answers reloads; reload knows no HTTP face"),
+    ("reload", "crate::connection", "connections follow the newest version; reload hands it"),
+    ("reload", "crate::proxy", "an exchange finishes on its version; reload never reaches in"),
+    ("reload", "std::fs", "control reads the file; reload works on config values"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -131,6 +131,8 @@ pub struct ControlState {
     /// The last reload's acknowledgements from the workers, and how many to expect.
     applied: Option<(flume::Receiver<usize>, usize)>,
     global_rates: Vec<GlobalRateThread>,
+    /// Each discovered cluster's source and last result; its task updates it.
+    pub discovery: Vec<crate::discover::DiscoveryReport>,
 }
 
 /// What a reload did.
@@ -177,6 +179,7 @@ impl ControlState {
             certificates: self.certificates.borrow().clone(),
             reloads: self.reloads.get(),
             global_rates: self.global_rates.iter().map(GlobalRateThread::report).collect(),
+            discovery: self.discovery.clone(),
         }
     }
 
@@ -604,6 +607,7 @@ async fn run(start: ControlStart) {
         shutting_down: false,
         reopen,
         global_rates,
+        discovery: Vec::new(),
         certificates: RefCell::new(certificate_expiries(&config)),
         reloads: Cell::new(Reloads::default()),
         path,
@@ -614,6 +618,7 @@ async fn run(start: ControlStart) {
         config: config.clone(),
     }));
     start_checks(&state);
+    crate::discover::apply::start(&state);
     if let Some(serve) = admin {
         serve(state.clone());
     }
@@ -642,10 +647,12 @@ fn handle(state: &Rc<RefCell<ControlState>>, request: Request) -> bool {
         }
         Request::ReloadConfig { reply } => {
             let result = state.borrow_mut().reload_file();
+            crate::discover::apply::start(state);
             answer_applied(state, result, reply);
         }
         Request::ApplyConfig { config, reply } => {
             let result = state.borrow_mut().apply_config(*config, String::new());
+            crate::discover::apply::start(state);
             answer_applied(state, result, reply);
         }
         Request::ReloadTls { reply } => {

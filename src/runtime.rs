@@ -205,7 +205,9 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
 /// config came from.
 pub fn start_with(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<Proxy> {
     let cores = resolve_cores(&config.workers)?;
-    for cluster in config.clusters.iter().filter(|cluster| cluster.backends.is_empty()) {
+    let is_empty = |cluster: &&crate::config::Cluster| cluster.backends.is_empty();
+    // A discovered cluster gets its backends from its first lookup, in a moment.
+    for cluster in config.clusters.iter().filter(is_empty).filter(|c| c.discover.is_none()) {
         log::warn!("cluster {} has no backends: its routes answer 503", cluster.name);
     }
     let driver = resolve_driver(config.io.driver);

@@ -131,6 +131,7 @@ pub(super) fn validate_cluster(
         drain_timeout: cluster.drain_timeout_ms.map(|value| {
             timeout_ms(&format!("{at}.drain_timeout_ms"), Some(value), TIMEOUT_MS_MAX, errors)
         }),
+        file_backends: cluster.backends.len(),
         discover: cluster.discover.as_ref().and_then(|discover| {
             super::discover::validate_discover(&format!("{at}.discover"), discover, errors)
         }),

@@ -666,6 +666,8 @@ pub struct Cluster {
     pub drain_timeout: Option<Duration>,
     /// Where the backends come from at run time; `None`: the file's list only.
     pub discover: Option<Discover>,
+    /// How many of `backends`, from the first, the file lists; discovery owns the rest.
+    pub file_backends: usize,
 }
 
 /// One address in a cluster.

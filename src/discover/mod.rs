@@ -5,6 +5,7 @@
 //! thread's config apply, which keeps the state of addresses that stay and drains those
 //! that go. A failed lookup keeps the last good set and is reported (log, `/stats`).
 
+pub mod apply;
 pub mod dns;
 pub mod found;
 pub mod resolv_conf;
@@ -97,35 +98,27 @@ fn name_servers(dns: &DnsDiscover) -> Vec<SocketAddr> {
 }
 
 /// Runs `provider` for `cluster` until `is_stopped`: records each result in the report
-/// `report` gives, and hands each new set to `apply` (a set equal to the one in use is not
-/// applied again). A failed apply is reported like a failed lookup.
+/// `report` gives, and hands each set to `apply`, which says whether it changed the running
+/// config (a set equal to the one in use changes nothing). A failed apply is reported like
+/// a failed lookup.
 pub async fn run(
     cluster: &str,
     mut provider: Provider,
     mut report: impl FnMut(&mut dyn FnMut(&mut DiscoveryReport)),
-    mut apply: impl FnMut(&[Found]) -> Result<(), String>,
+    mut apply: impl FnMut(&[Found]) -> Result<bool, String>,
     is_stopped: impl Fn() -> bool,
 ) {
-    let mut in_use: Option<Vec<Found>> = None;
     while !is_stopped() {
         let result = provider.next().await;
         if is_stopped() {
             return;
         }
         let now = SystemTime::now();
-        let applied = match result {
-            Ok(set) if in_use.as_ref() == Some(&set) => Ok(None),
-            Ok(set) => apply(&set).map(|()| Some(set)),
-            Err(error) => Err(error),
-        };
-        match applied {
-            Ok(changed) => {
-                let is_changed = changed.is_some();
-                if let Some(set) = changed {
-                    log::info!("cluster {cluster}: {} discovered backends", set.len());
-                    in_use = Some(set);
+        match result.and_then(|set| apply(&set).map(|changed| (set.len(), changed))) {
+            Ok((count, is_changed)) => {
+                if is_changed {
+                    log::info!("cluster {cluster}: {count} discovered backends applied");
                 }
-                let count = in_use.as_ref().map_or(0, Vec::len);
                 report(&mut |entry| {
                     entry.lookups += 1;
                     entry.backends = count;

@@ -22,7 +22,10 @@
 //!                      "timeouts", "latency_ms", "upstream_latency_ms", "l4": L4 } ] } ],
 //!   "rejected": REJECTED,
 //!   "global_rate_limits": [ { "limit": "listener.NAME.rate_limit", "redis": "IP:PORT",
-//!                    "up": bool, "exchanges": n, "errors": n } ] }
+//!                    "up": bool, "exchanges": n, "errors": n } ],
+//!   "discovery": [ { "cluster", "source": "dns SRV NAME", "backends": n,
+//!                    "updated_at": f64|null, "changed_at": f64|null,
+//!                    "last_error": string|null, "lookups": n, "failures": n } ] }
 //! CLASSES  = { "1xx": n, "2xx": n, "3xx": n, "4xx": n, "5xx": n }
 //! LATENCY  = { "count": n, "p50": f64, "p90": f64, "p99": f64, "p999": f64 }
 //! L4       = { "connections", "connections_active", "bytes_to_backend", "bytes_from_backend",
@@ -62,6 +65,25 @@ struct Stats<'a> {
     clusters: Vec<ClusterJson<'a>>,
     rejected: Rejected,
     global_rate_limits: Vec<GlobalRateJson<'a>>,
+    discovery: Vec<DiscoveryJson<'a>>,
+}
+
+/// A discovered cluster: its source, last update and last error. Times are Unix seconds.
+#[derive(Serialize)]
+struct DiscoveryJson<'a> {
+    cluster: &'a str,
+    source: &'a str,
+    backends: usize,
+    updated_at: Option<f64>,
+    changed_at: Option<f64>,
+    last_error: Option<&'a str>,
+    lookups: u64,
+    failures: u64,
+}
+
+/// Seconds since the Unix epoch.
+fn unix_seconds(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// A global rate limit's link to Redis.
@@ -235,6 +257,20 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
                 up: global.is_up,
                 exchanges: global.exchanges,
                 errors: global.errors,
+            })
+            .collect(),
+        discovery: view
+            .discovery
+            .iter()
+            .map(|entry| DiscoveryJson {
+                cluster: &entry.cluster,
+                source: &entry.source,
+                backends: entry.backends,
+                updated_at: entry.updated_at.map(unix_seconds),
+                changed_at: entry.changed_at.map(unix_seconds),
+                last_error: entry.last_error.as_deref(),
+                lookups: entry.lookups,
+                failures: entry.failures,
             })
             .collect(),
     };

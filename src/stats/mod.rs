@@ -187,6 +187,8 @@ pub struct ControlView {
     pub reloads: Reloads,
     /// Each global rate limit's link to Redis.
     pub global_rates: Vec<crate::limit::global::GlobalReport>,
+    /// Each discovered cluster's source, last update and last error.
+    pub discovery: Vec<crate::discover::DiscoveryReport>,
 }
 
 /// When one configured certificate of a TLS listener expires.

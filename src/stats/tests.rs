@@ -182,6 +182,16 @@ pub(super) fn view(layout: &StatsLayout) -> ControlView {
             exchanges: 40,
             errors: 2,
         }],
+        discovery: vec![crate::discover::DiscoveryReport {
+            cluster: "api".to_owned(),
+            source: "dns SRV _http._tcp.api.internal".to_owned(),
+            backends: 3,
+            updated_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+            changed_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_899_999_000)),
+            last_error: Some("NXDOMAIN".to_owned()),
+            lookups: 9,
+            failures: 1,
+        }],
     }
 }
 

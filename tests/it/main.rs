@@ -55,6 +55,8 @@ mod sim_least_connections;
 mod strict;
 // Edge protection: IP lists, trusted proxies, filters, rate limits, caps, slow clients.
 mod protect;
+// Backends from DNS: answers that change under load, a failing server, SRV weights.
+mod discovery;
 // Global rate limits: two proxies share one rate through a real redis-server.
 mod global_rate;
 // Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.

@@ -16,6 +16,7 @@ const DNS_TIMEOUT_MS: u64 = 2_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Discover {
     Dns(DnsDiscover),
+    Etcd(EtcdDiscover),
 }
 
 impl Discover {
@@ -23,6 +24,7 @@ impl Discover {
     pub fn describe(&self) -> String {
         match self {
             Self::Dns(dns) => format!("dns {} {}", dns.record.as_str(), dns.name),
+            Self::Etcd(etcd) => format!("etcd {} {}", etcd.endpoint, etcd.prefix),
         }
     }
 }
@@ -66,30 +68,41 @@ pub struct DnsDiscover {
     pub timeout: Duration,
 }
 
+/// Backends registered in etcd v3 under a key prefix, each value `{"addr", "weight"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdDiscover {
+    /// The server's JSON gateway (plain HTTP).
+    pub endpoint: SocketAddr,
+    pub prefix: String,
+    /// Sent as `Authorization` (a token from etcd's `/v3/auth/authenticate`).
+    pub token: Option<String>,
+    /// Bound on connecting and on each range request; a watch waits as long as it needs.
+    pub timeout: Duration,
+}
+
 /// The discovery source at `at` (`cluster.NAME.discover`).
 pub(super) fn validate_discover(
     at: &str,
     file: &FileDiscover,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Discover> {
+    if let Some(endpoint) = &file.etcd {
+        return validate_etcd(at, endpoint, file, errors);
+    }
     let Some(name) = &file.dns else {
-        errors.push(ConfigError::invalid(format!("{at}.dns"), "name the DNS name to resolve"));
+        let reason = "name the DNS name to resolve (dns) or the etcd server (etcd)";
+        errors.push(ConfigError::invalid(format!("{at}.dns"), reason));
         return None;
     };
+    for (key, is_set) in [("prefix", file.prefix.is_some()), ("token", file.token.is_some())] {
+        if is_set {
+            errors.push(ConfigError::invalid(format!("{at}.{key}"), "only etcd uses it"));
+        }
+    }
     if let Err(reason) = crate::discover::dns::validate_name(name) {
         errors.push(ConfigError::invalid(format!("{at}.dns"), reason.0));
     }
-    let record = match file.record.as_deref() {
-        None | Some("A") => DnsRecord::A,
-        Some("AAAA") => DnsRecord::Aaaa,
-        Some("A+AAAA") => DnsRecord::Any,
-        Some("SRV") => DnsRecord::Srv,
-        Some(other) => {
-            let reason = format!("{other:?} is not a record type; use A, AAAA, A+AAAA or SRV");
-            errors.push(ConfigError::invalid(format!("{at}.record"), reason));
-            DnsRecord::A
-        }
-    };
+    let record = dns_record(at, file.record.as_deref(), errors);
     let port = dns_port(at, record, file.port, errors);
     let resolvers = file.resolvers.iter().flatten().enumerate().filter_map(|(index, text)| {
         let parsed = text.parse::<SocketAddr>();
@@ -136,6 +149,56 @@ pub(super) fn validate_discover(
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     let dns = DnsDiscover { name, record, port, weight, resolvers, ttl_min, ttl_max, timeout };
     Some(Discover::Dns(dns))
+}
+
+/// An etcd source: the gateway's `IP:PORT` and a non-empty key prefix; the DNS keys refused.
+fn validate_etcd(
+    at: &str,
+    endpoint: &str,
+    file: &FileDiscover,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Discover> {
+    let dns_keys = [
+        ("dns", file.dns.is_some()),
+        ("record", file.record.is_some()),
+        ("port", file.port.is_some()),
+        ("weight", file.weight.is_some()),
+        ("resolvers", file.resolvers.is_some()),
+        ("ttl_min_ms", file.ttl_min_ms.is_some()),
+        ("ttl_max_ms", file.ttl_max_ms.is_some()),
+    ];
+    for (key, _) in dns_keys.iter().filter(|(_, is_set)| *is_set) {
+        let reason = "a DNS key; an etcd source takes prefix, token and timeout_ms";
+        errors.push(ConfigError::invalid(format!("{at}.{key}"), reason));
+    }
+    let Ok(endpoint) = endpoint.parse::<SocketAddr>() else {
+        let reason = format!("{endpoint:?} is not IP:PORT (etcd's client port, 2379)");
+        errors.push(ConfigError::invalid(format!("{at}.etcd"), reason));
+        return None;
+    };
+    let prefix = file.prefix.clone().unwrap_or_default();
+    if prefix.is_empty() {
+        let reason = "name the key prefix the instances register under";
+        errors.push(ConfigError::invalid(format!("{at}.prefix"), reason));
+    }
+    let timeout = Duration::from_millis(file.timeout_ms.unwrap_or(DNS_TIMEOUT_MS).clamp(1, 60_000));
+    let token = file.token.clone();
+    Some(Discover::Etcd(EtcdDiscover { endpoint, prefix, token, timeout }))
+}
+
+/// The record type of a DNS source; A when not set.
+fn dns_record(at: &str, record: Option<&str>, errors: &mut Vec<ConfigError>) -> DnsRecord {
+    match record {
+        None | Some("A") => DnsRecord::A,
+        Some("AAAA") => DnsRecord::Aaaa,
+        Some("A+AAAA") => DnsRecord::Any,
+        Some("SRV") => DnsRecord::Srv,
+        Some(other) => {
+            let reason = format!("{other:?} is not a record type; use A, AAAA, A+AAAA or SRV");
+            errors.push(ConfigError::invalid(format!("{at}.record"), reason));
+            DnsRecord::A
+        }
+    }
 }
 
 /// The backends' port of a DNS source: required for A/AAAA, refused for SRV.

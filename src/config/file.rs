@@ -352,11 +352,16 @@ pub(super) struct FileCluster {
 }
 
 /// `discover = { dns = "api.internal", port = 8080 }` or `{ dns = "_http._tcp.api", record
-/// = "SRV" }`, with `resolvers`, `ttl_min_ms`, `ttl_max_ms`, `timeout_ms`, `weight`.
+/// = "SRV" }`, with `resolvers`, `ttl_min_ms`, `ttl_max_ms`, `timeout_ms`, `weight`; or
+/// `{ etcd = "10.0.0.7:2379", prefix = "/services/api/" }` with `token`, `timeout_ms`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileDiscover {
     pub(super) dns: Option<String>,
+    /// An etcd v3 server's JSON gateway, `IP:PORT`, with the key `prefix` and a `token`.
+    pub(super) etcd: Option<String>,
+    pub(super) prefix: Option<String>,
+    pub(super) token: Option<String>,
     pub(super) record: Option<String>,
     pub(super) port: Option<u64>,
     pub(super) weight: Option<u64>,

@@ -18,7 +18,7 @@ mod tls;
 mod validate;
 
 pub use cache::{CacheConfig, RouteCache};
-pub use discover::{Discover, DnsDiscover, DnsRecord};
+pub use discover::{Discover, DnsDiscover, DnsRecord, EtcdDiscover};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::{
     Anonymity, BodyRule, BodyRuleAction, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig,

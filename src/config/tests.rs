@@ -287,3 +287,23 @@ fn a_discovered_cluster_names_its_source_and_every_bad_key() {
         assert!(message.contains(expected), "{keys}: {message}");
     }
 }
+
+#[test]
+fn an_etcd_source_needs_an_address_and_a_prefix_and_no_dns_keys() {
+    let with = |keys: &str| {
+        MINIMAL.replace("backends = [\"127.0.0.1:9000\"]", &format!("discover = {{ {keys} }}"))
+    };
+    let config = from_toml(&with("etcd = \"127.0.0.1:2379\", prefix = \"/svc/api/\"")).unwrap();
+    let Some(Discover::Etcd(etcd)) = &config.clusters[0].discover else { panic!("no etcd") };
+    assert_eq!((etcd.prefix.as_str(), etcd.token.as_deref()), ("/svc/api/", None));
+    let bad = [
+        ("etcd = \"etcd:2379\", prefix = \"/a/\"", "discover.etcd: \"etcd:2379\" is not IP:PORT"),
+        ("etcd = \"127.0.0.1:2379\"", "discover.prefix: name the key prefix"),
+        ("etcd = \"127.0.0.1:2379\", prefix = \"/a/\", port = 80", "discover.port: a DNS key"),
+        ("dns = \"api\", port = 80, prefix = \"/a/\"", "discover.prefix: only etcd uses it"),
+    ];
+    for (keys, expected) in bad {
+        let message = report(&with(keys));
+        assert!(message.contains(expected), "{keys}: {message}");
+    }
+}

@@ -1,5 +1,5 @@
 //! Service discovery, off the workers: a cluster's backends from DNS (A/AAAA re-resolved on
-//! their TTL, or SRV) as tasks on the control thread's runtime.
+//! their TTL, or SRV) or from etcd (a key prefix, watched), as tasks on the control thread.
 //!
 //! Input: a cluster's discovery source. Output: each new backend set, handed to the control
 //! thread's config apply, which keeps the state of addresses that stay and drains those
@@ -7,17 +7,20 @@
 
 pub mod apply;
 pub mod dns;
+pub mod etcd;
 pub mod found;
 pub mod resolv_conf;
 pub mod resolve;
 
-use crate::config::{Discover, DnsDiscover};
+use crate::config::{Discover, DnsDiscover, EtcdDiscover};
 use found::Found;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 /// Where resolv.conf is read from when a DNS source names no resolvers.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// How long after a failed etcd read or a broken watch the range is read again.
+const ETCD_RETRY: Duration = Duration::from_secs(1);
 
 /// What `/stats` shows of one discovered cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,13 +59,29 @@ impl DiscoveryReport {
 /// TTL; a registry: its next watch event); a Consul or etcd provider is one more variant.
 #[derive(Debug)]
 pub enum Provider {
-    Dns { dns: DnsDiscover, wait: Duration },
+    Dns {
+        dns: DnsDiscover,
+        wait: Duration,
+    },
+    /// The instances as last read, and the open watch (`None`: read the range first).
+    Etcd {
+        etcd: EtcdDiscover,
+        instances: etcd::Instances,
+        watch: Option<etcd::Watch>,
+        wait: Duration,
+    },
 }
 
 impl Provider {
     pub fn new(source: &Discover) -> Self {
         match source {
             Discover::Dns(dns) => Self::Dns { dns: dns.clone(), wait: Duration::ZERO },
+            Discover::Etcd(etcd) => Self::Etcd {
+                etcd: etcd.clone(),
+                instances: etcd::Instances::new(),
+                watch: None,
+                wait: Duration::ZERO,
+            },
         }
     }
 
@@ -82,8 +101,40 @@ impl Provider {
                 .clamp(dns.ttl_min, dns.ttl_max);
                 result.map(|set| set.backends)
             }
+            Self::Etcd { etcd, instances, watch, wait } => {
+                monoio::time::sleep(*wait).await;
+                let result = next_from_etcd(etcd, instances, watch).await;
+                // After a failure, the range is read again a second later; the last good
+                // set stays meanwhile.
+                *wait = if result.is_ok() { Duration::ZERO } else { ETCD_RETRY };
+                if result.is_err() {
+                    *watch = None;
+                }
+                result.map(|()| {
+                    let mut set: Vec<Found> = instances.values().copied().collect();
+                    set.sort_unstable();
+                    set.dedup_by_key(|found| found.addr);
+                    set
+                })
+            }
         }
     }
+}
+
+/// Reads the range when no watch is open (and opens one from the next revision), else
+/// waits for the next watch message that changes the instances.
+async fn next_from_etcd(
+    etcd: &EtcdDiscover,
+    instances: &mut etcd::Instances,
+    watch: &mut Option<etcd::Watch>,
+) -> Result<(), String> {
+    if let Some(open) = watch {
+        return open.next_change(instances).await;
+    }
+    let (read, revision) = etcd::range(etcd).await?;
+    *instances = read;
+    *watch = Some(etcd::Watch::open(etcd, revision + 1).await?);
+    Ok(())
 }
 
 /// The configured resolvers, or those of /etc/resolv.conf (read on each lookup, so an edit

@@ -57,6 +57,8 @@ mod strict;
 mod protect;
 // Backends from DNS: answers that change under load, a failing server, SRV weights.
 mod discovery;
+// Backends from a real etcd: instances register, expire and leave under load.
+mod discovery_etcd;
 // Global rate limits: two proxies share one rate through a real redis-server.
 mod global_rate;
 // Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.

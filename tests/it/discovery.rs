@@ -115,3 +115,32 @@ fn srv_weights_are_honoured(driver: Driver) {
     assert_eq!(entry["source"], "dns SRV _http._tcp.api.test", "{entry}");
     assert_eq!(entry["backends"], 2, "{entry}");
 }
+
+#[test]
+fn the_dashboard_shows_each_discovered_cluster() {
+    let origin = named("one");
+    let dns = DnsServer::start(zone(&[("api.test", ips(&[1]))]), 60);
+    let keys = format!(
+        "dns = \"api.test\", port = {}, resolvers = [\"{}\"]",
+        origin.addr().port(),
+        dns.addr()
+    );
+    let proxy = start_proxy(&discovered(Driver::Epoll, &keys));
+    let admin_addr = proxy.admin_addr();
+    eventually("the first lookup", || discovery(admin_addr)["backends"] == 1);
+    let output = std::process::Command::new("/usr/bin/chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=4000"])
+        .arg("--dump-dom")
+        .arg(format!("http://{admin_addr}/"))
+        .output()
+        .expect("run chromium (.ci/run installs it)");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let row = dom.find("data-discovery=\"app\"").map(|at| &dom[at..]).unwrap_or_default();
+    let row = &row[..row.find("</tr>").unwrap_or(row.len())];
+    // Source, one backend, no failure and no error.
+    for expected in ["dns A api.test", ">1<", "none"] {
+        assert!(row.contains(expected), "{expected:?} not in the discovery row: {row:?}");
+    }
+    assert!(!row.contains("never"), "the last update is missing: {row:?}");
+    assert!(dom.contains("no rate limit is global"), "the shared-limits table is missing");
+}

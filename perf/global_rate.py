@@ -75,7 +75,8 @@ class Redis:
 
 def ringway(limit, cpu=None):
     port = free_port()
-    toml = (f'workers = 1\n[admin]\naddr = "127.0.0.1:{free_port()}"\n[[listener]]\naddr = "127.0.0.1:{port}"\n{limit}\n'
+    toml = (f'workers = 1\n[admin]\naddr = "127.0.0.1:{free_port()}"\n'
+            f'[[listener]]\naddr = "127.0.0.1:{port}"\n{limit}\n'
             '[[listener.route]]\nrespond = { status = 200, body = "ok\\n" }\n')
     config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
     config.write(toml)

@@ -114,6 +114,8 @@ fn srv_weights_are_honoured(driver: Driver) {
     let entry = discovery(proxy.admin_addr());
     assert_eq!(entry["source"], "dns SRV _http._tcp.api.test", "{entry}");
     assert_eq!(entry["backends"], 2, "{entry}");
+    // One SRV question and one A question per target, not asked again within the 60 s TTL.
+    assert_eq!(dns.queries(), 3, "the TTL was not honoured");
 }
 
 #[test]

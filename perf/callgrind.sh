@@ -8,6 +8,8 @@
 #   ACCESS_LOG=json perf/callgrind.sh      (the listener's access log: off, combined, json)
 #   CACHE=1 perf/callgrind.sh              (the route caches; GET /c/small: every request but
 #                                           the first is a cache hit)
+#   RATE_LIMIT='{ rate = 1e9 }' perf/callgrind.sh   (the listener's rate_limit table; with
+#                                           scope = "global", start the Redis it names first)
 #
 # It runs ringway (1 worker, epoll driver) under callgrind in front of the perf origin twice, with
 # N1 and N2 keep-alive requests from curl, and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
@@ -42,6 +44,7 @@ path = "$PWD/$WORK/access.log"
 [[listener]]
 addr = "127.0.0.1:18091"
 access_log = "${ACCESS_LOG:-off}"
+$( [[ -n ${RATE_LIMIT:-} ]] && echo "rate_limit = $RATE_LIMIT" )
 [[listener.route]]
 cluster = "origin"
 $( [[ ${CACHE:-0} == 1 ]] && echo 'cache = {}' )

@@ -306,6 +306,7 @@ command -v h2load >/dev/null || APT_NEED+=(nghttp2-client) # h2_* scenarios
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || APT_NEED+=(haproxy)
 command -v openssl >/dev/null || APT_NEED+=(openssl)
 command -v python3 >/dev/null || APT_NEED+=(python3)
+command -v redis-server >/dev/null || APT_NEED+=(redis-server) # perf/global_rate.py
 if has_contender varnish; then
     command -v varnishd >/dev/null || [[ -x /usr/sbin/varnishd ]] || APT_NEED+=(varnish)
 fi

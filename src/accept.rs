@@ -28,6 +28,25 @@ pub fn bind(listener: &Listener, addr: SocketAddr) -> io::Result<std::net::TcpLi
     Ok(socket.into())
 }
 
+/// Binds `listener`'s socket once for each of `workers` workers, at its address (port 0
+/// is resolved by the first bind, so every worker shares the port), and returns them with
+/// the bound address.
+pub fn bind_for_workers(
+    listener: &Listener,
+    workers: usize,
+) -> io::Result<(Vec<Bound>, SocketAddr)> {
+    let mut addr = listener.addr;
+    let mut sockets = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let socket = bind_any(listener, addr).map_err(|error| {
+            io::Error::new(error.kind(), format!("listener {} at {addr}: {error}", listener.name))
+        })?;
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok((sockets, addr))
+}
+
 /// One worker's socket for one listener.
 #[derive(Debug)]
 pub enum Bound {
@@ -67,15 +86,40 @@ fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// Accepts connections on `socket` until the worker shuts down, serving each on this
-/// worker in its own task. At shutdown it first serves what is already in the socket's
-/// accept queue (see `drain`), then closes the socket. `driver` is the worker's
-/// resolved io driver.
+/// Stops one accept loop: a reload that removes its listener sets `stop` and cancels the
+/// accept in flight; shutdown does the same to every loop.
+#[derive(Clone, Default)]
+pub struct AcceptStop {
+    pub stop: Rc<std::cell::Cell<bool>>,
+    pub canceller: Rc<std::cell::RefCell<monoio::io::Canceller>>,
+}
+
+impl std::fmt::Debug for AcceptStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptStop").field("stop", &self.stop.get()).finish_non_exhaustive()
+    }
+}
+
+impl AcceptStop {
+    /// Stops the loop: it serves what its queue holds, then closes its socket.
+    pub fn stop(&self) {
+        self.stop.set(true);
+        let canceller = std::mem::take(&mut *self.canceller.borrow_mut());
+        *self.canceller.borrow_mut() = canceller.cancel();
+    }
+}
+
+/// Accepts connections on `socket` until the worker shuts down or `stop` says so, serving
+/// each on this worker in its own task, on the worker's newest config version (the
+/// listener is found there by name; the version the loop started on serves if a reload
+/// removed it). At the end it first serves what is already in the socket's accept queue
+/// (see `drain`), then closes the socket. `driver` is the worker's resolved io driver.
 pub async fn accept_loop(
-    worker: Rc<Worker>,
+    mut worker: Rc<Worker>,
     socket: std::net::TcpListener,
-    listener: usize,
+    mut listener: usize,
     driver: IoDriver,
+    stop: AcceptStop,
 ) {
     // A second handle on the same socket, to empty its queue at shutdown without waiting.
     let queue = match socket.try_clone() {
@@ -92,23 +136,36 @@ pub async fn accept_loop(
             return;
         }
     };
+    let shutting_down = worker.shutting_down.clone();
+    let stopped = || shutting_down.get() || stop.stop.get();
     loop {
-        if worker.shutting_down.get() {
+        if stopped() {
             break;
         }
-        let cancel = worker.accept_canceller.borrow().handle();
+        let cancel = stop.canceller.borrow().handle();
         match socket.cancelable_accept(cancel).await {
-            Ok((stream, peer)) => admit(&worker, stream, peer, listener),
-            Err(_) if worker.shutting_down.get() => break,
+            Ok((stream, peer)) => {
+                // Moving on with each accept: the loop holds no old version for long.
+                (worker, listener) = newest(&worker, listener);
+                admit(&worker, stream, peer, listener);
+            }
+            Err(_) if stopped() => break,
             Err(error) => {
                 log::warn!("worker {}: accept failed: {error}", worker.id);
                 monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
     }
+    let (worker, listener) = newest(&worker, listener);
     drain(&worker, &queue, listener, driver);
     // Both handles close here, and the socket with them: from now on the kernel refuses
     // new connections (another process on the port with SO_REUSEPORT takes them).
+}
+
+/// The worker's newest version and listener `listener`'s index (of `worker`'s config)
+/// there, found by name; `worker` itself when the newest no longer has it.
+fn newest(worker: &Rc<Worker>, listener: usize) -> (Rc<Worker>, usize) {
+    crate::connection::newest_listener(worker, listener).unwrap_or((worker.clone(), listener))
 }
 
 /// Serves a newly accepted connection, or refuses it under the connection caps.

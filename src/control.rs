@@ -4,7 +4,10 @@
 //!
 //! Workers hear from it only through their control channel, between requests.
 
+use crate::accept::Bound;
 use crate::config::{BackendId, BackendState, ClusterId, Config};
+use crate::limit::global::GlobalRateThread;
+use crate::reload::{ConfigVersion, WorkerReload};
 use crate::stats::{Aggregate, CertificateExpiry, ControlView, Reloads, StatsLayout, WorkerStats};
 use crate::tls::server::ServerTls;
 use crate::upstream::LoadBoard;
@@ -16,9 +19,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// Messages from the control plane to a worker.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Control {
     Shutdown,
+    /// A new config version: the worker moves to it between exchanges.
+    Reload(Box<WorkerReload>),
     Health(HealthEvent),
     BackendState {
         cluster: ClusterId,
@@ -56,6 +61,15 @@ pub enum Request {
     },
     Backends {
         reply: flume::Sender<Vec<BackendReport>>,
+    },
+    /// Reads the config file again and applies it (SIGHUP, `POST /config/reload`).
+    ReloadConfig {
+        reply: flume::Sender<Result<ReloadReport, ReloadError>>,
+    },
+    /// Applies a config given as a value (see [`ControlState::apply_config`]).
+    ApplyConfig {
+        config: Box<Config>,
+        reply: flume::Sender<Result<ReloadReport, ReloadError>>,
     },
     /// Reads every TLS listener's certificate files again.
     ReloadTls {
@@ -106,6 +120,47 @@ pub struct ControlState {
     /// Certificate expiries as last loaded, and the reloads asked for (`reload_tls`).
     certificates: RefCell<Vec<CertificateExpiry>>,
     reloads: Cell<Reloads>,
+    /// The file the config came from: what a reload reads. `None` for a config given as a
+    /// value (the embedded default, a test).
+    pub path: Option<std::path::PathBuf>,
+    /// The running config's version.
+    pub version: ConfigVersion,
+    /// The active checks' current run and what they publish to; a reload starts anew.
+    checks_run: health::ChecksRun,
+    publish: Option<Rc<dyn Fn(HealthEvent)>>,
+    /// The last reload's acknowledgements from the workers, and how many to expect.
+    applied: Option<(flume::Receiver<usize>, usize)>,
+    global_rates: Vec<GlobalRateThread>,
+    /// Each discovered cluster's source and last result; its task updates it.
+    pub discovery: Vec<crate::discover::DiscoveryReport>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub version: ConfigVersion,
+    /// Settings that only a restart applies, each with its key.
+    pub needs_restart: Vec<String>,
+    /// Listeners bound and accepting, and those that stopped accepting.
+    pub listeners_added: Vec<String>,
+    pub listeners_removed: Vec<String>,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// The file is unreadable or invalid: every problem, each with its key path.
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The proxy runs a config given as a value: there is no file to read again.
+    #[error("the running config came from no file; nothing to reload")]
+    NoFile,
+    /// A new listener could not be bound.
+    #[error("{0}")]
+    Bind(String),
+    /// The control thread has stopped (the proxy is shutting down).
+    #[error("the control thread has stopped")]
+    Stopped,
 }
 
 impl std::fmt::Debug for ControlState {
@@ -123,6 +178,8 @@ impl ControlState {
             workers: self.workers.len(),
             certificates: self.certificates.borrow().clone(),
             reloads: self.reloads.get(),
+            global_rates: self.global_rates.iter().map(GlobalRateThread::report).collect(),
+            discovery: self.discovery.clone(),
         }
     }
 
@@ -162,16 +219,183 @@ impl ControlState {
             .position(|known| known.host == backend)
             .ok_or_else(|| format!("cluster {cluster:?} has no backend {backend:?}"))?;
         self.states[cluster_index][backend_index] = state;
-        let message = Control::BackendState {
-            cluster: ClusterId(u32::try_from(cluster_index).map_err(|error| error.to_string())?),
-            backend: BackendId(u32::try_from(backend_index).map_err(|error| error.to_string())?),
-            state,
-        };
+        let cluster_id =
+            ClusterId(u32::try_from(cluster_index).map_err(|error| error.to_string())?);
+        let backend_id =
+            BackendId(u32::try_from(backend_index).map_err(|error| error.to_string())?);
         for worker in &self.workers {
-            let _ = worker.send(message.clone());
+            let message = Control::BackendState { cluster: cluster_id, backend: backend_id, state };
+            let _ = worker.send(message);
         }
         log::info!("cluster {cluster} backend {backend}: now {}", state.as_str());
         Ok(())
+    }
+
+    /// The state the admin API last gave backend `backend` (its address as written) of
+    /// cluster `cluster`.
+    fn state_of(&self, cluster: &str, backend: &str) -> Option<BackendState> {
+        let cluster_index = self.config.clusters.iter().position(|known| known.name == cluster)?;
+        let backends = &self.config.clusters[cluster_index].backends;
+        let backend_index = backends.iter().position(|known| known.host == backend)?;
+        self.states.get(cluster_index)?.get(backend_index).copied()
+    }
+
+    /// Reads the config file again and applies it (SIGHUP, `ringway reload`,
+    /// `POST /config/reload`). A file that does not parse and validate changes nothing:
+    /// the error lists every problem with its key path, as `ringway check` does.
+    pub fn reload_file(&mut self) -> Result<ReloadReport, ReloadError> {
+        let Some(path) = self.path.clone() else { return Err(ReloadError::NoFile) };
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|error| ReloadError::Invalid(vec![format!("{}: {error}", path.display())]))
+            .and_then(|text| {
+                let hash = crate::reload::file_hash(&text);
+                let lines = |errors: crate::config::ConfigErrors| {
+                    errors.0.iter().map(ToString::to_string).collect()
+                };
+                Config::parse(&text)
+                    .map(|config| (config, hash))
+                    .map_err(|errors| ReloadError::Invalid(lines(errors)))
+            });
+        match parsed {
+            Ok((config, hash)) => self.apply_config(config, hash),
+            Err(error) => Err(self.refused(error)),
+        }
+    }
+
+    /// Counts and logs a reload that changed nothing.
+    fn refused(&self, error: ReloadError) -> ReloadError {
+        let mut reloads = self.reloads.get();
+        reloads.failed += 1;
+        self.reloads.set(reloads);
+        log::error!("reload refused, the running config stays: {error}");
+        error
+    }
+
+    /// Replaces the running config with `config`, already parsed and validated: the entry
+    /// point for every runtime change of the config, a reloaded file or a cluster's
+    /// backend list from service discovery (build the new `Config` from
+    /// [`ControlState::config`] with that cluster's backends replaced, and call this).
+    ///
+    /// Settings only a restart applies keep their running values (reported in
+    /// [`ReloadReport::needs_restart`]). Listeners whose name and address stay keep their
+    /// sockets; new ones are bound here first, so a failed bind changes nothing. Backends
+    /// that stay, by cluster name and address, keep their balancer, health, ejection and
+    /// slow-start state and their admin-set state (unless the file sets one); counters
+    /// keyed by name carry over. Each worker moves to the new version between exchanges;
+    /// an exchange in flight, and a tunnel, finish on the version they started on.
+    /// `hash` names the file's text (empty for a value built in memory).
+    pub fn apply_config(
+        &mut self,
+        config: Config,
+        hash: String,
+    ) -> Result<ReloadReport, ReloadError> {
+        let prepared = crate::reload::prepare(&self.config, config, |cluster, backend| {
+            self.state_of(cluster, backend)
+        });
+        let workers = self.workers.len();
+        let mut sockets: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+        for &index in &prepared.added {
+            let listener = &prepared.config.listeners[index];
+            let bound = crate::accept::bind_for_workers(listener, workers).map_err(|error| {
+                let at = format!("listener[{index}] {} at {}", listener.name, listener.addr);
+                self.refused(ReloadError::Bind(format!("{at}: {error}")))
+            })?;
+            for (worker_sockets, socket) in sockets.iter_mut().zip(bound.0) {
+                worker_sockets.push((index, socket));
+            }
+        }
+        let listeners_added =
+            prepared.added.iter().map(|&index| prepared.config.listeners[index].name.clone());
+        let listeners_added = listeners_added.collect();
+        let config = Arc::new(prepared.config);
+        let number = self.version.number + 1;
+        self.send_version(&config, number, sockets);
+        self.adopt(&config, number);
+        self.version = ConfigVersion { number, hash, loaded_at: std::time::SystemTime::now() };
+        let mut reloads = self.reloads.get();
+        reloads.succeeded += 1;
+        self.reloads.set(reloads);
+        for line in &prepared.needs_restart {
+            log::warn!("reload: {line}");
+        }
+        log::info!("config version {number} applied (hash {:?})", self.version.hash);
+        Ok(ReloadReport {
+            version: self.version.clone(),
+            needs_restart: prepared.needs_restart,
+            listeners_added,
+            listeners_removed: prepared.removed,
+        })
+    }
+
+    /// The last reload's acknowledgements, for [`wait_applied`]; `None` when taken.
+    pub fn take_applied(&mut self) -> Option<(flume::Receiver<usize>, usize)> {
+        self.applied.take()
+    }
+
+    /// Hands every worker version `number` of `config` with its sockets for the added
+    /// listeners.
+    fn send_version(
+        &mut self,
+        config: &Arc<Config>,
+        number: u64,
+        sockets: Vec<Vec<(usize, Bound)>>,
+    ) {
+        let workers = self.workers.len();
+        let (applied, acknowledgements) = flume::unbounded();
+        self.applied = Some((acknowledgements, workers));
+        self.load_board = Arc::new(LoadBoard::new(config, workers));
+        // Fresh limiters come with a new version, so the Redis threads of global limits
+        // start anew too; the old ones stop when dropped here.
+        let (rate_exchanges, global_rates) = match crate::worker::rate_exchanges(config, workers) {
+            Ok(started) => started,
+            Err(error) => {
+                log::error!("reload: global rate limits stay local, no thread: {error}");
+                let exchanges = crate::worker::rate_limits(config);
+                (
+                    exchanges.map(|_| crate::limit::RateExchange::new(workers + 1)).collect(),
+                    Vec::new(),
+                )
+            }
+        };
+        self.global_rates = global_rates;
+        for (worker, sockets) in self.workers.iter().zip(sockets) {
+            let shared = crate::worker::Shared {
+                load_board: self.load_board.clone(),
+                rate_exchanges: rate_exchanges.clone(),
+            };
+            let applied = applied.clone();
+            let config = config.clone();
+            let reload = WorkerReload { version: number, config, shared, sockets, applied };
+            let _ = worker.send(Control::Reload(Box::new(reload)));
+        }
+    }
+
+    /// Makes `config` the control thread's own: backend states and health by name,
+    /// counters under the new names, certificate expiries, and the active checks.
+    fn adopt(&mut self, config: &Arc<Config>, number: u64) {
+        let old = std::mem::replace(&mut self.config, config.clone());
+        let health_of = |cluster: &crate::config::Cluster, host: &str| {
+            let cluster_index = old.clusters.iter().position(|known| known.name == cluster.name)?;
+            let backends = &old.clusters[cluster_index].backends;
+            let backend_index = backends.iter().position(|known| known.host == host)?;
+            self.health.get(cluster_index)?.get(backend_index).copied()
+        };
+        let health = (config.clusters.iter())
+            .map(|cluster| {
+                let hosts = cluster.backends.iter();
+                hosts.map(|backend| health_of(cluster, &backend.host).unwrap_or(true)).collect()
+            })
+            .collect();
+        self.health = health;
+        self.states = (config.clusters.iter())
+            .map(|cluster| cluster.backends.iter().map(|backend| backend.state).collect())
+            .collect();
+        self.aggregate.relayout(StatsLayout::new(config), number);
+        *self.certificates.borrow_mut() = certificate_expiries(config);
+        self.checks_run.set(self.checks_run.get() + 1);
+        if let Some(publish) = &self.publish {
+            health::start(config, publish.clone(), &self.checks_run, &self.health);
+        }
     }
 
     /// Reads the certificate files of every TLS listener again and hands the new ones to
@@ -252,12 +476,18 @@ impl ControlState {
 /// What the control thread starts with.
 pub struct ControlStart {
     pub config: Arc<Config>,
+    /// The file `config` came from, and its text's hash (see [`ControlState::path`]).
+    pub path: Option<std::path::PathBuf>,
+    pub hash: String,
     pub workers: Vec<flume::Sender<Control>>,
     pub load_board: Arc<LoadBoard>,
     pub stats: flume::Receiver<(usize, WorkerStats)>,
     pub requests: flume::Receiver<Request>,
     pub admin: Option<ServeAdmin>,
     pub reopen: Option<Reopen>,
+    /// The Redis threads of the global rate limits: reported in stats, stopped with this
+    /// thread.
+    pub global_rates: Vec<GlobalRateThread>,
 }
 
 impl std::fmt::Debug for ControlStart {
@@ -290,8 +520,78 @@ fn expiries(listener: &str, server: &ServerTls) -> Vec<CertificateExpiry> {
         .collect()
 }
 
+/// The certificate expiries of every TLS listener of `config`.
+fn certificate_expiries(config: &Config) -> Vec<CertificateExpiry> {
+    let listeners = config.listeners.iter();
+    let each = |listener: &crate::config::Listener| {
+        Some(expiries(&listener.name, &listener.tls.as_ref()?.server))
+    };
+    listeners.filter_map(each).flatten().collect()
+}
+
+/// How long a reload's answer waits for the workers to run the new version. A worker
+/// takes it between two control messages, so this bounds only a wedged worker.
+const APPLIED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until every worker runs the version of the reload `applied` came from (or
+/// [`APPLIED_WAIT`] passes): a reload's answer then means new exchanges use it.
+pub async fn wait_applied(applied: Option<(flume::Receiver<usize>, usize)>) {
+    let Some((acknowledgements, workers)) = applied else { return };
+    for _ in 0..workers {
+        let received = crate::deadline::timeout(APPLIED_WAIT, acknowledgements.recv_async());
+        if !matches!(received.await, Ok(Ok(_))) {
+            log::warn!("reload: a worker did not confirm the new version in {APPLIED_WAIT:?}");
+            return;
+        }
+    }
+}
+
+/// Sends a reload's `result` on `reply` once the workers run the new version.
+fn answer_applied(
+    state: &Rc<RefCell<ControlState>>,
+    result: Result<ReloadReport, ReloadError>,
+    reply: flume::Sender<Result<ReloadReport, ReloadError>>,
+) {
+    let applied = state.borrow_mut().take_applied();
+    monoio::spawn(async move {
+        wait_applied(applied).await;
+        let _ = reply.send(result);
+    });
+}
+
+/// Starts the active checks of the running config; their verdicts go to every worker.
+fn start_checks(state: &Rc<RefCell<ControlState>>) {
+    let publish_state = state.clone();
+    let publish = move |event: HealthEvent| {
+        let mut state = publish_state.borrow_mut();
+        let (cluster, backend) = (event.cluster.0 as usize, event.backend.0 as usize);
+        if let Some(known) = state.health.get_mut(cluster).and_then(|c| c.get_mut(backend)) {
+            *known = event.is_up;
+        }
+        for worker in &state.workers {
+            let _ = worker.send(Control::Health(event));
+        }
+    };
+    let publish: Rc<dyn Fn(HealthEvent)> = Rc::new(publish);
+    let mut state = state.borrow_mut();
+    state.publish = Some(publish.clone());
+    let config = state.config.clone();
+    health::start(&config, publish, &state.checks_run, &state.health);
+}
+
 async fn run(start: ControlStart) {
-    let ControlStart { config, workers, load_board, stats, requests, admin, reopen } = start;
+    let ControlStart {
+        config,
+        path,
+        hash,
+        workers,
+        load_board,
+        stats,
+        requests,
+        admin,
+        reopen,
+        global_rates,
+    } = start;
     let layout = StatsLayout::new(&config);
     let state = Rc::new(RefCell::new(ControlState {
         aggregate: Aggregate::new(layout, workers.len()),
@@ -306,29 +606,19 @@ async fn run(start: ControlStart) {
         started: Instant::now(),
         shutting_down: false,
         reopen,
-        certificates: RefCell::new(
-            config
-                .listeners
-                .iter()
-                .filter_map(|listener| {
-                    Some(expiries(&listener.name, &listener.tls.as_ref()?.server))
-                })
-                .flatten()
-                .collect(),
-        ),
+        global_rates,
+        discovery: Vec::new(),
+        certificates: RefCell::new(certificate_expiries(&config)),
         reloads: Cell::new(Reloads::default()),
+        path,
+        version: ConfigVersion { hash, ..ConfigVersion::first(None) },
+        checks_run: Rc::default(),
+        publish: None,
+        applied: None,
         config: config.clone(),
     }));
-    let publish_state = state.clone();
-    let publish = move |event: HealthEvent| {
-        let mut state = publish_state.borrow_mut();
-        let (cluster, backend) = (event.cluster.0 as usize, event.backend.0 as usize);
-        state.health[cluster][backend] = event.is_up;
-        for worker in &state.workers {
-            let _ = worker.send(Control::Health(event));
-        }
-    };
-    health::start(&config, Rc::new(publish));
+    start_checks(&state);
+    crate::discover::apply::start(&state);
     if let Some(serve) = admin {
         serve(state.clone());
     }
@@ -339,20 +629,38 @@ async fn run(start: ControlStart) {
         }
     });
     while let Ok(request) = requests.recv_async().await {
-        match request {
-            Request::SetBackendState { cluster, backend, state: wanted, reply } => {
-                let result = state.borrow_mut().set_backend_state(&cluster, &backend, wanted);
-                let _ = reply.send(result);
-            }
-            Request::Backends { reply } => {
-                let _ = reply.send(state.borrow().backend_reports());
-            }
-            Request::ReloadTls { reply } => {
-                let _ = reply.send(state.borrow().reload_tls());
-            }
-            Request::PurgeCache { target } => state.borrow().broadcast_purge(&target),
-            Request::ShuttingDown => state.borrow_mut().shutting_down = true,
-            Request::Stop => break,
+        if !handle(&state, request) {
+            break;
         }
     }
+}
+
+/// Carries out one request; false for [`Request::Stop`].
+fn handle(state: &Rc<RefCell<ControlState>>, request: Request) -> bool {
+    match request {
+        Request::SetBackendState { cluster, backend, state: wanted, reply } => {
+            let result = state.borrow_mut().set_backend_state(&cluster, &backend, wanted);
+            let _ = reply.send(result);
+        }
+        Request::Backends { reply } => {
+            let _ = reply.send(state.borrow().backend_reports());
+        }
+        Request::ReloadConfig { reply } => {
+            let result = state.borrow_mut().reload_file();
+            crate::discover::apply::start(state);
+            answer_applied(state, result, reply);
+        }
+        Request::ApplyConfig { config, reply } => {
+            let result = state.borrow_mut().apply_config(*config, String::new());
+            crate::discover::apply::start(state);
+            answer_applied(state, result, reply);
+        }
+        Request::ReloadTls { reply } => {
+            let _ = reply.send(state.borrow().reload_tls());
+        }
+        Request::PurgeCache { target } => state.borrow().broadcast_purge(&target),
+        Request::ShuttingDown => state.borrow_mut().shutting_down = true,
+        Request::Stop => return false,
+    }
+    true
 }

@@ -36,6 +36,8 @@ pub mod l4;
 pub mod response;
 
 pub mod control;
+pub mod discover;
+pub mod reload;
 pub mod admin;
 
 pub mod error;

@@ -61,8 +61,8 @@ enum Command {
         #[command(flatten)]
         admin: AdminFlags,
     },
-    /// Reloads the running proxy: today its TLS certificates (as SIGHUP does), read again
-    /// from their files; all or nothing, every problem printed.
+    /// Reloads the running proxy's config file, TLS certificates included (as SIGHUP
+    /// does); all or nothing, every problem printed.
     Reload {
         #[command(flatten)]
         admin: AdminFlags,
@@ -220,7 +220,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match ringway::runtime::run(Arc::new(config)) {
+    let source = path.map(|path| ringway::runtime::ConfigFile {
+        path: path.clone(),
+        hash: ringway::reload::file_hash(&text),
+    });
+    match ringway::runtime::run(Arc::new(config), source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             log::error!("cannot start: {error}");

@@ -8,11 +8,10 @@ use crate::accept;
 use crate::access_log::{AccessLog, LogTarget, WorkerLog};
 use crate::config::{AccessLogFormat, BackendState, Config, IoDriver, RingTaskrun, Workers};
 pub use crate::control::BackendReport;
-use crate::control::{self, Control, ControlStart, Request};
-use crate::limit::RateExchange;
+use crate::control::{self, Control, ControlStart, ReloadError, ReloadReport, Request};
 use crate::stats::WorkerStats;
 use crate::upstream::LoadBoard;
-use crate::worker::{Shared, Worker, rate_limits};
+use crate::worker::{Newest, Shared, Worker, newest};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 const POOL_REAP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often workers swap rate-limit usage: the global rate holds within about one
 /// interval's worth of requests per worker (see `limit::rate`).
-const RATE_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+use crate::worker::RATE_SYNC_INTERVAL;
 /// How often a worker hands buffered access-log lines to the writer thread.
 const ACCESS_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often a draining worker looks at its open connection count.
@@ -103,6 +102,25 @@ impl Proxy {
         answer.recv().map_err(|_| stopped())?
     }
 
+    /// Reads the config file again and applies it, as SIGHUP and `POST /config/reload`
+    /// do: see [`crate::control::ControlState::reload_file`].
+    pub fn reload_config(&self) -> Result<ReloadReport, ReloadError> {
+        let (reply, answer) = flume::bounded(1);
+        let stopped = || ReloadError::Stopped;
+        self.requests.send(Request::ReloadConfig { reply }).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
+    /// Applies `config`, already validated: see
+    /// [`crate::control::ControlState::apply_config`].
+    pub fn apply_config(&self, config: Config) -> Result<ReloadReport, ReloadError> {
+        let (reply, answer) = flume::bounded(1);
+        let stopped = || ReloadError::Stopped;
+        let request = Request::ApplyConfig { config: Box::new(config), reply };
+        self.requests.send(request).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
     /// Every backend's state, health and in-flight count.
     pub fn backends(&self) -> Vec<BackendReport> {
         let (reply, answer) = flume::bounded(1);
@@ -160,15 +178,8 @@ fn bind_all(
     let mut sockets: Vec<Vec<accept::Bound>> = (0..workers).map(|_| Vec::new()).collect();
     let mut listen_addrs = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
-        let mut addr = listener.addr;
-        for worker_sockets in &mut sockets {
-            let socket = accept::bind_any(listener, addr).map_err(|error| {
-                io::Error::new(
-                    error.kind(),
-                    format!("listener {} at {addr}: {error}", listener.name),
-                )
-            })?;
-            addr = socket.local_addr()?;
+        let (bound, addr) = accept::bind_for_workers(listener, workers)?;
+        for (worker_sockets, socket) in sockets.iter_mut().zip(bound) {
             worker_sockets.push(socket);
         }
         listen_addrs.push(addr);
@@ -176,10 +187,27 @@ fn bind_all(
     Ok((sockets, listen_addrs))
 }
 
-/// Binds every listener for every worker and starts the workers.
+/// The file a running config came from: what a reload reads again.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: std::path::PathBuf,
+    /// [`crate::reload::file_hash`] of the text that was loaded.
+    pub hash: String,
+}
+
+/// Binds every listener for every worker and starts the workers, for a config given as
+/// a value: [`Proxy::apply_config`] reloads it, a file reload has nothing to read.
 pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
+    start_with(config, None)
+}
+
+/// Binds every listener for every worker and starts the workers; `file` is where the
+/// config came from.
+pub fn start_with(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<Proxy> {
     let cores = resolve_cores(&config.workers)?;
-    for cluster in config.clusters.iter().filter(|cluster| cluster.backends.is_empty()) {
+    let is_empty = |cluster: &&crate::config::Cluster| cluster.backends.is_empty();
+    // A discovered cluster gets its backends from its first lookup, in a moment.
+    for cluster in config.clusters.iter().filter(is_empty).filter(|c| c.discover.is_none()) {
         log::warn!("cluster {} has no backends: its routes answer 503", cluster.name);
     }
     let driver = resolve_driver(config.io.driver);
@@ -188,8 +216,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
     let admin_addr = admin_socket.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
     let access_log = start_access_log(&config)?;
     let load_board = Arc::new(LoadBoard::new(&config, cores.len()));
-    let rate_exchanges: Vec<_> =
-        rate_limits(&config).map(|_| RateExchange::new(cores.len())).collect();
+    let (rate_exchanges, global_rates) = crate::worker::rate_exchanges(&config, cores.len())?;
     let (stats_sender, stats_receiver) = flume::unbounded();
     let mut controls = Vec::with_capacity(cores.len());
     let mut threads = Vec::with_capacity(cores.len());
@@ -217,14 +244,18 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
             .spawn(move || run_worker(start))?;
         threads.push(thread);
     }
+    let (path, hash) = file.map(|file| (Some(file.path), file.hash)).unwrap_or_default();
     let control_thread = control::spawn(ControlStart {
         config: config.clone(),
+        path,
+        hash,
         workers: controls.clone(),
         load_board,
         stats: stats_receiver,
         requests: request_receiver,
         admin: admin_socket.map(crate::admin::server),
         reopen: access_log.clone().map(|log| -> control::Reopen { Arc::new(move || log.reopen()) }),
+        global_rates,
     })?;
     log_started(&config, &cores, driver, &listen_addrs, admin_addr);
     Ok(Proxy {
@@ -305,6 +336,7 @@ fn log_started(
 fn apply_control(worker: &Worker, message: Control) -> bool {
     match message {
         Control::Shutdown => return false,
+        Control::Reload(_) => unreachable!("worker_main applies reloads itself"),
         Control::Health(event) => {
             let mut clusters = worker.clusters.borrow_mut();
             if let Some(status) = clusters.get_mut(event.cluster.0 as usize) {
@@ -408,35 +440,36 @@ async fn worker_main(start: WorkerStart) {
     let shutdown_timeout = config.shutdown_timeout;
     let worker = Rc::new(Worker::new(id, config, shared, access_log));
     *worker.control_requests.borrow_mut() = Some(requests);
-    let accept_loops: Vec<_> = sockets
-        .into_iter()
-        .enumerate()
-        .map(|(listener, socket)| match socket {
-            accept::Bound::Tcp(socket) => {
-                monoio::spawn(accept::accept_loop(worker.clone(), socket, listener, driver))
-            }
-            accept::Bound::Udp(socket) => {
-                monoio::spawn(crate::l4::udp::serve(worker.clone(), socket, listener))
-            }
-        })
-        .collect();
-    monoio::spawn(reap_pool(worker.clone()));
-    monoio::spawn(sync_loads(worker.clone()));
-    monoio::spawn(sync_rates(worker.clone()));
-    monoio::spawn(publish_stats(worker.clone(), stats.clone()));
+    *worker.current.borrow_mut() = Some(worker.clone());
+    let mut accept_loops = AcceptLoops::new(driver);
+    for (listener, socket) in sockets.into_iter().enumerate() {
+        accept_loops.spawn(&worker, listener, socket);
+    }
+    // The tasks and this loop hold the thread's slot, never a version: an old version
+    // lives only as long as connections on it.
+    let slot = worker.current.clone();
+    drop(worker);
+    monoio::spawn(reap_pool(slot.clone()));
+    monoio::spawn(sync_loads(slot.clone()));
+    monoio::spawn(sync_rates(slot.clone()));
+    monoio::spawn(publish_stats(slot.clone(), stats.clone()));
     // A closed channel (the control side is gone) also means shut down.
     while let Ok(message) = control.recv_async().await {
+        if let Control::Reload(reload) = message {
+            crate::reload::apply_on_worker(&slot, *reload, &mut accept_loops);
+            continue;
+        }
+        let Some(worker) = newest(&slot) else { break };
         if !apply_control(&worker, message) {
             break;
         }
     }
+    let Some(worker) = newest(&slot) else { return };
     worker.begin_shutdown();
     let deadline = Instant::now() + shutdown_timeout;
     // Each accept loop serves what its queue holds, then closes its socket; it does not
     // wait.
-    for accept_loop in accept_loops {
-        accept_loop.await;
-    }
+    accept_loops.stop_all().await;
     // Busy connections finish their exchange and close; idle ones were shut down and
     // end as soon as they run. A connection counts itself open when it first runs, so
     // sleep before the first look: those the accept loops just spawned run meanwhile.
@@ -452,18 +485,100 @@ async fn worker_main(start: WorkerStart) {
     // The last snapshot and log lines, so nothing counted is lost.
     let _ = stats.send((id, worker.stats_snapshot()));
     worker.flush_access_log();
+    // Breaks the cycle between the newest version and its own slot.
+    let newest = worker.current.borrow_mut().take();
+    drop(newest);
+}
+
+/// One worker's accept loops (and UDP listeners), by listener name and address: a reload
+/// keeps those whose name and address stay, stops the others and starts new ones.
+#[derive(Debug)]
+pub struct AcceptLoops {
+    driver: IoDriver,
+    loops: Vec<AcceptLoop>,
+}
+
+/// One running accept loop.
+struct AcceptLoop {
+    name: String,
+    addr: SocketAddr,
+    stop: accept::AcceptStop,
+    task: monoio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for AcceptLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptLoop").field("name", &self.name).field("addr", &self.addr).finish()
+    }
+}
+
+impl AcceptLoops {
+    fn new(driver: IoDriver) -> Self {
+        Self { driver, loops: Vec::new() }
+    }
+
+    /// True when a loop runs for a listener of this name and configured address.
+    pub fn has(&self, name: &str, addr: SocketAddr) -> bool {
+        self.loops.iter().any(|known| known.name == name && known.addr == addr)
+    }
+
+    /// Starts serving `socket` for listener `listener` of `worker`'s config.
+    pub fn spawn(&mut self, worker: &Rc<Worker>, listener: usize, socket: accept::Bound) {
+        let stop = accept::AcceptStop::default();
+        let task = match socket {
+            accept::Bound::Tcp(socket) => monoio::spawn(accept::accept_loop(
+                worker.clone(),
+                socket,
+                listener,
+                self.driver,
+                stop.clone(),
+            )),
+            accept::Bound::Udp(socket) => {
+                monoio::spawn(crate::l4::udp::serve(worker.clone(), socket, listener))
+            }
+        };
+        let config = &worker.config.listeners[listener];
+        let name = config.name.clone();
+        self.loops.push(AcceptLoop { name, addr: config.addr, stop, task });
+    }
+
+    /// Stops the loops whose listener `keep` says no to; their sockets close once each has
+    /// served its queue.
+    pub fn retain(&mut self, keep: impl Fn(&str, SocketAddr) -> bool) {
+        let (kept, stopped) = std::mem::take(&mut self.loops)
+            .into_iter()
+            .partition(|known| keep(&known.name, known.addr));
+        self.loops = kept;
+        for stopped in stopped {
+            stopped.stop.stop();
+            monoio::spawn(stopped.task);
+        }
+    }
+
+    /// Stops every loop and waits for each to close its socket.
+    async fn stop_all(self) {
+        for known in &self.loops {
+            known.stop.stop();
+        }
+        for known in self.loops {
+            known.task.await;
+        }
+    }
 }
 
 /// Sends this worker's counters to the control thread every `stats.interval_ms`, and
 /// hands buffered access-log lines to the writer.
-async fn publish_stats(worker: Rc<Worker>, stats: flume::Sender<(usize, WorkerStats)>) {
-    let interval = worker.config.stats_interval;
-    let mut next_publish = Instant::now() + interval;
-    while !worker.shutting_down.get() {
+async fn publish_stats(slot: Newest, stats: flume::Sender<(usize, WorkerStats)>) {
+    let mut next_publish = None;
+    let running = |worker: &Rc<Worker>| !worker.shutting_down.get();
+    while let Some(interval) = newest(&slot).filter(running).map(|w| w.config.stats_interval) {
         monoio::time::sleep(ACCESS_LOG_FLUSH_INTERVAL.min(interval)).await;
+        let Some(worker) = newest(&slot) else { break };
         worker.flush_access_log();
-        if Instant::now() >= next_publish {
-            next_publish += interval;
+        let now = Instant::now();
+        let next = *next_publish.get_or_insert(now + interval);
+        if now >= next {
+            next_publish = Some(next + interval);
             let _ = stats.send((worker.id, worker.stats_snapshot()));
             worker.buffers.borrow_mut().trim();
         }
@@ -472,45 +587,49 @@ async fn publish_stats(worker: Rc<Worker>, stats: flume::Sender<(usize, WorkerSt
 
 /// Shares in-flight counts with the other workers every `load_sync_interval` (the
 /// shortest of the clusters').
-async fn sync_loads(worker: Rc<Worker>) {
-    let clusters = &worker.config.clusters;
-    let Some(interval) = clusters.iter().map(|cluster| cluster.load_sync_interval).min() else {
-        return;
-    };
-    while !worker.shutting_down.get() {
-        monoio::time::sleep(interval).await;
-        worker.sync_loads();
+async fn sync_loads(slot: Newest) {
+    while let Some(worker) = newest(&slot).filter(|worker| !worker.shutting_down.get()) {
+        let clusters = &worker.config.clusters;
+        // With no cluster there is nothing to share until a reload adds one.
+        let interval = clusters.iter().map(|cluster| cluster.load_sync_interval).min();
+        drop(worker);
+        monoio::time::sleep(interval.unwrap_or(POOL_REAP_INTERVAL)).await;
+        if let Some(worker) = newest(&slot) {
+            worker.sync_loads();
+        }
     }
 }
 
 /// Swaps rate-limit usage with the other workers every [`RATE_SYNC_INTERVAL`].
-async fn sync_rates(worker: Rc<Worker>) {
-    if worker.rate_limiters.borrow().iter().all(Option::is_none) {
-        return;
-    }
-    while !worker.shutting_down.get() {
+async fn sync_rates(slot: Newest) {
+    while newest(&slot).is_some_and(|worker| !worker.shutting_down.get()) {
         monoio::time::sleep(RATE_SYNC_INTERVAL).await;
-        worker.sync_rates(Instant::now());
+        if let Some(worker) = newest(&slot) {
+            worker.sync_rates(Instant::now());
+        }
     }
 }
 
-async fn reap_pool(worker: Rc<Worker>) {
-    while !worker.shutting_down.get() {
+async fn reap_pool(slot: Newest) {
+    while newest(&slot).is_some_and(|worker| !worker.shutting_down.get()) {
         monoio::time::sleep(POOL_REAP_INTERVAL).await;
-        worker.pool.borrow_mut().reap(&worker.config.clusters, Instant::now());
+        if let Some(worker) = newest(&slot) {
+            worker.pool.borrow_mut().reap(&worker.config.clusters, Instant::now());
+        }
     }
 }
 
-/// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
-pub fn run(config: Arc<Config>) -> io::Result<()> {
+/// Runs the proxy until SIGTERM or SIGINT, then drains and returns. SIGHUP reloads the
+/// config file (certificates included).
+pub fn run(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    let proxy = start(config)?;
+    let proxy = start_with(config, file)?;
     for signal in signals.forever() {
         if signal == SIGHUP {
-            // Certificates only; the rest of the config needs a restart.
-            log::info!("SIGHUP: reloading TLS certificates");
-            let _ = proxy.reload_tls();
+            // The control thread logs the outcome, every problem included.
+            log::info!("SIGHUP: reloading the config");
+            let _ = proxy.reload_config();
             continue;
         }
         log::info!("signal {signal}: shutting down gracefully");

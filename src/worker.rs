@@ -78,48 +78,58 @@ impl BufferPool {
     }
 }
 
-/// One worker's state.
+/// One worker's state under one config version.
+///
+/// A reload gives the worker thread a new `Worker` (a *version*, built by
+/// [`Worker::successor`]): the config and everything indexed by it (cluster views, pool,
+/// rate limiters, TLS, counters) are its own, while the thread's state (buffers,
+/// connection counts, idle list, cache, shutdown flag) is shared by every version through
+/// `Rc`s. A connection holds the version it started an exchange on and moves to
+/// [`Worker::current`] between exchanges, so indices from one config never meet the
+/// state of another.
 pub struct Worker {
     pub id: usize,
+    /// The config version's number: 1 at start, one more per applied reload.
+    pub version: u64,
     pub config: Arc<Config>,
     pub pool: RefCell<Pool>,
     /// One view per cluster, in [`Config::clusters`] order.
     pub clusters: RefCell<Vec<ClusterStatus>>,
     pub load_board: Arc<LoadBoard>,
-    pub buffers: RefCell<BufferPool>,
+    pub buffers: Rc<RefCell<BufferPool>>,
     /// Pipes for `relay = "splice"` TCP listeners, at most `io.splice_pipes_max`.
-    pub pipes: RefCell<crate::l4::splice::PipePool>,
+    pub pipes: Rc<RefCell<crate::l4::splice::PipePool>>,
     /// Spare write lists, so an exchange allocates none.
-    out_vecs: RefCell<Vec<OutVec>>,
+    out_vecs: Rc<RefCell<Vec<OutVec>>>,
     /// Spare header-line lists: each exchange takes its own for its response head.
-    header_lines: RefCell<Vec<Vec<HeaderLine>>>,
+    header_lines: Rc<RefCell<Vec<Vec<HeaderLine>>>>,
     /// Open client connections.
-    pub connections: Cell<usize>,
+    pub connections: Rc<Cell<usize>>,
     /// Connections between the first byte of a request and the end of its exchange;
     /// shutdown waits for these, and closes the idle ones.
-    pub busy: Cell<usize>,
-    pub shutting_down: Cell<bool>,
+    pub busy: Rc<Cell<usize>>,
+    pub shutting_down: Rc<Cell<bool>>,
     /// Bytes reserved by request bodies being read whole (`limits.request_buffers_bytes_max`).
-    pub request_buffers_bytes: Cell<u64>,
+    pub request_buffers_bytes: Rc<Cell<u64>>,
     /// Response coders alive (`limits.compression_encoders_max`) and idle encoder states;
     /// each live one is a [`crate::proxy::compression::CoderLease`], which gives its place
     /// and its state back when dropped.
     pub coders: Rc<WorkerCoders>,
     /// Connections waiting for their next request; shut down at shutdown.
-    pub idle: RefCell<IdleConnections>,
+    pub idle: Rc<RefCell<IdleConnections>>,
     /// Cancels the accept loops at shutdown.
-    pub accept_canceller: RefCell<Canceller>,
+    pub accept_canceller: Rc<RefCell<Canceller>>,
     /// Where every counter and histogram of this worker lives; snapshots go to the
     /// control thread every `stats.interval_ms`.
     pub stats: RefCell<WorkerStats>,
     pub stats_layout: StatsLayout,
     /// This worker's access-log buffer, when any listener logs.
-    pub access_log: RefCell<Option<WorkerLog>>,
-    pub request_ids: RefCell<RequestIdGenerator>,
+    pub access_log: Rc<RefCell<Option<WorkerLog>>>,
+    pub request_ids: Rc<RefCell<RequestIdGenerator>>,
     /// Other workers' open connections, as of the last load sync.
-    pub others_connections: Cell<u32>,
+    pub others_connections: Rc<Cell<u32>>,
     /// Open connections per client address, for `connections_per_ip_max`.
-    pub ip_connections: RefCell<HashMap<IpAddr, u32>>,
+    pub ip_connections: Rc<RefCell<HashMap<IpAddr, u32>>>,
     /// Rate limiters: one per listener with a limit, then one per route with a limit,
     /// each `None` where there is none. Indexed by [`Worker::listener_rate_slot`] and
     /// [`Worker::route_rate_slot`].
@@ -130,13 +140,24 @@ pub struct Worker {
     /// certificates are reloaded.
     pub tls: RefCell<Vec<Option<Arc<rustls::ServerConfig>>>>,
     /// This worker's stored responses (`cache.memory_bytes`).
-    pub cache: RefCell<crate::cache::store::Store>,
+    pub cache: Rc<RefCell<crate::cache::store::Store>>,
     /// Keys whose response this worker is fetching, for request coalescing.
-    pub cache_fetches: RefCell<crate::cache::coalesce::Fetches>,
+    pub cache_fetches: Rc<RefCell<crate::cache::coalesce::Fetches>>,
     /// Requests to the control thread, set by the runtime (none in a bare worker).
-    pub control_requests: RefCell<Option<flume::Sender<crate::control::Request>>>,
+    pub control_requests: Rc<RefCell<Option<flume::Sender<crate::control::Request>>>>,
     /// The forward proxy's resolver, verified credentials and refusal counts.
-    pub forward: crate::forward::WorkerForward,
+    pub forward: Rc<crate::forward::WorkerForward>,
+    /// The thread's newest version; `None` once the worker has stopped (which breaks
+    /// the cycle through this very slot).
+    pub current: Newest,
+}
+
+/// A worker thread's slot for its newest version.
+pub type Newest = Rc<RefCell<Option<Rc<Worker>>>>;
+
+/// The version in `slot`; `None` once the worker has stopped.
+pub fn newest(slot: &Newest) -> Option<Rc<Worker>> {
+    slot.borrow().clone()
 }
 
 impl std::fmt::Debug for Worker {
@@ -159,48 +180,115 @@ impl Worker {
     ) -> Self {
         let Shared { load_board, rate_exchanges } = shared;
         let workers = load_board.workers();
-        let rate_limiters = rate_limits(&config)
-            .map(|limit| limit.map(|limit| RateLimiter::new(limit.limit, limit.keys_max, workers)))
-            .collect();
         let now = Instant::now();
         let stats_layout = StatsLayout::new(&config);
         let clusters =
             config.clusters.iter().map(|cluster| ClusterStatus::new(cluster, id, now)).collect();
-        let tls = config
-            .listeners
-            .iter()
-            .map(|listener| listener.tls.as_ref().map(|tls| tls.server.for_worker()))
-            .collect();
         Self {
             id,
-            tls: RefCell::new(tls),
+            version: 1,
+            tls: RefCell::new(worker_tls(&config)),
             pool: RefCell::new(direct_pool(&config)),
-            forward: crate::forward::WorkerForward::default(),
+            forward: Rc::default(),
             clusters: RefCell::new(clusters),
             load_board,
-            buffers: RefCell::new(BufferPool::new(config.io.buffer_bytes)),
-            pipes: RefCell::new(crate::l4::splice::PipePool::new(config.io.splice_pipes_max)),
-            out_vecs: RefCell::new(Vec::new()),
-            header_lines: RefCell::new(Vec::new()),
-            connections: Cell::new(0),
-            busy: Cell::new(0),
-            shutting_down: Cell::new(false),
+            buffers: Rc::new(RefCell::new(BufferPool::new(config.io.buffer_bytes))),
+            pipes: Rc::new(RefCell::new(crate::l4::splice::PipePool::new(
+                config.io.splice_pipes_max,
+            ))),
+            out_vecs: Rc::default(),
+            header_lines: Rc::default(),
+            connections: Rc::default(),
+            busy: Rc::default(),
+            shutting_down: Rc::default(),
             coders: Rc::new(WorkerCoders::default()),
-            request_buffers_bytes: Cell::new(0),
-            idle: RefCell::new(IdleConnections::default()),
-            accept_canceller: RefCell::new(Canceller::new()),
+            request_buffers_bytes: Rc::default(),
+            idle: Rc::default(),
+            accept_canceller: Rc::new(RefCell::new(Canceller::new())),
             stats: RefCell::new(WorkerStats::new(&stats_layout)),
             stats_layout,
-            access_log: RefCell::new(access_log),
-            request_ids: RefCell::new(RequestIdGenerator::new(id, process_seed())),
-            others_connections: Cell::new(0),
-            ip_connections: RefCell::new(HashMap::new()),
-            rate_limiters: RefCell::new(rate_limiters),
+            access_log: Rc::new(RefCell::new(access_log)),
+            request_ids: Rc::new(RefCell::new(RequestIdGenerator::new(id, process_seed()))),
+            others_connections: Rc::default(),
+            ip_connections: Rc::default(),
+            rate_limiters: RefCell::new(rate_limiters(&config, workers)),
             rate_exchanges,
-            cache: RefCell::new(crate::cache::store::Store::new(config.cache.memory_bytes)),
-            cache_fetches: RefCell::new(crate::cache::coalesce::Fetches::default()),
-            control_requests: RefCell::new(None),
+            cache: Rc::new(RefCell::new(crate::cache::store::Store::new(
+                config.cache.memory_bytes,
+            ))),
+            cache_fetches: Rc::default(),
+            control_requests: Rc::default(),
+            current: Rc::default(),
             config,
+        }
+    }
+
+    /// The next version of this worker, for `config` (already checked by the control
+    /// thread, restart-only settings unchanged): the thread's state is shared, cluster
+    /// views are carried over by cluster name and backend address, counters by name.
+    /// The old version's counters move into the new one; it keeps fresh ones for the
+    /// exchanges that finish on it, added in when it is dropped.
+    pub fn successor(&self, config: Arc<Config>, shared: Shared, version: u64) -> Self {
+        let now = Instant::now();
+        let Shared { load_board, rate_exchanges } = shared;
+        let workers = load_board.workers();
+        let old_clusters = self.clusters.borrow();
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|cluster| {
+                let previous = self.config.clusters.iter().position(|old| old.name == cluster.name);
+                let previous =
+                    previous.map(|index| (&self.config.clusters[index], &old_clusters[index]));
+                ClusterStatus::carry_over(cluster, previous, self.id, now)
+            })
+            .collect();
+        drop(old_clusters);
+        let stats_layout = StatsLayout::new(&config);
+        let fresh = WorkerStats::new(&self.stats_layout);
+        let carried = std::mem::replace(&mut *self.stats.borrow_mut(), fresh);
+        let stats = carried.carry_over(&self.stats_layout, &stats_layout);
+        Self {
+            id: self.id,
+            version,
+            tls: RefCell::new(worker_tls(&config)),
+            pool: RefCell::new(direct_pool(&config)),
+            forward: self.forward.clone(),
+            clusters: RefCell::new(clusters),
+            load_board,
+            buffers: self.buffers.clone(),
+            pipes: self.pipes.clone(),
+            out_vecs: self.out_vecs.clone(),
+            header_lines: self.header_lines.clone(),
+            connections: self.connections.clone(),
+            busy: self.busy.clone(),
+            shutting_down: self.shutting_down.clone(),
+            coders: self.coders.clone(),
+            request_buffers_bytes: self.request_buffers_bytes.clone(),
+            idle: self.idle.clone(),
+            accept_canceller: self.accept_canceller.clone(),
+            stats: RefCell::new(stats),
+            stats_layout,
+            access_log: self.access_log.clone(),
+            request_ids: self.request_ids.clone(),
+            others_connections: self.others_connections.clone(),
+            ip_connections: self.ip_connections.clone(),
+            rate_limiters: RefCell::new(rate_limiters(&config, workers)),
+            rate_exchanges,
+            cache: self.cache.clone(),
+            cache_fetches: self.cache_fetches.clone(),
+            control_requests: self.control_requests.clone(),
+            current: self.current.clone(),
+            config,
+        }
+    }
+
+    /// The thread's newest version: what a new connection, and a kept-alive connection's
+    /// next exchange, run on. `self` once the worker has stopped.
+    pub fn current(self: &Rc<Self>) -> Rc<Worker> {
+        match &*self.current.borrow() {
+            Some(current) => current.clone(),
+            None => self.clone(),
         }
     }
 
@@ -285,6 +373,7 @@ impl Worker {
                 stats.set_backend_gauge(index, gauge);
             }
         }
+        stats.set_version(self.version);
         let store = self.cache.borrow();
         let keys = u64::try_from(store.len()).unwrap_or(u64::MAX);
         stats.set_cache_store(crate::stats::StoreGauge { bytes: store.bytes(), keys });
@@ -385,6 +474,23 @@ impl Worker {
     }
 }
 
+impl Drop for Worker {
+    /// An old version's last user is gone: the counts its exchanges took after the reload
+    /// join the newest version's, under the same names.
+    fn drop(&mut self) {
+        let Ok(current) = self.current.try_borrow() else { return };
+        let Some(current) = current.as_ref() else { return };
+        if current.version == self.version {
+            return;
+        }
+        let Ok(mut stats) = current.stats.try_borrow_mut() else {
+            log::warn!("worker {}: counters of config version {} dropped", self.id, self.version);
+            return;
+        };
+        stats.absorb(&self.stats.borrow(), &self.stats_layout, &current.stats_layout);
+    }
+}
+
 /// What the connection caps say about a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -451,6 +557,56 @@ fn direct_pool(config: &Config) -> Pool {
         pool.keep_direct(limits, limits.idle_max);
     }
     pool
+}
+
+/// Each listener's TLS config for one worker (its own session cache), in listener order.
+fn worker_tls(config: &Config) -> Vec<Option<Arc<rustls::ServerConfig>>> {
+    let listeners = config.listeners.iter();
+    listeners.map(|listener| listener.tls.as_ref().map(|tls| tls.server.for_worker())).collect()
+}
+
+/// Fresh rate limiters for every slot of [`rate_limits`].
+fn rate_limiters(config: &Config, workers: usize) -> Vec<Option<RateLimiter>> {
+    let limits = rate_limits(config);
+    limits
+        .map(|limit| {
+            // A global limit's Redis thread is one more member of its exchange.
+            limit.map(|limit| {
+                let members = workers + usize::from(limit.global.is_some());
+                RateLimiter::new(limit.limit, limit.keys_max, members)
+            })
+        })
+        .collect()
+}
+
+/// How often workers swap rate-limit usage (and a global limit's thread swaps it with Redis).
+pub const RATE_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// One exchange per rate limit, and the Redis thread of each global one, which joins its
+/// exchange as member `workers`.
+pub fn rate_exchanges(
+    config: &Config,
+    workers: usize,
+) -> std::io::Result<(Vec<Arc<RateExchange>>, Vec<crate::limit::global::GlobalRateThread>)> {
+    let mut exchanges = Vec::new();
+    let mut threads = Vec::new();
+    for limit in rate_limits(config) {
+        let Some(global) = limit.and_then(|limit| limit.global.as_ref().map(|g| (limit, g))) else {
+            exchanges.push(RateExchange::new(workers));
+            continue;
+        };
+        let (limit, global) = global;
+        let exchange = RateExchange::new(workers + 1);
+        threads.push(crate::limit::global::spawn(crate::limit::global::GlobalStart {
+            global: global.clone(),
+            exchange: exchange.clone(),
+            workers,
+            keys_max: limit.keys_max,
+            interval: RATE_SYNC_INTERVAL,
+        })?);
+        exchanges.push(exchange);
+    }
+    Ok((exchanges, threads))
 }
 
 /// Every rate-limit slot of `config`: one per listener, then one per route of every

@@ -8,7 +8,7 @@ mod config_json;
 mod purge;
 
 use crate::config::BackendState;
-use crate::control::{ControlState, ServeAdmin};
+use crate::control::{ControlState, ReloadError, ReloadReport, ServeAdmin};
 use crate::http::{
     BodyFraming, HeadLimits, Method, Parsed, RequestHead, find_header, parse_request_head,
 };
@@ -91,6 +91,12 @@ async fn handle(mut stream: TcpStream, state: Rc<RefCell<ControlState>>) {
             match respond_to(&state, &buf, &head, &headers, body) {
                 Routed::Reply(reply) => reply,
                 Routed::Purge(target) => purge::purge(&state, target).await,
+                Routed::Reload => {
+                    let result = state.borrow_mut().reload_file();
+                    let applied = state.borrow_mut().take_applied();
+                    crate::control::wait_applied(applied).await;
+                    reload_reply(result)
+                }
             }
         }
         Ok(Err(reply)) => reply,
@@ -160,6 +166,8 @@ fn token_matches(presented: &[u8], token: &[u8]) -> bool {
 enum Routed {
     Reply(Reply),
     Purge(crate::control::PurgeTarget),
+    /// `POST /config/reload`: answered once every worker runs the new version.
+    Reload,
 }
 
 fn respond_to(
@@ -184,6 +192,9 @@ fn respond_to(
     let query = target.get(path.len() + 1..).unwrap_or_default();
     let path = String::from_utf8_lossy(path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if head.method == Method::Post && segments == ["config", "reload"] {
+        return Routed::Reload;
+    }
     match purge::purge_request(head, &segments, query, body) {
         Some(Ok(target)) => return Routed::Purge(target),
         Some(Err(reply)) => return Routed::Reply(reply),
@@ -222,7 +233,12 @@ fn route(
             let status = if ready { 200 } else { 503 };
             Reply::json(status, &serde_json::json!({ "ready": ready }))
         }
-        (Method::Get, ["config"]) => Reply::json(200, &config_json::render(&state.borrow().config)),
+        (Method::Get, ["config"]) => {
+            let state = state.borrow();
+            let mut config = config_json::render(&state.config);
+            config["version"] = version_json(&state.version);
+            Reply::json(200, &config)
+        }
         (Method::Get, ["backends"]) => Reply::json(200, &backends_json(&state.borrow())),
         (Method::Get, ["backends", cluster, backend]) => {
             backend_reply(&state.borrow(), cluster, backend)
@@ -239,12 +255,49 @@ fn route(
             Err(error) => Reply::json(422, &serde_json::json!({ "error": error })),
         },
         (_, ["" | "metrics" | "stats" | "health" | "ready" | "config" | "backends"])
-        | (_, ["backends", _, _] | ["access_log", "reopen"] | ["tls", "reload"]) => {
+        | (_, ["backends", _, _] | ["access_log", "reopen"] | ["tls", "reload"])
+        | (_, ["config", "reload"]) => {
             let mut reply = Reply::error(405, "method not allowed");
             reply.headers = "Allow: GET, PUT, POST\r\n";
             reply
         }
         _ => Reply::error(404, "no such endpoint; see GET /"),
+    }
+}
+
+/// A config version as JSON: `{ "number", "hash", "loaded_at" }`, the time in seconds
+/// since the epoch.
+fn version_json(version: &crate::reload::ConfigVersion) -> serde_json::Value {
+    let loaded_at = version.loaded_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    serde_json::json!({
+        "number": version.number,
+        "hash": version.hash,
+        "loaded_at": loaded_at.as_secs(),
+    })
+}
+
+/// The answer to `POST /config/reload`: 200 with the new version and what waits for a
+/// restart; 422 with every problem of a bad file; 409 without a file; 500 when a new
+/// listener could not be bound.
+fn reload_reply(result: Result<ReloadReport, ReloadError>) -> Reply {
+    match result {
+        Ok(report) => Reply::json(
+            200,
+            &serde_json::json!({
+                "version": version_json(&report.version),
+                "needs_restart": report.needs_restart,
+                "listeners_added": report.listeners_added,
+                "listeners_removed": report.listeners_removed,
+            }),
+        ),
+        Err(ReloadError::Invalid(errors)) => Reply::json(
+            422,
+            &serde_json::json!({ "error": "invalid configuration", "errors": errors }),
+        ),
+        Err(error @ ReloadError::NoFile) => Reply::error(409, &error.to_string()),
+        Err(error @ (ReloadError::Bind(_) | ReloadError::Stopped)) => {
+            Reply::error(500, &error.to_string())
+        }
     }
 }
 

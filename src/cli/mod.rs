@@ -92,10 +92,41 @@ pub fn backend(
     Ok(())
 }
 
-/// `ringway reload`: what SIGHUP does, through the admin API (`POST /tls/reload`): every
-/// TLS listener's certificates read again, all or nothing. A refusal (422) is an error
-/// that carries the proxy's reasons, and the old certificates stay.
+/// `ringway reload`: what SIGHUP does, through the admin API (`POST /config/reload`): the
+/// config file read again and applied, certificates included, all or nothing. A refusal
+/// (422) is an error that lists every problem, and the running config stays. A proxy whose
+/// config came from no file (409) reads its TLS certificates again (`POST /tls/reload`).
 pub fn reload(api: &AdminApi, out: &mut impl Write) -> Result<(), String> {
+    let answer = api.request("POST", "/config/reload", "")?;
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).ok();
+    match answer.status {
+        409 => return reload_tls(api, out),
+        422 => {
+            let errors = json(&answer.body)
+                .and_then(|value| value["errors"].as_array().cloned())
+                .map(|errors| {
+                    let lines = errors.iter().filter_map(|error| error.as_str());
+                    lines.map(|line| format!("\n  {line}")).collect::<String>()
+                })
+                .unwrap_or(answer.body);
+            return Err(format!("reload refused, nothing changed:{errors}"));
+        }
+        _ => {}
+    }
+    let body = api.expect_ok(answer)?;
+    let value =
+        json(&body).ok_or_else(|| format!("the admin API answered a reload with {body:?}"))?;
+    let version = &value["version"];
+    let _ =
+        writeln!(out, "config version {} applied (hash {})", version["number"], version["hash"]);
+    for line in value["needs_restart"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  {}", line.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Reads the TLS certificates again (`POST /tls/reload`).
+fn reload_tls(api: &AdminApi, out: &mut impl Write) -> Result<(), String> {
     let answer = api.request("POST", "/tls/reload", "")?;
     if answer.status == 422 {
         let reason = serde_json::from_str::<serde_json::Value>(&answer.body)

@@ -131,6 +131,10 @@ pub(super) fn validate_cluster(
         drain_timeout: cluster.drain_timeout_ms.map(|value| {
             timeout_ms(&format!("{at}.drain_timeout_ms"), Some(value), TIMEOUT_MS_MAX, errors)
         }),
+        file_backends: cluster.backends.len(),
+        discover: cluster.discover.as_ref().and_then(|discover| {
+            super::discover::validate_discover(&format!("{at}.discover"), discover, errors)
+        }),
     }
 }
 
@@ -382,6 +386,7 @@ fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigErro
         }
     };
     let weight = to_u32(ranged_signed(&format!("{at}.weight"), weight, 1, WEIGHT_MAX, errors));
+    let state_set = state.is_some();
     let name = state.unwrap_or(BackendState::Active.as_str());
     let state = BackendState::from_name(name).unwrap_or_else(|| {
         let reason = format!("unknown state {name:?}; use {}", one_of(&BackendState::names()));
@@ -397,5 +402,5 @@ fn validate_backend(at: &str, backend: &FileBackend, errors: &mut Vec<ConfigErro
         errors.push(ConfigError::invalid(at, reason));
         SocketAddr::from(([0, 0, 0, 0], 0))
     });
-    Backend { addr: resolved, host: addr.clone(), weight, state }
+    Backend { addr: resolved, host: addr.clone(), weight, state, state_is_set: state_set }
 }

@@ -298,6 +298,11 @@ pub(super) struct FileRateLimit {
     pub(super) burst: Option<u64>,
     pub(super) key: Option<String>,
     pub(super) keys_max: Option<u64>,
+    /// `"local"` (the default: this proxy's workers) or `"global"` (every proxy sharing
+    /// `redis`).
+    pub(super) scope: Option<String>,
+    /// The Redis (or Valkey) server of a global limit, `IP:PORT`.
+    pub(super) redis: Option<String>,
 }
 
 /// `{ name = "...", value = "..." }`; a missing value matches presence.
@@ -348,6 +353,28 @@ pub(super) struct FileCluster {
     pub(super) proxy_protocol: Option<String>,
     /// Close L4 connections to a draining backend this long after the drain began.
     pub(super) drain_timeout_ms: Option<u64>,
+    /// Backends found at run time, besides (after) those listed.
+    pub(super) discover: Option<FileDiscover>,
+}
+
+/// `discover = { dns = "api.internal", port = 8080 }` or `{ dns = "_http._tcp.api", record
+/// = "SRV" }`, with `resolvers`, `ttl_min_ms`, `ttl_max_ms`, `timeout_ms`, `weight`; or
+/// `{ etcd = "10.0.0.7:2379", prefix = "/services/api/" }` with `token`, `timeout_ms`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileDiscover {
+    pub(super) dns: Option<String>,
+    /// An etcd v3 server's JSON gateway, `IP:PORT`, with the key `prefix` and a `token`.
+    pub(super) etcd: Option<String>,
+    pub(super) prefix: Option<String>,
+    pub(super) token: Option<String>,
+    pub(super) record: Option<String>,
+    pub(super) port: Option<u64>,
+    pub(super) weight: Option<u64>,
+    pub(super) resolvers: Option<Vec<String>>,
+    pub(super) ttl_min_ms: Option<u64>,
+    pub(super) ttl_max_ms: Option<u64>,
+    pub(super) timeout_ms: Option<u64>,
 }
 
 /// `[cluster.NAME.health_check]`: active checks, run once per process.

@@ -2,8 +2,9 @@
 //! filters and rate limits, each problem with its key.
 
 use super::file::{FileHeaderPattern, FileRateLimit};
-use super::{ConfigError, RateKey, RateLimitConfig};
+use super::{ConfigError, GlobalRate, RateKey, RateLimitConfig};
 use crate::limit::{Acl, IpList, RateLimit, RequestFilter, compile_pattern};
+use std::net::SocketAddr;
 
 /// Default and bound of `rate_limit.keys_max`.
 const RATE_KEYS_MAX: u64 = 100_000;
@@ -142,7 +143,9 @@ pub(super) fn rate_limit(
             max: RATE_KEYS_CEILING,
         });
     }
+    let global = global_rate(at, file, errors);
     Some(RateLimitConfig {
+        global,
         limit: RateLimit {
             rate_per_second: file.rate,
             burst: u32::try_from(burst).unwrap_or(u32::MAX),
@@ -150,6 +153,47 @@ pub(super) fn rate_limit(
         key,
         keys_max: usize::try_from(keys_max.clamp(1, RATE_KEYS_CEILING)).unwrap_or(usize::MAX),
     })
+}
+
+/// The Redis side of a rate limit at `at`: `Some` for `scope = "global"`.
+fn global_rate(
+    at: &str,
+    file: &FileRateLimit,
+    errors: &mut Vec<ConfigError>,
+) -> Option<GlobalRate> {
+    let is_global = match file.scope.as_deref() {
+        None | Some("local") => false,
+        Some("global") => true,
+        Some(other) => {
+            let reason = format!("{other:?} is not a scope; use \"local\" or \"global\"");
+            errors.push(ConfigError::invalid(format!("{at}.scope"), reason));
+            return None;
+        }
+    };
+    let redis = match (&file.redis, is_global) {
+        (None, false) => return None,
+        (Some(_), false) => {
+            let reason = "only a limit with scope = \"global\" uses Redis".to_string();
+            errors.push(ConfigError::invalid(format!("{at}.redis"), reason));
+            return None;
+        }
+        (None, true) => {
+            let reason = "a global limit needs the Redis server's IP:PORT".to_string();
+            errors.push(ConfigError::invalid(format!("{at}.redis"), reason));
+            return None;
+        }
+        (Some(redis), true) => redis,
+    };
+    // An address, not a name: resolving here would be I/O, and a name that resolves to
+    // several servers would split the usage between them.
+    match redis.parse::<SocketAddr>() {
+        Ok(redis) => Some(GlobalRate { redis, name: at.to_string() }),
+        Err(_) => {
+            let reason = format!("{redis:?} is not IP:PORT (a Redis or Valkey server)");
+            errors.push(ConfigError::invalid(format!("{at}.redis"), reason));
+            None
+        }
+    }
 }
 
 /// One second's worth of requests, at least 1: the burst when none is set.

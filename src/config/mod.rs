@@ -6,6 +6,7 @@
 mod bounds;
 mod cluster;
 mod compression;
+mod discover;
 mod cache;
 mod error;
 mod guard;
@@ -18,6 +19,7 @@ mod tls;
 mod validate;
 
 pub use cache::{CacheConfig, RouteCache};
+pub use discover::{Discover, DnsDiscover, DnsRecord, EtcdDiscover};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::{
     Anonymity, BodyRule, BodyRuleAction, DESTINATION_IP_DENY, Forward, ForwardRule, ResolverConfig,
@@ -342,6 +344,19 @@ pub struct RateLimitConfig {
     pub key: RateKey,
     /// Most keys remembered per worker; the least recently used is forgotten.
     pub keys_max: usize,
+    /// Shared with other proxies through Redis (`scope = "global"`); `None`: this proxy's
+    /// workers only.
+    pub global: Option<GlobalRate>,
+}
+
+/// Where a global rate limit's usage is shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalRate {
+    /// The Redis (or Valkey) server.
+    pub redis: SocketAddr,
+    /// The limit's name in Redis: its TOML path, the same in every proxy that runs the same
+    /// config, so that their usage meets under the same keys.
+    pub name: String,
 }
 
 /// What a rate limit counts by.
@@ -656,6 +671,10 @@ pub struct Cluster {
     /// An L4 connection to a draining (or disabled) backend is closed this long after the
     /// drain began; without it, it runs until it ends.
     pub drain_timeout: Option<Duration>,
+    /// Where the backends come from at run time; `None`: the file's list only.
+    pub discover: Option<Discover>,
+    /// How many of `backends`, from the first, the file lists; discovery owns the rest.
+    pub file_backends: usize,
 }
 
 /// One address in a cluster.
@@ -666,6 +685,9 @@ pub struct Backend {
     pub host: String,
     pub weight: u32,
     pub state: BackendState,
+    /// True when the file sets `state`: a reload then applies it; otherwise a backend that
+    /// stays keeps the state the admin API gave it.
+    pub state_is_set: bool,
 }
 
 impl Config {

@@ -235,3 +235,75 @@ fn log_and_ring_settings_are_checked_by_name() {
         from_toml(&format!("[log]\nformat = \"json\"\nlevel = \"warn\"\n{MINIMAL}")).unwrap();
     assert_eq!(json.log, LogConfig { format: LogFormat::Json, level: log::LevelFilter::Warn });
 }
+
+#[test]
+fn a_global_rate_limit_names_its_redis_and_its_key_path() {
+    let text = MINIMAL.replace(
+        "cluster = \"api\"",
+        "cluster = \"api\"\n\
+         rate_limit = { rate = 5, scope = \"global\", redis = \"127.0.0.1:6379\" }",
+    );
+    let config = from_toml(&text).unwrap();
+    let limit = config.listeners[0].routes[0].rate_limit.as_ref().unwrap();
+    let global = limit.global.as_ref().unwrap();
+    assert_eq!(global.redis, "127.0.0.1:6379".parse::<SocketAddr>().unwrap());
+    assert_eq!(global.name, "listener[0].route[0].rate_limit");
+    let bad = [
+        ("scope = \"cluster\"", "rate_limit.scope: \"cluster\" is not a scope"),
+        ("scope = \"global\"", "rate_limit.redis: a global limit needs"),
+        ("redis = \"127.0.0.1:6379\"", "rate_limit.redis: only a limit with scope"),
+        ("scope = \"global\", redis = \"redis:6379\"", "\"redis:6379\" is not IP:PORT"),
+    ];
+    for (keys, expected) in bad {
+        let line = format!("cluster = \"api\"\nrate_limit = {{ rate = 5, {keys} }}");
+        let message = report(&MINIMAL.replace("cluster = \"api\"", &line));
+        assert!(message.contains(expected), "{keys}: {message}");
+    }
+}
+
+#[test]
+fn a_discovered_cluster_names_its_source_and_every_bad_key() {
+    let with = |keys: &str| {
+        MINIMAL.replace("backends = [\"127.0.0.1:9000\"]", &format!("discover = {{ {keys} }}"))
+    };
+    let config = from_toml(&with("dns = \"_http._tcp.API.internal.\", record = \"SRV\"")).unwrap();
+    let Some(Discover::Dns(dns)) = &config.clusters[0].discover else { panic!("no discover") };
+    assert_eq!((dns.name.as_str(), dns.record), ("_http._tcp.api.internal", DnsRecord::Srv));
+    assert_eq!((dns.ttl_min, dns.ttl_max), (Duration::from_secs(1), Duration::from_secs(300)));
+    assert!(dns.resolvers.is_empty());
+    let bad = [
+        ("port = 80", "cluster.api.discover.dns: name the DNS name"),
+        ("dns = \"a..b\", port = 80", "cluster.api.discover.dns: label \"\""),
+        ("dns = \"api\"", "cluster.api.discover.port: an A or AAAA name needs"),
+        ("dns = \"api\", record = \"SRV\", port = 80", "discover.port: SRV records carry"),
+        ("dns = \"api\", record = \"MX\", port = 80", "discover.record: \"MX\" is not"),
+        ("dns = \"api\", port = 70000", "cluster.api.discover.port"),
+        ("dns = \"api\", port = 80, resolvers = [\"dns1\"]", "discover.resolvers[0]"),
+        ("dns = \"api\", port = 80, ttl_min_ms = 5000, ttl_max_ms = 10", "ttl_max_ms: must be"),
+        ("dns = \"api\", port = 80, zone = 1", "zone"),
+    ];
+    for (keys, expected) in bad {
+        let message = report(&with(keys));
+        assert!(message.contains(expected), "{keys}: {message}");
+    }
+}
+
+#[test]
+fn an_etcd_source_needs_an_address_and_a_prefix_and_no_dns_keys() {
+    let with = |keys: &str| {
+        MINIMAL.replace("backends = [\"127.0.0.1:9000\"]", &format!("discover = {{ {keys} }}"))
+    };
+    let config = from_toml(&with("etcd = \"127.0.0.1:2379\", prefix = \"/svc/api/\"")).unwrap();
+    let Some(Discover::Etcd(etcd)) = &config.clusters[0].discover else { panic!("no etcd") };
+    assert_eq!((etcd.prefix.as_str(), etcd.token.as_deref()), ("/svc/api/", None));
+    let bad = [
+        ("etcd = \"etcd:2379\", prefix = \"/a/\"", "discover.etcd: \"etcd:2379\" is not IP:PORT"),
+        ("etcd = \"127.0.0.1:2379\"", "discover.prefix: name the key prefix"),
+        ("etcd = \"127.0.0.1:2379\", prefix = \"/a/\", port = 80", "discover.port: a DNS key"),
+        ("dns = \"api\", port = 80, prefix = \"/a/\"", "discover.prefix: only etcd uses it"),
+    ];
+    for (keys, expected) in bad {
+        let message = report(&with(keys));
+        assert!(message.contains(expected), "{keys}: {message}");
+    }
+}

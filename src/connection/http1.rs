@@ -45,15 +45,16 @@ const PARK_AFTER: Duration = Duration::from_millis(100);
 /// Counts the connection as busy, from a request's first byte to the end of its
 /// exchange. Graceful shutdown waits for busy connections and closes idle ones.
 struct Busy {
-    worker: Rc<Worker>,
+    /// The worker thread's count (shared by its config versions: holding it pins none).
+    count: Rc<std::cell::Cell<usize>>,
     is_busy: bool,
 }
 
 impl Busy {
     fn set(&mut self, is_busy: bool) {
         if is_busy != self.is_busy {
-            let busy = self.worker.busy.get();
-            self.worker.busy.set(if is_busy { busy + 1 } else { busy - 1 });
+            let busy = self.count.get();
+            self.count.set(if is_busy { busy + 1 } else { busy - 1 });
             self.is_busy = is_busy;
         }
     }
@@ -141,7 +142,7 @@ pub(super) async fn serve(
         peer_text: PeerText::new(peer),
         listener,
         headers: Vec::new(),
-        busy: Busy { worker: worker.clone(), is_busy: false },
+        busy: Busy { count: worker.busy.clone(), is_busy: false },
         started: Instant::now(),
         outcome: Outcome::default(),
         log: LogFields::default(),
@@ -154,6 +155,8 @@ pub(super) async fn serve(
     } else {
         buf
     };
+    // The connection holds its version in `client.worker` only, which a reload moves on.
+    drop(worker);
     serve_requests(client, buf, true).await;
 }
 
@@ -161,8 +164,7 @@ pub(super) async fn serve(
 /// into a tunnel, or parks between requests (see [`park`]). A parked connection comes
 /// back here with `first` false, its bytes ready to read.
 async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
-    let worker = client.worker.clone();
-    let logs = worker.config.listeners[client.listener].access_log != AccessLogFormat::Off;
+    let mut is_listener_gone = false;
     loop {
         let (result, back) = read_request(&mut client, buf, first).await;
         buf = back;
@@ -185,8 +187,10 @@ async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
             }
         };
         first = false;
+        is_listener_gone |= !follow_reload(&mut client);
+        let worker = client.worker.clone();
         client.outcome = Outcome::default();
-        if logs {
+        if worker.config.listeners[client.listener].access_log != AccessLogFormat::Off {
             client.log.capture(&worker, &buf, &head, &client.headers);
         }
         let (next, back) = handle(&mut client, &head, buf).await;
@@ -197,7 +201,7 @@ async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
         finish_request(&client);
         client.busy.set(!buf.is_empty());
         match next {
-            Next::Continue if !worker.shutting_down.get() => {}
+            Next::Continue if !worker.shutting_down.get() && !is_listener_gone => {}
             Next::Continue | Next::Close => break,
             Next::Linger => {
                 super::linger::linger(&worker, &mut client.stream).await;
@@ -209,7 +213,23 @@ async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
             }
         }
     }
-    worker.give_buffer(buf);
+    client.worker.give_buffer(buf);
+}
+
+/// Moves `client` to its worker's newest config version after a reload, onto the listener
+/// of the same name: a new exchange runs on the config current when its head arrived.
+/// False when the reload removed the listener: the connection drains, its exchange runs
+/// on the version it had and it closes after.
+fn follow_reload(client: &mut Client) -> bool {
+    if client.worker.current().version == client.worker.version {
+        return true;
+    }
+    let Some((newest, listener)) = super::newest_listener(&client.worker, client.listener) else {
+        return false;
+    };
+    client.worker = newest;
+    client.listener = listener;
+    true
 }
 
 /// Parks an idle keep-alive connection: the task that served it ends, and a small one

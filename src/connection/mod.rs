@@ -44,6 +44,15 @@ impl Protocol {
     }
 }
 
+/// The worker's newest version and listener `listener`'s index there (found by name), or
+/// `None` when the newest version has no such listener.
+pub fn newest_listener(worker: &Rc<Worker>, listener: usize) -> Option<(Rc<Worker>, usize)> {
+    let current = worker.current();
+    let name = &worker.config.listeners[listener].name;
+    let index = current.config.listeners.iter().position(|known| known.name == *name)?;
+    Some((current, index))
+}
+
 /// Serves `stream`, accepted on `listener` from `peer`, until the client or the proxy
 /// ends it. `accept` admitted it under the connection caps.
 pub async fn serve(worker: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {

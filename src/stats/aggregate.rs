@@ -12,6 +12,10 @@ use crate::config::BackendState;
 #[derive(Debug)]
 pub struct Aggregate {
     layout: StatsLayout,
+    /// The config version `layout` is of, and the one before with its layout: snapshots
+    /// from a worker that has not switched yet are carried over from it.
+    version: u64,
+    previous: Option<(u64, StatsLayout)>,
     /// Per worker; `None` until its first snapshot arrives.
     snapshots: Vec<Option<WorkerStats>>,
 }
@@ -50,7 +54,20 @@ impl BackendSummary {
 impl Aggregate {
     /// An aggregate for `workers` workers counting under `layout`.
     pub fn new(layout: StatsLayout, workers: usize) -> Self {
-        Self { layout, snapshots: (0..workers).map(|_| None).collect() }
+        Self { layout, version: 1, previous: None, snapshots: (0..workers).map(|_| None).collect() }
+    }
+
+    /// Counts under `layout` (config version `version`) from now on: the snapshots kept
+    /// are carried over by name until each worker sends one of its own.
+    pub fn relayout(&mut self, layout: StatsLayout, version: u64) {
+        for snapshot in self.snapshots.iter_mut().flatten() {
+            let mut carried = snapshot.carry_over(&self.layout, &layout);
+            carried.set_version(snapshot.version());
+            *snapshot = carried;
+        }
+        let old = std::mem::replace(&mut self.layout, layout);
+        self.previous = Some((self.version, old));
+        self.version = version;
     }
 
     /// The labels everything is counted under.
@@ -61,6 +78,16 @@ impl Aggregate {
     /// Replaces worker `worker`'s snapshot with a newer one.
     pub fn update(&mut self, worker: usize, snapshot: WorkerStats) {
         debug_assert!(worker < self.snapshots.len(), "snapshot from unknown worker {worker}");
+        let snapshot = match &self.previous {
+            _ if snapshot.version() == self.version => snapshot,
+            Some((version, layout)) if snapshot.version() == *version => {
+                let mut carried = snapshot.carry_over(layout, &self.layout);
+                carried.set_version(*version);
+                carried
+            }
+            // Older still: sent before two reloads in a row; the next one replaces it.
+            _ => return,
+        };
         if let Some(slot) = self.snapshots.get_mut(worker) {
             *slot = Some(snapshot);
         }

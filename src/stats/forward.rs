@@ -27,7 +27,7 @@ pub(super) struct ForwardCounts {
 impl ForwardCounts {
     pub(super) fn add(&mut self, other: &Self) {
         self.tunnels += other.tunnels;
-        self.tunnels_open += other.tunnels_open;
+        self.tunnels_open = self.tunnels_open.wrapping_add(other.tunnels_open);
         self.bytes_up += other.bytes_up;
         self.bytes_down += other.bytes_down;
         self.dns_lookups += other.dns_lookups;
@@ -99,7 +99,7 @@ impl WorkerStats {
     /// A tunnel on `listener` ended after `up` bytes to the origin and `down` back.
     pub fn tunnel_closed(&mut self, listener: usize, up: u64, down: u64) {
         if let Some(stats) = slot(&mut self.listeners, listener) {
-            stats.forward.tunnels_open = stats.forward.tunnels_open.saturating_sub(1);
+            stats.forward.tunnels_open = stats.forward.tunnels_open.wrapping_sub(1);
             stats.forward.bytes_up += up;
             stats.forward.bytes_down += down;
         }

@@ -5,7 +5,8 @@
 //! ```text
 //! { "uptime_seconds": f64, "worker_count": n, "requests": n, "requests_per_class": CLASSES,
 //!   "latency_ms": LATENCY,
-//!   "workers":   [ { "worker": 0, "reported": bool, "requests": n, "requests_per_class",
+//!   "workers":   [ { "worker": 0, "reported": bool, "config_version": n, "requests": n,
+//!                    "requests_per_class",
 //!                    "latency_ms": LATENCY, "connections_active": n, "connections_total": n,
 //!                    "cache": CACHE (with "store_bytes", "store_keys") } ],
 //!   "listeners": [ { "name", "mode": "http"|"tcp"|"udp", "requests", "requests_per_class",
@@ -22,7 +23,12 @@
 //!                      "healthy_workers", "ejected_workers", "in_flight", "requests",
 //!                      "requests_per_class", "connects", "pool_hits", "connect_errors",
 //!                      "timeouts", "latency_ms", "upstream_latency_ms", "l4": L4 } ] } ],
-//!   "rejected": REJECTED }
+//!   "rejected": REJECTED,
+//!   "global_rate_limits": [ { "limit": "listener.NAME.rate_limit", "redis": "IP:PORT",
+//!                    "up": bool, "exchanges": n, "errors": n } ],
+//!   "discovery": [ { "cluster", "source": "dns SRV NAME", "backends": n,
+//!                    "updated_at": f64|null, "changed_at": f64|null,
+//!                    "last_error": string|null, "lookups": n, "failures": n } ] }
 //! CLASSES  = { "1xx": n, "2xx": n, "3xx": n, "4xx": n, "5xx": n }
 //! LATENCY  = { "count": n, "p50": f64, "p90": f64, "p99": f64, "p999": f64 }
 //! L4       = { "connections", "connections_active", "bytes_to_backend", "bytes_from_backend",
@@ -61,6 +67,36 @@ struct Stats<'a> {
     routes: Vec<RouteJson<'a>>,
     clusters: Vec<ClusterJson<'a>>,
     rejected: Rejected,
+    global_rate_limits: Vec<GlobalRateJson<'a>>,
+    discovery: Vec<DiscoveryJson<'a>>,
+}
+
+/// A discovered cluster: its source, last update and last error. Times are Unix seconds.
+#[derive(Serialize)]
+struct DiscoveryJson<'a> {
+    cluster: &'a str,
+    source: &'a str,
+    backends: usize,
+    updated_at: Option<f64>,
+    changed_at: Option<f64>,
+    last_error: Option<&'a str>,
+    lookups: u64,
+    failures: u64,
+}
+
+/// Seconds since the Unix epoch.
+fn unix_seconds(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// A global rate limit's link to Redis.
+#[derive(Serialize)]
+struct GlobalRateJson<'a> {
+    limit: &'a str,
+    redis: String,
+    up: bool,
+    exchanges: u64,
+    errors: u64,
 }
 
 #[derive(Serialize)]
@@ -73,6 +109,8 @@ struct WorkerJson {
     connections_active: u64,
     connections_total: u64,
     cache: serde_json::Value,
+    /// The config version the worker ran at its last snapshot.
+    config_version: u64,
 }
 
 #[derive(Serialize)]
@@ -214,6 +252,31 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         routes: routes.collect(),
         clusters: clusters_json(layout, &merged, view),
         rejected: Rejected(rejected),
+        global_rate_limits: view
+            .global_rates
+            .iter()
+            .map(|global| GlobalRateJson {
+                limit: &global.limit,
+                redis: global.redis.to_string(),
+                up: global.is_up,
+                exchanges: global.exchanges,
+                errors: global.errors,
+            })
+            .collect(),
+        discovery: view
+            .discovery
+            .iter()
+            .map(|entry| DiscoveryJson {
+                cluster: &entry.cluster,
+                source: &entry.source,
+                backends: entry.backends,
+                updated_at: entry.updated_at.map(unix_seconds),
+                changed_at: entry.changed_at.map(unix_seconds),
+                last_error: entry.last_error.as_deref(),
+                lookups: entry.lookups,
+                failures: entry.failures,
+            })
+            .collect(),
     };
     match serde_json::to_string(&stats) {
         Ok(text) => out.push_str(&text),
@@ -237,6 +300,7 @@ fn worker_json((worker, snapshot): (usize, &Option<WorkerStats>)) -> WorkerJson 
             &stats.map(WorkerStats::cache_total).unwrap_or_default(),
             Some(&stats.map(|stats| stats.cache_store).unwrap_or_default()),
         ),
+        config_version: stats.map_or(0, WorkerStats::version),
     }
 }
 

@@ -32,13 +32,13 @@ pub(super) struct L4Counts {
 impl L4Counts {
     pub(super) fn add(&mut self, other: &Self) {
         self.connections += other.connections;
-        self.open += other.open;
+        self.open = self.open.wrapping_add(other.open);
         self.bytes_to_backend += other.bytes_to_backend;
         self.bytes_from_backend += other.bytes_from_backend;
         self.timeouts += other.timeouts;
         self.datagrams_to_backend += other.datagrams_to_backend;
         self.datagrams_from_backend += other.datagrams_from_backend;
-        self.flows_open += other.flows_open;
+        self.flows_open = self.flows_open.wrapping_add(other.flows_open);
     }
 }
 
@@ -95,7 +95,7 @@ impl WorkerStats {
     /// A relayed connection ended.
     pub fn l4_closed(&mut self, record: &L4Record) {
         if let Some(stats) = slot(&mut self.backends, record.backend) {
-            stats.l4.open = stats.l4.open.saturating_sub(1);
+            stats.l4.open = stats.l4.open.wrapping_sub(1);
             stats.l4.bytes_to_backend += record.bytes_in;
             stats.l4.bytes_from_backend += record.bytes_out;
             stats.l4.timeouts += u64::from(record.timed_out);
@@ -118,7 +118,7 @@ impl WorkerStats {
             if opened {
                 stats.l4.flows_open += 1;
             } else {
-                stats.l4.flows_open = stats.l4.flows_open.saturating_sub(1);
+                stats.l4.flows_open = stats.l4.flows_open.wrapping_sub(1);
             }
         }
     }

@@ -8,6 +8,7 @@
 mod aggregate;
 mod compression;
 mod cache;
+mod carry;
 
 pub use cache::{CacheCounts, CacheEvent, StoreGauge};
 mod forward;
@@ -212,6 +213,10 @@ pub struct ControlView {
     /// Every TLS listener's certificates, as last loaded.
     pub certificates: Vec<CertificateExpiry>,
     pub reloads: Reloads,
+    /// Each global rate limit's link to Redis.
+    pub global_rates: Vec<crate::limit::global::GlobalReport>,
+    /// Each discovered cluster's source, last update and last error.
+    pub discovery: Vec<crate::discover::DiscoveryReport>,
 }
 
 /// When one configured certificate of a TLS listener expires.

@@ -10,6 +10,7 @@ use super::worker::WorkerStats;
 use super::{ClassCounts, ControlView, RejectReason, STATUS_CLASSES, StatsLayout};
 use crate::config::BackendState;
 use std::fmt::{Display, Write};
+use std::time::UNIX_EPOCH;
 
 /// One label: name and unescaped value.
 type Label<'a> = (&'a str, &'a str);
@@ -52,6 +53,41 @@ fn render_control(view: &ControlView, out: &mut String) {
     family(out, name, "counter", "Reloads asked for (SIGHUP, admin API), by result.");
     sample(out, name, &[("result", "succeeded")], view.reloads.succeeded);
     sample(out, name, &[("result", "failed")], view.reloads.failed);
+    let name = "ringway_global_rate_limit_redis_up";
+    family(out, name, "gauge", "Whether a global rate limit's last swap through Redis worked.");
+    for global in &view.global_rates {
+        sample(out, name, &[("limit", global.limit.as_str())], u8::from(global.is_up));
+    }
+    let name = "ringway_global_rate_limit_redis_errors_total";
+    let help = "Failed swaps through Redis: intervals a global limit held locally only.";
+    family(out, name, "counter", help);
+    for global in &view.global_rates {
+        sample(out, name, &[("limit", global.limit.as_str())], global.errors);
+    }
+    render_discovery(view, out);
+}
+
+/// Each discovered cluster's backend count, failed lookups and last good lookup.
+fn render_discovery(view: &ControlView, out: &mut String) {
+    let name = "ringway_discovery_backends";
+    family(out, name, "gauge", "Discovered backends in use (the last good set).");
+    for entry in &view.discovery {
+        let labels = [("cluster", entry.cluster.as_str()), ("source", entry.source.as_str())];
+        sample(out, name, &labels, entry.backends);
+    }
+    let name = "ringway_discovery_failures_total";
+    family(out, name, "counter", "Failed discovery lookups; the last good set stayed.");
+    for entry in &view.discovery {
+        sample(out, name, &[("cluster", entry.cluster.as_str())], entry.failures);
+    }
+    let name = "ringway_discovery_updated_timestamp_seconds";
+    family(out, name, "gauge", "When a discovered cluster's last lookup gave a set.");
+    for entry in &view.discovery {
+        if let Some(at) = entry.updated_at.and_then(|at| at.duration_since(UNIX_EPOCH).ok()) {
+            let value = format_args!("{:.3}", at.as_secs_f64());
+            sample(out, name, &[("cluster", entry.cluster.as_str())], value);
+        }
+    }
 }
 
 /// Uptime, worker count and the per-worker breakdown.

@@ -175,6 +175,23 @@ pub(super) fn view(layout: &StatsLayout) -> ControlView {
             not_after: Some(1_936_742_400),
         }],
         reloads: super::Reloads { succeeded: 3, failed: 1 },
+        global_rates: vec![crate::limit::global::GlobalReport {
+            limit: "listener.public.rate_limit".to_owned(),
+            redis: "127.0.0.1:6379".parse().expect("an address"),
+            is_up: false,
+            exchanges: 40,
+            errors: 2,
+        }],
+        discovery: vec![crate::discover::DiscoveryReport {
+            cluster: "api".to_owned(),
+            source: "dns SRV _http._tcp.api.internal".to_owned(),
+            backends: 3,
+            updated_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+            changed_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_899_999_000)),
+            last_error: Some("NXDOMAIN".to_owned()),
+            lookups: 9,
+            failures: 1,
+        }],
     }
 }
 

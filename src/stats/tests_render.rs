@@ -94,9 +94,9 @@ fn every_family_is_declared_once_before_its_samples() {
             assert!(name == *family || histogram_part, "{name} outside its family {family}");
         }
     }
-    // 42, the cache's 9 counters per route and per worker plus 2 store gauges, and
-    // HTTP/2's 5 families.
-    assert_eq!(declared.len(), 67);
+    // 42, the cache's 9 counters per route and per worker plus 2 store gauges, HTTP/2's
+    // 5 families, and the global rate limits' 2 and discovery's 3.
+    assert_eq!(declared.len(), 72);
     let unique: HashSet<&str> = declared.iter().copied().collect();
     assert_eq!(unique.len(), declared.len());
 }

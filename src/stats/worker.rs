@@ -33,6 +33,8 @@ pub struct WorkerStats {
     pub(super) backends: Vec<BackendStats>,
     /// This worker's cache store, as of the snapshot.
     pub(super) cache_store: super::cache::StoreGauge,
+    /// The config version these counters are laid out for (`StatsLayout` of that config).
+    pub(super) version: u64,
 }
 
 /// Counters of one listener.
@@ -51,6 +53,21 @@ pub(super) struct ListenerStats {
     pub(super) http2: super::http2::Http2Counts,
 }
 
+impl ListenerStats {
+    fn add(&mut self, from: &Self) {
+        self.requests.add(&from.requests);
+        self.bytes_received += from.bytes_received;
+        self.bytes_sent += from.bytes_sent;
+        self.connections_active = self.connections_active.wrapping_add(from.connections_active);
+        self.connections_total += from.connections_total;
+        for (count, add) in self.rejected.iter_mut().zip(from.rejected) {
+            *count += add;
+        }
+        self.forward.add(&from.forward);
+        self.http2.add(&from.http2);
+    }
+}
+
 /// Counters of one route.
 #[derive(Debug, Clone)]
 pub(super) struct RouteStats {
@@ -58,6 +75,15 @@ pub(super) struct RouteStats {
     pub(super) latency: Latency,
     pub(super) compression: CompressionCounts,
     pub(super) cache: super::cache::CacheCounts,
+}
+
+impl RouteStats {
+    fn add(&mut self, from: &Self) {
+        self.requests.add(&from.requests);
+        self.latency.merge(&from.latency);
+        self.compression.add(&from.compression);
+        self.cache.add(&from.cache);
+    }
 }
 
 /// Counters of one cluster.
@@ -68,6 +94,15 @@ pub(super) struct ClusterStats {
     pub(super) latency: Latency,
     /// Time to first response byte.
     pub(super) upstream_latency: Latency,
+}
+
+impl ClusterStats {
+    fn add(&mut self, from: &Self) {
+        self.requests.add(&from.requests);
+        self.retries += from.retries;
+        self.latency.merge(&from.latency);
+        self.upstream_latency.merge(&from.upstream_latency);
+    }
 }
 
 /// Counters of one backend.
@@ -85,6 +120,19 @@ pub(super) struct BackendStats {
     pub(super) upstream_latency: Latency,
     pub(super) gauge: BackendGauge,
     pub(super) l4: L4Counts,
+}
+
+impl BackendStats {
+    fn add(&mut self, from: &Self) {
+        self.requests.add(&from.requests);
+        self.connects += from.connects;
+        self.pool_hits += from.pool_hits;
+        self.connect_errors += from.connect_errors;
+        self.timeouts += from.timeouts;
+        self.l4.add(&from.l4);
+        self.latency.merge(&from.latency);
+        self.upstream_latency.merge(&from.upstream_latency);
+    }
 }
 
 impl WorkerStats {
@@ -121,7 +169,18 @@ impl WorkerStats {
             clusters: (0..layout.clusters.len()).map(|_| cluster()).collect(),
             backends: (0..layout.backends.len()).map(|_| backend()).collect(),
             cache_store: super::cache::StoreGauge::default(),
+            version: 1,
         }
+    }
+
+    /// Marks these counters as laid out for config version `version`.
+    pub fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+
+    /// The config version these counters are laid out for.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Requests this worker has finished.
@@ -151,8 +210,10 @@ impl WorkerStats {
     /// A connection accepted on `listener` was closed.
     pub fn connection_closed(&mut self, listener: usize) {
         if let Some(stats) = slot(&mut self.listeners, listener) {
-            debug_assert!(stats.connections_active > 0, "closed more connections than opened");
-            stats.connections_active = stats.connections_active.saturating_sub(1);
+            // Wraps rather than saturates: after a reload, a connection that opened under the
+            // old version closes into that version's fresh counters, and the wrapped -1 is
+            // added to the new version's (`carry.rs`). Within one version it never wraps.
+            stats.connections_active = stats.connections_active.wrapping_sub(1);
         }
     }
 
@@ -249,39 +310,35 @@ impl WorkerStats {
         self.requests.add(&other.requests);
         self.latency.merge(&other.latency);
         for (into, from) in self.listeners.iter_mut().zip(&other.listeners) {
-            into.requests.add(&from.requests);
-            into.bytes_received += from.bytes_received;
-            into.bytes_sent += from.bytes_sent;
-            into.connections_active += from.connections_active;
-            into.connections_total += from.connections_total;
-            for (count, add) in into.rejected.iter_mut().zip(from.rejected) {
-                *count += add;
-            }
-            into.forward.add(&from.forward);
-            into.http2.add(&from.http2);
+            into.add(from);
         }
         for (into, from) in self.routes.iter_mut().zip(&other.routes) {
-            into.requests.add(&from.requests);
-            into.latency.merge(&from.latency);
-            into.compression.add(&from.compression);
-            into.cache.add(&from.cache);
+            into.add(from);
         }
         for (into, from) in self.clusters.iter_mut().zip(&other.clusters) {
-            into.requests.add(&from.requests);
-            into.retries += from.retries;
-            into.latency.merge(&from.latency);
-            into.upstream_latency.merge(&from.upstream_latency);
+            into.add(from);
         }
         for (into, from) in self.backends.iter_mut().zip(&other.backends) {
-            into.requests.add(&from.requests);
-            into.connects += from.connects;
-            into.pool_hits += from.pool_hits;
-            into.connect_errors += from.connect_errors;
-            into.timeouts += from.timeouts;
-            into.l4.add(&from.l4);
-            into.latency.merge(&from.latency);
-            into.upstream_latency.merge(&from.upstream_latency);
+            into.add(from);
         }
+    }
+
+    /// Adds `other`'s counters, each to the index `map` gives it; those without one are
+    /// dropped. Backend gauges are left alone (the next snapshot sets them).
+    pub(super) fn add_mapped(&mut self, other: &Self, map: &super::carry::LayoutMap) {
+        fn each<T>(into: &mut [T], from: &[T], map: &[Option<usize>], add: fn(&mut T, &T)) {
+            for (from, target) in from.iter().zip(map) {
+                if let Some(into) = target.and_then(|index| into.get_mut(index)) {
+                    add(into, from);
+                }
+            }
+        }
+        self.requests.add(&other.requests);
+        self.latency.merge(&other.latency);
+        each(&mut self.listeners, &other.listeners, &map.listeners, ListenerStats::add);
+        each(&mut self.routes, &other.routes, &map.routes, RouteStats::add);
+        each(&mut self.clusters, &other.clusters, &map.clusters, ClusterStats::add);
+        each(&mut self.backends, &other.backends, &map.backends, BackendStats::add);
     }
 
     /// Connections open on this worker, all listeners together.

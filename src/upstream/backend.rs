@@ -137,6 +137,47 @@ impl ClusterStatus {
         }
     }
 
+    /// State for `cluster` after a reload, carried over from `previous` (the cluster of
+    /// the same name before, with its status) for each backend whose address stays: health,
+    /// ejection, slow start and latency. The admin state comes from `cluster` (the control
+    /// thread has already put a kept backend's runtime state there unless the file sets
+    /// one). A backend that joins starts its slow start now. In-flight counts start at
+    /// zero: exchanges begun before the reload count on the old version's status. The
+    /// balancer (round-robin position, ring) is kept when the backends and their weights are
+    /// unchanged.
+    pub fn carry_over(
+        cluster: &Cluster,
+        previous: Option<(&Cluster, &ClusterStatus)>,
+        worker: usize,
+        now: Instant,
+    ) -> Self {
+        let mut status = Self::new(cluster, worker, now);
+        let Some((old_cluster, old)) = previous else { return status };
+        for (index, backend) in cluster.backends.iter().enumerate() {
+            let found = old_cluster.backends.iter().position(|known| known.host == backend.host);
+            let Some(old_status) = found.and_then(|found| old.backends.get(found)) else {
+                status.backends[index].eligible_since = now;
+                continue;
+            };
+            let admin = status.backends[index].admin;
+            status.backends[index] = BackendStatus { in_flight: 0, ..old_status.clone() };
+            status.set_admin(BackendId(u32::try_from(index).unwrap_or(u32::MAX)), admin, now);
+        }
+        let same = |a: &Cluster, b: &Cluster| {
+            a.balance == b.balance
+                && a.backends.len() == b.backends.len()
+                && a.backends
+                    .iter()
+                    .zip(&b.backends)
+                    .all(|(a, b)| a.host == b.host && a.weight == b.weight)
+        };
+        if same(cluster, old_cluster) {
+            status.balancer = old.balancer.clone();
+            status.retry_tokens = old.retry_tokens;
+        }
+        status
+    }
+
     /// True when `backend` may take a new request now (ignoring health when `fail_open`).
     fn is_eligible(&self, index: usize, now: Instant, ignore_health: bool) -> bool {
         let status = &self.backends[index];

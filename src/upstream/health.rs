@@ -26,9 +26,20 @@ const UDP_REPLY_BYTES: usize = 512;
 /// The largest health-check response head read.
 const CHECK_HEAD_BYTES_MAX: usize = 16 * 1024;
 
+/// Which run of the checks is current: a reload starts new checks for the new config and
+/// bumps the count, and each older check ends (and publishes nothing more) when it sees it.
+pub type ChecksRun = Rc<std::cell::Cell<u64>>;
+
 /// Starts one probing task per checked backend on the current (control) runtime. Each
-/// calls `publish` on every state change.
-pub fn start(config: &Config, publish: Rc<dyn Fn(HealthEvent)>) {
+/// calls `publish` on every state change, while `run` stays as it is now. `is_up` gives
+/// each backend's verdict so far (`is_up[cluster][backend]`, up when missing), so a
+/// reload does not forget a backend that is down.
+pub fn start(
+    config: &Config,
+    publish: Rc<dyn Fn(HealthEvent)>,
+    run: &ChecksRun,
+    is_up: &[Vec<bool>],
+) {
     for (cluster_index, cluster) in config.clusters.iter().enumerate() {
         let Some(check) = &cluster.health_check else { continue };
         for (backend_index, backend) in cluster.backends.iter().enumerate() {
@@ -44,6 +55,12 @@ pub fn start(config: &Config, publish: Rc<dyn Fn(HealthEvent)>) {
                 request: check_request(check, &backend.host),
                 check: check.clone(),
                 label: format!("cluster {} backend {}", cluster.name, backend.host),
+                is_up: is_up
+                    .get(cluster_index)
+                    .and_then(|cluster| cluster.get(backend_index))
+                    .copied()
+                    .unwrap_or(true),
+                run: (run.clone(), run.get()),
             };
             monoio::spawn(check_loop(target, publish.clone()));
         }
@@ -62,6 +79,10 @@ struct Target {
     request: Vec<u8>,
     check: HealthCheck,
     label: String,
+    /// The verdict when the checks start.
+    is_up: bool,
+    /// The current run, and the run this check belongs to.
+    run: (ChecksRun, u64),
 }
 
 fn check_request(check: &HealthCheck, backend_host: &str) -> Vec<u8> {
@@ -76,13 +97,18 @@ fn check_request(check: &HealthCheck, backend_host: &str) -> Vec<u8> {
 }
 
 async fn check_loop(target: Target, publish: Rc<dyn Fn(HealthEvent)>) {
-    let mut is_up = true;
+    let mut is_up = target.is_up;
     let mut streak = 0u32;
-    loop {
+    let is_current = || target.run.0.get() == target.run.1;
+    while is_current() {
         let passed = matches!(
             crate::deadline::timeout(target.check.timeout, probe(&target)).await,
             Ok(Ok(true))
         );
+        // A reload came during the probe: the ids here may name other backends now.
+        if !is_current() {
+            break;
+        }
         if passed == is_up {
             streak = 0;
         } else {

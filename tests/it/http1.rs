@@ -213,7 +213,7 @@ fn head_204_and_304_have_no_body_and_keep_the_connection(driver: Driver) {
 }
 
 /// An origin that switches to a WebSocket and echoes what it gets.
-fn websocket_echo() -> Origin {
+pub(crate) fn websocket_echo() -> Origin {
     Origin::start_raw(|conn| {
         if conn.head().is_none() {
             return;
@@ -237,7 +237,7 @@ fn websocket_echo() -> Origin {
 }
 
 /// Opens a WebSocket through the proxy at `addr`.
-fn upgrade(addr: std::net::SocketAddr) -> (Client, crate::support::client::Response) {
+pub(crate) fn upgrade(addr: std::net::SocketAddr) -> (Client, crate::support::client::Response) {
     let mut client = Client::connect(addr);
     client.send(
         b"GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\

@@ -389,7 +389,7 @@ fn requests_queued_at_shutdown_are_served(driver: Driver) {
         };
         let worker = std::rc::Rc::new(worker::Worker::new(0, config, shared, None));
         worker.begin_shutdown();
-        accept::accept_loop(worker.clone(), socket, 0, driver).await;
+        accept::accept_loop(worker.clone(), socket, 0, driver, accept::AcceptStop::default()).await;
         // As the runtime does: the spawned connections count themselves when they run.
         let deadline = Instant::now() + WAIT;
         loop {

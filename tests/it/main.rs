@@ -26,6 +26,8 @@ mod balance;
 mod lifecycle;
 // Stats, metrics, access logs, auth and backend states over the admin listener.
 mod admin;
+// Hot reload of the whole config under load: nothing lost, listeners, WebSockets.
+mod reload;
 // The real curl as the client.
 mod curl;
 // HTTP/2 clients (h2c and TLS): curl, h2load and the h2 crate's client.
@@ -59,6 +61,12 @@ mod sim_least_connections;
 mod strict;
 // Edge protection: IP lists, trusted proxies, filters, rate limits, caps, slow clients.
 mod protect;
+// Backends from DNS: answers that change under load, a failing server, SRV weights.
+mod discovery;
+// Backends from a real etcd: instances register, expire and leave under load.
+mod discovery_etcd;
+// Global rate limits: two proxies share one rate through a real redis-server.
+mod global_rate;
 // Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.
 mod hardening_parse;
 

@@ -57,6 +57,20 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("http2/response", "monoio", "the response is read back as HTTP/2 parts without I/O"),
     ("http2", "crate::connection", "connection/ runs HTTP/2 streams, not the reverse"),
     ("http2", "crate::upstream", "a stream is the client side; proxy/ reaches backends"),
+    ("limit/resp", "std::net", "RESP is encoded and parsed without I/O"),
+    ("limit/rate", "std::net", "buckets are pure; limit/global swaps usage with Redis"),
+    ("limit/rate", "crate::limit::global", "the exchange knows no Redis; global joins it"),
+    ("limit/global", "monoio", "the Redis swap runs on its own thread, off every runtime"),
+    ("limit/redis", "monoio", "a blocking client for the Redis thread, never a worker's"),
+    ("discover/dns", "monoio", "the DNS wire format is sans-I/O"),
+    ("discover/found", "monoio", "records become a backend set without I/O"),
+    ("discover/resolv_conf", "std::fs", "resolv.conf is parsed from its text"),
+    ("discover", "crate::worker", "discovery runs on the control thread; workers get configs"),
+    ("discover", "crate::connection", "discovery never touches a client connection"),
+    ("reload", "crate::admin", "admin answers reloads; reload knows no HTTP face"),
+    ("reload", "crate::connection", "connections follow the newest version; reload hands it"),
+    ("reload", "crate::proxy", "an exchange finishes on its version; reload never reaches in"),
+    ("reload", "std::fs", "control reads the file; reload works on config values"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

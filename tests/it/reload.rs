@@ -23,6 +23,8 @@ on_both_drivers!(
     a_bad_file_changes_nothing_and_is_answered_with_every_key,
     listeners_are_added_and_removed_and_kept_ones_keep_their_socket,
     a_websocket_keeps_echoing_across_reloads,
+    runtime_states_and_counters_survive_a_reload,
+    sighup_and_the_reload_verb_reload_the_file,
 );
 
 /// A proxy started from a config file, as the binary starts; `reload` rewrites the file
@@ -321,4 +323,108 @@ fn a_websocket_keeps_echoing_across_reloads(driver: Driver) {
     // New requests follow the last reload (cluster b).
     let mut client = connect(proxy.addr()).expect("connect");
     assert_eq!(exchange(&mut client, false).expect("served").1, "other");
+}
+
+/// Backends `one` and `two` in cluster `a`, `two`'s state set by the file when `state` is
+/// given; the route goes to `a`, and `extra` follows.
+fn two_backends(
+    driver: Driver,
+    one: SocketAddr,
+    two: SocketAddr,
+    state: &str,
+    extra: &str,
+) -> String {
+    let two = if state.is_empty() {
+        format!("\"{two}\"")
+    } else {
+        format!("{{ addr = \"{two}\", state = \"{state}\" }}")
+    };
+    format!(
+        "{}[[listener]]\nname = \"public\"\naddr = \"127.0.0.1:0\"\n\n[[listener.route]]\n\
+         cluster = \"a\"\n\n[cluster.a]\nbackends = [\"{one}\", {two}]\n{extra}\n",
+        preamble(driver, 1)
+    )
+}
+
+fn listener_requests(admin: SocketAddr) -> u64 {
+    let stats = admin::get(admin, "/stats");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.body).expect("JSON");
+    stats["listeners"][0]["requests"].as_u64().unwrap_or(0)
+}
+
+fn runtime_states_and_counters_survive_a_reload(driver: Driver) {
+    let (one, two) = (named("one"), named("two"));
+    let proxy = Reloadable::start(&two_backends(driver, one.addr(), two.addr(), "", ""));
+    let path = format!("/backends/a/{}", two.addr());
+    assert_eq!(admin::put(proxy.admin(), &path, "draining").status, 200);
+    let mut client = connect(proxy.addr()).expect("connect");
+    for _ in 0..6 {
+        assert_eq!(exchange(&mut client, false).expect("served").1, "one");
+    }
+    eventually("6 requests counted", || listener_requests(proxy.admin()) == 6);
+    // Another cluster joins; `two` stays, and so does its drain and the count.
+    let more = format!("[cluster.c]\nbackends = [\"{}\"]\n", one.addr());
+    let answer = proxy.reload(&two_backends(driver, one.addr(), two.addr(), "", &more));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let backend: serde_json::Value =
+        serde_json::from_slice(&admin::get(proxy.admin(), &path).body).expect("JSON");
+    assert_eq!(backend["state"], "draining");
+    for _ in 0..4 {
+        assert_eq!(exchange(&mut client, false).expect("served").1, "one");
+    }
+    eventually("10 requests counted", || listener_requests(proxy.admin()) == 10);
+    // The file setting the state wins over the admin API's.
+    let answer = proxy.reload(&two_backends(driver, one.addr(), two.addr(), "active", ""));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let backend: serde_json::Value =
+        serde_json::from_slice(&admin::get(proxy.admin(), &path).body).expect("JSON");
+    assert_eq!(backend["state"], "active");
+    let bodies: Vec<String> =
+        (0..4).map(|_| exchange(&mut client, false).expect("served").1).collect();
+    assert!(bodies.iter().any(|body| body == "two"), "{bodies:?}");
+}
+
+/// The binary on a file: SIGHUP and `ringway reload` apply it; a bad one is refused with
+/// its key by the verb.
+fn sighup_and_the_reload_verb_reload_the_file(driver: Driver) {
+    use crate::support::process::{BINARY, run};
+    let (one, two) = (named("one"), named("two"));
+    let (listen, admin_addr) = (free_port(), free_port());
+    let config = |cluster| {
+        alternating(driver, &listen.to_string(), cluster, one.addr(), two.addr())
+            .replace("addr = \"127.0.0.1:0\"", &format!("addr = \"{admin_addr}\""))
+    };
+    let file = TempFile::new(config("a"));
+    let mut child = std::process::Command::new(BINARY)
+        .args(["--config", file.arg()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ringway");
+    let served = |body: &str| {
+        connect(listen).ok().and_then(|mut client| exchange(&mut client, true).ok())
+            == Some((200, body.to_owned()))
+    };
+    eventually("the binary serves", || served("one"));
+    std::fs::write(file.arg(), config("b")).expect("rewrite");
+    let pid = child.id().to_string();
+    let hup = std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill");
+    assert!(hup.success());
+    eventually("SIGHUP applied the file", || served("two"));
+    std::fs::write(file.arg(), config("a")).expect("rewrite");
+    let admin_arg = admin_addr.to_string();
+    let output = run(&["reload", "--admin", &admin_arg]);
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && out.starts_with("config version 3 applied"), "{out}");
+    assert!(served("one"));
+    std::fs::write(file.arg(), config("nowhere")).expect("rewrite");
+    let output = run(&["reload", "--admin", &admin_arg]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("listener[0].route[0].cluster: unknown cluster"), "{err}");
+    assert!(served("one"));
+    let term = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(term.success());
+    assert!(child.wait().expect("exit").success());
 }

@@ -9,9 +9,11 @@ use crate::config::{BackendId, BackendState, ClusterId, Config};
 use crate::reload::{ConfigVersion, WorkerReload};
 use crate::stats::{Aggregate, CertificateExpiry, ControlView, Reloads, StatsLayout, WorkerStats};
 use crate::tls::server::ServerTls;
+use crate::upgrade::Handed;
 use crate::upstream::LoadBoard;
 use crate::upstream::health::{self, HealthEvent};
 use std::cell::{Cell, RefCell};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,6 +23,9 @@ use std::time::Instant;
 #[derive(Debug)]
 pub enum Control {
     Shutdown,
+    /// Shut down after a binary upgrade: as `Shutdown`, but idle keep-alive connections
+    /// are served their next request (with `Connection: close`) rather than closed.
+    HandOff,
     /// A new config version: the worker moves to it between exchanges.
     Reload(Box<WorkerReload>),
     Health(HealthEvent),
@@ -69,6 +74,10 @@ pub enum Request {
     ApplyConfig {
         config: Box<Config>,
         reply: flume::Sender<Result<ReloadReport, ReloadError>>,
+    },
+    /// Duplicates of every listening socket, for a binary upgrade.
+    Handover {
+        reply: flume::Sender<std::io::Result<Vec<Handed<OwnedFd>>>>,
     },
     /// Reads every TLS listener's certificate files again.
     ReloadTls {
@@ -129,6 +138,9 @@ pub struct ControlState {
     publish: Option<Rc<dyn Fn(HealthEvent)>>,
     /// The last reload's acknowledgements from the workers, and how many to expect.
     applied: Option<(flume::Receiver<usize>, usize)>,
+    /// A duplicate of every listening socket (admin included), kept current by reloads:
+    /// what a binary upgrade hands the new process.
+    handover: Vec<Handed<OwnedFd>>,
 }
 
 /// What a reload did.
@@ -288,13 +300,20 @@ impl ControlState {
         });
         let workers = self.workers.len();
         let mut sockets: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut added = Vec::new();
         for &index in &prepared.added {
             let listener = &prepared.config.listeners[index];
-            let bound = crate::accept::bind_for_workers(listener, workers).map_err(|error| {
+            let bound = crate::accept::bind_for_workers(listener, listener.addr, workers);
+            let bound = bound.map_err(|error| {
                 let at = format!("listener[{index}] {} at {}", listener.name, listener.addr);
                 self.refused(ReloadError::Bind(format!("{at}: {error}")))
             })?;
             for (worker_sockets, socket) in sockets.iter_mut().zip(bound.0) {
+                let fd = socket.duplicate().map_err(|error| {
+                    self.refused(ReloadError::Bind(format!("listener[{index}]: {error}")))
+                })?;
+                let kind = crate::upgrade::kind_of(listener);
+                added.push(Handed { kind, name: listener.name.clone(), addr: listener.addr, fd });
                 worker_sockets.push((index, socket));
             }
         }
@@ -303,6 +322,14 @@ impl ControlState {
         let listeners_added = listeners_added.collect();
         let config = Arc::new(prepared.config);
         let number = self.version.number + 1;
+        let listeners = &config.listeners;
+        self.handover.retain(|socket| {
+            socket.kind == crate::upgrade::SocketKind::Admin
+                || listeners
+                    .iter()
+                    .any(|known| known.name == socket.name && known.addr == socket.addr)
+        });
+        self.handover.extend(added);
         self.send_version(&config, number, sockets);
         self.adopt(&config, number);
         self.version = ConfigVersion { number, hash, loaded_at: std::time::SystemTime::now() };
@@ -319,6 +346,19 @@ impl ControlState {
             listeners_added,
             listeners_removed: prepared.removed,
         })
+    }
+
+    /// Duplicates of every listening socket, for a binary upgrade.
+    pub fn handover(&self) -> std::io::Result<Vec<Handed<OwnedFd>>> {
+        let duplicate = |socket: &Handed<OwnedFd>| {
+            Ok(Handed {
+                kind: socket.kind,
+                name: socket.name.clone(),
+                addr: socket.addr,
+                fd: socket.fd.try_clone()?,
+            })
+        };
+        self.handover.iter().map(duplicate).collect()
     }
 
     /// The last reload's acknowledgements, for [`wait_applied`]; `None` when taken.
@@ -461,6 +501,8 @@ pub struct ControlStart {
     pub config: Arc<Config>,
     /// The file `config` came from, and its text's hash (see [`ControlState::path`]).
     pub path: Option<std::path::PathBuf>,
+    /// Duplicates of the listening sockets (see [`Request::Handover`]).
+    pub handover: Vec<Handed<OwnedFd>>,
     pub hash: String,
     pub workers: Vec<flume::Sender<Control>>,
     pub load_board: Arc<LoadBoard>,
@@ -560,8 +602,18 @@ fn start_checks(state: &Rc<RefCell<ControlState>>) {
 }
 
 async fn run(start: ControlStart) {
-    let ControlStart { config, path, hash, workers, load_board, stats, requests, admin, reopen } =
-        start;
+    let ControlStart {
+        config,
+        path,
+        handover,
+        hash,
+        workers,
+        load_board,
+        stats,
+        requests,
+        admin,
+        reopen,
+    } = start;
     let layout = StatsLayout::new(&config);
     let state = Rc::new(RefCell::new(ControlState {
         aggregate: Aggregate::new(layout, workers.len()),
@@ -583,6 +635,7 @@ async fn run(start: ControlStart) {
         checks_run: Rc::default(),
         publish: None,
         applied: None,
+        handover,
         config: config.clone(),
     }));
     start_checks(&state);
@@ -596,28 +649,45 @@ async fn run(start: ControlStart) {
         }
     });
     while let Ok(request) = requests.recv_async().await {
-        match request {
-            Request::SetBackendState { cluster, backend, state: wanted, reply } => {
-                let result = state.borrow_mut().set_backend_state(&cluster, &backend, wanted);
-                let _ = reply.send(result);
-            }
-            Request::Backends { reply } => {
-                let _ = reply.send(state.borrow().backend_reports());
-            }
-            Request::ReloadConfig { reply } => {
-                let result = state.borrow_mut().reload_file();
-                answer_applied(&state, result, reply);
-            }
-            Request::ApplyConfig { config, reply } => {
-                let result = state.borrow_mut().apply_config(*config, String::new());
-                answer_applied(&state, result, reply);
-            }
-            Request::ReloadTls { reply } => {
-                let _ = reply.send(state.borrow().reload_tls());
-            }
-            Request::PurgeCache { target } => state.borrow().broadcast_purge(&target),
-            Request::ShuttingDown => state.borrow_mut().shutting_down = true,
-            Request::Stop => break,
+        if !handle_request(&state, request) {
+            break;
         }
     }
+}
+
+/// Serves one request from the [`crate::runtime::Proxy`] handle; false for [`Request::Stop`].
+fn handle_request(state: &Rc<RefCell<ControlState>>, request: Request) -> bool {
+    match request {
+        Request::SetBackendState { cluster, backend, state: wanted, reply } => {
+            let result = state.borrow_mut().set_backend_state(&cluster, &backend, wanted);
+            let _ = reply.send(result);
+        }
+        Request::Backends { reply } => {
+            let _ = reply.send(state.borrow().backend_reports());
+        }
+        Request::ReloadConfig { reply } => {
+            let result = state.borrow_mut().reload_file();
+            answer_applied(state, result, reply);
+        }
+        Request::ApplyConfig { config, reply } => {
+            let result = state.borrow_mut().apply_config(*config, String::new());
+            answer_applied(state, result, reply);
+        }
+        Request::Handover { reply } => {
+            let _ = reply.send(state.borrow().handover());
+        }
+        Request::ReloadTls { reply } => {
+            let _ = reply.send(state.borrow().reload_tls());
+        }
+        Request::PurgeCache { target } => state.borrow().broadcast_purge(&target),
+        Request::ShuttingDown => {
+            let mut state = state.borrow_mut();
+            state.shutting_down = true;
+            // The workers close their listening sockets as they drain: these duplicates
+            // must not keep them open (a connect would then queue where nobody accepts).
+            state.handover.clear();
+        }
+        Request::Stop => return false,
+    }
+    true
 }

@@ -36,6 +36,7 @@ pub mod response;
 
 pub mod control;
 pub mod reload;
+pub mod upgrade;
 pub mod admin;
 
 pub mod error;

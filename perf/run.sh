@@ -10,6 +10,7 @@
 #   SCENARIOS=compress CONTENDERS=ringway,nginx perf/run.sh   # compression (5 scenarios)
 #   SCENARIOS=cache,small_c16 CONTENDERS=ringway,nginx,varnish perf/run.sh   # response cache
 #   SCENARIOS=forward perf/run.sh                 # forward proxy vs Squid (perf/forward.sh)
+#   SCENARIOS=reload perf/run.sh                  # 20 reloads under load vs nginx, HAProxy (perf/reload.sh)
 #   SCENARIOS=l4 perf/run.sh    # L4 TCP: ringway copy and splice, nginx stream, HAProxy tcp
 #
 # Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
@@ -27,6 +28,10 @@ cd "$ROOT"
 # The forward proxy's scenarios have contenders of their own (Squid): their own script.
 if [[ ${SCENARIOS:-} == forward ]]; then
     exec perf/forward.sh
+fi
+# Reload under load counts failures, not speed, and drives reloads itself: its own script.
+if [[ ${SCENARIOS:-} == reload ]]; then
+    exec perf/reload.sh
 fi
 
 COMPRESS_SCENARIOS=compress_gzip1,compress_gzip2,compress_gzip6,compress_br,compress_zstd

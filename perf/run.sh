@@ -11,6 +11,7 @@
 #   SCENARIOS=cache,small_c16 CONTENDERS=ringway,nginx,varnish perf/run.sh   # response cache
 #   SCENARIOS=forward perf/run.sh                 # forward proxy vs Squid (perf/forward.sh)
 #   SCENARIOS=h2 perf/run.sh      # TLS h2, h2load -c10 -m10: ringway, nginx, HAProxy (perf/h2.sh)
+#   SCENARIOS=reload perf/run.sh                  # 20 reloads under load vs nginx, HAProxy (perf/reload.sh)
 #   SCENARIOS=l4 perf/run.sh    # L4 TCP: ringway copy and splice, nginx stream, HAProxy tcp
 #
 # Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
@@ -32,6 +33,10 @@ fi
 # HTTP/2 over TLS (h2load against ringway, nginx and HAProxy): its own script.
 if [[ ${SCENARIOS:-} == h2 ]]; then
     exec perf/h2.sh
+fi
+# Reload under load counts failures, not speed, and drives reloads itself: its own script.
+if [[ ${SCENARIOS:-} == reload ]]; then
+    exec perf/reload.sh
 fi
 
 COMPRESS_SCENARIOS=compress_gzip1,compress_gzip2,compress_gzip6,compress_br,compress_zstd

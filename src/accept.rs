@@ -28,14 +28,14 @@ pub fn bind(listener: &Listener, addr: SocketAddr) -> io::Result<std::net::TcpLi
     Ok(socket.into())
 }
 
-/// Binds `listener`'s socket once for each of `workers` workers, at its address (port 0
-/// is resolved by the first bind, so every worker shares the port), and returns them with
-/// the bound address.
+/// Binds `listener`'s socket `workers` times at `addr` (its address, or the one its
+/// inherited sockets have; port 0 is resolved by the first bind, so every worker shares
+/// the port), and returns them with the bound address.
 pub fn bind_for_workers(
     listener: &Listener,
+    mut addr: SocketAddr,
     workers: usize,
 ) -> io::Result<(Vec<Bound>, SocketAddr)> {
-    let mut addr = listener.addr;
     let mut sockets = Vec::with_capacity(workers);
     for _ in 0..workers {
         let socket = bind_any(listener, addr).map_err(|error| {
@@ -57,6 +57,14 @@ pub enum Bound {
 }
 
 impl Bound {
+    /// A second descriptor for the same socket (to hand it to a new process).
+    pub fn duplicate(&self) -> io::Result<std::os::fd::OwnedFd> {
+        match self {
+            Self::Tcp(socket) => socket.try_clone().map(Into::into),
+            Self::Udp(socket) => socket.try_clone().map(Into::into),
+        }
+    }
+
     /// The address it is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
@@ -145,6 +153,9 @@ pub async fn accept_loop(
         let cancel = stop.canceller.borrow().handle();
         match socket.cancelable_accept(cancel).await {
             Ok((stream, peer)) => {
+                if driver == IoDriver::IoUring {
+                    close_on_exec(&stream);
+                }
                 // Moving on with each accept: the loop holds no old version for long.
                 (worker, listener) = newest(&worker, listener);
                 admit(&worker, stream, peer, listener);
@@ -160,6 +171,21 @@ pub async fn accept_loop(
     drain(&worker, &queue, listener, driver);
     // Both handles close here, and the socket with them: from now on the kernel refuses
     // new connections (another process on the port with SO_REUSEPORT takes them).
+}
+
+/// Marks an accepted connection close-on-exec. monoio's io_uring accept passes no flags
+/// (its epoll accept does), so without this a binary upgrade's new process would inherit
+/// every open client connection and hold it open after the old process closed it: the
+/// client then waits on a connection nobody serves. One fcntl per accepted connection.
+#[expect(unsafe_code, reason = "fcntl(2) F_SETFD on the raw fd of a socket `stream` owns")]
+fn close_on_exec(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `stream` owns this open socket for the whole call; F_SETFD changes only
+    // the descriptor's close-on-exec flag.
+    let result = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    if result != 0 {
+        log::warn!("cannot mark an accepted socket close-on-exec: {}", io::Error::last_os_error());
+    }
 }
 
 /// The worker's newest version and listener `listener`'s index (of `worker`'s config)

@@ -10,9 +10,11 @@ use crate::limit::global::GlobalRateThread;
 use crate::reload::{ConfigVersion, WorkerReload};
 use crate::stats::{Aggregate, CertificateExpiry, ControlView, Reloads, StatsLayout, WorkerStats};
 use crate::tls::server::ServerTls;
+use crate::upgrade::Handed;
 use crate::upstream::LoadBoard;
 use crate::upstream::health::{self, HealthEvent};
 use std::cell::{Cell, RefCell};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,6 +24,9 @@ use std::time::Instant;
 #[derive(Debug)]
 pub enum Control {
     Shutdown,
+    /// Shut down after a binary upgrade: as `Shutdown`, but idle keep-alive connections
+    /// are served their next request (with `Connection: close`) rather than closed.
+    HandOff,
     /// A new config version: the worker moves to it between exchanges.
     Reload(Box<WorkerReload>),
     Health(HealthEvent),
@@ -70,6 +75,10 @@ pub enum Request {
     ApplyConfig {
         config: Box<Config>,
         reply: flume::Sender<Result<ReloadReport, ReloadError>>,
+    },
+    /// Duplicates of every listening socket, for a binary upgrade.
+    Handover {
+        reply: flume::Sender<std::io::Result<Vec<Handed<OwnedFd>>>>,
     },
     /// Reads every TLS listener's certificate files again.
     ReloadTls {
@@ -133,6 +142,9 @@ pub struct ControlState {
     global_rates: Vec<GlobalRateThread>,
     /// Each discovered cluster's source and last result; its task updates it.
     pub discovery: Vec<crate::discover::DiscoveryReport>,
+    /// A duplicate of every listening socket (admin included), kept current by reloads:
+    /// what a binary upgrade hands the new process.
+    handover: Vec<Handed<OwnedFd>>,
 }
 
 /// What a reload did.
@@ -294,13 +306,20 @@ impl ControlState {
         });
         let workers = self.workers.len();
         let mut sockets: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut added = Vec::new();
         for &index in &prepared.added {
             let listener = &prepared.config.listeners[index];
-            let bound = crate::accept::bind_for_workers(listener, workers).map_err(|error| {
+            let bound = crate::accept::bind_for_workers(listener, listener.addr, workers);
+            let bound = bound.map_err(|error| {
                 let at = format!("listener[{index}] {} at {}", listener.name, listener.addr);
                 self.refused(ReloadError::Bind(format!("{at}: {error}")))
             })?;
             for (worker_sockets, socket) in sockets.iter_mut().zip(bound.0) {
+                let fd = socket.duplicate().map_err(|error| {
+                    self.refused(ReloadError::Bind(format!("listener[{index}]: {error}")))
+                })?;
+                let kind = crate::upgrade::kind_of(listener);
+                added.push(Handed { kind, name: listener.name.clone(), addr: listener.addr, fd });
                 worker_sockets.push((index, socket));
             }
         }
@@ -309,6 +328,14 @@ impl ControlState {
         let listeners_added = listeners_added.collect();
         let config = Arc::new(prepared.config);
         let number = self.version.number + 1;
+        let listeners = &config.listeners;
+        self.handover.retain(|socket| {
+            socket.kind == crate::upgrade::SocketKind::Admin
+                || listeners
+                    .iter()
+                    .any(|known| known.name == socket.name && known.addr == socket.addr)
+        });
+        self.handover.extend(added);
         self.send_version(&config, number, sockets);
         self.adopt(&config, number);
         self.version = ConfigVersion { number, hash, loaded_at: std::time::SystemTime::now() };
@@ -325,6 +352,19 @@ impl ControlState {
             listeners_added,
             listeners_removed: prepared.removed,
         })
+    }
+
+    /// Duplicates of every listening socket, for a binary upgrade.
+    pub fn handover(&self) -> std::io::Result<Vec<Handed<OwnedFd>>> {
+        let duplicate = |socket: &Handed<OwnedFd>| {
+            Ok(Handed {
+                kind: socket.kind,
+                name: socket.name.clone(),
+                addr: socket.addr,
+                fd: socket.fd.try_clone()?,
+            })
+        };
+        self.handover.iter().map(duplicate).collect()
     }
 
     /// The last reload's acknowledgements, for [`wait_applied`]; `None` when taken.
@@ -478,6 +518,8 @@ pub struct ControlStart {
     pub config: Arc<Config>,
     /// The file `config` came from, and its text's hash (see [`ControlState::path`]).
     pub path: Option<std::path::PathBuf>,
+    /// Duplicates of the listening sockets (see [`Request::Handover`]).
+    pub handover: Vec<Handed<OwnedFd>>,
     pub hash: String,
     pub workers: Vec<flume::Sender<Control>>,
     pub load_board: Arc<LoadBoard>,
@@ -583,6 +625,7 @@ async fn run(start: ControlStart) {
     let ControlStart {
         config,
         path,
+        handover,
         hash,
         workers,
         load_board,
@@ -615,6 +658,7 @@ async fn run(start: ControlStart) {
         checks_run: Rc::default(),
         publish: None,
         applied: None,
+        handover,
         config: config.clone(),
     }));
     start_checks(&state);
@@ -655,11 +699,20 @@ fn handle(state: &Rc<RefCell<ControlState>>, request: Request) -> bool {
             crate::discover::apply::start(state);
             answer_applied(state, result, reply);
         }
+        Request::Handover { reply } => {
+            let _ = reply.send(state.borrow().handover());
+        }
         Request::ReloadTls { reply } => {
             let _ = reply.send(state.borrow().reload_tls());
         }
         Request::PurgeCache { target } => state.borrow().broadcast_purge(&target),
-        Request::ShuttingDown => state.borrow_mut().shutting_down = true,
+        Request::ShuttingDown => {
+            let mut state = state.borrow_mut();
+            state.shutting_down = true;
+            // The workers close their listening sockets as they drain: these duplicates
+            // must not keep them open (a connect would then queue where nobody accepts).
+            state.handover.clear();
+        }
         Request::Stop => return false,
     }
     true

@@ -38,6 +38,7 @@ pub mod response;
 pub mod control;
 pub mod discover;
 pub mod reload;
+pub mod upgrade;
 pub mod admin;
 
 pub mod error;

@@ -10,10 +10,12 @@ use crate::config::{AccessLogFormat, BackendState, Config, IoDriver, RingTaskrun
 pub use crate::control::BackendReport;
 use crate::control::{self, Control, ControlStart, ReloadError, ReloadReport, Request};
 use crate::stats::WorkerStats;
+use crate::upgrade;
 use crate::upstream::LoadBoard;
 use crate::worker::{Newest, Shared, Worker, newest};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -49,6 +51,15 @@ impl Proxy {
         let _ = self.requests.send(Request::ShuttingDown);
         for control in &self.controls {
             let _ = control.send(Control::Shutdown);
+        }
+    }
+
+    /// As [`Proxy::shutdown`], after a binary upgrade handed the sockets over: idle
+    /// keep-alive connections are served their next request, with `Connection: close`.
+    pub fn hand_off(&self) {
+        let _ = self.requests.send(Request::ShuttingDown);
+        for control in &self.controls {
+            let _ = control.send(Control::HandOff);
         }
     }
 
@@ -121,6 +132,14 @@ impl Proxy {
         answer.recv().map_err(|_| stopped())?
     }
 
+    /// Duplicates of every listening socket, admin included, for a binary upgrade.
+    pub fn handover_sockets(&self) -> io::Result<Vec<upgrade::Handed<OwnedFd>>> {
+        let (reply, answer) = flume::bounded(1);
+        let stopped = || io::Error::other("the control thread has stopped");
+        self.requests.send(Request::Handover { reply }).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
     /// Every backend's state, health and in-flight count.
     pub fn backends(&self) -> Vec<BackendReport> {
         let (reply, answer) = flume::bounded(1);
@@ -167,26 +186,6 @@ fn resolve_cores(workers: &Workers) -> io::Result<Vec<Option<core_affinity::Core
     Ok(cores)
 }
 
-/// Binds one socket per listener for each of `workers` workers: `sockets[worker]`, and
-/// each listener's bound address.
-fn bind_all(
-    config: &Config,
-    workers: usize,
-) -> io::Result<(Vec<Vec<accept::Bound>>, Vec<SocketAddr>)> {
-    // Per worker, one socket per listener. Port 0 is resolved by the first bind so that
-    // every worker shares the same port.
-    let mut sockets: Vec<Vec<accept::Bound>> = (0..workers).map(|_| Vec::new()).collect();
-    let mut listen_addrs = Vec::with_capacity(config.listeners.len());
-    for listener in &config.listeners {
-        let (bound, addr) = accept::bind_for_workers(listener, workers)?;
-        for (worker_sockets, socket) in sockets.iter_mut().zip(bound) {
-            worker_sockets.push(socket);
-        }
-        listen_addrs.push(addr);
-    }
-    Ok((sockets, listen_addrs))
-}
-
 /// The file a running config came from: what a reload reads again.
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
@@ -204,6 +203,16 @@ pub fn start(config: Arc<Config>) -> io::Result<Proxy> {
 /// Binds every listener for every worker and starts the workers; `file` is where the
 /// config came from.
 pub fn start_with(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<Proxy> {
+    start_inheriting(config, file, None)
+}
+
+/// As [`start_with`], on the sockets an old process handed over where `inheritance` has
+/// them (a binary upgrade).
+pub fn start_inheriting(
+    config: Arc<Config>,
+    file: Option<ConfigFile>,
+    mut inheritance: Option<&mut upgrade::Inheritance>,
+) -> io::Result<Proxy> {
     let cores = resolve_cores(&config.workers)?;
     let is_empty = |cluster: &&crate::config::Cluster| cluster.backends.is_empty();
     // A discovered cluster gets its backends from its first lookup, in a moment.
@@ -211,8 +220,9 @@ pub fn start_with(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<P
         log::warn!("cluster {} has no backends: its routes answer 503", cluster.name);
     }
     let driver = resolve_driver(config.io.driver);
-    let (sockets, listen_addrs) = bind_all(&config, cores.len())?;
-    let admin_socket = bind_admin(&config)?;
+    let upgrade::Sockets { per_worker: sockets, mut handover, listen_addrs } =
+        upgrade::bind_listeners(&config, cores.len(), inheritance.as_deref_mut())?;
+    let admin_socket = upgrade::bind_admin(&config, inheritance, &mut handover)?;
     let admin_addr = admin_socket.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
     let access_log = start_access_log(&config)?;
     let load_board = Arc::new(LoadBoard::new(&config, cores.len()));
@@ -248,6 +258,7 @@ pub fn start_with(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<P
     let control_thread = control::spawn(ControlStart {
         config: config.clone(),
         path,
+        handover,
         hash,
         workers: controls.clone(),
         load_board,
@@ -267,16 +278,6 @@ pub fn start_with(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<P
         control_thread: Some(control_thread),
         access_log,
     })
-}
-
-/// Binds the admin listener, when enabled.
-fn bind_admin(config: &Config) -> io::Result<Option<std::net::TcpListener>> {
-    let Some(addr) = config.admin.addr else { return Ok(None) };
-    let socket = std::net::TcpListener::bind(addr).map_err(|error| {
-        io::Error::new(error.kind(), format!("admin listener at {addr}: {error}"))
-    })?;
-    socket.set_nonblocking(true)?;
-    Ok(Some(socket))
 }
 
 /// Starts the access-log writer when any listener logs.
@@ -300,7 +301,8 @@ struct WorkerStart {
     driver: IoDriver,
     config: Arc<Config>,
     shared: Shared,
-    sockets: Vec<accept::Bound>,
+    /// (listener index, socket): usually one per listener.
+    sockets: Vec<(usize, accept::Bound)>,
     control: flume::Receiver<Control>,
     stats: flume::Sender<(usize, WorkerStats)>,
     access_log: Option<WorkerLog>,
@@ -336,6 +338,10 @@ fn log_started(
 fn apply_control(worker: &Worker, message: Control) -> bool {
     match message {
         Control::Shutdown => return false,
+        Control::HandOff => {
+            worker.is_handing_off.set(true);
+            return false;
+        }
         Control::Reload(_) => unreachable!("worker_main applies reloads itself"),
         Control::Health(event) => {
             let mut clusters = worker.clusters.borrow_mut();
@@ -442,7 +448,7 @@ async fn worker_main(start: WorkerStart) {
     *worker.control_requests.borrow_mut() = Some(requests);
     *worker.current.borrow_mut() = Some(worker.clone());
     let mut accept_loops = AcceptLoops::new(driver);
-    for (listener, socket) in sockets.into_iter().enumerate() {
+    for (listener, socket) in sockets {
         accept_loops.spawn(&worker, listener, socket);
     }
     // The tasks and this loop hold the thread's slot, never a version: an old version
@@ -619,12 +625,44 @@ async fn reap_pool(slot: Newest) {
     }
 }
 
+/// Starts `exe` and hands it the listening sockets (SIGUSR2); true when it serves on them
+/// and this process should drain and exit. On failure this one keeps serving.
+fn upgrade_binary(proxy: &Proxy, exe: &std::path::Path, args: &[std::ffi::OsString]) -> bool {
+    log::info!("SIGUSR2: upgrading to {}", exe.display());
+    let sockets = match proxy.handover_sockets() {
+        Ok(sockets) => sockets,
+        Err(error) => {
+            log::error!("upgrade failed, still serving: {error}");
+            return false;
+        }
+    };
+    match upgrade::hand_over(exe, args, &upgrade::borrowed(&sockets)) {
+        Ok(pid) => {
+            log::info!("upgrade: process {pid} serves now; draining and exiting");
+            true
+        }
+        Err(error) => {
+            log::error!("upgrade failed, still serving: {error}");
+            false
+        }
+    }
+}
+
 /// Runs the proxy until SIGTERM or SIGINT, then drains and returns. SIGHUP reloads the
 /// config file (certificates included).
 pub fn run(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    let proxy = start_with(config, file)?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])?;
+    // The binary an upgrade starts: the file at the path this one was started from, which
+    // a package upgrade has replaced by then.
+    let exe = std::env::current_exe()?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut inheritance = upgrade::Inheritance::receive()?;
+    let proxy = start_inheriting(config, file, inheritance.as_mut())?;
+    if let Some(inheritance) = inheritance {
+        inheritance.ready()?;
+    }
+    let mut handed_off = false;
     for signal in signals.forever() {
         if signal == SIGHUP {
             // The control thread logs the outcome, every problem included.
@@ -632,10 +670,21 @@ pub fn run(config: Arc<Config>, file: Option<ConfigFile>) -> io::Result<()> {
             let _ = proxy.reload_config();
             continue;
         }
+        if signal == SIGUSR2 {
+            handed_off = upgrade_binary(&proxy, &exe, &args);
+            if handed_off {
+                break;
+            }
+            continue;
+        }
         log::info!("signal {signal}: shutting down gracefully");
         break;
     }
-    proxy.shutdown();
+    if handed_off {
+        proxy.hand_off();
+    } else {
+        proxy.shutdown();
+    }
     proxy.wait();
     log::info!("stopped");
     Ok(())

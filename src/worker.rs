@@ -109,6 +109,10 @@ pub struct Worker {
     /// shutdown waits for these, and closes the idle ones.
     pub busy: Rc<Cell<usize>>,
     pub shutting_down: Rc<Cell<bool>>,
+    /// Shutting down after a binary upgrade handed the sockets over: idle keep-alive
+    /// connections wait for their next request (answered with `Connection: close`)
+    /// instead of closing at once, so no client races a close.
+    pub is_handing_off: Rc<Cell<bool>>,
     /// Bytes reserved by request bodies being read whole (`limits.request_buffers_bytes_max`).
     pub request_buffers_bytes: Rc<Cell<u64>>,
     /// Response coders alive (`limits.compression_encoders_max`) and idle encoder states;
@@ -201,6 +205,7 @@ impl Worker {
             connections: Rc::default(),
             busy: Rc::default(),
             shutting_down: Rc::default(),
+            is_handing_off: Rc::default(),
             coders: Rc::new(WorkerCoders::default()),
             request_buffers_bytes: Rc::default(),
             idle: Rc::default(),
@@ -263,6 +268,7 @@ impl Worker {
             connections: self.connections.clone(),
             busy: self.busy.clone(),
             shutting_down: self.shutting_down.clone(),
+            is_handing_off: self.is_handing_off.clone(),
             coders: self.coders.clone(),
             request_buffers_bytes: self.request_buffers_bytes.clone(),
             idle: self.idle.clone(),
@@ -339,7 +345,9 @@ impl Worker {
     /// ones close after their exchange.
     pub fn begin_shutdown(&self) {
         self.shutting_down.set(true);
-        self.idle.borrow_mut().shut_down_all();
+        if !self.is_handing_off.get() {
+            self.idle.borrow_mut().shut_down_all();
+        }
         let canceller = std::mem::take(&mut *self.accept_canceller.borrow_mut());
         *self.accept_canceller.borrow_mut() = canceller.cancel();
         self.pool.borrow_mut().clear();

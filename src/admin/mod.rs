@@ -273,6 +273,8 @@ fn version_json(version: &crate::reload::ConfigVersion) -> serde_json::Value {
         "number": version.number,
         "hash": version.hash,
         "loaded_at": loaded_at.as_secs(),
+        // Which process answers: a binary upgrade replaces it.
+        "pid": std::process::id(),
     })
 }
 

@@ -201,7 +201,9 @@ async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
         finish_request(&client);
         client.busy.set(!buf.is_empty());
         match next {
-            Next::Continue if !worker.shutting_down.get() && !is_listener_gone => {}
+            // After a hand-off, a response that promised keep-alive keeps its word: the
+            // next request is read and answered with `Connection: close`.
+            Next::Continue if is_open_for_more(&worker) && !is_listener_gone => {}
             Next::Continue | Next::Close => break,
             Next::Linger => {
                 super::linger::linger(&worker, &mut client.stream).await;
@@ -214,6 +216,12 @@ async fn serve_requests(mut client: Client, mut buf: Vec<u8>, mut first: bool) {
         }
     }
     client.worker.give_buffer(buf);
+}
+
+/// True when a connection whose response allowed keep-alive reads another request: not
+/// during a shutdown, except one after a binary upgrade handed the sockets over.
+fn is_open_for_more(worker: &Worker) -> bool {
+    !worker.shutting_down.get() || worker.is_handing_off.get()
 }
 
 /// Moves `client` to its worker's newest config version after a reload, onto the listener
@@ -346,6 +354,9 @@ async fn read_request(
             // probably on the way, and is served (with `Connection: close`).
             (true, true) => config.timeouts.client_header.min(SHUTDOWN_REQUEST_TIMEOUT),
             (false, false) => config.timeouts.keep_alive,
+            // After an upgrade handed the sockets over: the client's next request is
+            // served (with `Connection: close`), so no client races the close.
+            (false, true) if client.worker.is_handing_off.get() => config.timeouts.keep_alive,
             // Idle between requests: closing now is safe, a client retries on a closed
             // idle connection.
             (false, true) => return (Ok(Incoming::Closed), buf),

@@ -28,6 +28,8 @@ mod lifecycle;
 mod admin;
 // Hot reload of the whole config under load: nothing lost, listeners, WebSockets.
 mod reload;
+// Binary upgrade: sockets handed to the new process, nothing lost, a failed one harmless.
+mod upgrade;
 // The real curl as the client.
 mod curl;
 // HTTP/2 clients (h2c and TLS): curl, h2load and the h2 crate's client.

@@ -23,6 +23,8 @@ on_both_drivers!(
     a_bad_file_changes_nothing_and_is_answered_with_every_key,
     listeners_are_added_and_removed_and_kept_ones_keep_their_socket,
     a_websocket_keeps_echoing_across_reloads,
+    runtime_states_and_counters_survive_a_reload,
+    sighup_and_the_reload_verb_reload_the_file,
 );
 
 /// A proxy started from a config file, as the binary starts; `reload` rewrites the file
@@ -92,14 +94,26 @@ fn alternating(
 }
 
 /// One GET on `stream`; the status and body. `close` asks the proxy to close after it.
-fn exchange(stream: &mut BufReader<TcpStream>, close: bool) -> std::io::Result<(u16, String)> {
+pub(crate) fn exchange(
+    stream: &mut BufReader<TcpStream>,
+    close: bool,
+) -> std::io::Result<(u16, String)> {
+    exchange_full(stream, close).map(|(status, body, _)| (status, body))
+}
+
+/// As [`exchange`], and whether the response says the connection closes after it (a
+/// client then opens a new one, as HTTP clients do).
+pub(crate) fn exchange_full(
+    stream: &mut BufReader<TcpStream>,
+    close: bool,
+) -> std::io::Result<(u16, String, bool)> {
     let connection = if close { "close" } else { "keep-alive" };
     let request = format!("GET /load HTTP/1.1\r\nHost: test\r\nConnection: {connection}\r\n\r\n");
     stream.get_mut().write_all(request.as_bytes())?;
     let mut line = String::new();
     stream.read_line(&mut line)?;
     let status = line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let mut length = 0;
+    let (mut length, mut closes) = (0, false);
     loop {
         line.clear();
         if stream.read_line(&mut line)? == 0 {
@@ -112,13 +126,14 @@ fn exchange(stream: &mut BufReader<TcpStream>, close: bool) -> std::io::Result<(
         if let Some(value) = lower.strip_prefix("content-length:") {
             length = value.trim().parse().unwrap_or(0);
         }
+        closes |= lower.starts_with("connection:") && lower.contains("close");
     }
     let mut body = vec![0; length];
     stream.read_exact(&mut body)?;
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, String::from_utf8_lossy(&body).into_owned(), closes))
 }
 
-fn connect(addr: SocketAddr) -> std::io::Result<BufReader<TcpStream>> {
+pub(crate) fn connect(addr: SocketAddr) -> std::io::Result<BufReader<TcpStream>> {
     let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(WAIT))?;
     stream.set_nodelay(true)?;
@@ -127,15 +142,15 @@ fn connect(addr: SocketAddr) -> std::io::Result<BufReader<TcpStream>> {
 
 /// Counts of one load thread.
 #[derive(Debug, Default)]
-struct Counts {
-    done: AtomicU64,
-    failed: AtomicU64,
-    refused: AtomicU64,
+pub(crate) struct Counts {
+    pub(crate) done: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) refused: AtomicU64,
 }
 
 /// Requests at a fixed rate (one per `interval` per thread), on one keep-alive connection
 /// each or on a new connection each, until `stop`.
-fn load(
+pub(crate) fn load(
     addr: SocketAddr,
     keep_alive: bool,
     interval: Duration,
@@ -154,10 +169,10 @@ fn load(
                 thread_counts.refused.fetch_add(1, Ordering::SeqCst);
                 continue;
             };
-            match exchange(&mut stream, !keep_alive) {
-                Ok((200, _)) => {
+            match exchange_full(&mut stream, !keep_alive) {
+                Ok((200, _, closes)) => {
                     thread_counts.done.fetch_add(1, Ordering::SeqCst);
-                    if keep_alive {
+                    if keep_alive && !closes {
                         kept = Some(stream);
                     }
                 }
@@ -172,7 +187,10 @@ fn load(
 }
 
 /// Connects and closes in a tight loop until `stop`, counting refused connects.
-fn connect_probe(addr: SocketAddr, stop: &Arc<AtomicBool>) -> (Arc<Counts>, JoinHandle<()>) {
+pub(crate) fn connect_probe(
+    addr: SocketAddr,
+    stop: &Arc<AtomicBool>,
+) -> (Arc<Counts>, JoinHandle<()>) {
     let counts = Arc::new(Counts::default());
     let (thread_counts, stop) = (counts.clone(), stop.clone());
     let thread = std::thread::spawn(move || {
@@ -190,20 +208,42 @@ fn connect_probe(addr: SocketAddr, stop: &Arc<AtomicBool>) -> (Arc<Counts>, Join
     (counts, thread)
 }
 
+/// Running load threads with their counts.
+pub(crate) type Loads = Vec<(Arc<Counts>, JoinHandle<()>)>;
+
+/// Two keep-alive and two one-request-per-connection load threads (one request per 5 ms
+/// each) and a connect probe, until `stop`.
+pub(crate) fn start_load(addr: SocketAddr, stop: &Arc<AtomicBool>) -> Loads {
+    let interval = Duration::from_millis(5);
+    vec![
+        load(addr, true, interval, stop),
+        load(addr, true, interval, stop),
+        load(addr, false, interval, stop),
+        load(addr, false, interval, stop),
+        connect_probe(addr, stop),
+    ]
+}
+
+/// Stops the load and joins its threads; (done, failed, refused).
+pub(crate) fn stop_load(loads: Loads, stop: &AtomicBool) -> [u64; 3] {
+    stop.store(true, Ordering::SeqCst);
+    let mut totals = [0, 0, 0];
+    for (counts, thread) in loads {
+        thread.join().expect("load thread");
+        totals[0] += counts.done.load(Ordering::SeqCst);
+        totals[1] += counts.failed.load(Ordering::SeqCst);
+        totals[2] += counts.refused.load(Ordering::SeqCst);
+    }
+    totals
+}
+
 fn reloads_under_load_lose_nothing_and_switch_at_the_next_request(driver: Driver) {
     let (one, two) = (named("one"), named("two"));
     let config = |cluster| alternating(driver, "127.0.0.1:0", cluster, one.addr(), two.addr());
     let proxy = Reloadable::start(&config("a"));
     let addr = proxy.addr();
     let stop = Arc::new(AtomicBool::new(false));
-    let interval = Duration::from_millis(5);
-    let loads = [
-        load(addr, true, interval, &stop),
-        load(addr, true, interval, &stop),
-        load(addr, false, interval, &stop),
-        load(addr, false, interval, &stop),
-        connect_probe(addr, &stop),
-    ];
+    let loads = start_load(addr, &stop);
     // A kept-alive connection opened before the reloads: each next request must take the
     // version the reload just applied.
     let mut checker = connect(addr).expect("connect");
@@ -220,14 +260,7 @@ fn reloads_under_load_lose_nothing_and_switch_at_the_next_request(driver: Driver
         assert_eq!(exchange(&mut fresh, true).expect("fresh").1, body, "reload {round}: new");
         pause(Duration::from_millis(50));
     }
-    stop.store(true, Ordering::SeqCst);
-    let mut totals = [0, 0, 0];
-    for (counts, thread) in loads {
-        thread.join().expect("load thread");
-        totals[0] += counts.done.load(Ordering::SeqCst);
-        totals[1] += counts.failed.load(Ordering::SeqCst);
-        totals[2] += counts.refused.load(Ordering::SeqCst);
-    }
+    let totals = stop_load(loads, &stop);
     eprintln!("{driver:?}: {} done, {} failed, {} refused", totals[0], totals[1], totals[2]);
     assert_eq!((totals[1], totals[2]), (0, 0), "failed requests and refused connects");
     assert!(totals[0] > 200, "the load ran: {totals:?}");
@@ -269,7 +302,7 @@ fn a_bad_file_changes_nothing_and_is_answered_with_every_key(driver: Driver) {
 }
 
 /// A port nothing listens on now.
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     socket.local_addr().expect("addr")
 }
@@ -321,4 +354,108 @@ fn a_websocket_keeps_echoing_across_reloads(driver: Driver) {
     // New requests follow the last reload (cluster b).
     let mut client = connect(proxy.addr()).expect("connect");
     assert_eq!(exchange(&mut client, false).expect("served").1, "other");
+}
+
+/// Backends `one` and `two` in cluster `a`, `two`'s state set by the file when `state` is
+/// given; the route goes to `a`, and `extra` follows.
+fn two_backends(
+    driver: Driver,
+    one: SocketAddr,
+    two: SocketAddr,
+    state: &str,
+    extra: &str,
+) -> String {
+    let two = if state.is_empty() {
+        format!("\"{two}\"")
+    } else {
+        format!("{{ addr = \"{two}\", state = \"{state}\" }}")
+    };
+    format!(
+        "{}[[listener]]\nname = \"public\"\naddr = \"127.0.0.1:0\"\n\n[[listener.route]]\n\
+         cluster = \"a\"\n\n[cluster.a]\nbackends = [\"{one}\", {two}]\n{extra}\n",
+        preamble(driver, 1)
+    )
+}
+
+fn listener_requests(admin: SocketAddr) -> u64 {
+    let stats = admin::get(admin, "/stats");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.body).expect("JSON");
+    stats["listeners"][0]["requests"].as_u64().unwrap_or(0)
+}
+
+fn runtime_states_and_counters_survive_a_reload(driver: Driver) {
+    let (one, two) = (named("one"), named("two"));
+    let proxy = Reloadable::start(&two_backends(driver, one.addr(), two.addr(), "", ""));
+    let path = format!("/backends/a/{}", two.addr());
+    assert_eq!(admin::put(proxy.admin(), &path, "draining").status, 200);
+    let mut client = connect(proxy.addr()).expect("connect");
+    for _ in 0..6 {
+        assert_eq!(exchange(&mut client, false).expect("served").1, "one");
+    }
+    eventually("6 requests counted", || listener_requests(proxy.admin()) == 6);
+    // Another cluster joins; `two` stays, and so does its drain and the count.
+    let more = format!("[cluster.c]\nbackends = [\"{}\"]\n", one.addr());
+    let answer = proxy.reload(&two_backends(driver, one.addr(), two.addr(), "", &more));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let backend: serde_json::Value =
+        serde_json::from_slice(&admin::get(proxy.admin(), &path).body).expect("JSON");
+    assert_eq!(backend["state"], "draining");
+    for _ in 0..4 {
+        assert_eq!(exchange(&mut client, false).expect("served").1, "one");
+    }
+    eventually("10 requests counted", || listener_requests(proxy.admin()) == 10);
+    // The file setting the state wins over the admin API's.
+    let answer = proxy.reload(&two_backends(driver, one.addr(), two.addr(), "active", ""));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let backend: serde_json::Value =
+        serde_json::from_slice(&admin::get(proxy.admin(), &path).body).expect("JSON");
+    assert_eq!(backend["state"], "active");
+    let bodies: Vec<String> =
+        (0..4).map(|_| exchange(&mut client, false).expect("served").1).collect();
+    assert!(bodies.iter().any(|body| body == "two"), "{bodies:?}");
+}
+
+/// The binary on a file: SIGHUP and `ringway reload` apply it; a bad one is refused with
+/// its key by the verb.
+fn sighup_and_the_reload_verb_reload_the_file(driver: Driver) {
+    use crate::support::process::{BINARY, run};
+    let (one, two) = (named("one"), named("two"));
+    let (listen, admin_addr) = (free_port(), free_port());
+    let config = |cluster| {
+        alternating(driver, &listen.to_string(), cluster, one.addr(), two.addr())
+            .replace("addr = \"127.0.0.1:0\"", &format!("addr = \"{admin_addr}\""))
+    };
+    let file = TempFile::new(config("a"));
+    let mut child = std::process::Command::new(BINARY)
+        .args(["--config", file.arg()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ringway");
+    let served = |body: &str| {
+        connect(listen).ok().and_then(|mut client| exchange(&mut client, true).ok())
+            == Some((200, body.to_owned()))
+    };
+    eventually("the binary serves", || served("one"));
+    std::fs::write(file.arg(), config("b")).expect("rewrite");
+    let pid = child.id().to_string();
+    let hup = std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill");
+    assert!(hup.success());
+    eventually("SIGHUP applied the file", || served("two"));
+    std::fs::write(file.arg(), config("a")).expect("rewrite");
+    let admin_arg = admin_addr.to_string();
+    let output = run(&["reload", "--admin", &admin_arg]);
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && out.starts_with("config version 3 applied"), "{out}");
+    assert!(served("one"));
+    std::fs::write(file.arg(), config("nowhere")).expect("rewrite");
+    let output = run(&["reload", "--admin", &admin_arg]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("listener[0].route[0].cluster: unknown cluster"), "{err}");
+    assert!(served("one"));
+    let term = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(term.success());
+    assert!(child.wait().expect("exit").success());
 }

@@ -71,6 +71,12 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("reload", "crate::connection", "connections follow the newest version; reload hands it"),
     ("reload", "crate::proxy", "an exchange finishes on its version; reload never reaches in"),
     ("reload", "std::fs", "control reads the file; reload works on config values"),
+    (
+        "upgrade",
+        "monoio",
+        "the hand-over is blocking, on the main thread, before and after the workers",
+    ),
+    ("upgrade", "crate::worker", "the hand-over moves sockets; it never touches a worker"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -97,6 +97,8 @@ pub struct Worker {
     /// This worker's access-log buffer, when any listener logs.
     pub access_log: RefCell<Option<WorkerLog>>,
     pub request_ids: RefCell<RequestIdGenerator>,
+    /// Credentials and tokens this worker verified, per auth policy.
+    pub auth: crate::auth::WorkerAuth,
     /// Other workers' open connections, as of the last load sync.
     pub others_connections: Cell<u32>,
     /// Open connections per client address, for `connections_per_ip_max`.
@@ -174,6 +176,7 @@ impl Worker {
             stats_layout,
             access_log: RefCell::new(access_log),
             request_ids: RefCell::new(RequestIdGenerator::new(id, process_seed())),
+            auth: crate::auth::WorkerAuth::default(),
             others_connections: Cell::new(0),
             ip_connections: RefCell::new(HashMap::new()),
             rate_limiters: RefCell::new(rate_limiters),

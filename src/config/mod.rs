@@ -9,6 +9,7 @@ mod compression;
 mod cache;
 mod error;
 mod guard;
+mod auth;
 mod file;
 mod forward;
 mod l4;
@@ -384,6 +385,8 @@ pub struct Route {
     /// Methods allowed (405 otherwise) and deny rules (403).
     pub filter: Option<RequestFilter>,
     pub rate_limit: Option<RateLimitConfig>,
+    /// Authentication and authorization: the route's own `auth`, else its listener's.
+    pub auth: Option<Arc<crate::auth::AuthPolicy>>,
     /// Read small request bodies whole before choosing a backend (`limits.request_buffer_bytes`);
     /// off for routes that must stream uploads as they come.
     pub request_buffering: bool,

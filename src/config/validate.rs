@@ -397,17 +397,7 @@ fn validate_listener(
             "no routes; add a [[listener.route]] with a cluster or a respond",
         ));
     }
-    let routes = listener
-        .route
-        .iter()
-        .enumerate()
-        .map(|(route_index, route)| {
-            let id = *next_route;
-            // A config cannot hold 2^32 routes: each takes a line of TOML, at the least.
-            next_route.0 += 1;
-            validate_route(id, &format!("{at}.route[{route_index}]"), route, clusters, errors)
-        })
-        .collect();
+    let routes = validate_routes(&at, listener, next_route, clusters, errors);
     let forward = forward.map(|forward| forward_cache(&at, listener, forward, next_route, errors));
     let name = listener.access_log.as_deref().unwrap_or(AccessLogFormat::Off.as_str());
     let access_log = AccessLogFormat::from_name(name).unwrap_or_else(|| {
@@ -447,6 +437,32 @@ fn validate_listener(
         routes,
         forward: forward.map(std::sync::Arc::new),
     }
+}
+
+/// The routes of the listener at `at`, numbered from `next_route` on; a route without
+/// `auth` of its own takes the listener's.
+fn validate_routes(
+    at: &str,
+    listener: &FileListener,
+    next_route: &mut RouteId,
+    clusters: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Route> {
+    let auth = super::auth::policy(at, listener.auth.as_ref(), errors);
+    let routes = listener.route.iter().enumerate();
+    routes
+        .map(|(route_index, route)| {
+            let id = *next_route;
+            // A config cannot hold 2^32 routes: each takes a line of TOML, at the least.
+            next_route.0 += 1;
+            let at = format!("{at}.route[{route_index}]");
+            let mut valid = validate_route(id, &at, route, clusters, errors);
+            if route.auth.is_none() {
+                valid.auth.clone_from(&auth);
+            }
+            valid
+        })
+        .collect()
 }
 
 fn validate_route(
@@ -518,6 +534,7 @@ fn validate_route(
             .as_ref()
             .map(|cookie| name_value(&format!("{at}.cookie"), cookie, errors)),
         action,
+        auth: super::auth::policy(at, route.auth.as_ref(), errors),
         request_buffering: route.request_buffering.unwrap_or(true),
         compression: compression::validate_compression(at, route.compression.as_ref(), errors),
         cache: super::cache::validate_route_cache(at, route.cache.as_ref(), errors),

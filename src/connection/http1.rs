@@ -19,7 +19,7 @@ use crate::proxy::exchange::{
     Downstream, Exchange, ExchangeEnd, ExchangeReport, RequestView, Target,
 };
 use crate::proxy::http::exchange;
-use crate::proxy::request_head::ForwardHead;
+use crate::proxy::request_head::{AuthHead, ForwardHead};
 use crate::proxy::tunnel::tunnel;
 use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
@@ -109,6 +109,8 @@ struct Outcome {
     report: ExchangeReport,
     /// A forward request's access verdict for the log: `allow:RULE` or `deny:RULE`.
     verdict: Option<String>,
+    /// Who the route's authentication found.
+    identity: Option<Rc<crate::auth::rules::Identity>>,
 }
 
 /// What the loop does after a request.
@@ -305,7 +307,7 @@ async fn read_request(
 }
 
 /// Routes one request and answers it, itself or through a cluster.
-async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (Next, Vec<u8>) {
+async fn handle(client: &mut Client, head: &RequestHead, buf: Vec<u8>) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
     let listener = &worker.config.listeners[client.listener];
     let routes = &listener.routes;
@@ -317,17 +319,10 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
     let has_body = has_body(head);
     let action = chosen.map(|route| &route.action);
     client.outcome.route = chosen.map(|route| route.id);
-    let checked = Checked {
-        listener: client.listener,
-        route: chosen,
-        peer: client.peer,
-        buf: &buf,
-        head,
-        headers: &client.headers,
+    let mut buf = match admit(client, chosen, head, buf).await {
+        Ok(buf) => buf,
+        Err(answered) => return answered,
     };
-    if let Err(refusal) = guard::check(&worker, &checked) {
-        return refuse_by_guard(client, head, buf, &refusal).await;
-    }
     if let Some(forward) = forwarded {
         // Boxed: resolution and tunnels make a large future, which every idle connection
         // would carry otherwise.
@@ -566,6 +561,75 @@ async fn refuse_by_guard(
     (unread_body(next, has_body), buf)
 }
 
+/// The guard phase: the listener's and route's checks, then the route's authentication.
+/// `buf` comes back when the request may go on; otherwise the refusal was answered.
+async fn admit(
+    client: &mut Client,
+    route: Option<&crate::config::Route>,
+    head: &RequestHead,
+    buf: Vec<u8>,
+) -> Result<Vec<u8>, (Next, Vec<u8>)> {
+    let checked = Checked {
+        listener: client.listener,
+        route,
+        peer: client.peer,
+        buf: &buf,
+        head,
+        headers: &client.headers,
+    };
+    if let Err(refusal) = guard::check(&client.worker, &checked) {
+        return Err(refuse_by_guard(client, head, buf, &refusal).await);
+    }
+    match authenticate(client, route, head, &buf).await {
+        Some((policy, refusal)) => Err(refuse_by_auth(client, head, buf, policy, refusal).await),
+        None => Ok(buf),
+    }
+}
+
+/// The route's authentication and authorization (when it has an `auth` policy): the
+/// identity goes in the outcome, or the policy and its refusal come back.
+async fn authenticate<'r>(
+    client: &mut Client,
+    route: Option<&'r crate::config::Route>,
+    head: &RequestHead,
+    buf: &[u8],
+) -> Option<(&'r crate::auth::AuthPolicy, crate::auth::Refusal)> {
+    let policy = route.and_then(|route| route.auth.as_deref())?;
+    let asked = crate::auth::Asked { head, headers: &client.headers, buf };
+    match crate::auth::authenticate(&client.worker.auth, policy, &asked).await {
+        Ok(identity) => {
+            client.outcome.identity = Some(identity);
+            None
+        }
+        Err(refusal) => Some((policy, refusal)),
+    }
+}
+
+/// Answers a request the route's authentication or authorization refused: 401 with a
+/// challenge per method, 403, or 503 when credentials could not be checked.
+async fn refuse_by_auth(
+    client: &mut Client,
+    head: &RequestHead,
+    mut buf: Vec<u8>,
+    policy: &crate::auth::AuthPolicy,
+    refusal: crate::auth::Refusal,
+) -> (Next, Vec<u8>) {
+    buf.drain(..head.head_len as usize);
+    let has_body = has_body(head);
+    let keep_alive = head.keep_alive && !has_body && !client.worker.shutting_down.get();
+    let challenges = if refusal.status == 401 { policy.challenges(&refusal) } else { Vec::new() };
+    let reason = crate::http::status::reason(refusal.status);
+    let body = format!("{} {reason}: {}\n", refusal.status, refusal.reason.as_str());
+    let content = response::Content {
+        status: refusal.status,
+        content_type: b"text/plain; charset=utf-8",
+        extra: &challenges,
+        body: body.as_bytes(),
+    };
+    let next = send_content(client, &content, head, keep_alive).await;
+    (unread_body(next, has_body), buf)
+}
+
 /// Whether a request has a body to read. `Content-Length: 0` is none: answering it
 /// without reading keeps the stream in step.
 fn has_body(head: &RequestHead) -> bool {
@@ -642,6 +706,9 @@ async fn proxy_to(
     // A forward proxy adds no request id: the origin learns only what its anonymity allows.
     let request_id = (client.log.generated && forward.is_none()).then(|| client.log.request_id());
     let tls = listener.tls.as_deref();
+    let policy = route.and_then(|route| route.auth.as_deref());
+    let identity_lines = crate::auth::identity_lines(policy, client.outcome.identity.as_deref());
+    let auth = policy.map(|policy| AuthHead { dropped: &policy.dropped, lines: &identity_lines });
     let x = Exchange {
         worker: &worker,
         https: tls.is_some(),
@@ -658,6 +725,7 @@ async fn proxy_to(
         cache: cache_rules(route, forward.and(listener.forward.as_deref())),
         revalidation: Vec::new(),
         forward,
+        auth,
     };
     let (result, mut buf) = exchange(x, buf).await;
     client.outcome.status = client.outcome.report.status;

@@ -170,6 +170,8 @@ pub struct Exchange<'a> {
     pub revalidation: Vec<u8>,
     /// A forward proxy's head edits (anonymity, header lists), on a forward listener.
     pub forward: Option<ForwardHead<'a>>,
+    /// An authenticated request's head edits (identity lines, stripped credentials).
+    pub auth: Option<super::request_head::AuthHead<'a>>,
 }
 
 /// How an exchange ended, when the client got a response.

@@ -33,6 +33,18 @@ pub struct Forwarding<'a> {
     pub revalidation: &'a [u8],
     /// A forward proxy's edits, instead of the reverse proxy's X-Forwarded-* lines.
     pub forward: Option<ForwardHead<'a>>,
+    /// An authenticated request's edits: the client's copies of the identity headers
+    /// (and, when stripped, its credentials) dropped, the identity lines added.
+    pub auth: Option<AuthHead<'a>>,
+}
+
+/// What authentication changes in a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthHead<'a> {
+    /// Lowercase names of the client's lines dropped.
+    pub dropped: &'a [Box<[u8]>],
+    /// Whole lines, each ending in CRLF.
+    pub lines: &'a [u8],
 }
 
 /// What a forward proxy changes in a request head: what the origin learns of the client
@@ -124,6 +136,10 @@ fn request_edits<'e>(forwarding: &Forwarding<'e>, out: &mut OutVec) -> HeadEdits
     }
     if let Some((name, id)) = forwarding.request_id {
         add_line(extra, name, id);
+    }
+    if let Some(auth) = forwarding.auth {
+        edits.drop_lowercase_names(auth.dropped);
+        extra.extend_from_slice(auth.lines);
     }
     if let Some(upgrade) = head.upgrade {
         add_line(extra, b"Upgrade", upgrade.of(buf));
@@ -300,6 +316,7 @@ mod tests {
             strong_if_none_match: false,
             revalidation: b"",
             forward: None,
+            auth: None,
         };
         adjust(&mut forwarding);
         let mut out = OutVec::new(request.to_vec());

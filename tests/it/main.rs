@@ -55,6 +55,9 @@ mod strict;
 mod protect;
 // Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.
 mod hardening_parse;
+// The API gateway: authentication (Basic, API keys, JWT), authorization, identity headers.
+mod gateway;
+mod gateway_jwt;
 
 // The response cache: hits, revalidation, conditionals, Vary, invalidation, stale, bounds.
 mod cache;

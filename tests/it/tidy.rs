@@ -53,6 +53,14 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("forward/hosts", "monoio", "a hosts file is parsed without I/O"),
     ("l4", "crate::proxy::http", "L4 borrows proxy's socket halves, never its HTTP exchange"),
     ("l4", "crate::proxy::body", "L4 relays bytes as they come; HTTP bodies have framing"),
+    ("auth", "crate::connection", "connection/ calls authentication, not the reverse"),
+    ("auth", "crate::proxy", "auth decides before any upstream work; proxy/ renders its lines"),
+    ("auth", "crate::worker", "the worker owns the caches and hands them in"),
+    ("auth", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
+    ("auth/rules", "monoio", "authorization rules are pure"),
+    ("auth/jwt", "monoio", "token verification is pure"),
+    ("auth/api_key", "monoio", "key lookup is pure"),
+    ("blocking", "crate::", "a leaf: it runs jobs and reads files for anyone"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

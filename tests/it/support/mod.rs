@@ -4,6 +4,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod client;
+pub(crate) mod jwt_keys;
 pub(crate) mod load;
 pub(crate) mod origin;
 pub(crate) mod pki;

@@ -10,6 +10,7 @@
 pub mod basic;
 pub mod api_key;
 pub mod jwt;
+pub mod external;
 pub mod rules;
 
 use crate::http::{HeaderLine, RequestHead, find_header};
@@ -80,18 +81,20 @@ impl Reason {
 }
 
 /// A request authentication or authorization refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: u16,
     pub reason: Reason,
     /// The method whose credentials were refused; `None` when none was carried.
     pub method: Option<MethodKind>,
+    /// An auth service's own `WWW-Authenticate` lines, sent instead of the policy's.
+    pub challenge: Option<Rc<[u8]>>,
 }
 
 impl Refusal {
     /// 403 for a caller no rule lets through, 503 for credentials that could not be
     /// checked, 401 for the rest.
-    fn new(reason: Reason, method: Option<MethodKind>) -> Self {
+    pub fn new(reason: Reason, method: Option<MethodKind>) -> Self {
         let status = match reason {
             Reason::Forbidden => 403,
             Reason::Unavailable => 503,
@@ -107,7 +110,7 @@ impl Refusal {
             | Reason::BadAlgorithm
             | Reason::TooLarge => 401,
         };
-        Self { status, reason, method }
+        Self { status, reason, method, challenge: None }
     }
 }
 
@@ -117,6 +120,7 @@ pub enum AuthMethod {
     Basic(BasicMethod),
     ApiKey(api_key::ApiKeyMethod),
     Jwt(Box<jwt::JwtMethod>),
+    External(Box<external::ExternalMethod>),
 }
 
 impl AuthMethod {
@@ -125,6 +129,7 @@ impl AuthMethod {
             Self::Basic(_) => MethodKind::Basic,
             Self::ApiKey(_) => MethodKind::ApiKey,
             Self::Jwt(_) => MethodKind::Jwt,
+            Self::External(_) => MethodKind::External,
         }
     }
 }
@@ -157,10 +162,14 @@ impl AuthPolicy {
     /// The `WWW-Authenticate` lines of a 401, one per method (RFC 9110 §11.6.1);
     /// `Bearer` says `invalid_token` when a token was refused (RFC 6750 §3.1).
     pub fn challenges(&self, refusal: &Refusal) -> Vec<u8> {
+        if let Some(challenge) = &refusal.challenge {
+            return challenge.to_vec();
+        }
         let realm = &self.realm;
         let mut out = Vec::new();
         for method in &self.methods {
             let line = match method {
+                AuthMethod::External(_) => continue,
                 AuthMethod::Basic(_) => {
                     format!("WWW-Authenticate: Basic realm=\"{realm}\", charset=\"UTF-8\"\r\n")
                 }
@@ -193,7 +202,12 @@ type TokenCache = HashMap<Box<[u8]>, CachedToken>;
 pub struct WorkerAuth {
     basic: RefCell<HashMap<usize, VerifiedCache>>,
     tokens: RefCell<HashMap<usize, TokenCache>>,
+    /// Auth service answers (allow, 401, 403), by the headers sent along.
+    answers: RefCell<HashMap<usize, AnswerCache>>,
 }
+
+/// Auth service answers of one policy, with when each stops being good.
+type AnswerCache = HashMap<Box<[u8]>, (external::Verdict, Instant)>;
 
 /// The request as authentication reads it.
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +215,8 @@ pub struct Asked<'a> {
     pub head: &'a RequestHead,
     pub headers: &'a [HeaderLine],
     pub buf: &'a [u8],
+    /// The client address as text, for an auth service's X-Forwarded-For.
+    pub client: &'a [u8],
 }
 
 impl<'a> Asked<'a> {
@@ -220,11 +236,7 @@ pub async fn authenticate(
     let identity = identify(cache, (id, policy), asked).await?;
     let (method, path) = (asked.head.method_span.of(asked.buf), asked.head.path.of(asked.buf));
     if !rules::permits(&policy.rules, &identity, method, path) {
-        return Err(Refusal {
-            status: 403,
-            reason: Reason::Forbidden,
-            method: Some(identity.method),
-        });
+        return Err(Refusal::new(Reason::Forbidden, Some(identity.method)));
     }
     Ok(identity)
 }
@@ -259,6 +271,7 @@ async fn identify(
                         groups: owner.groups.clone(),
                         claims: serde_json::Value::Null,
                         method: MethodKind::ApiKey,
+                        upstream_lines: Box::default(),
                     }));
                 }
             }
@@ -266,6 +279,7 @@ async fn identify(
                 let Some(value) = authorization.filter(|value| is_basic(value)) else { continue };
                 return check_basic(cache, id, basic, value).await.map_err(refuse);
             }
+            AuthMethod::External(external) => return ask_service(cache, id, external, asked).await,
         }
     }
     Err(Refusal::new(Reason::Missing, None))
@@ -290,6 +304,7 @@ async fn check_basic(
             groups: Vec::new(),
             claims,
             method: MethodKind::Basic,
+            upstream_lines: Box::default(),
         })
     };
     let now = Instant::now();
@@ -307,6 +322,37 @@ async fn check_basic(
     let mut caches = cache.basic.borrow_mut();
     caches.entry(policy).or_default().insert(value, remembered, basic.cache_entries_max, ttl);
     if right { Ok(identity(&user)) } else { Err(Reason::BadCredentials) }
+}
+
+/// The auth service's verdict: from the worker's cache within its ttl, else asked.
+async fn ask_service(
+    cache: &WorkerAuth,
+    policy: usize,
+    external: &external::ExternalMethod,
+    asked: &Asked<'_>,
+) -> external::Verdict {
+    let request = (asked.buf, asked.headers);
+    let key = (!external.cache_ttl.is_zero()).then(|| external.cache_key(request));
+    let now = Instant::now();
+    if let Some(key) = &key {
+        let answers = cache.answers.borrow();
+        let kept = answers.get(&policy).and_then(|answers| answers.get(key));
+        if let Some((verdict, _)) = kept.filter(|(_, expires)| now < *expires) {
+            return verdict.clone();
+        }
+    }
+    let line = (asked.head.method_span.of(asked.buf), asked.head.target.of(asked.buf));
+    let verdict = external.check(external.subrequest(line, request, asked.client)).await;
+    let failed = verdict.as_ref().is_err_and(|refusal| refusal.reason == Reason::Unavailable);
+    if let (Some(key), false) = (key, failed) {
+        let mut answers = cache.answers.borrow_mut();
+        let answers = answers.entry(policy).or_default();
+        if answers.len() >= external.cache_entries_max {
+            answers.clear();
+        }
+        answers.insert(key, (verdict.clone(), now + external.cache_ttl));
+    }
+    verdict
 }
 
 /// A token checked: from the worker's cache while it is within its `exp` and `nbf`, else

@@ -10,6 +10,7 @@ pub enum MethodKind {
     Basic,
     ApiKey,
     Jwt,
+    External,
 }
 
 impl MethodKind {
@@ -18,6 +19,7 @@ impl MethodKind {
             Self::Basic => "basic",
             Self::ApiKey => "api_key",
             Self::Jwt => "jwt",
+            Self::External => "external",
         }
     }
 }
@@ -30,6 +32,8 @@ pub struct Identity {
     /// A JWT's claims; `Null` for other methods.
     pub claims: Value,
     pub method: MethodKind,
+    /// Lines for the upstream request the auth service sent (external auth), with CRLF.
+    pub upstream_lines: Box<[u8]>,
 }
 
 impl Identity {
@@ -42,7 +46,8 @@ impl Identity {
             Some(Value::String(words)) => words.split_whitespace().map(Into::into).collect(),
             _ => Vec::new(),
         };
-        Self { consumer: consumer.into(), groups, claims, method: MethodKind::Jwt }
+        let upstream_lines = Box::default();
+        Self { consumer: consumer.into(), groups, claims, method: MethodKind::Jwt, upstream_lines }
     }
 }
 
@@ -171,6 +176,7 @@ pub fn write_identity_lines(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(&identity.upstream_lines);
 }
 
 #[cfg(test)]

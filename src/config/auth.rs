@@ -6,6 +6,7 @@ use super::ConfigError;
 use super::bounds::{Bounds, ranged, to_usize};
 use crate::auth::api_key::ApiKeyMethod;
 use crate::auth::basic::Credentials;
+use crate::auth::external::ExternalMethod;
 use crate::auth::jwt::{JwtKey, JwtMethod};
 use crate::auth::rules::{IdentityField, Rule};
 use crate::auth::{AuthMethod, AuthPolicy, BasicMethod};
@@ -29,6 +30,7 @@ pub(super) struct FileAuth {
     pub(super) basic: Option<FileBasic>,
     pub(super) api_key: Option<FileApiKey>,
     pub(super) jwt: Option<FileJwt>,
+    pub(super) external: Option<FileExternal>,
     #[serde(default)]
     pub(super) authorize: Vec<FileRule>,
 }
@@ -67,6 +69,23 @@ pub(super) struct FileJwt {
     pub(super) cache_entries_max: Option<u64>,
 }
 
+/// `[...auth.external]`: an auth service asked for every request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileExternal {
+    pub(super) addr: String,
+    pub(super) host: Option<String>,
+    pub(super) method: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) request_headers: Option<Vec<String>>,
+    pub(super) copy_headers: Option<Vec<String>>,
+    pub(super) consumer_header: Option<String>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) failure_status: Option<u64>,
+    pub(super) cache_ttl_ms: Option<u64>,
+    pub(super) cache_entries_max: Option<u64>,
+}
+
 /// `{ file = "pub.pem", kid = "k1" }` or `{ secret_file = "hs.key" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +110,8 @@ const VERIFY_TIMEOUT_MS: Bounds = Bounds { default: 1000, min: 10, max: 60_000 }
 const CACHE_ENTRIES: Bounds = Bounds { default: 10_000, min: 0, max: 10_000_000 };
 const CACHE_TTL_MS: Bounds = Bounds { default: 60_000, min: 0, max: 86_400_000 };
 const LEEWAY_S: Bounds = Bounds { default: 30, min: 0, max: 600 };
+const EXTERNAL_TIMEOUT_MS: Bounds = Bounds { default: 200, min: 1, max: 60_000 };
+const EXTERNAL_CACHE_TTL_MS: Bounds = Bounds { default: 0, min: 0, max: 3_600_000 };
 const TOKEN_BYTES: Bounds = Bounds { default: 8192, min: 256, max: 65_536 };
 
 /// The policy of `auth` at `at`, or `None` when there is none or it is switched off.
@@ -124,7 +145,15 @@ pub(super) fn policy(
                     dropped.push(b"authorization"[..].into())
                 }
                 AuthMethod::ApiKey(keys) => dropped.extend(keys.header.clone()),
+                // The service names what it needs; nothing of the client's is its own.
+                AuthMethod::External(_) => {}
             }
+        }
+    }
+    for method in &methods {
+        if let AuthMethod::External(external) = method {
+            // A client never sends what only the auth service may say.
+            dropped.extend(external.copy_headers.iter().cloned());
         }
     }
     let rules = file.authorize.iter().enumerate();
@@ -141,7 +170,7 @@ pub(super) fn policy(
 
 /// The methods, in the order `methods` names them (or jwt, api_key, basic).
 fn methods(at: &str, file: &FileAuth, errors: &mut Vec<ConfigError>) -> Vec<AuthMethod> {
-    let default = ["jwt", "api_key", "basic"].map(String::from).to_vec();
+    let default = ["jwt", "api_key", "basic", "external"].map(String::from).to_vec();
     let order = file.methods.clone().unwrap_or(default);
     let mut methods = Vec::new();
     for (index, name) in order.iter().enumerate() {
@@ -155,10 +184,14 @@ fn methods(at: &str, file: &FileAuth, errors: &mut Vec<ConfigError>) -> Vec<Auth
                 .as_ref()
                 .map(|keys| api_key_method(&format!("{at}.api_key"), keys, errors)),
             "jwt" => file.jwt.as_ref().map(|jwt| jwt_method(&format!("{at}.jwt"), jwt, errors)),
+            "external" => {
+                let at = format!("{at}.external");
+                file.external.as_ref().map(|external| external_method(&at, external, errors))
+            }
             _ => {
                 errors.push(ConfigError::invalid(
                     key,
-                    format!("{name:?}: use \"basic\", \"api_key\" or \"jwt\""),
+                    format!("{name:?}: use \"basic\", \"api_key\", \"jwt\" or \"external\""),
                 ));
                 continue;
             }
@@ -228,6 +261,66 @@ fn api_key_method(at: &str, file: &FileApiKey, errors: &mut Vec<ConfigError>) ->
     AuthMethod::ApiKey(method.unwrap_or_else(|reason| {
         errors.push(ConfigError::invalid(format!("{at}.keys_file"), reason));
         ApiKeyMethod::default()
+    }))
+}
+
+fn external_method(at: &str, file: &FileExternal, errors: &mut Vec<ConfigError>) -> AuthMethod {
+    let key = |name: &str| format!("{at}.{name}");
+    let addr = file.addr.parse::<std::net::SocketAddr>().unwrap_or_else(|_| {
+        errors.push(ConfigError::invalid(
+            key("addr"),
+            format!("{:?} is not an IP:port address", file.addr),
+        ));
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+    });
+    let path = file.path.clone().unwrap_or_else(|| "/".to_owned());
+    if !path.starts_with('/') || path.bytes().any(|byte| byte <= b' ' || byte == 0x7f) {
+        errors.push(ConfigError::invalid(
+            key("path"),
+            format!("{path:?} is not an origin-form path"),
+        ));
+    }
+    let method = file.method.clone().unwrap_or_else(|| "GET".to_owned());
+    if method.is_empty() || !method.bytes().all(|byte| byte.is_ascii_uppercase()) {
+        errors.push(ConfigError::invalid(key("method"), format!("{method:?} is not a method")));
+    }
+    let host = file.host.clone().unwrap_or_else(|| file.addr.clone());
+    if host.is_empty() || host.bytes().any(|byte| byte <= b' ' || byte == 0x7f) {
+        errors.push(ConfigError::invalid(key("host"), format!("{host:?} is not a host")));
+    }
+    let sent = file.request_headers.as_ref();
+    let request_headers =
+        header_names(&key("request_headers"), sent, &["authorization", "cookie"], errors);
+    let copy_headers = header_names(&key("copy_headers"), file.copy_headers.as_ref(), &[], errors);
+    let failure_status = file.failure_status.unwrap_or(500);
+    if failure_status != 500 && failure_status != 503 {
+        errors.push(ConfigError::invalid(
+            key("failure_status"),
+            format!("{failure_status}: use 500 or 503"),
+        ));
+    }
+    let timeout = ranged(&key("timeout_ms"), file.timeout_ms, EXTERNAL_TIMEOUT_MS, errors);
+    let ttl = ranged(&key("cache_ttl_ms"), file.cache_ttl_ms, EXTERNAL_CACHE_TTL_MS, errors);
+    AuthMethod::External(Box::new(ExternalMethod {
+        addr,
+        host: host.into(),
+        method: method.into(),
+        path: path.into(),
+        request_headers,
+        copy_headers,
+        consumer_header: file
+            .consumer_header
+            .as_deref()
+            .map(|name| name.to_ascii_lowercase().into_bytes().into()),
+        timeout: Duration::from_millis(timeout),
+        failure_status: u16::try_from(failure_status).unwrap_or(500),
+        cache_ttl: Duration::from_millis(ttl),
+        cache_entries_max: to_usize(ranged(
+            &key("cache_entries_max"),
+            file.cache_entries_max,
+            CACHE_ENTRIES,
+            errors,
+        )),
     }))
 }
 
@@ -378,6 +471,26 @@ fn rule_of(at: &str, file: &FileRule, errors: &mut Vec<ConfigError>) -> Rule {
         methods,
         path_prefix: file.path_prefix.as_deref().map(|prefix| prefix.as_bytes().into()),
     }
+}
+
+/// Header names at `at` (or `default`), lowercase; a name that is not a token is an error.
+fn header_names(
+    at: &str,
+    list: Option<&Vec<String>>,
+    default: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Box<[u8]>> {
+    let default = || default.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
+    let list = list.cloned().unwrap_or_else(default);
+    let mut names = Vec::new();
+    for (index, header) in list.iter().enumerate() {
+        if is_token(header) {
+            names.push(header.to_ascii_lowercase().into_bytes().into());
+        } else {
+            errors.push(ConfigError::invalid(format!("{at}[{index}]"), "not a header name"));
+        }
+    }
+    names
 }
 
 /// An RFC 9110 token: what a header name is made of.

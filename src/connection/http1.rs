@@ -595,7 +595,8 @@ async fn authenticate<'r>(
     buf: &[u8],
 ) -> Option<(&'r crate::auth::AuthPolicy, crate::auth::Refusal)> {
     let policy = route.and_then(|route| route.auth.as_deref())?;
-    let asked = crate::auth::Asked { head, headers: &client.headers, buf };
+    let client_text = client.peer_text.as_bytes();
+    let asked = crate::auth::Asked { head, headers: &client.headers, buf, client: client_text };
     match crate::auth::authenticate(&client.worker.auth, policy, &asked).await {
         Ok(identity) => {
             client.outcome.identity = Some(identity);

@@ -58,6 +58,7 @@ mod hardening_parse;
 // The API gateway: authentication (Basic, API keys, JWT), authorization, identity headers.
 mod gateway;
 mod gateway_jwt;
+mod gateway_external;
 
 // The response cache: hits, revalidation, conditionals, Vary, invalidation, stale, bounds.
 mod cache;

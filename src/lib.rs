@@ -23,6 +23,7 @@ pub mod http;
 pub mod route;
 pub mod limit;
 pub mod auth;
+pub mod rewrite;
 pub mod cache;
 pub mod forward;
 pub mod balance;

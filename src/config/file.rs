@@ -226,6 +226,7 @@ pub(super) struct FileRoute {
     pub(super) deny_header: Option<Vec<FileHeaderPattern>>,
     pub(super) rate_limit: Option<FileRateLimit>,
     pub(super) auth: Option<super::auth::FileAuth>,
+    pub(super) rewrite: Option<super::rewrite::FileRewrite>,
     pub(super) request_buffering: Option<bool>,
     pub(super) compression: Option<FileCompression>,
     pub(super) cache: Option<FileRouteCache>,

@@ -10,6 +10,7 @@ mod cache;
 mod error;
 mod guard;
 mod auth;
+mod rewrite;
 mod file;
 mod forward;
 mod l4;
@@ -387,6 +388,11 @@ pub struct Route {
     pub rate_limit: Option<RateLimitConfig>,
     /// Authentication and authorization: the route's own `auth`, else its listener's.
     pub auth: Option<Arc<crate::auth::AuthPolicy>>,
+    /// Header edits both ways, the path rewrite and the redirect rule.
+    pub rewrite: Option<Box<crate::rewrite::Rewrite>>,
+    /// Lowercase names of the client's lines the backend never gets: the auth policy's
+    /// (identity headers, stripped credentials) and the rewrite's `remove` and `set`.
+    pub request_dropped: Vec<Box<[u8]>>,
     /// Read small request bodies whole before choosing a backend (`limits.request_buffer_bytes`);
     /// off for routes that must stream uploads as they come.
     pub request_buffering: bool,

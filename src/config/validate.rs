@@ -460,6 +460,9 @@ fn validate_routes(
             if route.auth.is_none() {
                 valid.auth.clone_from(&auth);
             }
+            let auth_dropped = valid.auth.iter().flat_map(|policy| policy.dropped.iter());
+            let rewrite = valid.rewrite.iter().flat_map(|rw| rw.request_headers.dropped.iter());
+            valid.request_dropped = auth_dropped.chain(rewrite).cloned().collect();
             valid
         })
         .collect()
@@ -535,6 +538,8 @@ fn validate_route(
             .map(|cookie| name_value(&format!("{at}.cookie"), cookie, errors)),
         action,
         auth: super::auth::policy(at, route.auth.as_ref(), errors),
+        rewrite: super::rewrite::rewrite(at, route.rewrite.as_ref(), errors),
+        request_dropped: Vec::new(),
         request_buffering: route.request_buffering.unwrap_or(true),
         compression: compression::validate_compression(at, route.compression.as_ref(), errors),
         cache: super::cache::validate_route_cache(at, route.cache.as_ref(), errors),

@@ -5,6 +5,7 @@
 //! Requests are answered in order; bytes of a pipelined request stay in the buffer. A 101
 //! from a backend ends the loop in a tunnel.
 
+use super::edits;
 use super::guard::{self, Checked};
 use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, finish};
@@ -19,7 +20,7 @@ use crate::proxy::exchange::{
     Downstream, Exchange, ExchangeEnd, ExchangeReport, RequestView, Target,
 };
 use crate::proxy::http::exchange;
-use crate::proxy::request_head::{AuthHead, ForwardHead};
+use crate::proxy::request_head::{ForwardHead, RouteHead};
 use crate::proxy::tunnel::tunnel;
 use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
@@ -580,10 +581,16 @@ async fn admit(
     if let Err(refusal) = guard::check(&client.worker, &checked) {
         return Err(refuse_by_guard(client, head, buf, &refusal).await);
     }
-    match authenticate(client, route, head, &buf).await {
-        Some((policy, refusal)) => Err(refuse_by_auth(client, head, buf, policy, refusal).await),
-        None => Ok(buf),
+    if let Some((policy, refusal)) = authenticate(client, route, head, &buf).await {
+        return Err(refuse_by_auth(client, head, buf, policy, refusal).await);
     }
+    let Some((status, location)) = edits::redirect(route, head, &buf) else { return Ok(buf) };
+    let mut buf = buf;
+    buf.drain(..head.head_len as usize);
+    let has_body = has_body(head);
+    let keep_alive = head.keep_alive && !has_body && !client.worker.shutting_down.get();
+    let next = answer_redirect(client, status, &location, head, keep_alive).await;
+    Err((unread_body(next, has_body), buf))
 }
 
 /// The route's authentication and authorization (when it has an `auth` policy): the
@@ -707,13 +714,27 @@ async fn proxy_to(
     // A forward proxy adds no request id: the origin learns only what its anonymity allows.
     let request_id = (client.log.generated && forward.is_none()).then(|| client.log.request_id());
     let tls = listener.tls.as_deref();
-    let policy = route.and_then(|route| route.auth.as_deref());
-    let identity_lines = crate::auth::identity_lines(policy, client.outcome.identity.as_deref());
-    let auth = policy.map(|policy| AuthHead { dropped: &policy.dropped, lines: &identity_lines });
+    let hsts = tls.and_then(|tls| tls.hsts.as_deref()).unwrap_or_default();
+    let facts = edits::Facts {
+        head,
+        buf: &buf,
+        identity: client.outcome.identity.as_deref(),
+        peer_text: client.peer_text.as_bytes(),
+        request_id: client.log.request_id(),
+        listener_lines: hsts,
+    };
+    let edits = edits::route_edits(route, &facts);
+    let route_head = route.map(|route| RouteHead {
+        dropped: &route.request_dropped,
+        lines: &edits.request_lines,
+        target: edits.target.as_deref(),
+    });
+    let rewrite = route.and_then(|route| route.rewrite.as_deref());
     let x = Exchange {
         worker: &worker,
         https: tls.is_some(),
-        response_headers: tls.and_then(|tls| tls.hsts.as_deref()).unwrap_or_default(),
+        response_headers: edits.response_lines.as_deref().unwrap_or(hsts),
+        response_dropped: rewrite.map_or(&[], |rewrite| &rewrite.response_headers.dropped),
         downstream: Downstream::H1(&mut client.stream),
         peer: client.peer,
         peer_text: client.peer_text.as_bytes(),
@@ -726,17 +747,29 @@ async fn proxy_to(
         cache: cache_rules(route, forward.and(listener.forward.as_deref())),
         revalidation: Vec::new(),
         forward,
-        auth,
+        route: route_head,
     };
-    let (result, mut buf) = exchange(x, buf).await;
+    let (result, buf) = exchange(x, buf).await;
+    exchange_end(client, head, result, buf).await
+}
+
+/// What the loop does after an exchange: go on, close, linger, tunnel, or answer the
+/// error when the client can still hear it.
+async fn exchange_end(
+    client: &mut Client,
+    head: &RequestHead,
+    result: Result<ExchangeEnd, ProxyError>,
+    mut buf: Vec<u8>,
+) -> (Next, Vec<u8>) {
     client.outcome.status = client.outcome.report.status;
+    let has_body = has_body(head);
     let next = match result {
         Ok(ExchangeEnd::Done { keep_alive: _, body_unread: true }) => Next::Linger,
         Ok(ExchangeEnd::Done { keep_alive: true, body_unread: false }) => Next::Continue,
         Ok(ExchangeEnd::Done { keep_alive: false, body_unread: false }) => Next::Close,
         Ok(ExchangeEnd::Upgrade { upstream, to_client }) => Next::Tunnel { upstream, to_client },
         Err(error) => {
-            log_failure(&worker, &error);
+            log_failure(&client.worker, &error);
             // No backend means nothing was sent or read past the head, which is
             // still at the front of `buf`: without a body the request is whole.
             let keep_alive = error == ProxyError::NoBackend && head.keep_alive && !has_body;

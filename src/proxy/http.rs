@@ -176,6 +176,7 @@ async fn refresh_stored(x: &mut Exchange<'_>, mut pending: cache::Pending<'_>, h
         target: x.target,
         https: x.https,
         response_headers: b"",
+        response_dropped: &[],
         peer: x.peer,
         peer_text: x.peer_text,
         request_id: x.request_id,
@@ -185,7 +186,7 @@ async fn refresh_stored(x: &mut Exchange<'_>, mut pending: cache::Pending<'_>, h
         cache: x.cache,
         revalidation: pending.revalidation_lines(),
         forward: x.forward,
-        auth: x.auth,
+        route: x.route,
     };
     let (attempt, out) = attempt(&mut quiet, worker.out_vec(head)).await;
     worker.give_buffer(worker.into_buf(out));
@@ -337,6 +338,7 @@ fn response_head(
     let plan = plan_response(x.request.head, &attempt.response, facts);
     let additions = ResponseAdditions {
         listener_lines: x.response_headers,
+        dropped: x.response_dropped,
         set_cookie: sticky,
         compression: changes,
         cache_lines,

@@ -59,6 +59,7 @@ mod hardening_parse;
 mod gateway;
 mod gateway_jwt;
 mod gateway_external;
+mod gateway_rewrite;
 
 // The response cache: hits, revalidation, conditionals, Vary, invalidation, stale, bounds.
 mod cache;

@@ -347,6 +347,9 @@ pub enum RateKey {
     Header(Box<[u8]>),
     /// The route itself: one bucket for everyone.
     Route,
+    /// The consumer authentication found (the route's `auth`); taken after it, so an
+    /// unauthenticated request is refused with 401 before it spends a token.
+    Consumer,
 }
 
 /// Index of a cluster in [`Config::clusters`].

@@ -460,6 +460,12 @@ fn validate_routes(
             if route.auth.is_none() {
                 valid.auth.clone_from(&auth);
             }
+            let by_consumer =
+                valid.rate_limit.as_ref().is_some_and(|l| l.key == super::RateKey::Consumer);
+            if by_consumer && valid.auth.is_none() {
+                let reason = "key \"consumer\" needs an `auth` table on the route or listener";
+                errors.push(ConfigError::invalid(format!("{at}.rate_limit.key"), reason));
+            }
             let auth_dropped = valid.auth.iter().flat_map(|policy| policy.dropped.iter());
             let rewrite = valid.rewrite.iter().flat_map(|rw| rw.request_headers.dropped.iter());
             valid.request_dropped = auth_dropped.chain(rewrite).cloned().collect();

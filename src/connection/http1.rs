@@ -238,6 +238,7 @@ async fn run_tunnel(
         started: client.started,
         report: &report,
         verdict: client.outcome.verdict.as_deref(),
+        consumer: client.outcome.identity.as_ref().map(|identity| &*identity.consumer),
     };
     finish(&worker, &finished, &client.log);
 }
@@ -584,6 +585,10 @@ async fn admit(
     if let Some((policy, refusal)) = authenticate(client, route, head, &buf).await {
         return Err(refuse_by_auth(client, head, buf, policy, refusal).await);
     }
+    let consumer = client.outcome.identity.as_ref().map(|identity| &*identity.consumer);
+    if let Err(refusal) = guard::check_consumer(&client.worker, route, consumer.unwrap_or("")) {
+        return Err(refuse_by_guard(client, head, buf, &refusal).await);
+    }
     let Some((status, location)) = edits::redirect(route, head, &buf) else { return Ok(buf) };
     let mut buf = buf;
     buf.drain(..head.head_len as usize);
@@ -909,6 +914,7 @@ fn finish_request(client: &Client) {
         started: client.started,
         report: &client.outcome.report,
         verdict: client.outcome.verdict.as_deref(),
+        consumer: client.outcome.identity.as_ref().map(|identity| &*identity.consumer),
     };
     finish(&client.worker, &finished, &client.log);
 }

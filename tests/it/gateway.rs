@@ -3,10 +3,11 @@
 //! group, the identity the origin sees (client copies dropped, credentials stripped), a
 //! listener's auth inherited by its routes, and the config errors of bad auth files.
 
+use crate::support::admin::lines_of;
 use crate::support::client::{Client, Response};
 use crate::support::origin::{self, Origin};
-use crate::support::process::TempFile;
-use crate::support::{Driver, ProxyHandle, on_both_drivers, preamble, start_proxy};
+use crate::support::process::{TempDir, TempFile};
+use crate::support::{Driver, ProxyHandle, eventually, on_both_drivers, preamble, start_proxy};
 use argon2::password_hash::{PasswordHasher, SaltString};
 use base64::Engine;
 
@@ -15,6 +16,7 @@ on_both_drivers!(
     api_keys_come_from_a_header_or_the_query,
     authorization_rules_refuse_with_403,
     a_listener_auth_covers_its_routes_unless_one_opts_out,
+    consumers_have_their_own_rate_limit_and_log_lines,
 );
 
 /// Every value of header `name` in `response`, in order.
@@ -245,4 +247,57 @@ fn bad_auth_tables_name_their_key_and_reason() {
             .unwrap_or_else(|| panic!("{key} in {report}"));
         assert!(line.contains(reason), "{reason} in {line}");
     }
+}
+
+fn consumers_have_their_own_rate_limit_and_log_lines(driver: Driver) {
+    let origin = echo_origin();
+    let keys = TempFile::new(format!(
+        "{}:alice\n{}:bob\n",
+        sha256_hex("key-of-alice"),
+        sha256_hex("key-of-bob")
+    ));
+    let dir = TempDir::new();
+    let log = dir.join("access.log");
+    let auth = format!("[listener.route.auth.api_key]\nkeys_file = {:?}\n", keys.arg());
+    let proxy = start_proxy(&format!(
+        "{}[access_log]\npath = \"{}\"\n\n\
+         [[listener]]\naddr = \"127.0.0.1:0\"\naccess_log = \"json\"\n\
+         [[listener.route]]\ncluster = \"app\"\n\
+         rate_limit = {{ rate = 0.001, burst = 2, key = \"consumer\" }}\n{auth}\
+         [[listener]]\naddr = \"127.0.0.1:0\"\naccess_log = \"combined\"\n\
+         [[listener.route]]\ncluster = \"app\"\n{auth}\
+         [cluster.app]\nbackends = [\"{}\"]\n",
+        preamble(driver, 1),
+        log.display(),
+        origin.addr()
+    ));
+    let alice = "X-Api-Key: key-of-alice\r\n";
+    let bob = "X-Api-Key: key-of-bob\r\n";
+    // Unauthenticated requests are refused before they spend anyone's tokens.
+    assert_eq!(get(&proxy, "/", "").status, 401);
+    let statuses: Vec<u16> = [alice, alice, alice, bob, bob]
+        .iter()
+        .map(|headers| get(&proxy, "/", headers).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429, 200, 200], "one bucket per consumer, one address");
+    let mut client = Client::connect(proxy.addr_of(1));
+    client.send(format!("GET /c HTTP/1.1\r\nHost: a\r\n{bob}\r\n").as_bytes());
+    assert_eq!(client.response().status, 200);
+    let mut lines = Vec::new();
+    eventually("seven access log lines", || {
+        lines = lines_of(&log);
+        lines.len() >= 7
+    });
+    let consumers: Vec<Option<String>> = lines[..6]
+        .iter()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            line["consumer"].as_str().map(str::to_owned)
+        })
+        .collect();
+    let named = |name: &str| Some(name.to_owned());
+    let expected =
+        [None, named("alice"), named("alice"), named("alice"), named("bob"), named("bob")];
+    assert_eq!(consumers, expected);
+    assert!(lines[6].starts_with("127.0.0.1 - bob ["), "{}", lines[6]);
 }

@@ -227,6 +227,7 @@ pub(super) struct FileRoute {
     pub(super) rate_limit: Option<FileRateLimit>,
     pub(super) auth: Option<super::auth::FileAuth>,
     pub(super) rewrite: Option<super::rewrite::FileRewrite>,
+    pub(super) cors: Option<super::rewrite::FileCors>,
     pub(super) request_buffering: Option<bool>,
     pub(super) compression: Option<FileCompression>,
     pub(super) cache: Option<FileRouteCache>,

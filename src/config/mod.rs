@@ -393,6 +393,8 @@ pub struct Route {
     pub auth: Option<Arc<crate::auth::AuthPolicy>>,
     /// Header edits both ways, the path rewrite and the redirect rule.
     pub rewrite: Option<Box<crate::rewrite::Rewrite>>,
+    /// CORS: preflights answered by the proxy, response lines for allowed origins.
+    pub cors: Option<Box<crate::rewrite::cors::Cors>>,
     /// Lowercase names of the client's lines the backend never gets: the auth policy's
     /// (identity headers, stripped credentials) and the rewrite's `remove` and `set`.
     pub request_dropped: Vec<Box<[u8]>>,

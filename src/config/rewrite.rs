@@ -2,6 +2,7 @@
 //! their templates, the path rewrite and the redirect rule, each problem with its key.
 
 use super::ConfigError;
+use crate::rewrite::cors::{Cors, OriginPattern};
 use crate::rewrite::{HeaderRules, PathRewrite, RedirectRule, Rewrite, Template};
 use regex::Regex;
 use serde::Deserialize;
@@ -27,6 +28,82 @@ pub(super) struct FileHeaderRules {
     pub(super) remove: Option<Vec<String>>,
     pub(super) set: Option<BTreeMap<String, String>>,
     pub(super) add: Option<BTreeMap<String, String>>,
+}
+
+/// `cors = { origins, methods, headers, expose_headers, max_age_s, credentials }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCors {
+    pub(super) origins: Vec<String>,
+    pub(super) methods: Option<Vec<String>>,
+    pub(super) headers: Option<Vec<String>>,
+    pub(super) expose_headers: Option<Vec<String>>,
+    pub(super) max_age_s: Option<u64>,
+    pub(super) credentials: Option<bool>,
+}
+
+/// A route's CORS settings, or `None` without a `cors` table.
+pub(super) fn cors(
+    at: &str,
+    file: Option<&FileCors>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Box<Cors>> {
+    let file = file?;
+    let at = format!("{at}.cors");
+    let mut origins = Vec::new();
+    for (index, text) in file.origins.iter().enumerate() {
+        match OriginPattern::parse(text) {
+            Some(pattern) => origins.push(pattern),
+            None => errors.push(ConfigError::invalid(
+                format!("{at}.origins[{index}]"),
+                format!("{text:?}: use \"*\", \"https://host\" or \"https://*.parent\""),
+            )),
+        }
+    }
+    if file.origins.is_empty() {
+        errors.push(ConfigError::invalid(
+            format!("{at}.origins"),
+            "empty; list the origins that may call",
+        ));
+    }
+    let names = |key: &str, list: Option<&Vec<String>>, errors: &mut Vec<ConfigError>| {
+        let mut kept = Vec::new();
+        for (index, name) in list.iter().copied().flatten().enumerate() {
+            if header_name(&format!("{at}.{key}[{index}]"), name, errors).is_some()
+                || key == "methods"
+            {
+                kept.push(if key == "methods" { name.clone() } else { name.to_ascii_lowercase() });
+            }
+        }
+        kept.join(", ")
+    };
+    let default_methods = vec!["GET".to_owned(), "HEAD".to_owned(), "POST".to_owned()];
+    let methods = file.methods.clone().unwrap_or(default_methods);
+    if let Some(bad) =
+        methods.iter().find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        errors.push(ConfigError::invalid(
+            format!("{at}.methods"),
+            format!("{bad:?} is not a method"),
+        ));
+    }
+    let max_age_s = file.max_age_s.unwrap_or(600);
+    if max_age_s > 86_400 {
+        errors.push(ConfigError::OutOfRange {
+            at: format!("{at}.max_age_s"),
+            value: i128::from(max_age_s),
+            min: 0,
+            max: 86_400,
+        });
+    }
+    Some(Box::new(Cors {
+        origins,
+        methods: methods.join(", ").into(),
+        headers: names("headers", file.headers.as_ref(), errors).into(),
+        expose_headers: names("expose_headers", file.expose_headers.as_ref(), errors).into(),
+        max_age_s,
+        credentials: file.credentials.unwrap_or(false),
+    }))
 }
 
 /// `redirect = { status = 301, regex = "^/old/(.*)$", location = "/new/$1" }`.

@@ -545,6 +545,7 @@ fn validate_route(
         action,
         auth: super::auth::policy(at, route.auth.as_ref(), errors),
         rewrite: super::rewrite::rewrite(at, route.rewrite.as_ref(), errors),
+        cors: super::rewrite::cors(at, route.cors.as_ref(), errors),
         request_dropped: Vec::new(),
         request_buffering: route.request_buffering.unwrap_or(true),
         compression: compression::validate_compression(at, route.compression.as_ref(), errors),

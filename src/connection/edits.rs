@@ -4,14 +4,16 @@
 
 use crate::auth::rules::Identity;
 use crate::config::Route;
-use crate::http::RequestHead;
+use crate::http::{HeaderLine, RequestHead, find_header};
 use crate::rewrite::Vars;
+use crate::rewrite::cors::{Cors, is_preflight};
 
 /// What the edits depend on besides the route.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Facts<'a> {
     pub(super) head: &'a RequestHead,
     pub(super) buf: &'a [u8],
+    pub(super) headers: &'a [HeaderLine],
     pub(super) identity: Option<&'a Identity>,
     pub(super) peer_text: &'a [u8],
     pub(super) request_id: &'a [u8],
@@ -49,6 +51,14 @@ pub(super) fn route_edits(route: Option<&Route>, facts: &Facts<'_>) -> RouteEdit
         request_lines: crate::auth::identity_lines(policy, facts.identity),
         ..RouteEdits::default()
     };
+    if let Some(cors) = route.cors.as_deref() {
+        let origin = find_header(facts.buf, facts.headers, b"origin");
+        if let Some(origin) = cors.allowed(origin) {
+            let mut lines = facts.listener_lines.to_vec();
+            cors.response_lines(origin, &mut lines);
+            edits.response_lines = Some(lines);
+        }
+    }
     let Some(rewrite) = route.rewrite.as_deref() else { return edits };
     let name = route.id.0.to_string();
     let vars = vars(facts, &name);
@@ -56,9 +66,8 @@ pub(super) fn route_edits(route: Option<&Route>, facts: &Facts<'_>) -> RouteEdit
     let origin = facts.head.origin.of(facts.buf);
     edits.target = rewrite.path.as_ref().and_then(|path| path.apply(origin));
     if !rewrite.response_headers.lines.is_empty() {
-        let mut lines = facts.listener_lines.to_vec();
-        rewrite.response_headers.render(&vars, &mut lines);
-        edits.response_lines = Some(lines);
+        let lines = edits.response_lines.get_or_insert_with(|| facts.listener_lines.to_vec());
+        rewrite.response_headers.render(&vars, lines);
     }
     edits
 }
@@ -72,4 +81,17 @@ pub(super) fn redirect(
 ) -> Option<(u16, Vec<u8>)> {
     let rule = route?.rewrite.as_deref()?.redirect.as_ref()?;
     rule.location(head.origin.of(buf)).map(|location| (rule.status, location))
+}
+
+/// The route's CORS settings when this request is a preflight it answers.
+pub(super) fn preflight<'r>(
+    route: Option<&'r Route>,
+    head: &RequestHead,
+    buf: &[u8],
+    headers: &[HeaderLine],
+) -> Option<&'r Cors> {
+    let cors = route?.cors.as_deref()?;
+    let origin = find_header(buf, headers, b"origin");
+    let asked = find_header(buf, headers, b"access-control-request-method");
+    is_preflight(head.method_span.of(buf), origin, asked).then_some(cors)
 }

@@ -582,6 +582,10 @@ async fn admit(
     if let Err(refusal) = guard::check(&client.worker, &checked) {
         return Err(refuse_by_guard(client, head, buf, &refusal).await);
     }
+    // A preflight carries no credentials: it is answered before authentication.
+    if let Some(cors) = edits::preflight(route, head, &buf, &client.headers) {
+        return Err(answer_preflight(client, head, buf, cors).await);
+    }
     if let Some((policy, refusal)) = authenticate(client, route, head, &buf).await {
         return Err(refuse_by_auth(client, head, buf, policy, refusal).await);
     }
@@ -596,6 +600,30 @@ async fn admit(
     let keep_alive = head.keep_alive && !has_body && !client.worker.shutting_down.get();
     let next = answer_redirect(client, status, &location, head, keep_alive).await;
     Err((unread_body(next, has_body), buf))
+}
+
+/// Answers a CORS preflight: 204 with the allowed methods and headers for an allowed
+/// origin, 403 for another.
+async fn answer_preflight(
+    client: &mut Client,
+    head: &RequestHead,
+    mut buf: Vec<u8>,
+    cors: &crate::rewrite::cors::Cors,
+) -> (Next, Vec<u8>) {
+    let origin = crate::http::find_header(&buf, &client.headers, b"origin");
+    let lines = cors.allowed(origin).map(|origin| cors.preflight_lines(origin));
+    buf.drain(..head.head_len as usize);
+    let has_body = has_body(head);
+    let keep_alive = head.keep_alive && !has_body && !client.worker.shutting_down.get();
+    let (status, body): (u16, &[u8]) = match &lines {
+        Some(_) => (204, b""),
+        None => (403, b"403 Forbidden: origin not allowed\n"),
+    };
+    let extra = lines.as_deref().unwrap_or_default();
+    let content_type = b"text/plain; charset=utf-8";
+    let content = response::Content { status, content_type, extra, body };
+    let next = send_content(client, &content, head, keep_alive).await;
+    (unread_body(next, has_body), buf)
 }
 
 /// The route's authentication and authorization (when it has an `auth` policy): the
@@ -723,6 +751,7 @@ async fn proxy_to(
     let facts = edits::Facts {
         head,
         buf: &buf,
+        headers: &client.headers,
         identity: client.outcome.identity.as_deref(),
         peer_text: client.peer_text.as_bytes(),
         request_id: client.log.request_id(),

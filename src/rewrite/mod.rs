@@ -6,6 +6,8 @@
 //! What a template yields is checked like any header value: a variable holding a control
 //! byte (a claim with CRLF in it) leaves the line out, so nothing is injected.
 
+pub mod cors;
+
 use regex::Regex;
 
 /// One piece of a template.

@@ -1,12 +1,16 @@
 //! Rewriting end to end: request and response header edits with variables, path
 //! rewrites (prefixes and a regex with captures) as the origin sees them, and redirect
-//! rules answered by the proxy.
+//! rules answered by the proxy; CORS preflights (with the real curl) and response lines.
 
 use crate::gateway::{gateway, get};
 use crate::support::origin::{self, Origin, Reply};
 use crate::support::{Driver, on_both_drivers};
 
-on_both_drivers!(headers_and_paths_are_rewritten_at_the_origin, redirect_rules_answer_themselves);
+on_both_drivers!(
+    headers_and_paths_are_rewritten_at_the_origin,
+    redirect_rules_answer_themselves,
+    cors_preflights_are_answered_and_responses_marked,
+);
 
 fn headers_and_paths_are_rewritten_at_the_origin(driver: Driver) {
     let origin = Origin::start(|request| {
@@ -93,4 +97,61 @@ fn bad_rewrite_tables_name_their_key_and_reason() {
         let line = line.unwrap_or_else(|| panic!("{key} in {report}"));
         assert!(line.contains(reason), "{reason} in {line}");
     }
+}
+
+fn cors_preflights_are_answered_and_responses_marked(driver: Driver) {
+    let origin = Origin::start(|request| origin::ok(request.target()));
+    let keys = crate::support::process::TempFile::new("");
+    let routes = format!(
+        "[[listener.route]]\ncluster = \"app\"\n\
+         cors = {{ origins = [\"https://app.test\", \"https://*.example.com\"], \
+         methods = [\"GET\", \"PUT\"], headers = [\"Content-Type\", \"Authorization\"], \
+         max_age_s = 900, credentials = true }}\n\
+         [listener.route.auth.api_key]\nkeys_file = {:?}\n",
+        keys.arg()
+    );
+    let proxy = gateway(driver, &origin, "", &routes);
+    let url = format!("http://{}/orders", proxy.addr());
+    let preflight = |from: &str| {
+        let out = crate::forward::curl_ok(&[
+            "-i",
+            "-X",
+            "OPTIONS",
+            "-H",
+            &format!("Origin: {from}"),
+            "-H",
+            "Access-Control-Request-Method: PUT",
+            &url,
+        ]);
+        out.replace("\r\n", "\n")
+    };
+    // Answered by the proxy before authentication: no key needed, nothing proxied.
+    let allowed = preflight("https://a.example.com");
+    assert!(allowed.starts_with("HTTP/1.1 204"), "{allowed}");
+    for line in [
+        "Access-Control-Allow-Origin: https://a.example.com",
+        "Access-Control-Allow-Credentials: true",
+        "Access-Control-Allow-Methods: GET, PUT",
+        "Access-Control-Allow-Headers: content-type, authorization",
+        "Access-Control-Max-Age: 900",
+        "Vary: Origin",
+    ] {
+        assert!(allowed.contains(line), "{line} in {allowed}");
+    }
+    let refused = preflight("https://evil.test");
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(!refused.contains("Access-Control-Allow-Origin"), "{refused}");
+    // An actual request still needs its credentials; its answer carries the CORS lines.
+    let denied = get(&proxy, "/orders", "Origin: https://app.test\r\n");
+    assert_eq!(denied.status, 401);
+    let open = "[[listener.route]]\ncluster = \"app\"\n\
+                cors = { origins = [\"*\"], expose_headers = [\"X-Request-Id\"] }\n";
+    let proxy = gateway(driver, &origin, "", open);
+    let response = get(&proxy, "/a", "Origin: https://any.test\r\n");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(response.header("access-control-expose-headers"), Some("x-request-id"));
+    let plain = get(&proxy, "/a", "");
+    assert_eq!(plain.header("access-control-allow-origin"), None, "no Origin, no CORS lines");
+    assert_eq!(origin.next_request().target(), "/a", "preflights never reached the origin");
 }

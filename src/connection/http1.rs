@@ -637,12 +637,20 @@ async fn authenticate<'r>(
     let policy = route.and_then(|route| route.auth.as_deref())?;
     let client_text = client.peer_text.as_bytes();
     let asked = crate::auth::Asked { head, headers: &client.headers, buf, client: client_text };
-    match crate::auth::authenticate(&client.worker.auth, policy, &asked).await {
+    let verdict = crate::auth::authenticate(&client.worker.auth, policy, &asked).await;
+    let route_id = route.map(|route| route.id)?;
+    let mut stats = client.worker.stats.borrow_mut();
+    match verdict {
         Ok(identity) => {
+            stats.auth_outcome(route_id, Some(identity.method), None);
+            drop(stats);
             client.outcome.identity = Some(identity);
             None
         }
-        Err(refusal) => Some((policy, refusal)),
+        Err(refusal) => {
+            stats.auth_outcome(route_id, refusal.method, Some(refusal.reason));
+            Some((policy, refusal))
+        }
     }
 }
 

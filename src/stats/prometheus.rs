@@ -32,6 +32,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
     let cache = (&merged.total, aggregate.snapshots());
     super::cache::render_prometheus(layout, cache, writers, out);
     super::forward::render_prometheus(layout, &merged.total, writers, out);
+    super::auth::render_prometheus(layout, &merged.total, writers, out);
 }
 
 /// What the control thread keeps: certificate expiries and reloads.

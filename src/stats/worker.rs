@@ -56,6 +56,7 @@ pub(super) struct RouteStats {
     pub(super) latency: Latency,
     pub(super) compression: CompressionCounts,
     pub(super) cache: super::cache::CacheCounts,
+    pub(super) auth: super::auth::AuthCounts,
 }
 
 /// Counters of one cluster.
@@ -93,6 +94,7 @@ impl WorkerStats {
             latency: Latency::new(),
             compression: CompressionCounts::default(),
             cache: super::cache::CacheCounts::default(),
+            auth: super::auth::AuthCounts::default(),
         };
         let cluster = || ClusterStats {
             requests: ClassCounts::default(),
@@ -262,6 +264,7 @@ impl WorkerStats {
             into.latency.merge(&from.latency);
             into.compression.add(&from.compression);
             into.cache.add(&from.cache);
+            into.auth.add(&from.auth);
         }
         for (into, from) in self.clusters.iter_mut().zip(&other.clusters) {
             into.requests.add(&from.requests);

@@ -193,6 +193,21 @@ fn authorization_rules_refuse_with_403(driver: Driver) {
     assert_eq!(origin.next_request().target(), "/admin");
     assert_eq!(origin.next_request().target(), "/public/x");
     assert_nothing_else_reached(&origin, &proxy, "X-Api-Key: key-of-alice\r\n");
+    // Outcomes are counted per route, method and result, on /stats and /metrics.
+    let expected = serde_json::json!({
+        "api_key": { "allowed": 3, "forbidden": 1, "bad_credentials": 1 }
+    });
+    let mut seen = serde_json::Value::Null;
+    eventually("auth counters on /stats", || {
+        seen = crate::support::admin::stats(proxy.admin_addr())["routes"][0]["auth"].clone();
+        seen == expected
+    });
+    let metrics = crate::support::admin::metrics(proxy.admin_addr());
+    let forbidden = metrics.lines().find(|line| {
+        line.starts_with("ringway_auth_total{")
+            && line.contains("method=\"api_key\",result=\"forbidden\"")
+    });
+    assert!(forbidden.is_some_and(|line| line.ends_with(" 1")), "{metrics}");
 }
 
 fn a_listener_auth_covers_its_routes_unless_one_opts_out(driver: Driver) {

@@ -130,6 +130,8 @@ pub struct Worker {
     /// This worker's access-log buffer, when any listener logs.
     pub access_log: Rc<RefCell<Option<WorkerLog>>>,
     pub request_ids: Rc<RefCell<RequestIdGenerator>>,
+    /// Credentials and tokens this worker verified, per auth policy.
+    pub auth: crate::auth::WorkerAuth,
     /// Other workers' open connections, as of the last load sync.
     pub others_connections: Rc<Cell<u32>>,
     /// Open connections per client address, for `connections_per_ip_max`.
@@ -214,6 +216,7 @@ impl Worker {
             stats_layout,
             access_log: Rc::new(RefCell::new(access_log)),
             request_ids: Rc::new(RefCell::new(RequestIdGenerator::new(id, process_seed()))),
+            auth: crate::auth::WorkerAuth::default(),
             others_connections: Rc::default(),
             ip_connections: Rc::default(),
             rate_limiters: RefCell::new(rate_limiters(&config, workers)),
@@ -277,6 +280,8 @@ impl Worker {
             stats_layout,
             access_log: self.access_log.clone(),
             request_ids: self.request_ids.clone(),
+            // Verified credentials are kept per auth policy, and a new version has new ones.
+            auth: crate::auth::WorkerAuth::default(),
             others_connections: self.others_connections.clone(),
             ip_connections: self.ip_connections.clone(),
             rate_limiters: RefCell::new(rate_limiters(&config, workers)),

@@ -50,17 +50,25 @@ pub(crate) fn line_bytes_bound(entry: &LogEntry<'_>) -> usize {
         + optional(entry.referer)
         + entry.request_id.len().min(REQUEST_ID_BYTES_MAX)
         + entry.route.len().min(NAME_BYTES_MAX)
-        + entry.cluster.map_or(0, |name| name.len().min(NAME_BYTES_MAX));
-    LINE_FIXED_BYTES_MAX + ESCAPE_GROWTH_MAX * escaped
+        + entry.cluster.map_or(0, |name| name.len().min(NAME_BYTES_MAX))
+        + entry.consumer.map_or(0, |name| name.len().min(NAME_BYTES_MAX));
+    // `,"consumer":` is not among the fixed bytes: it is written only with a consumer.
+    let consumer_key = if entry.consumer.is_some() { 16 } else { 0 };
+    LINE_FIXED_BYTES_MAX + consumer_key + ESCAPE_GROWTH_MAX * escaped
 }
 
 /// Writes `entry` in nginx "combined" format, extended with timings and the request id:
 ///
-/// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer"
+/// `$remote_addr - $consumer [$time_local] "$request" $status $body_bytes_sent "$http_referer"
 /// "$http_user_agent" rt=$request_time urt=$upstream_response_time rid=$request_id`
 pub(crate) fn write_combined(line: &mut Line<'_>, clock: &mut Clock, entry: &LogEntry<'_>) {
     line.ip(entry.client.ip());
-    line.put(b" - - [");
+    line.put(b" - ");
+    match entry.consumer.filter(|consumer| !consumer.is_empty()) {
+        Some(consumer) => line.escaped_nginx(bound(consumer.as_bytes(), NAME_BYTES_MAX)),
+        None => line.put(b"-"),
+    }
+    line.put(b" [");
     line.put(clock.combined(entry.time));
     line.put(b"] \"");
     if entry.method.is_empty() && entry.target.is_empty() {
@@ -143,6 +151,11 @@ pub(crate) fn write_json(line: &mut Line<'_>, clock: &mut Clock, entry: &LogEntr
     }
     line.put(b",\"route\":");
     line.json(bound(entry.route.as_bytes(), NAME_BYTES_MAX));
+    // Only on authenticated routes, as user_agent and referer only when sent.
+    if let Some(consumer) = entry.consumer {
+        line.put(b",\"consumer\":");
+        line.json(bound(consumer.as_bytes(), NAME_BYTES_MAX));
+    }
     line.put(b",\"cluster\":");
     match entry.cluster {
         Some(name) => line.json(bound(name.as_bytes(), NAME_BYTES_MAX)),

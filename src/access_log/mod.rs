@@ -86,6 +86,9 @@ pub struct LogEntry<'a> {
     pub request_id: &'a [u8],
     pub user_agent: Option<&'a [u8]>,
     pub referer: Option<&'a [u8]>,
+    /// Who authentication found: the combined format's `$remote_user` column, and the
+    /// JSON `consumer` field.
+    pub consumer: Option<&'a str>,
     /// What only an L4 (TCP connection or UDP flow) line carries.
     pub l4: Option<L4Fields>,
 }

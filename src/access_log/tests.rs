@@ -28,6 +28,7 @@ fn entry() -> LogEntry<'static> {
         request_id: RID,
         user_agent: Some(b"curl/8.5.0"),
         referer: Some(b"https://example.com/"),
+        consumer: None,
         l4: None,
     }
 }
@@ -93,6 +94,7 @@ fn l4_lines_carry_the_backend_bytes_received_and_reason() {
         request_id: b"-",
         user_agent: None,
         referer: None,
+        consumer: None,
         l4: Some(L4Fields { reason: "idle_timeout", bytes_received: 77 }),
         ..entry()
     };
@@ -228,6 +230,7 @@ fn worst_case_lines_fit_their_bound() {
         request_id: &control,
         user_agent: Some(&control),
         referer: Some(&control),
+        consumer: None,
         l4: Some(L4Fields { reason: "total_timeout", bytes_received: u64::MAX }),
         ..entry()
     };

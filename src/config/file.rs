@@ -132,6 +132,8 @@ pub(super) struct FileListener {
     pub(super) deny: Option<Vec<String>>,
     pub(super) trusted_proxies: Option<Vec<String>>,
     pub(super) rate_limit: Option<FileRateLimit>,
+    /// Authentication for every route of the listener that sets none of its own.
+    pub(super) auth: Option<super::auth::FileAuth>,
     pub(super) tls: Option<FileListenerTls>,
     #[serde(default)]
     pub(super) route: Vec<FileRoute>,
@@ -229,6 +231,9 @@ pub(super) struct FileRoute {
     pub(super) deny_path: Option<Vec<String>>,
     pub(super) deny_header: Option<Vec<FileHeaderPattern>>,
     pub(super) rate_limit: Option<FileRateLimit>,
+    pub(super) auth: Option<super::auth::FileAuth>,
+    pub(super) rewrite: Option<super::rewrite::FileRewrite>,
+    pub(super) cors: Option<super::rewrite::FileCors>,
     pub(super) request_buffering: Option<bool>,
     pub(super) compression: Option<FileCompression>,
     pub(super) cache: Option<FileRouteCache>,

@@ -6,7 +6,7 @@
 use super::bounds::{Bounds, TIMEOUT_MS_MAX, ranged, timeout_ms, to_u32, to_usize};
 use super::names::one_of;
 use super::{ConfigError, IpList};
-use crate::forward::auth::Credentials;
+use crate::auth::basic::Credentials;
 use crate::forward::domains::DomainSet;
 use crate::forward::hosts::HostsFile;
 use crate::limit::compile_pattern;

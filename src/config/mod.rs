@@ -10,6 +10,8 @@ mod discover;
 mod cache;
 mod error;
 mod guard;
+mod auth;
+mod rewrite;
 mod file;
 mod http2;
 mod forward;
@@ -367,6 +369,9 @@ pub enum RateKey {
     Header(Box<[u8]>),
     /// The route itself: one bucket for everyone.
     Route,
+    /// The consumer authentication found (the route's `auth`); taken after it, so an
+    /// unauthenticated request is refused with 401 before it spends a token.
+    Consumer,
 }
 
 /// Index of a cluster in [`Config::clusters`].
@@ -406,6 +411,15 @@ pub struct Route {
     /// Methods allowed (405 otherwise) and deny rules (403).
     pub filter: Option<RequestFilter>,
     pub rate_limit: Option<RateLimitConfig>,
+    /// Authentication and authorization: the route's own `auth`, else its listener's.
+    pub auth: Option<Arc<crate::auth::AuthPolicy>>,
+    /// Header edits both ways, the path rewrite and the redirect rule.
+    pub rewrite: Option<Box<crate::rewrite::Rewrite>>,
+    /// CORS: preflights answered by the proxy, response lines for allowed origins.
+    pub cors: Option<Box<crate::rewrite::cors::Cors>>,
+    /// Lowercase names of the client's lines the backend never gets: the auth policy's
+    /// (identity headers, stripped credentials) and the rewrite's `remove` and `set`.
+    pub request_dropped: Vec<Box<[u8]>>,
     /// Read small request bodies whole before choosing a backend (`limits.request_buffer_bytes`);
     /// off for routes that must stream uploads as they come.
     pub request_buffering: bool,

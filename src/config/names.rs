@@ -153,13 +153,14 @@ impl fmt::Display for HashKey {
 
 impl RateKey {
     /// The forms `from_name` accepts, for error messages.
-    pub(super) const FORMS: &'static str = "\"ip\", \"route\" or \"header:NAME\"";
+    pub(super) const FORMS: &'static str = "\"ip\", \"route\", \"consumer\" or \"header:NAME\"";
 
-    /// Parses `ip`, `route` or `header:NAME` (any non-empty name).
+    /// Parses `ip`, `route`, `consumer` or `header:NAME` (any non-empty name).
     pub fn from_name(text: &str) -> Option<Self> {
         match text.split_once(':') {
             None if text == "ip" => Some(Self::ClientIp),
             None if text == "route" => Some(Self::Route),
+            None if text == "consumer" => Some(Self::Consumer),
             Some(("header", name)) if !name.is_empty() => {
                 Some(Self::Header(name.as_bytes().into()))
             }
@@ -174,6 +175,7 @@ impl fmt::Display for RateKey {
         match self {
             Self::ClientIp => f.write_str("ip"),
             Self::Route => f.write_str("route"),
+            Self::Consumer => f.write_str("consumer"),
             Self::Header(name) => write!(f, "header:{}", String::from_utf8_lossy(name)),
         }
     }
@@ -230,8 +232,12 @@ mod tests {
         for bad in ["", "ip:", "header:", "header:a b", "cookie", "query:x", "IP"] {
             assert_eq!(HashKey::from_name(bad), None, "{bad}");
         }
-        let rate_keys =
-            [RateKey::ClientIp, RateKey::Route, RateKey::Header((*b"X-Api-Key").into())];
+        let rate_keys = [
+            RateKey::ClientIp,
+            RateKey::Route,
+            RateKey::Consumer,
+            RateKey::Header((*b"X-Api-Key").into()),
+        ];
         for key in rate_keys {
             assert_eq!(RateKey::from_name(&key.to_string()), Some(key.clone()), "{key}");
         }

@@ -408,17 +408,8 @@ fn validate_listener(
         super::forward::refuse_open_proxy(&at, (addr, listener.allow.is_some()), forward, errors);
     }
     check_has_routes(&at, listener, (&mode, forward.is_some()), errors);
-    let routes = listener
-        .route
-        .iter()
-        .enumerate()
-        .map(|(route_index, route)| {
-            let id = *next_route;
-            // A config cannot hold 2^32 routes: each takes a line of TOML, at the least.
-            next_route.0 += 1;
-            validate_route(id, &format!("{at}.route[{route_index}]"), route, clusters, errors)
-        })
-        .collect();
+    let routes = validate_routes(&at, listener, next_route, clusters, errors);
+    let http1_only = routes.iter().find_map(http1_only);
     let forward = forward.map(|forward| forward_cache(&at, listener, forward, next_route, errors));
     let name = listener.access_log.as_deref().unwrap_or(AccessLogFormat::Off.as_str());
     let access_log = AccessLogFormat::from_name(name).unwrap_or_else(|| {
@@ -439,7 +430,10 @@ fn validate_listener(
             listener.rate_limit.as_ref(),
             errors,
         ),
-        tls: listener.tls.as_ref().and_then(|tls| super::tls::listener_tls(&at, tls, errors)),
+        tls: listener
+            .tls
+            .as_ref()
+            .and_then(|tls| super::tls::listener_tls(&at, tls, http1_only, errors)),
         mode,
         proxy_protocol_from: super::guard::ip_list(
             &format!("{at}.proxy_protocol_from"),
@@ -447,7 +441,7 @@ fn validate_listener(
             errors,
         ),
         purge_allow: purge_allow(&at, listener, errors),
-        h2c: listener.h2c.unwrap_or(true),
+        h2c: h2c(&at, listener.h2c, http1_only, errors),
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(
@@ -459,6 +453,41 @@ fn validate_listener(
         routes,
         forward: forward.map(std::sync::Arc::new),
     }
+}
+
+/// The routes of the listener at `at`, numbered from `next_route` on; a route without
+/// `auth` of its own takes the listener's.
+fn validate_routes(
+    at: &str,
+    listener: &FileListener,
+    next_route: &mut RouteId,
+    clusters: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Route> {
+    let auth = super::auth::policy(at, listener.auth.as_ref(), errors);
+    let routes = listener.route.iter().enumerate();
+    routes
+        .map(|(route_index, route)| {
+            let id = *next_route;
+            // A config cannot hold 2^32 routes: each takes a line of TOML, at the least.
+            next_route.0 += 1;
+            let at = format!("{at}.route[{route_index}]");
+            let mut valid = validate_route(id, &at, route, clusters, errors);
+            if route.auth.is_none() {
+                valid.auth.clone_from(&auth);
+            }
+            let by_consumer =
+                valid.rate_limit.as_ref().is_some_and(|l| l.key == super::RateKey::Consumer);
+            if by_consumer && valid.auth.is_none() {
+                let reason = "key \"consumer\" needs an `auth` table on the route or listener";
+                errors.push(ConfigError::invalid(format!("{at}.rate_limit.key"), reason));
+            }
+            let auth_dropped = valid.auth.iter().flat_map(|policy| policy.dropped.iter());
+            let rewrite = valid.rewrite.iter().flat_map(|rw| rw.request_headers.dropped.iter());
+            valid.request_dropped = auth_dropped.chain(rewrite).cloned().collect();
+            valid
+        })
+        .collect()
 }
 
 fn validate_route(
@@ -530,6 +559,10 @@ fn validate_route(
             .as_ref()
             .map(|cookie| name_value(&format!("{at}.cookie"), cookie, errors)),
         action,
+        auth: super::auth::policy(at, route.auth.as_ref(), errors),
+        rewrite: super::rewrite::rewrite(at, route.rewrite.as_ref(), errors),
+        cors: super::rewrite::cors(at, route.cors.as_ref(), errors),
+        request_dropped: Vec::new(),
         request_buffering: route.request_buffering.unwrap_or(true),
         compression: compression::validate_compression(at, route.compression.as_ref(), errors),
         cache: super::cache::validate_route_cache(at, route.cache.as_ref(), errors),
@@ -633,4 +666,38 @@ fn validate_respond(
         lines.push_str(&format!("{name}: {value}\r\n"));
     }
     FixedResponse { status, lines: lines.into_bytes().into(), body: body.into() }
+}
+
+/// Why a route needs HTTP/1.1 from its clients: the HTTP/2 stream path does not run the
+/// gateway's steps (authentication, rewriting, CORS, a consumer-keyed limit) yet, and a
+/// stream must never skip them.
+fn http1_only(route: &Route) -> Option<&'static str> {
+    let consumer_limit =
+        route.rate_limit.as_ref().is_some_and(|limit| limit.key == super::RateKey::Consumer);
+    if route.auth.is_some() || consumer_limit {
+        Some("a route's auth or consumer rate limit")
+    } else if route.rewrite.is_some() || route.cors.is_some() {
+        Some("a route's rewrite or cors")
+    } else {
+        None
+    }
+}
+
+/// `h2c` (HTTP/2 prior knowledge on cleartext): on by default, off where a route needs
+/// HTTP/1.1 (`http1_only`), and refused there when asked for.
+fn h2c(
+    at: &str,
+    h2c: Option<bool>,
+    http1_only: Option<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
+    match (h2c, http1_only) {
+        (Some(true), Some(why)) => {
+            let reason = format!("HTTP/2 does not run {why} yet; set h2c = false");
+            errors.push(ConfigError::invalid(format!("{at}.h2c"), reason));
+            false
+        }
+        (Some(h2c), _) => h2c,
+        (None, why) => why.is_none(),
+    }
 }

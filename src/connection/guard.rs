@@ -75,6 +75,20 @@ pub(super) fn check(worker: &Worker, request: &Checked<'_>) -> Result<(), Refusa
     take_token(worker, slot, route.rate_limit.as_ref(), ip, request)
 }
 
+/// The route's rate limit keyed by consumer, once authentication found one: requests
+/// are counted against who made them, not the address they came from.
+pub(super) fn check_consumer(
+    worker: &Worker,
+    route: Option<&Route>,
+    consumer: &str,
+) -> Result<(), Refusal> {
+    let Some(route) = route else { return Ok(()) };
+    if route.rate_limit.as_ref().is_none_or(|limit| limit.key != RateKey::Consumer) {
+        return Ok(());
+    }
+    take_key(worker, worker.route_rate_slot(route.id), hash_key(consumer.as_bytes()))
+}
+
 /// The client's address: the peer, or, when the peer is a trusted proxy, the address it
 /// names in X-Forwarded-For or Forwarded.
 fn client_address(worker: &Worker, request: &Checked<'_>) -> IpAddr {
@@ -120,7 +134,14 @@ fn take_token(
         // Requests without the header share one bucket.
         RateKey::Header(name) => header_value(request, name).map_or(0, hash_key),
         RateKey::Route => 0,
+        // Taken after authentication, by check_consumer.
+        RateKey::Consumer => return Ok(()),
     };
+    take_key(worker, slot, key)
+}
+
+/// Takes a token for `key` from the limiter in `slot`, or refuses with 429.
+fn take_key(worker: &Worker, slot: usize, key: u64) -> Result<(), Refusal> {
     let mut limiters = worker.rate_limiters.borrow_mut();
     let Some(Some(limiter)) = limiters.get_mut(slot) else { return Ok(()) };
     match limiter.check(key, Instant::now()) {

@@ -5,8 +5,11 @@
 //! Requests are answered in order; bytes of a pipelined request stay in the buffer. A 101
 //! from a backend ends the loop in a tunnel.
 
+mod gate;
+
 use super::OpenGuard;
-use super::guard::{self, Checked};
+use super::edits;
+use super::guard;
 use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, Outcome, finish};
 use crate::config::AccessLogFormat;
@@ -18,7 +21,7 @@ use crate::http::{
 use crate::proxy::buffer::read_body;
 use crate::proxy::exchange::{Downstream, Exchange, ExchangeEnd, RequestView, Target};
 use crate::proxy::http::exchange;
-use crate::proxy::request_head::ForwardHead;
+use crate::proxy::request_head::{ForwardHead, RouteHead};
 use crate::proxy::tunnel::tunnel;
 use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
@@ -322,6 +325,7 @@ async fn run_tunnel(
         started: client.started,
         report: &report,
         verdict: client.outcome.verdict.as_deref(),
+        consumer: client.outcome.identity.as_ref().map(|identity| &*identity.consumer),
     };
     finish(&worker, &finished, &client.log);
 }
@@ -423,7 +427,7 @@ async fn read_request(
 }
 
 /// Routes one request and answers it, itself or through a cluster.
-async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (Next, Vec<u8>) {
+async fn handle(client: &mut Client, head: &RequestHead, buf: Vec<u8>) -> (Next, Vec<u8>) {
     let worker = client.worker.clone();
     let listener = &worker.config.listeners[client.listener];
     let routes = &listener.routes;
@@ -435,17 +439,10 @@ async fn handle(client: &mut Client, head: &RequestHead, mut buf: Vec<u8>) -> (N
     let has_body = has_body(head);
     let action = chosen.map(|route| &route.action);
     client.outcome.route = chosen.map(|route| route.id);
-    let checked = Checked {
-        listener: client.listener,
-        route: chosen,
-        peer: client.peer,
-        buf: &buf,
-        head,
-        headers: &client.headers,
+    let mut buf = match gate::admit(client, chosen, head, buf).await {
+        Ok(buf) => buf,
+        Err(answered) => return answered,
     };
-    if let Err(refusal) = guard::check(&worker, &checked) {
-        return refuse_by_guard(client, head, buf, &refusal).await;
-    }
     if let Some(forward) = forwarded {
         // Boxed: resolution and tunnels make a large future, which every idle connection
         // would carry otherwise.
@@ -760,10 +757,28 @@ async fn proxy_to(
     // A forward proxy adds no request id: the origin learns only what its anonymity allows.
     let request_id = (client.log.generated && forward.is_none()).then(|| client.log.request_id());
     let tls = listener.tls.as_deref();
+    let hsts = tls.and_then(|tls| tls.hsts.as_deref()).unwrap_or_default();
+    let facts = edits::Facts {
+        head,
+        buf: &buf,
+        headers: &client.headers,
+        identity: client.outcome.identity.as_deref(),
+        peer_text: client.peer_text.as_bytes(),
+        request_id: client.log.request_id(),
+        listener_lines: hsts,
+    };
+    let edits = edits::route_edits(route, &facts);
+    let route_head = route.map(|route| RouteHead {
+        dropped: &route.request_dropped,
+        lines: &edits.request_lines,
+        target: edits.target.as_deref(),
+    });
+    let rewrite = route.and_then(|route| route.rewrite.as_deref());
     let x = Exchange {
         worker: &worker,
         https: tls.is_some(),
-        response_headers: tls.and_then(|tls| tls.hsts.as_deref()).unwrap_or_default(),
+        response_headers: edits.response_lines.as_deref().unwrap_or(hsts),
+        response_dropped: rewrite.map_or(&[], |rewrite| &rewrite.response_headers.dropped),
         downstream: Downstream::H1(&mut client.stream),
         peer: client.peer,
         peer_text: client.peer_text.as_bytes(),
@@ -776,16 +791,29 @@ async fn proxy_to(
         cache: cache_rules(route, forward.and(listener.forward.as_deref())),
         revalidation: Vec::new(),
         forward,
+        route: route_head,
     };
-    let (result, mut buf) = exchange(x, buf).await;
+    let (result, buf) = exchange(x, buf).await;
+    exchange_end(client, head, result, buf).await
+}
+
+/// What the loop does after an exchange: go on, close, linger, tunnel, or answer the
+/// error when the client can still hear it.
+async fn exchange_end(
+    client: &mut Client,
+    head: &RequestHead,
+    result: Result<ExchangeEnd, ProxyError>,
+    mut buf: Vec<u8>,
+) -> (Next, Vec<u8>) {
     client.outcome.status = client.outcome.report.status;
+    let has_body = has_body(head);
     let next = match result {
         Ok(ExchangeEnd::Done { keep_alive: _, body_unread: true }) => Next::Linger,
         Ok(ExchangeEnd::Done { keep_alive: true, body_unread: false }) => Next::Continue,
         Ok(ExchangeEnd::Done { keep_alive: false, body_unread: false }) => Next::Close,
         Ok(ExchangeEnd::Upgrade { upstream, to_client }) => Next::Tunnel { upstream, to_client },
         Err(error) => {
-            log_failure(&worker, &error);
+            log_failure(&client.worker, &error);
             // No backend means nothing was sent or read past the head, which is
             // still at the front of `buf`: without a body the request is whole.
             let keep_alive = error == ProxyError::NoBackend && head.keep_alive && !has_body;
@@ -925,6 +953,7 @@ fn finish_request(client: &Client) {
         started: client.started,
         report: &client.outcome.report,
         verdict: client.outcome.verdict.as_deref(),
+        consumer: client.outcome.identity.as_ref().map(|identity| &*identity.consumer),
     };
     finish(&client.worker, &finished, &client.log);
 }

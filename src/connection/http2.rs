@@ -373,6 +373,8 @@ async fn serve_stream(
         started,
         report: &outcome.report,
         verdict: None,
+        // Routes that authenticate are HTTP/1.1 only (config::validate::http1_only).
+        consumer: None,
     };
     finish(&worker, &finished, &log);
     origin.streams.closed();
@@ -477,6 +479,9 @@ async fn proxy_to(
         cache: route.and_then(|route| route.cache.as_deref().map(|rules| (route.id, rules))),
         revalidation: Vec::new(),
         forward: None,
+        // No route edits: routes that rewrite are HTTP/1.1 only (config::validate).
+        response_dropped: &[],
+        route: None,
     };
     let exchange = crate::proxy::http::exchange(x, buf);
     // A gRPC client's deadline bounds the whole exchange, the upstream wait included.

@@ -6,6 +6,7 @@
 //!
 //! A connection refused under the caps never gets here: [`refuse`] answers it.
 
+mod edits;
 mod guard;
 mod handshake;
 mod http1;

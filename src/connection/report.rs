@@ -92,6 +92,8 @@ pub(super) struct Outcome {
     pub(super) report: ExchangeReport,
     /// A forward request's access verdict for the log: `allow:RULE` or `deny:RULE`.
     pub(super) verdict: Option<String>,
+    /// Who the route's authentication found.
+    pub(super) identity: Option<std::rc::Rc<crate::auth::rules::Identity>>,
 }
 
 /// One finished request, as the connection saw it.
@@ -107,6 +109,8 @@ pub(super) struct Finished<'a> {
     pub(super) report: &'a ExchangeReport,
     /// A forward request's access verdict (`allow:RULE`, `deny:RULE`), logged as its route.
     pub(super) verdict: Option<&'a str>,
+    /// Who the route's authentication found.
+    pub(super) consumer: Option<&'a str>,
 }
 
 /// Counts a finished request and logs it.
@@ -154,6 +158,7 @@ pub(super) fn finish(worker: &Worker, finished: &Finished<'_>, fields: &LogField
         request_id: field(&fields.request_id),
         user_agent: fields.user_agent.as_ref().map(field),
         referer: fields.referer.as_ref().map(field),
+        consumer: finished.consumer,
         l4: None,
     };
     if let Some(log) = worker.access_log.borrow_mut().as_mut() {

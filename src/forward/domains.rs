@@ -8,8 +8,6 @@ use std::collections::HashMap;
 
 /// The longest DNS label (RFC 1035 §2.3.4); a longer one is in no list.
 const LABEL_BYTES_MAX: usize = 63;
-/// The largest domain file read.
-const FILE_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, Default, Clone)]
 struct Node {
@@ -71,7 +69,7 @@ impl DomainSet {
     /// Adds every line of the file at `path`: one entry a line; blank lines and lines
     /// starting with `#` are skipped.
     pub fn load(&mut self, path: &str) -> Result<(), String> {
-        let text = read_bounded(path)?;
+        let text = crate::blocking::read_bounded(path)?;
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -113,15 +111,6 @@ impl DomainSet {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-}
-
-/// The text of a list file, refused past [`FILE_BYTES_MAX`].
-pub(super) fn read_bounded(path: &str) -> Result<String, String> {
-    let size = std::fs::metadata(path).map_err(|error| format!("cannot read {path}: {error}"))?;
-    if size.len() > FILE_BYTES_MAX {
-        return Err(format!("{path} is larger than {FILE_BYTES_MAX} bytes"));
-    }
-    std::fs::read_to_string(path).map_err(|error| format!("cannot read {path}: {error}"))
 }
 
 #[cfg(test)]

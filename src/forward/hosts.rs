@@ -13,7 +13,7 @@ pub struct HostsFile {
 impl HostsFile {
     /// Reads `path`: each line an address then names; `#` starts a comment.
     pub fn load(path: &str) -> Result<Self, String> {
-        Self::parse(&super::domains::read_bounded(path)?)
+        Self::parse(&crate::blocking::read_bounded(path)?)
             .map_err(|reason| format!("{path}:{reason}"))
     }
 

@@ -1,12 +1,11 @@
 //! The forward proxy's phases before an exchange leaves: the target a request names
-//! ([`target`]), who the client is ([`auth`]), whether it may go there ([`acl`]), and
+//! ([`target`]), who the client is ([`crate::auth::basic`]), whether it may go there ([`acl`]), and
 //! the addresses to try ([`resolve`], then the destination address rules).
 //!
 //! `connection` calls [`admit`] for an absolute-form request or a CONNECT on a forward
 //! listener, then runs the exchange to `Target::Direct`, or the tunnel ([`tunnel`]).
 
 pub mod acl;
-pub mod auth;
 pub mod domains;
 pub mod filter;
 pub mod hosts;
@@ -14,13 +13,13 @@ pub mod resolve;
 pub mod target;
 pub mod tunnel;
 
+use crate::auth::basic::{self, Ttl, VerifiedCache};
 use crate::config::Forward;
 use crate::http::{HeaderLine, RequestHead, find_header};
 use crate::proxy::exchange::DirectTarget;
 use crate::upstream::PoolLimits;
 use crate::worker::Worker;
 use acl::{Facts, Verdict};
-use auth::VerifiedCache;
 use resolve::{ResolveError, WorkerResolver};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -149,6 +148,10 @@ fn resolve_refusal(error: ResolveError, name: &str) -> Refusal {
     Refusal::new(error.status(), format!("{name}: {error}"))
 }
 
+/// How long a worker trusts a `Proxy-Authorization` value it checked: a changed or
+/// removed password takes effect within it.
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The user named by valid `Proxy-Authorization` credentials, `None` when the listener
 /// takes no credentials, or a 407.
 async fn authenticate(
@@ -159,23 +162,25 @@ async fn authenticate(
     let Some(credentials) = &forward.auth else { return Ok(None) };
     let value = find_header(asked.buf, asked.headers, b"proxy-authorization")
         .ok_or_else(Refusal::authenticate)?;
-    match worker.forward.verified.borrow().user(value) {
+    let now = std::time::Instant::now();
+    match worker.forward.verified.borrow().user(value, now) {
         Some(Some(user)) => return Ok(Some(user.to_owned())),
         // Checked before and wrong: no second bcrypt for the same bytes.
         Some(None) => return Err(Refusal::authenticate()),
         None => {}
     }
-    let (user, password) = auth::parse_basic(value).ok_or_else(Refusal::authenticate)?;
+    let (user, password) = basic::parse_basic(value).ok_or_else(Refusal::authenticate)?;
     let checked = (user.clone(), password);
-    let verified = resolve::verify(credentials, checked, forward.resolver.timeout).await;
+    let verified = basic::verify(credentials, checked, forward.resolver.timeout).await;
     let entries_max = forward.auth_cache_entries_max;
+    let ttl = Ttl(now, VERIFIED_TTL);
     match verified {
         Ok(true) => {
-            worker.forward.verified.borrow_mut().insert(value, Some(&user), entries_max);
+            worker.forward.verified.borrow_mut().insert(value, Some(&user), entries_max, ttl);
             Ok(Some(user))
         }
         Ok(false) => {
-            worker.forward.verified.borrow_mut().insert(value, None, entries_max);
+            worker.forward.verified.borrow_mut().insert(value, None, entries_max, ttl);
             Err(Refusal::authenticate())
         }
         Err(error) => Err(Refusal::new(error.status(), "credentials could not be checked")),

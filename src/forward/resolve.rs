@@ -3,18 +3,16 @@
 //! program on the host resolves), and each worker keeps its own TTL cache of answers,
 //! positive and negative, and asks once for a name however many requests wait on it.
 //!
-//! Threads of their own run the bcrypt checks of [`super::auth`]: blocking work too,
-//! handed off and waited on with a timeout, kept apart so that floods of bad credentials
-//! cannot hold up name lookups.
+//! The credential checks ([`crate::auth::basic`]) have threads of their own, so that
+//! floods of bad credentials cannot hold up name lookups.
 
-use super::auth::Credentials;
 use crate::config::ResolverConfig;
 use crate::stats::DnsAnswer;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -46,19 +44,11 @@ impl ResolveError {
     }
 }
 
-/// What the threads do.
-enum Job {
-    Lookup {
-        name: Box<str>,
-        ttls: Ttls,
-        reply: flume::Sender<SentAnswer>,
-    },
-    Verify {
-        credentials: Arc<Credentials>,
-        user: String,
-        password: String,
-        reply: flume::Sender<bool>,
-    },
+/// A lookup for the threads.
+struct Job {
+    name: Box<str>,
+    ttls: Ttls,
+    reply: flume::Sender<SentAnswer>,
 }
 
 /// How long an answer is kept, and how many answers a worker keeps.
@@ -77,48 +67,15 @@ struct SentAnswer {
 }
 
 static JOBS: OnceLock<flume::Sender<Job>> = OnceLock::new();
-/// The bcrypt checks' own queue and threads: a client sending bad credentials by the
-/// thousand fills this one, never the lookups every other client waits on.
-static VERIFY_JOBS: OnceLock<flume::Sender<Job>> = OnceLock::new();
-/// Threads checking credentials, and checks queued for them at most (503 past it).
-const VERIFY_THREADS: usize = 2;
-const VERIFY_JOBS_MAX: usize = 256;
 
 /// The lookup queue, starting `threads` threads the first time (the first config's count).
 fn jobs(threads: usize) -> &'static flume::Sender<Job> {
-    JOBS.get_or_init(|| start_threads("resolve", threads, JOBS_MAX))
+    JOBS.get_or_init(|| crate::blocking::start_threads("resolve", threads, JOBS_MAX, run))
 }
 
-/// The credentials queue.
-fn verify_jobs() -> &'static flume::Sender<Job> {
-    VERIFY_JOBS.get_or_init(|| start_threads("verify", VERIFY_THREADS, VERIFY_JOBS_MAX))
-}
-
-/// `threads` threads named `ringway-NAME{i}` taking jobs from a queue of `jobs_max`.
-fn start_threads(name: &str, threads: usize, jobs_max: usize) -> flume::Sender<Job> {
-    let (sender, receiver) = flume::bounded::<Job>(jobs_max);
-    for index in 0..threads {
-        let receiver = receiver.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("ringway-{name}{index}"))
-            .spawn(move || receiver.iter().for_each(run));
-        if let Err(error) = spawned {
-            log::error!("cannot start {name} thread {index}: {error}");
-        }
-    }
-    sender
-}
-
-fn run(job: Job) {
-    match job {
-        Job::Lookup { name, ttls, reply } => {
-            let result = lookup(&name);
-            let _ = reply.send(SentAnswer { name, ttls, result });
-        }
-        Job::Verify { credentials, user, password, reply } => {
-            let _ = reply.send(credentials.verify(&user, &password));
-        }
-    }
+fn run(Job { name, ttls, reply }: Job) {
+    let result = lookup(&name);
+    let _ = reply.send(SentAnswer { name, ttls, result });
 }
 
 /// The system resolver's addresses for `name`, in its order (RFC 6724), without repeats.
@@ -254,7 +211,7 @@ impl WorkerResolver {
             negative: config.negative_ttl,
             entries_max: config.cache_entries_max,
         };
-        let job = Job::Lookup { name: name.into(), ttls, reply: self.state.replies.clone() };
+        let job = Job { name: name.into(), ttls, reply: self.state.replies.clone() };
         jobs(config.threads).try_send(job).map_err(|_| ResolveError::Busy)?;
         waiting.insert(name.into(), Vec::new());
         self.count(|counters| counters.lookups += 1);
@@ -316,22 +273,6 @@ impl State {
     }
 }
 
-/// Whether `password` is `user`'s, checked on a credentials thread within `timeout`.
-pub async fn verify(
-    credentials: &Arc<Credentials>,
-    (user, password): (String, String),
-    timeout: Duration,
-) -> Result<bool, ResolveError> {
-    let (reply, answer) = flume::bounded(1);
-    let job = Job::Verify { credentials: credentials.clone(), user, password, reply };
-    verify_jobs().try_send(job).map_err(|_| ResolveError::Busy)?;
-    match crate::deadline::timeout(timeout, answer.recv_async()).await {
-        Ok(Ok(verified)) => Ok(verified),
-        Ok(Err(_)) => Err(ResolveError::Busy),
-        Err(_) => Err(ResolveError::Timeout),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,7 +286,7 @@ mod tests {
             positive_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(60),
             in_flight_max: 8,
-            hosts: Arc::new(HostsFile::parse("127.0.0.9 pinned.test").unwrap()),
+            hosts: std::sync::Arc::new(HostsFile::parse("127.0.0.9 pinned.test").unwrap()),
         }
     }
 

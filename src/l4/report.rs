@@ -162,6 +162,7 @@ pub fn report(worker: &Worker, closed: &Closed) {
         request_id: b"-",
         user_agent: None,
         referer: None,
+        consumer: None,
         l4: Some(L4Fields {
             reason: closed.reason.as_str(),
             bytes_received: closed.relayed.map_or(0, |relayed| relayed.bytes_in),

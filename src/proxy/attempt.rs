@@ -395,6 +395,7 @@ async fn send_request(
             strong_if_none_match: x.compression.is_some(),
             revalidation: &x.revalidation,
             forward: x.forward,
+            route: x.route,
         };
         render_request_head(&forwarding, &mut out);
         let (sent, back, paused) = send_head_and_body(x, destination, &mut upstream, out).await;

@@ -172,8 +172,11 @@ pub struct Exchange<'a> {
     pub target: Target,
     /// The client came over TLS: `X-Forwarded-Proto: https`.
     pub https: bool,
-    /// Header lines added to every response on this listener (HSTS), or empty.
+    /// Header lines added to every response: the listener's (HSTS) and the route's
+    /// rewrite and CORS lines, or empty.
     pub response_headers: &'a [u8],
+    /// Lowercase names of the backend's response lines the client never gets.
+    pub response_dropped: &'a [Box<[u8]>],
     pub peer: SocketAddr,
     /// `peer`'s address as text, for X-Forwarded-For.
     pub peer_text: &'a [u8],
@@ -192,6 +195,8 @@ pub struct Exchange<'a> {
     pub revalidation: Vec<u8>,
     /// A forward proxy's head edits (anonymity, header lists), on a forward listener.
     pub forward: Option<ForwardHead<'a>>,
+    /// The route's request head edits (identity lines, stripped credentials, rewrites).
+    pub route: Option<super::request_head::RouteHead<'a>>,
 }
 
 /// How an exchange ended, when the client got a response.

@@ -17,7 +17,7 @@ use super::reuse::{ReuseFacts, reuse_verdict};
 use crate::config::BackendState;
 use crate::error::ProxyError;
 use crate::forward::filter::BodyFilter;
-use crate::http::{BodyFraming, find_header, response_framing};
+use crate::http::{BodyFraming, RequestHead, Version, find_header, response_framing};
 use crate::tls::MaybeTls;
 use crate::wire::OutVec;
 use std::time::Instant;
@@ -166,10 +166,7 @@ async fn respond(
 async fn refresh_stored(x: &mut Exchange<'_>, mut pending: cache::Pending<'_>, head: Vec<u8>) {
     let worker = x.worker;
     // As HTTP/1.0, so an interim 103 is not relayed to a client already answered.
-    let quiet_head = crate::http::RequestHead {
-        version: crate::http::Version::Http10,
-        ..x.request.head.clone()
-    };
+    let quiet_head = RequestHead { version: Version::Http10, ..x.request.head.clone() };
     let mut report = super::exchange::ExchangeReport::default();
     let mut quiet = Exchange {
         worker,
@@ -178,6 +175,7 @@ async fn refresh_stored(x: &mut Exchange<'_>, mut pending: cache::Pending<'_>, h
         target: x.target,
         https: x.https,
         response_headers: b"",
+        response_dropped: &[],
         peer: x.peer,
         peer_text: x.peer_text,
         request_id: x.request_id,
@@ -187,6 +185,7 @@ async fn refresh_stored(x: &mut Exchange<'_>, mut pending: cache::Pending<'_>, h
         cache: x.cache,
         revalidation: pending.revalidation_lines(),
         forward: x.forward,
+        route: x.route,
     };
     let (attempt, out) = attempt(&mut quiet, worker.out_vec(head)).await;
     worker.give_buffer(worker.into_buf(out));
@@ -343,6 +342,7 @@ fn response_head(
     let plan = plan_response(x.request.head, &attempt.response, facts);
     let additions = ResponseAdditions {
         listener_lines: x.response_headers,
+        dropped: x.response_dropped,
         set_cookie: sticky,
         compression: changes,
         cache_lines,

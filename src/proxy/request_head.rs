@@ -33,6 +33,20 @@ pub struct Forwarding<'a> {
     pub revalidation: &'a [u8],
     /// A forward proxy's edits, instead of the reverse proxy's X-Forwarded-* lines.
     pub forward: Option<ForwardHead<'a>>,
+    /// The route's edits (authentication and rewriting): the client's lines it drops,
+    /// the lines it adds and the target it rewrites.
+    pub route: Option<RouteHead<'a>>,
+}
+
+/// What a route's authentication and rewriting change in a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteHead<'a> {
+    /// Lowercase names of the client's lines dropped.
+    pub dropped: &'a [Box<[u8]>],
+    /// Whole lines, each ending in CRLF: identity headers, then the rewrite's.
+    pub lines: &'a [u8],
+    /// The rewritten origin-form target (path and query), when the path is rewritten.
+    pub target: Option<&'a [u8]>,
 }
 
 /// What a forward proxy changes in a request head: what the origin learns of the client
@@ -54,17 +68,23 @@ pub struct ForwardHead<'a> {
 /// Queues the forwarded head in `out`, whose `buf` holds the client's head at its front.
 pub fn render_request_head(forwarding: &Forwarding<'_>, out: &mut OutVec) {
     out.clear();
-    render_request_line(forwarding.head, out);
+    let target = forwarding.route.and_then(|route| route.target);
+    render_request_line(forwarding.head, target, out);
     let edits = request_edits(forwarding, out);
     edits.render_lines(forwarding.headers, out);
 }
 
 /// The request line in origin-form and HTTP/1.1: upstream connections are always
 /// HTTP/1.1, so they can be kept alive.
-fn render_request_line(head: &RequestHead, out: &mut OutVec) {
+fn render_request_line(head: &RequestHead, rewritten: Option<&[u8]>, out: &mut OutVec) {
     let line = head.request_line;
     let mut from = line.start as usize;
-    if head.authority.is_some() {
+    if let Some(target) = rewritten {
+        // A rewritten target is origin-form already (`rewrite` checks it).
+        out.push_buf(from, head.target.start as usize);
+        out.push_extra(target);
+        from = head.target.end as usize;
+    } else if head.authority.is_some() {
         // RFC 9112 §3.2.2: an absolute-form target goes on in origin-form; its authority
         // becomes the Host header.
         out.push_buf(from, head.target.start as usize);
@@ -124,6 +144,10 @@ fn request_edits<'e>(forwarding: &Forwarding<'e>, out: &mut OutVec) -> HeadEdits
     }
     if let Some((name, id)) = forwarding.request_id {
         add_line(extra, name, id);
+    }
+    if let Some(route) = forwarding.route {
+        edits.drop_lowercase_names(route.dropped);
+        extra.extend_from_slice(route.lines);
     }
     if let Some(upgrade) = head.upgrade {
         add_line(extra, b"Upgrade", upgrade.of(buf));
@@ -300,6 +324,7 @@ mod tests {
             strong_if_none_match: false,
             revalidation: b"",
             forward: None,
+            route: None,
         };
         adjust(&mut forwarding);
         let mut out = OutVec::new(request.to_vec());

@@ -211,8 +211,11 @@ pub fn plan_response(
 /// The lines the proxy adds to every response of a listener or cluster.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResponseAdditions<'a> {
-    /// Complete header lines for every response on the listener (HSTS), or empty.
+    /// Complete header lines for every response on the listener (HSTS) and the route
+    /// (rewrite, CORS), or empty.
     pub listener_lines: &'a [u8],
+    /// Lowercase names of the backend's lines dropped (a route's rewrite).
+    pub dropped: &'a [Box<[u8]>],
     /// A sticky cookie to set: the cluster's settings and the value naming the backend.
     pub set_cookie: Option<(&'a Sticky, [u8; 16])>,
     /// Content-Encoding, Vary and a weakened ETag, when the route compresses.
@@ -239,6 +242,7 @@ pub fn render_response_head(
         edits.drop_kind(HeaderKind::ContentLength);
     }
     edits.drop_names(coding.dropped);
+    edits.drop_lowercase_names(additions.dropped);
     if let Some(line) = coding.content_encoding {
         edits.add_static(line);
     }
@@ -310,6 +314,7 @@ mod tests {
         let mut out = OutVec::new(response.to_vec());
         let additions = ResponseAdditions {
             listener_lines: b"Strict-Transport-Security: x\r\n",
+            dropped: &[],
             set_cookie: None,
             compression: HeadChanges::default(),
             cache_lines: b"",

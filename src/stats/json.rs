@@ -139,6 +139,7 @@ struct RouteJson<'a> {
     latency_ms: LatencyJson,
     compression: serde_json::Value,
     cache: serde_json::Value,
+    auth: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -238,6 +239,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         latency_ms: LatencyJson::from(&stats.latency),
         compression: super::compression::to_json(&stats.compression),
         cache: super::cache::to_json(&stats.cache, None),
+        auth: super::auth::to_json(&stats.auth),
     });
     let stats = Stats {
         uptime_seconds: view.uptime.as_secs_f64(),

@@ -6,6 +6,7 @@
 //! so a request never touches shared state.
 
 mod aggregate;
+mod auth;
 mod compression;
 mod cache;
 mod carry;

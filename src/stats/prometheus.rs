@@ -34,6 +34,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
     super::cache::render_prometheus(layout, cache, writers, out);
     super::forward::render_prometheus(layout, &merged.total, writers, out);
     super::http2::render_prometheus(layout, &merged.total, writers, out);
+    super::auth::render_prometheus(layout, &merged.total, writers, out);
 }
 
 /// What the control thread keeps: certificate expiries and reloads.

@@ -382,9 +382,9 @@ fn a_histogram_takes_26_kb_and_a_snapshot_is_its_histograms() {
     let stats = WorkerStats::new(&layout);
     let bytes = stats.heap_bytes();
     assert!(bytes > 32 * LATENCY_HISTOGRAM_BYTES);
-    // The counters and histogram headers add 4,672 bytes (856,640 in all with hdrhistogram
-    // 7.5.4).
-    assert!(bytes < 32 * LATENCY_HISTOGRAM_BYTES + 8 * 1024, "counters: {bytes}");
+    // The counters and histogram headers add about 9.6 KiB (861,560 in all with
+    // hdrhistogram 7.5.4), 560 bytes a route of it the authentication outcomes.
+    assert!(bytes < 32 * LATENCY_HISTOGRAM_BYTES + 12 * 1024, "counters: {bytes}");
     // Recording allocates nothing: the clone has the same size after a mix.
     let snapshot = known_mix(&layout);
     assert_eq!(snapshot.snapshots()[0].as_ref().unwrap().heap_bytes(), bytes);

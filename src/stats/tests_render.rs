@@ -95,8 +95,8 @@ fn every_family_is_declared_once_before_its_samples() {
         }
     }
     // 42, the cache's 9 counters per route and per worker plus 2 store gauges, HTTP/2's
-    // 5 families, and the global rate limits' 2 and discovery's 3.
-    assert_eq!(declared.len(), 72);
+    // 5 families, the global rate limits' 2, discovery's 3 and ringway_auth_total.
+    assert_eq!(declared.len(), 73);
     let unique: HashSet<&str> = declared.iter().copied().collect();
     assert_eq!(unique.len(), declared.len());
 }

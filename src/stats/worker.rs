@@ -75,6 +75,7 @@ pub(super) struct RouteStats {
     pub(super) latency: Latency,
     pub(super) compression: CompressionCounts,
     pub(super) cache: super::cache::CacheCounts,
+    pub(super) auth: super::auth::AuthCounts,
 }
 
 impl RouteStats {
@@ -83,6 +84,7 @@ impl RouteStats {
         self.latency.merge(&from.latency);
         self.compression.add(&from.compression);
         self.cache.add(&from.cache);
+        self.auth.add(&from.auth);
     }
 }
 
@@ -143,6 +145,7 @@ impl WorkerStats {
             latency: Latency::new(),
             compression: CompressionCounts::default(),
             cache: super::cache::CacheCounts::default(),
+            auth: super::auth::AuthCounts::default(),
         };
         let cluster = || ClusterStats {
             requests: ClassCounts::default(),

@@ -71,6 +71,11 @@ mod discovery_etcd;
 mod global_rate;
 // Parser hardening, round 2: target forms, chunk extensions, oversized chunk sizes.
 mod hardening_parse;
+// The API gateway: authentication (Basic, API keys, JWT), authorization, identity headers.
+mod gateway;
+mod gateway_jwt;
+mod gateway_external;
+mod gateway_rewrite;
 
 // The response cache: hits, revalidation, conditionals, Vary, invalidation, stale, bounds.
 mod cache;

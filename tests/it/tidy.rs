@@ -77,6 +77,14 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
         "the hand-over is blocking, on the main thread, before and after the workers",
     ),
     ("upgrade", "crate::worker", "the hand-over moves sockets; it never touches a worker"),
+    ("auth", "crate::connection", "connection/ calls authentication, not the reverse"),
+    ("auth", "crate::proxy", "auth decides before any upstream work; proxy/ renders its lines"),
+    ("auth", "crate::worker", "the worker owns the caches and hands them in"),
+    ("auth", "monoio::time::timeout", TIMER_AT_FIRST_WAIT),
+    ("auth/rules", "monoio", "authorization rules are pure"),
+    ("auth/jwt", "monoio", "token verification is pure"),
+    ("auth/api_key", "monoio", "key lookup is pure"),
+    ("blocking", "crate::", "a leaf: it runs jobs and reads files for anyone"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -63,6 +63,7 @@ pub(super) async fn answer_coded(
     cache_lines.extend_from_slice(&answer.status_line);
     let additions = ResponseAdditions {
         listener_lines: x.response_headers,
+        dropped: x.response_dropped,
         set_cookie: None,
         compression: changes,
         cache_lines: &cache_lines,

@@ -5,6 +5,7 @@
 pub(crate) mod admin;
 pub(crate) mod client;
 pub(crate) mod dns;
+pub(crate) mod jwt_keys;
 pub(crate) mod load;
 pub(crate) mod origin;
 pub(crate) mod pki;

@@ -576,7 +576,7 @@ fn certificate_expiries(config: &Config) -> Vec<CertificateExpiry> {
 const APPLIED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Waits until every worker runs the version of the reload `applied` came from (or
-/// [`APPLIED_WAIT`] passes): a reload's answer then means new exchanges use it.
+/// `APPLIED_WAIT` passes): a reload's answer then means new exchanges use it.
 pub async fn wait_applied(applied: Option<(flume::Receiver<usize>, usize)>) {
     let Some((acknowledgements, workers)) = applied else { return };
     for _ in 0..workers {

@@ -267,7 +267,7 @@ impl Ledger {
     }
 
     /// What to send this interval: each key of `usage` once with its summed takes, and each
-    /// key taken from within [`ACTIVE_HORIZON`] with 0 (to hear the others' takes).
+    /// key taken from within `ACTIVE_HORIZON` with 0 (to hear the others' takes).
     pub fn plan(&mut self, usage: &[(u64, u32)], now: Instant) -> Vec<(u64, u32)> {
         self.seen.retain(|_, seen| now.saturating_duration_since(seen.active_at) < ACTIVE_HORIZON);
         let mut sums: HashMap<u64, u32> = HashMap::with_capacity(usage.len());

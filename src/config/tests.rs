@@ -308,19 +308,20 @@ fn an_etcd_source_needs_an_address_and_a_prefix_and_no_dns_keys() {
     }
 }
 
-/// A listener whose route runs gateway steps (here CORS) never speaks HTTP/2 to clients:
-/// h2c is off by default there, and asking for it (or for `h2` in ALPN) is refused.
+/// A listener whose route runs gateway steps (here CORS) speaks HTTP/2 like any other:
+/// HTTP/2 streams run the same steps, so h2c stays on by default and may be asked for.
 #[test]
-fn gateway_routes_keep_their_listener_on_http1() {
+fn gateway_routes_keep_their_listener_on_http2() {
     let cors = MINIMAL
         .replace("cluster = \"api\"\n", "cluster = \"api\"\n    cors = { origins = [\"*\"] }\n");
     assert!(cors.contains("cors"), "{cors}");
     let config = from_toml(&cors).unwrap();
-    assert!(!config.listeners[0].h2c);
-    assert!(from_toml(MINIMAL).unwrap().listeners[0].h2c);
+    assert!(config.listeners[0].h2c);
+    assert!(config.listeners[0].routes[0].cors.is_some());
     let asked =
         cors.replace("addr = \"127.0.0.1:8080\"\n", "addr = \"127.0.0.1:8080\"\n    h2c = true\n");
-    let text = report(&asked);
-    assert!(text.contains("listener[0].h2c"), "{text}");
-    assert!(text.contains("HTTP/2 does not run a route's rewrite or cors yet"), "{text}");
+    assert!(asked.contains("h2c = true"), "{asked}");
+    assert!(from_toml(&asked).unwrap().listeners[0].h2c);
+    let off = asked.replace("h2c = true", "h2c = false");
+    assert!(!from_toml(&off).unwrap().listeners[0].h2c);
 }

@@ -20,7 +20,6 @@ const PROVIDER: Provider = Provider::AwsLcRs;
 pub(super) fn listener_tls(
     at: &str,
     file: &FileListenerTls,
-    http1_only: Option<&str>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Arc<ListenerTls>> {
     let at = format!("{at}.tls");
@@ -72,7 +71,7 @@ pub(super) fn listener_tls(
             errors,
         )),
         session_tickets: file.session_tickets.unwrap_or(true),
-        alpn: alpn(&format!("{at}.alpn"), file.alpn.as_deref(), http1_only, errors),
+        alpn: alpn(&format!("{at}.alpn"), file.alpn.as_deref(), errors),
         certificates,
         at,
     };
@@ -90,24 +89,8 @@ pub(super) fn listener_tls(
 }
 
 /// The ALPN offer: `h2` and `http/1.1` unless the listener names its own, each once.
-/// `http1_only`: why the listener's routes need HTTP/1.1 (then the default offers only
-/// it, and `h2` is refused).
-fn alpn(
-    at: &str,
-    names: Option<&[String]>,
-    http1_only: Option<&str>,
-    errors: &mut Vec<ConfigError>,
-) -> Vec<Vec<u8>> {
-    let Some(names) = names else {
-        return match http1_only {
-            Some(_) => vec![b"http/1.1".to_vec()],
-            None => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        };
-    };
-    if let (Some(why), true) = (http1_only, names.iter().any(|name| name == "h2")) {
-        let reason = format!("HTTP/2 does not run {why} yet; offer only \"http/1.1\"");
-        errors.push(ConfigError::invalid(at, reason));
-    }
+fn alpn(at: &str, names: Option<&[String]>, errors: &mut Vec<ConfigError>) -> Vec<Vec<u8>> {
+    let Some(names) = names else { return vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
     if names.is_empty() {
         errors.push(ConfigError::invalid(at, "empty list; offer \"h2\", \"http/1.1\" or both"));
     }

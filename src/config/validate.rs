@@ -409,7 +409,6 @@ fn validate_listener(
     }
     check_has_routes(&at, listener, (&mode, forward.is_some()), errors);
     let routes = validate_routes(&at, listener, next_route, clusters, errors);
-    let http1_only = routes.iter().find_map(http1_only);
     let forward = forward.map(|forward| forward_cache(&at, listener, forward, next_route, errors));
     let name = listener.access_log.as_deref().unwrap_or(AccessLogFormat::Off.as_str());
     let access_log = AccessLogFormat::from_name(name).unwrap_or_else(|| {
@@ -430,10 +429,7 @@ fn validate_listener(
             listener.rate_limit.as_ref(),
             errors,
         ),
-        tls: listener
-            .tls
-            .as_ref()
-            .and_then(|tls| super::tls::listener_tls(&at, tls, http1_only, errors)),
+        tls: listener.tls.as_ref().and_then(|tls| super::tls::listener_tls(&at, tls, errors)),
         mode,
         proxy_protocol_from: super::guard::ip_list(
             &format!("{at}.proxy_protocol_from"),
@@ -441,7 +437,7 @@ fn validate_listener(
             errors,
         ),
         purge_allow: purge_allow(&at, listener, errors),
-        h2c: h2c(&at, listener.h2c, http1_only, errors),
+        h2c: listener.h2c.unwrap_or(true),
         name: listener.name.clone().unwrap_or_else(|| format!("listener{index}")),
         addr,
         backlog: to_u32(ranged(
@@ -666,38 +662,4 @@ fn validate_respond(
         lines.push_str(&format!("{name}: {value}\r\n"));
     }
     FixedResponse { status, lines: lines.into_bytes().into(), body: body.into() }
-}
-
-/// Why a route needs HTTP/1.1 from its clients: the HTTP/2 stream path does not run the
-/// gateway's steps (authentication, rewriting, CORS, a consumer-keyed limit) yet, and a
-/// stream must never skip them.
-fn http1_only(route: &Route) -> Option<&'static str> {
-    let consumer_limit =
-        route.rate_limit.as_ref().is_some_and(|limit| limit.key == super::RateKey::Consumer);
-    if route.auth.is_some() || consumer_limit {
-        Some("a route's auth or consumer rate limit")
-    } else if route.rewrite.is_some() || route.cors.is_some() {
-        Some("a route's rewrite or cors")
-    } else {
-        None
-    }
-}
-
-/// `h2c` (HTTP/2 prior knowledge on cleartext): on by default, off where a route needs
-/// HTTP/1.1 (`http1_only`), and refused there when asked for.
-fn h2c(
-    at: &str,
-    h2c: Option<bool>,
-    http1_only: Option<&str>,
-    errors: &mut Vec<ConfigError>,
-) -> bool {
-    match (h2c, http1_only) {
-        (Some(true), Some(why)) => {
-            let reason = format!("HTTP/2 does not run {why} yet; set h2c = false");
-            errors.push(ConfigError::invalid(format!("{at}.h2c"), reason));
-            false
-        }
-        (Some(h2c), _) => h2c,
-        (None, why) => why.is_none(),
-    }
 }

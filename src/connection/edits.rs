@@ -5,6 +5,7 @@
 use crate::auth::rules::Identity;
 use crate::config::Route;
 use crate::http::{HeaderLine, RequestHead, find_header};
+use crate::proxy::request_head::RouteHead;
 use crate::rewrite::Vars;
 use crate::rewrite::cors::{Cors, is_preflight};
 
@@ -28,6 +29,23 @@ pub(super) struct RouteEdits {
     pub(super) target: Option<Vec<u8>>,
     /// The listener's lines and the route's, when the route adds any.
     pub(super) response_lines: Option<Vec<u8>>,
+}
+
+impl RouteEdits {
+    /// What the exchange changes in the request head for `route`.
+    pub(super) fn route_head<'a>(&'a self, route: Option<&'a Route>) -> Option<RouteHead<'a>> {
+        route.map(|route| RouteHead {
+            dropped: &route.request_dropped,
+            lines: &self.request_lines,
+            target: self.target.as_deref(),
+        })
+    }
+}
+
+/// The response header names `route`'s rewrite drops.
+pub(super) fn response_dropped(route: Option<&Route>) -> &[Box<[u8]>] {
+    let rewrite = route.and_then(|route| route.rewrite.as_deref());
+    rewrite.map_or(&[], |rewrite| &rewrite.response_headers.dropped)
 }
 
 fn vars<'a>(facts: &Facts<'a>, route_name: &'a str) -> Vars<'a> {

@@ -9,7 +9,6 @@ mod gate;
 
 use super::OpenGuard;
 use super::edits;
-use super::guard;
 use super::idle::IdleGuard;
 use super::report::{Finished, LogFields, Outcome, finish};
 use crate::config::AccessLogFormat;
@@ -21,7 +20,7 @@ use crate::http::{
 use crate::proxy::buffer::read_body;
 use crate::proxy::exchange::{Downstream, Exchange, ExchangeEnd, RequestView, Target};
 use crate::proxy::http::exchange;
-use crate::proxy::request_head::{ForwardHead, RouteHead};
+use crate::proxy::request_head::ForwardHead;
 use crate::proxy::tunnel::tunnel;
 use crate::response::{self, Request};
 use crate::route::{self, RouteRequest};
@@ -665,22 +664,6 @@ async fn send_content(
     send(client, out, keep_alive).await
 }
 
-/// Answers a request the listener's or route's guard refused.
-async fn refuse_by_guard(
-    client: &mut Client,
-    head: &RequestHead,
-    mut buf: Vec<u8>,
-    refusal: &guard::Refusal,
-) -> (Next, Vec<u8>) {
-    buf.drain(..head.head_len as usize);
-    let has_body = has_body(head);
-    // A body we did not read would be taken for the next request: close instead.
-    let keep_alive = head.keep_alive && !has_body;
-    let (error, headers) = (&refusal.error, refusal.headers.as_bytes());
-    let next = answer_error_with(client, error, Request::of(head), keep_alive, headers).await;
-    (unread_body(next, has_body), buf)
-}
-
 /// Whether a request has a body to read. `Content-Length: 0` is none: answering it
 /// without reading keeps the stream in step.
 fn has_body(head: &RequestHead) -> bool {
@@ -768,17 +751,11 @@ async fn proxy_to(
         listener_lines: hsts,
     };
     let edits = edits::route_edits(route, &facts);
-    let route_head = route.map(|route| RouteHead {
-        dropped: &route.request_dropped,
-        lines: &edits.request_lines,
-        target: edits.target.as_deref(),
-    });
-    let rewrite = route.and_then(|route| route.rewrite.as_deref());
     let x = Exchange {
         worker: &worker,
         https: tls.is_some(),
         response_headers: edits.response_lines.as_deref().unwrap_or(hsts),
-        response_dropped: rewrite.map_or(&[], |rewrite| &rewrite.response_headers.dropped),
+        response_dropped: edits::response_dropped(route),
         downstream: Downstream::H1(&mut client.stream),
         peer: client.peer,
         peer_text: client.peer_text.as_bytes(),
@@ -791,7 +768,7 @@ async fn proxy_to(
         cache: cache_rules(route, forward.and(listener.forward.as_deref())),
         revalidation: Vec::new(),
         forward,
-        route: route_head,
+        route: edits.route_head(route),
     };
     let (result, buf) = exchange(x, buf).await;
     exchange_end(client, head, result, buf).await

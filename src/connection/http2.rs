@@ -1,12 +1,15 @@
 //! One HTTP/2 connection (after ALPN `h2`, or a cleartext client's connection preface):
 //! the `h2` crate runs the framing, and each stream it accepts becomes an exchange through
-//! the same phases as an HTTP/1 request (route, guard, then `proxy`), in a task of its own.
+//! the same phases as an HTTP/1 request (route, the guard with the gateway's steps in
+//! `steps`, then `proxy` with the route's edits), in a task of its own.
 //!
 //! Streams are tasks because they run at once on one connection; they live no longer than
 //! their connection, whose task owns the socket.
 
-use super::guard::{self, Checked};
+use super::edits;
+use super::guard::Checked;
 use super::report::{Finished, LogFields, Outcome, finish};
+use super::steps::{self, Stop};
 use crate::config::Http2Config;
 use crate::config::{AccessLogFormat, RouteAction};
 use crate::error::ProxyError;
@@ -373,8 +376,7 @@ async fn serve_stream(
         started,
         report: &outcome.report,
         verdict: None,
-        // Routes that authenticate are HTTP/1.1 only (config::validate::http1_only).
-        consumer: None,
+        consumer: outcome.identity.as_ref().map(|identity| &*identity.consumer),
     };
     finish(&worker, &finished, &log);
     origin.streams.closed();
@@ -401,9 +403,9 @@ async fn handle(
         head,
         headers,
     };
-    if let Err(refusal) = guard::check(&worker, &checked) {
-        let extra = refusal.headers.as_bytes();
-        answer_error_with(origin, stream, &refusal.error, outcome, extra).await;
+    let peer_text = origin.peer_text.as_bytes();
+    if let Err(stop) = steps::run(&worker, &checked, peer_text, &mut outcome.identity).await {
+        answer_stop(origin, stream, stop, head, outcome).await;
         return buf;
     }
     match chosen.map(|route| &route.action) {
@@ -459,12 +461,23 @@ async fn proxy_to(
         outcome.cluster = Some(cluster.0 as usize);
     }
     let tls = listener.tls.as_deref();
+    let hsts = tls.and_then(|tls| tls.hsts.as_deref()).unwrap_or_default();
     let compression = crate::proxy::compression::for_request(route, &buf, headers);
     let deadline = stream.grpc.and_then(|grpc| grpc.timeout);
+    let facts = edits::Facts {
+        head,
+        buf: &buf,
+        headers,
+        identity: outcome.identity.as_deref(),
+        peer_text: origin.peer_text.as_bytes(),
+        request_id: log.request_id(),
+        listener_lines: hsts,
+    };
+    let edits = edits::route_edits(route, &facts);
     let x = Exchange {
         worker: &worker,
         https: tls.is_some(),
-        response_headers: tls.and_then(|tls| tls.hsts.as_deref()).unwrap_or_default(),
+        response_headers: edits.response_lines.as_deref().unwrap_or(hsts),
         downstream: Downstream::H2(stream),
         peer: origin.peer,
         peer_text: origin.peer_text.as_bytes(),
@@ -479,9 +492,8 @@ async fn proxy_to(
         cache: route.and_then(|route| route.cache.as_deref().map(|rules| (route.id, rules))),
         revalidation: Vec::new(),
         forward: None,
-        // No route edits: routes that rewrite are HTTP/1.1 only (config::validate).
-        response_dropped: &[],
-        route: None,
+        response_dropped: edits::response_dropped(route),
+        route: edits.route_head(route),
     };
     let exchange = crate::proxy::http::exchange(x, buf);
     // A gRPC client's deadline bounds the whole exchange, the upstream wait included.
@@ -501,6 +513,34 @@ async fn proxy_to(
         Err(error) => log::debug!("worker {}: HTTP/2 exchange: {error}", worker.id),
     }
     buf
+}
+
+/// Answers a request one of the gateway's steps stopped.
+async fn answer_stop(
+    origin: &Origin,
+    stream: &mut H2Stream,
+    stop: Stop,
+    head: &RequestHead,
+    outcome: &mut Outcome,
+) {
+    let mut out = Vec::new();
+    match stop {
+        Stop::Guard(refusal) => {
+            let extra = refusal.headers.as_bytes();
+            return answer_error_with(origin, stream, &refusal.error, outcome, extra).await;
+        }
+        Stop::Answer(answer) => {
+            let content = answer.content();
+            let body_len = response::write_content(&content, Request::of(head), true, &mut out);
+            outcome.status = content.status;
+            outcome.report.body_bytes_out = body_len;
+        }
+        Stop::Redirect(status, location) => {
+            response::write_redirect(status, &location, Request::of(head), true, &mut out);
+            outcome.status = status;
+        }
+    }
+    send(&origin.worker, stream, out, outcome).await;
 }
 
 async fn answer_error(

@@ -15,6 +15,7 @@ mod idle;
 mod linger;
 mod refuse;
 mod report;
+mod steps;
 
 pub use refuse::refuse;
 

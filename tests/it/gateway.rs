@@ -117,7 +117,7 @@ fn basic_takes_bcrypt_and_argon2_and_challenges_the_rest(driver: Driver) {
     }
 }
 
-fn sha256_hex(key: &str) -> String {
+pub(crate) fn sha256_hex(key: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
     digest.as_ref().iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -76,6 +76,7 @@ mod gateway;
 mod gateway_jwt;
 mod gateway_external;
 mod gateway_rewrite;
+mod gateway_http2;
 
 // The response cache: hits, revalidation, conditionals, Vary, invalidation, stale, bounds.
 mod cache;

@@ -85,6 +85,9 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("auth/jwt", "monoio", "token verification is pure"),
     ("auth/api_key", "monoio", "key lookup is pure"),
     ("blocking", "crate::", "a leaf: it runs jobs and reads files for anyone"),
+    ("connection/steps", "http1", "the gateway's steps serve both protocols' loops alike"),
+    ("connection/steps", "http2", "the gateway's steps serve both protocols' loops alike"),
+    ("connection/steps", "H2Stream", "the steps decide; each loop writes the answer"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -88,6 +88,7 @@ async fn authenticate<'r>(
     match verdict {
         Ok(identity) => {
             stats.auth_outcome(route_id, Some(identity.method), None);
+            stats.consumer_request(route_id, &identity.consumer);
             drop(stats);
             client.outcome.identity = Some(identity);
             None

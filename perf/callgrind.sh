@@ -8,6 +8,9 @@
 #   ACCESS_LOG=json perf/callgrind.sh      (the listener's access log: off, combined, json)
 #   CACHE=1 perf/callgrind.sh              (the route caches; GET /c/small: every request but
 #                                           the first is a cache hit)
+#   ROUTE_EXTRA='[listener.route.auth.jwt] ...' HEADER='Authorization: Bearer ...'
+#                                           perf/callgrind.sh   (TOML after the route's keys,
+#                                           and a header every request carries: perf/jwt.sh)
 #   RATE_LIMIT='{ rate = 1e9 }' perf/callgrind.sh   (the listener's rate_limit table; with
 #                                           scope = "global", start the Redis it names first)
 #
@@ -48,6 +51,7 @@ $( [[ -n ${RATE_LIMIT:-} ]] && echo "rate_limit = $RATE_LIMIT" )
 [[listener.route]]
 cluster = "origin"
 $( [[ ${CACHE:-0} == 1 ]] && echo 'cache = {}' )
+${ROUTE_EXTRA:-}
 [cluster.origin]
 backends = ["127.0.0.1:18080"]
 balance = "${BALANCE:-round_robin}"
@@ -68,7 +72,7 @@ count() {  # count N: total instructions of a run serving N requests
             > "$WORK/curl-urls.txt"
         curl -s --config "$WORK/curl-urls.txt"
     else
-        curl -s -o /dev/null "http://127.0.0.1:18091/?[2-$n]"
+        curl -s -o /dev/null ${HEADER:+-H "$HEADER"} "http://127.0.0.1:18091/?[2-$n]"
     fi
     kill -TERM "$pid"
     wait "$pid" || true

@@ -12,6 +12,7 @@
 #   SCENARIOS=forward perf/run.sh                 # forward proxy vs Squid (perf/forward.sh)
 #   SCENARIOS=h2 perf/run.sh      # TLS h2, h2load -c10 -m10: ringway, nginx, HAProxy (perf/h2.sh)
 #   SCENARIOS=reload perf/run.sh                  # 20 reloads under load vs nginx, HAProxy (perf/reload.sh)
+#   SCENARIOS=jwt perf/run.sh     # ES256 JWT route vs the same route without auth (perf/jwt.sh)
 #   SCENARIOS=l4 perf/run.sh    # L4 TCP: ringway copy and splice, nginx stream, HAProxy tcp
 #
 # Layout: CPU 0 runs the proxy under test; CPU 1 runs the origin and the load generator.
@@ -33,6 +34,10 @@ fi
 # HTTP/2 over TLS (h2load against ringway, nginx and HAProxy): its own script.
 if [[ ${SCENARIOS:-} == h2 ]]; then
     exec perf/h2.sh
+fi
+# The added cost of JWT authentication: one ringway, its own variants, and callgrind.
+if [[ ${SCENARIOS:-} == jwt ]]; then
+    exec perf/jwt.sh
 fi
 # Reload under load counts failures, not speed, and drives reloads itself: its own script.
 if [[ ${SCENARIOS:-} == reload ]]; then

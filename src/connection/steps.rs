@@ -95,6 +95,7 @@ async fn authenticate(
     let refusal = match verdict {
         Ok(identity) => {
             stats.auth_outcome(route.id, Some(identity.method), None);
+            stats.consumer_request(route.id, &identity.consumer);
             return Ok(Some(identity));
         }
         Err(refusal) => refusal,

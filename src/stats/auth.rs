@@ -1,6 +1,9 @@
 //! Authentication counters per route: outcomes by method (`none` when the request carried
 //! no credentials) and by result (`allowed`, or the refusal's reason). Rendered for
 //! `/metrics` (non-zero samples only: a bounded set, methods times reasons) and `/stats`.
+//! Per route also the consumers with the most requests, in a table of bounded size on each
+//! worker, merged on the control thread, and shown on `/stats` only (a consumer is never
+//! a Prometheus label: the set of names has no bound).
 
 use super::worker::slot;
 use super::{StatsLayout, WorkerStats};
@@ -46,6 +49,50 @@ impl AuthCounts {
     }
 }
 
+/// How many consumers a route's table holds, on a worker and merged.
+pub(super) const CONSUMERS_MAX: usize = 16;
+
+/// The consumers of one route with the most authenticated requests, at most
+/// [`CONSUMERS_MAX`] (Space-Saving: a new name, when the table is full, takes the place of
+/// the least counted one and its count, so a count can exceed the name's true count by at
+/// most the count it took over; heavy consumers are never lost).
+#[derive(Debug, Clone, Default)]
+pub(super) struct ConsumerTop(Vec<(Box<str>, u64)>);
+
+impl ConsumerTop {
+    pub(super) fn count(&mut self, name: &str) {
+        if let Some(entry) = self.0.iter_mut().find(|(known, _)| &**known == name) {
+            entry.1 += 1;
+        } else if self.0.len() < CONSUMERS_MAX {
+            self.0.push((name.into(), 1));
+        } else if let Some(least) = self.0.iter_mut().min_by_key(|(_, count)| *count) {
+            *least = (name.into(), least.1 + 1);
+        }
+    }
+
+    /// Adds `other`'s counts by name, keeping the [`CONSUMERS_MAX`] most counted.
+    pub(super) fn add(&mut self, other: &Self) {
+        for (name, count) in &other.0 {
+            match self.0.iter_mut().find(|(known, _)| known == name) {
+                Some(entry) => entry.1 += count,
+                None => self.0.push((name.clone(), *count)),
+            }
+        }
+        self.0.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.0.truncate(CONSUMERS_MAX);
+    }
+
+    /// `[{ "consumer": NAME, "requests": N }]`, most requests first.
+    pub(super) fn to_json(&self) -> serde_json::Value {
+        let mut sorted: Vec<_> = self.0.iter().collect();
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let entries = sorted.iter().map(
+            |(name, count)| serde_json::json!({ "consumer": name.as_ref(), "requests": count }),
+        );
+        entries.collect::<Vec<_>>().into()
+    }
+}
+
 fn method_index(method: Option<MethodKind>) -> usize {
     match method {
         None => 0,
@@ -69,6 +116,13 @@ impl WorkerStats {
             .map_or(0, |reason| 1 + Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0));
         if let Some(stats) = slot(&mut self.routes, route.index()) {
             stats.auth.0[method_index(method)][result] += 1;
+        }
+    }
+
+    /// `consumer` was let through on `route`.
+    pub fn consumer_request(&mut self, route: RouteId, consumer: &str) {
+        if let Some(stats) = slot(&mut self.routes, route.index()) {
+            stats.consumers.count(consumer);
         }
     }
 }

@@ -140,6 +140,8 @@ struct RouteJson<'a> {
     compression: serde_json::Value,
     cache: serde_json::Value,
     auth: serde_json::Value,
+    /// The consumers with the most requests (a bounded table, not exact counts).
+    consumers: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -240,6 +242,7 @@ pub(super) fn render(aggregate: &Aggregate, view: &ControlView, out: &mut String
         compression: super::compression::to_json(&stats.compression),
         cache: super::cache::to_json(&stats.cache, None),
         auth: super::auth::to_json(&stats.auth),
+        consumers: stats.consumers.to_json(),
     });
     let stats = Stats {
         uptime_seconds: view.uptime.as_secs_f64(),

@@ -399,3 +399,32 @@ fn recording_saturates_instead_of_panicking() {
     assert_eq!(latency.sum_us(), u64::MAX);
     assert_eq!(latency.cumulative_buckets()[0], 1);
 }
+
+#[test]
+fn the_consumer_table_stays_bounded_and_keeps_the_heavy_ones() {
+    use super::auth::{CONSUMERS_MAX, ConsumerTop};
+    let (mut one, mut two) = (ConsumerTop::default(), ConsumerTop::default());
+    for _ in 0..50 {
+        one.count("heavy");
+    }
+    for _ in 0..7 {
+        two.count("heavy");
+    }
+    for n in 0..100 {
+        one.count(&format!("once{n}"));
+    }
+    for n in 0..50 {
+        two.count(&format!("other{n}"));
+    }
+    let json = one.to_json();
+    assert_eq!(json.as_array().map(Vec::len), Some(CONSUMERS_MAX));
+    assert_eq!(json[0], serde_json::json!({ "consumer": "heavy", "requests": 50 }));
+    // A newcomer takes the least counted place and its count: an upper bound, never lost.
+    assert!(json[1]["requests"].as_u64() > Some(1), "{json}");
+    let mut merged = ConsumerTop::default();
+    merged.add(&one);
+    merged.add(&two);
+    let json = merged.to_json();
+    assert_eq!(json.as_array().map(Vec::len), Some(CONSUMERS_MAX));
+    assert_eq!(json[0], serde_json::json!({ "consumer": "heavy", "requests": 57 }));
+}

@@ -76,6 +76,7 @@ pub(super) struct RouteStats {
     pub(super) compression: CompressionCounts,
     pub(super) cache: super::cache::CacheCounts,
     pub(super) auth: super::auth::AuthCounts,
+    pub(super) consumers: super::auth::ConsumerTop,
 }
 
 impl RouteStats {
@@ -85,6 +86,7 @@ impl RouteStats {
         self.compression.add(&from.compression);
         self.cache.add(&from.cache);
         self.auth.add(&from.auth);
+        self.consumers.add(&from.consumers);
     }
 }
 
@@ -146,6 +148,7 @@ impl WorkerStats {
             compression: CompressionCounts::default(),
             cache: super::cache::CacheCounts::default(),
             auth: super::auth::AuthCounts::default(),
+            consumers: super::auth::ConsumerTop::default(),
         };
         let cluster = || ClusterStats {
             requests: ClassCounts::default(),

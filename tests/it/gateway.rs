@@ -17,6 +17,7 @@ on_both_drivers!(
     authorization_rules_refuse_with_403,
     a_listener_auth_covers_its_routes_unless_one_opts_out,
     consumers_have_their_own_rate_limit_and_log_lines,
+    stats_show_a_bounded_top_of_consumers_and_metrics_none,
 );
 
 /// Every value of header `name` in `response`, in order.
@@ -315,4 +316,42 @@ fn consumers_have_their_own_rate_limit_and_log_lines(driver: Driver) {
         [None, named("alice"), named("alice"), named("alice"), named("bob"), named("bob")];
     assert_eq!(consumers, expected);
     assert!(lines[6].starts_with("127.0.0.1 - bob ["), "{}", lines[6]);
+}
+
+fn stats_show_a_bounded_top_of_consumers_and_metrics_none(driver: Driver) {
+    let origin = echo_origin();
+    let names: Vec<String> = (0..20).map(|n| format!("guest{n:02}")).collect();
+    let lines: Vec<String> = ["heavy", "second"]
+        .into_iter()
+        .chain(names.iter().map(String::as_str))
+        .map(|name| format!("{}:{name}\n", sha256_hex(&format!("key-of-{name}"))))
+        .collect();
+    let keys = TempFile::new(lines.concat());
+    // Two workers: each keeps its own table, and /stats shows them merged.
+    let proxy = start_proxy(&format!(
+        "{}[[listener]]\naddr = \"127.0.0.1:0\"\n[[listener.route]]\ncluster = \"app\"\n\
+         [listener.route.auth.api_key]\nkeys_file = {:?}\n\
+         [cluster.app]\nbackends = [\"{}\"]\n",
+        preamble(driver, 2),
+        keys.arg(),
+        origin.addr()
+    ));
+    let key = |name: &str| format!("X-Api-Key: key-of-{name}\r\n");
+    let sends = std::iter::repeat_n("heavy", 30)
+        .chain(std::iter::repeat_n("second", 10))
+        .chain(names.iter().map(String::as_str));
+    for name in sends {
+        assert_eq!(get(&proxy, "/", &key(name)).status, 200, "{name}");
+    }
+    let mut top = serde_json::Value::Null;
+    eventually("/stats counts the 60 requests", || {
+        top = crate::support::admin::stats(proxy.admin_addr())["routes"][0].clone();
+        top["requests"] == 60
+    });
+    let consumers = top["consumers"].as_array().expect("a consumers array");
+    assert!(consumers.len() <= 16, "bounded: {consumers:?}");
+    assert_eq!(consumers[0], serde_json::json!({ "consumer": "heavy", "requests": 30 }));
+    assert_eq!(consumers[1], serde_json::json!({ "consumer": "second", "requests": 10 }));
+    let metrics = crate::support::admin::get(proxy.admin_addr(), "/metrics").text();
+    assert!(!metrics.contains("heavy") && !metrics.contains("guest"), "no consumer labels");
 }

@@ -1,9 +1,12 @@
 //! JWT authentication end to end, with tokens signed at test time by the test's own RSA,
 //! EC, Ed25519 and HMAC keys: each accepted, each attack refused with 401 and the RFC 6750
 //! challenge, keys from PEM files and from a JWKS file, authorization by nested groups and
-//! by `scope`, and a cached token that stops being good at its `exp`.
+//! by `scope`, a cached token that stops being good at its `exp`, and a JWKS file that
+//! fails to parse on reload: answered 422 naming the key, the old keys keep verifying.
 
 use crate::gateway::{all, assert_nothing_else_reached, echo_origin, gateway, get};
+use crate::reload::Reloadable;
+use crate::support::client::Client;
 use crate::support::jwt_keys::{self, TestKey, now_s, sign, unsigned};
 use crate::support::process::TempFile;
 use crate::support::{Driver, on_both_drivers, pause};
@@ -15,6 +18,7 @@ on_both_drivers!(
     tokens_of_every_key_kind_pass_and_attacks_get_401,
     jwks_keys_and_authorization_by_groups_and_scope,
     a_cached_token_expires_at_its_exp,
+    a_jwks_file_that_fails_to_parse_on_reload_keeps_the_old_keys,
 );
 
 fn claims(sub: &str) -> serde_json::Value {
@@ -113,10 +117,7 @@ fn attacks(rsa: &TestKey, ec: &TestKey) -> Vec<(&'static str, String, &'static s
 fn jwks_keys_and_authorization_by_groups_and_scope(driver: Driver) {
     let origin = echo_origin();
     let ec = jwt_keys::ec();
-    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&ec.encoding, Algorithm::ES256);
-    let mut jwk = serde_json::to_value(jwk.expect("a JWK")).expect("JSON");
-    jwk["kid"] = json!("2026-12");
-    let jwks = TempFile::new(json!({ "keys": [jwk] }).to_string());
+    let jwks = TempFile::new(jwks(&ec, "2026-12"));
     let route = format!(
         "[[listener.route]]\ncluster = \"app\"\n[listener.route.auth.jwt]\n\
          algorithms = [\"ES256\"]\njwks_file = {:?}\ngroups_claim = \"realm_access.roles\"\n\
@@ -173,4 +174,62 @@ fn a_cached_token_expires_at_its_exp(driver: Driver) {
     let late = client.response();
     assert_eq!(late.status, 401, "the cache keeps a token no longer than its exp");
     assert!(late.text().contains("expired"), "{}", late.text());
+}
+
+/// A JWKS of one EC key under `kid`.
+fn jwks(key: &TestKey, kid: &str) -> String {
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key.encoding, Algorithm::ES256);
+    let mut jwk = serde_json::to_value(jwk.expect("a JWK")).expect("JSON");
+    jwk["kid"] = json!(kid);
+    json!({ "keys": [jwk] }).to_string()
+}
+
+/// The status of `GET /` with `token` on a new connection to `proxy`.
+fn status_with(proxy: &Reloadable, token: &str) -> u16 {
+    let mut client = Client::connect(proxy.addr());
+    client.send(format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", bearer(token)).as_bytes());
+    client.response().status
+}
+
+fn a_jwks_file_that_fails_to_parse_on_reload_keeps_the_old_keys(driver: Driver) {
+    let origin = echo_origin();
+    let (old, new) = (jwt_keys::ec(), jwt_keys::ec());
+    let file = TempFile::new(jwks(&old, "old"));
+    let config = format!(
+        "{}[[listener]]\naddr = \"127.0.0.1:0\"\n[[listener.route]]\ncluster = \"app\"\n\
+         [listener.route.auth.jwt]\nalgorithms = [\"ES256\"]\njwks_file = {:?}\n\
+         [cluster.app]\nbackends = [\"{}\"]\n",
+        crate::support::preamble(driver, 1),
+        file.arg(),
+        origin.addr()
+    );
+    let proxy = Reloadable::start(&config);
+    let cached = sign(&old, Some("old"), &claims("cached"));
+    assert_eq!(status_with(&proxy, &cached), 200, "the old key verifies");
+    for broken in ["{\"keys\": [", "{\"keys\": [{\"kty\": \"EC\"}]}", ""] {
+        std::fs::write(file.arg(), broken).expect("break the JWKS");
+        let answer = proxy.reload(&config);
+        assert_eq!(answer.status, 422, "{broken:?}: {}", answer.text());
+        let errors: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON");
+        let errors = errors["errors"].as_array().expect("errors");
+        let named = errors.iter().filter_map(|e| e.as_str());
+        let named: Vec<&str> =
+            named.filter(|e| e.starts_with("listener[0].route[0].auth.jwt.jwks_file: ")).collect();
+        assert_eq!(named.len(), 1, "{broken:?}: {errors:?}");
+        assert!(named[0].contains(file.arg()), "the error names the file: {named:?}");
+        let fresh = sign(&old, Some("old"), &claims("fresh"));
+        assert_eq!(status_with(&proxy, &fresh), 200, "{broken:?}: the old keys stay");
+        assert_eq!(status_with(&proxy, &cached), 200, "{broken:?}: a cached token too");
+        let by_new = sign(&new, Some("new"), &claims("early"));
+        assert_eq!(status_with(&proxy, &by_new), 401, "{broken:?}: no key was half loaded");
+    }
+    let metrics = crate::support::admin::get(proxy.admin(), "/metrics").text();
+    assert!(metrics.contains("ringway_reloads_total{result=\"failed\"} 3"), "{metrics}");
+    // A good JWKS then applies: the rotated-out key's tokens, cached ones included, stop.
+    std::fs::write(file.arg(), jwks(&new, "new")).expect("rotate the JWKS");
+    let answer = proxy.reload(&config);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(status_with(&proxy, &sign(&new, Some("new"), &claims("rotated"))), 200);
+    assert_eq!(status_with(&proxy, &cached), 401, "a cached token of a removed key");
+    assert_eq!(status_with(&proxy, &sign(&old, Some("old"), &claims("late"))), 401);
 }

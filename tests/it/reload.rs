@@ -29,13 +29,13 @@ on_both_drivers!(
 
 /// A proxy started from a config file, as the binary starts; `reload` rewrites the file
 /// and asks the admin API to read it again.
-struct Reloadable {
+pub(crate) struct Reloadable {
     proxy: Option<Proxy>,
     file: TempFile,
 }
 
 impl Reloadable {
-    fn start(toml: &str) -> Self {
+    pub(crate) fn start(toml: &str) -> Self {
         let file = TempFile::new(toml);
         let config = Config::parse(toml).expect("a valid config");
         let source = ConfigFile { path: file.arg().into(), hash: ringway::reload::file_hash(toml) };
@@ -47,16 +47,16 @@ impl Reloadable {
         self.proxy.as_ref().expect("running")
     }
 
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.proxy().listen_addrs[0]
     }
 
-    fn admin(&self) -> SocketAddr {
+    pub(crate) fn admin(&self) -> SocketAddr {
         self.proxy().admin_addr.expect("admin enabled")
     }
 
     /// Writes `toml` to the file and reloads; the admin API's answer.
-    fn reload(&self, toml: &str) -> crate::support::client::Response {
+    pub(crate) fn reload(&self, toml: &str) -> crate::support::client::Response {
         std::fs::write(self.file.arg(), toml).expect("rewrite the config");
         admin::request(self.admin(), "POST", "/config/reload", &[], "")
     }
